@@ -1,0 +1,266 @@
+//! The one error type every backend maps into.
+//!
+//! Callers branch on [`ErrorKind`], never on message text. Messages name the backend,
+//! the operation and the key so that a log line alone says what failed.
+
+use std::fmt;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, as far as a caller needs to know to decide what to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller passed something the contract rejects (bad id, zero TTL, bad cursor).
+    InvalidInput,
+    /// The addressed thing does not exist.
+    NotFound,
+    /// A precondition (`expect_latest`, `expect_head`, `if_version`, same id with other
+    /// content) did not hold; nothing was written.
+    Conflict,
+    /// The write carried a fence lower than one already seen; nothing was written.
+    Fenced,
+    /// The lease was lost (expired or taken over) before the operation.
+    LockLost,
+    /// Waiting (for a lock, for the backend) took longer than allowed.
+    Timeout,
+    /// The stored payload was written by a newer schema than this code knows.
+    SchemaTooNew,
+    /// Stored data could not be decoded; it was not silently skipped.
+    Corrupt,
+    /// The backend could not be reached; retrying later may succeed. For writes whose
+    /// outcome is unknown the message says so.
+    Unavailable,
+    /// The backend does not support the operation (see its capabilities).
+    Unsupported,
+    /// Any other backend failure.
+    Backend,
+}
+
+impl ErrorKind {
+    /// A short stable name, e.g. `"conflict"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid input",
+            ErrorKind::NotFound => "not found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Fenced => "fenced",
+            ErrorKind::LockLost => "lock lost",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::SchemaTooNew => "schema too new",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Backend => "backend error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from any part of the library.
+///
+/// Build one with a constructor such as [`Error::conflict`], then add where it happened
+/// with [`Error::context`]. Backends keep their own private error enums and convert into
+/// this one at their boundary.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    backend: &'static str,
+    operation: &'static str,
+    key: String,
+    schema: Option<SchemaVersions>,
+    source: Option<BoxError>,
+}
+
+/// The versions reported by an [`ErrorKind::SchemaTooNew`] error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersions {
+    /// Version found in storage.
+    pub found: u32,
+    /// Newest version this code supports.
+    pub supported: u32,
+}
+
+impl Error {
+    /// A new error of `kind` with a human-readable message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            backend: "",
+            operation: "",
+            key: String::new(),
+            schema: None,
+            source: None,
+        }
+    }
+
+    /// [`ErrorKind::InvalidInput`].
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    /// [`ErrorKind::NotFound`].
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// [`ErrorKind::Conflict`].
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Conflict, message)
+    }
+    /// [`ErrorKind::Fenced`]: `presented` is below `highest`.
+    pub fn fenced(presented: u64, highest: u64) -> Self {
+        Self::new(
+            ErrorKind::Fenced,
+            format!("fence {presented} is lower than fence {highest} already seen"),
+        )
+    }
+    /// [`ErrorKind::LockLost`].
+    pub fn lock_lost(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::LockLost, message)
+    }
+    /// [`ErrorKind::Timeout`].
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Timeout, message)
+    }
+    /// [`ErrorKind::SchemaTooNew`] with both versions.
+    pub fn schema_too_new(found: u32, supported: u32) -> Self {
+        let mut e = Self::new(
+            ErrorKind::SchemaTooNew,
+            format!("stored schema version {found} is newer than supported version {supported}"),
+        );
+        e.schema = Some(SchemaVersions { found, supported });
+        e
+    }
+    /// [`ErrorKind::Corrupt`].
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Corrupt, message)
+    }
+    /// [`ErrorKind::Unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, message)
+    }
+    /// [`ErrorKind::Unsupported`].
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unsupported, message)
+    }
+    /// [`ErrorKind::Backend`].
+    pub fn backend_error(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Backend, message)
+    }
+
+    /// Records which backend, operation and key the error belongs to.
+    pub fn context(
+        mut self,
+        backend: &'static str,
+        operation: &'static str,
+        key: impl fmt::Display,
+    ) -> Self {
+        self.backend = backend;
+        self.operation = operation;
+        self.key = key.to_string();
+        self
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+    /// The message, without context.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// The backend that failed (`""` when raised by core validation).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+    /// The operation that failed, e.g. `"checkpoint.put"`.
+    pub fn operation(&self) -> &'static str {
+        self.operation
+    }
+    /// The key the operation addressed, as displayed.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+    /// For [`ErrorKind::SchemaTooNew`], the versions found and supported.
+    pub fn schema_versions(&self) -> Option<SchemaVersions> {
+        self.schema
+    }
+
+    /// Whether the same call may succeed if retried later (`Unavailable`, `Timeout`).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.backend.is_empty() {
+            write!(f, "{} {}", self.backend, self.operation)?;
+            if !self.key.is_empty() {
+                write!(f, " [{}]", self.key)?;
+            }
+            f.write_str(": ")?;
+        }
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_backend_operation_and_key() {
+        let e = Error::conflict("expected latest a, found b").context(
+            "memory",
+            "checkpoint.put",
+            "t1/thread-9",
+        );
+        assert_eq!(
+            e.to_string(),
+            "memory checkpoint.put [t1/thread-9]: conflict: expected latest a, found b"
+        );
+        assert!(!e.is_retryable());
+        assert!(Error::unavailable("down").is_retryable());
+    }
+
+    #[test]
+    fn schema_too_new_carries_versions() {
+        let e = Error::schema_too_new(3, 2);
+        assert_eq!(e.kind(), ErrorKind::SchemaTooNew);
+        assert_eq!(
+            e.schema_versions(),
+            Some(SchemaVersions {
+                found: 3,
+                supported: 2
+            })
+        );
+    }
+}

@@ -1,0 +1,73 @@
+//! Core of the `persistence` workspace: tenant-keyed, schema-versioned state for agent
+//! frameworks.
+//!
+//! This crate holds the contract every backend implements and does no I/O:
+//!
+//! - validated ids ([`TenantId`], [`ThreadKey`], [`SessionKey`], [`LockKey`],
+//!   [`ItemKey`], [`Namespace`], [`CheckpointId`]);
+//! - the [`Envelope`] every stored payload travels in, and the [`Versioned`] trait with
+//!   upcasters for user types;
+//! - the four object-safe traits: [`Checkpointer`], [`Store`], [`SessionLog`], [`Lock`]
+//!   (plus [`with_lock`]);
+//! - typed handles ([`TypedCheckpointer`], [`TypedStore`], [`TypedSessionLog`]);
+//! - one [`Error`] with an [`ErrorKind`] callers branch on;
+//! - [`Capabilities`] a backend declares;
+//! - [`MemoryBackend`], the reference implementation the conformance suite and the
+//!   model-based tests compare every backend against.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use persistence_core::*;
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<()> {
+//! let backend = MemoryBackend::new();
+//! let log: Arc<dyn SessionLog> = Arc::new(backend.clone());
+//! let tenant = TenantId::new("acme")?;
+//! let session = SessionKey::new("chat/42")?;
+//! let head = log
+//!     .append(&tenant, &session, vec![Envelope::new(1, json!({"role": "user"}))], AppendOptions::default())
+//!     .await?;
+//! assert_eq!(head, 1);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+mod capabilities;
+mod checkpointer;
+mod envelope;
+mod error;
+mod filter;
+mod ids;
+mod lock;
+mod memory;
+mod page;
+mod session_log;
+mod store;
+mod time;
+mod typed;
+
+pub use capabilities::Capabilities;
+pub use checkpointer::{
+    Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
+    Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions, Write,
+};
+pub use envelope::{Envelope, Upcaster, Versioned, decode, encode};
+pub use error::{Error, ErrorKind, Result, SchemaVersions};
+pub use filter::{Condition, Filter, FilterOp, json_values_equal};
+pub use ids::{
+    ChannelName, CheckpointId, ItemKey, LockKey, MAX_KEY_BYTES, MAX_NAMESPACE_DEPTH,
+    MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
+};
+pub use lock::{Fence, Lease, Lock, LockOptions, new_lease_token, with_lock};
+pub use memory::MemoryBackend;
+pub use page::{Cursor, MAX_PAGE_LIMIT, Page, validate_limit};
+pub use session_log::{AppendOptions, SessionEvent, SessionLog};
+pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp, validate_ttl};
+pub use typed::{
+    CheckpointerExt, SessionLogExt, StoreExt, TypedCheckpointTuple, TypedCheckpointer,
+    TypedSessionLog, TypedStore,
+};
+
+pub use serde_json;

@@ -1,0 +1,195 @@
+//! Leases with fencing tokens, so one worker owns a thread at a time.
+//!
+//! A [`Lease`] carries a random token (proof of ownership for `renew`/`release`) and a
+//! [`Fence`]: a number that strictly increases per (tenant, name) across all holders and
+//! survives restarts. Pass the fence to checkpoint and session writes: a worker that lost
+//! its lease and still writes is refused with `Fenced` once a newer holder has written.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{LockKey, TenantId};
+use crate::time::Timestamp;
+
+/// A fencing token: higher means a newer holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Fence(pub u64);
+
+/// Proof of holding a lock until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Tenant of the lock.
+    pub tenant: TenantId,
+    /// Lock name.
+    pub name: LockKey,
+    /// Random token identifying this holder.
+    pub token: String,
+    /// Fence of this holder.
+    pub fence: Fence,
+    /// Expiry by the backend's clock.
+    pub expires_at: Timestamp,
+}
+
+/// A random 128-bit token, hex encoded.
+pub fn new_lease_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
+/// How [`Lock::acquire`] and [`with_lock`] wait and hold.
+#[derive(Debug, Clone, Copy)]
+pub struct LockOptions {
+    /// Lease time to live; renewed every `ttl / 3` by `with_lock`. Default 30 s.
+    pub ttl: Duration,
+    /// How long to wait for a held lock before `Timeout`. Default 10 s.
+    pub wait: Duration,
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            ttl: Duration::from_secs(30),
+            wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Leases keyed by tenant and lock name.
+#[async_trait]
+pub trait Lock: Send + Sync {
+    /// Takes the lock if it is free (never held, released, or expired). `None` if another
+    /// holder has it. A new holder always gets a higher fence than every earlier one.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a TTL outside 1 ms..=10 years.
+    async fn try_acquire(
+        &self,
+        tenant: &TenantId,
+        name: &LockKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>>;
+
+    /// Extends a held lease to `ttl` from now. Returns the updated lease.
+    ///
+    /// # Errors
+    /// `LockLost` if the lease expired or another holder took the lock.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease>;
+
+    /// Frees the lock if `lease` still holds it. Returns `false`, changing nothing, when
+    /// the lease was already lost: a late release never frees the next holder.
+    async fn release(&self, lease: &Lease) -> Result<bool>;
+
+    /// Waits up to `options.wait` for the lock, retrying with exponential backoff and
+    /// jitter.
+    ///
+    /// # Errors
+    /// `Timeout` when still held by another after `wait`.
+    async fn acquire(
+        &self,
+        tenant: &TenantId,
+        name: &LockKey,
+        options: LockOptions,
+    ) -> Result<Lease> {
+        let start = tokio::time::Instant::now();
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            if let Some(lease) = self.try_acquire(tenant, name, options.ttl).await? {
+                return Ok(lease);
+            }
+            let waited = start.elapsed();
+            if waited >= options.wait {
+                return Err(Error::timeout(format!(
+                    "lock is held by another holder; gave up after {waited:?}"
+                ))
+                .context("core", "lock.acquire", format!("{tenant}/{name}")));
+            }
+            let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
+            let sleep = (backoff + jitter).min(options.wait - waited);
+            tokio::time::sleep(sleep).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+}
+
+/// Runs `work` while holding the lock `name`, renewing the lease in the background.
+///
+/// The lease (and so its fence) is handed to `work`; pass `lease.fence` to writes.
+/// Renewal runs every `ttl / 3` on the same task, concurrently with `work`; transient
+/// renewal errors are retried until the lease would have expired. If the lease is lost,
+/// `work` is dropped (stopped at its next await) and `LockLost` is returned. The lease is
+/// released when `work` finishes.
+///
+/// # Errors
+/// `Timeout` if the lock is not acquired within `options.wait`; `LockLost` if the lease
+/// is lost while `work` runs; whatever `work` returns.
+pub async fn with_lock<L, T, E, F, Fut>(
+    lock: &L,
+    tenant: &TenantId,
+    name: &LockKey,
+    options: LockOptions,
+    work: F,
+) -> std::result::Result<T, E>
+where
+    L: Lock + ?Sized,
+    F: FnOnce(Lease) -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+    E: From<Error>,
+{
+    let lease = lock.acquire(tenant, name, options).await?;
+    let outcome = tokio::select! {
+        result = work(lease.clone()) => Some(result),
+        lost = keep_renewed(lock, &lease, options.ttl) => { let _: Error = lost; None }
+    };
+    match outcome {
+        Some(result) => {
+            // A failed release only means the lease lapses at its TTL.
+            let _ = lock.release(&lease).await;
+            result
+        }
+        None => Err(
+            Error::lock_lost("lease was lost while the work was running")
+                .context("core", "lock.with_lock", format!("{tenant}/{name}"))
+                .into(),
+        ),
+    }
+}
+
+/// Renews `lease` until renewal fails for good; returns the error that ended it.
+async fn keep_renewed<L: Lock + ?Sized>(lock: &L, lease: &Lease, ttl: Duration) -> Error {
+    let period = (ttl / 3).max(Duration::from_millis(1));
+    let mut valid_until = tokio::time::Instant::now() + ttl;
+    loop {
+        tokio::time::sleep(period).await;
+        match lock.renew(lease, ttl).await {
+            Ok(_) => valid_until = tokio::time::Instant::now() + ttl,
+            Err(e) if e.kind() == ErrorKind::LockLost => return e,
+            Err(e) if tokio::time::Instant::now() >= valid_until => return e,
+            Err(_) => {}
+        }
+    }
+}
+
+impl dyn Lock {
+    /// [`with_lock`] as a method on `dyn Lock`.
+    ///
+    /// # Errors
+    /// As [`with_lock`].
+    pub async fn with_lock<T, E, F, Fut>(
+        &self,
+        tenant: &TenantId,
+        name: &LockKey,
+        options: LockOptions,
+        work: F,
+    ) -> std::result::Result<T, E>
+    where
+        F: FnOnce(Lease) -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+        E: From<Error>,
+    {
+        with_lock(self, tenant, name, options, work).await
+    }
+}

@@ -1,0 +1,175 @@
+//! Long-term memory: JSON items in hierarchical namespaces, with versions and TTL.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::envelope::Envelope;
+use crate::error::Result;
+use crate::filter::Filter;
+use crate::ids::{ItemKey, Namespace, TenantId};
+use crate::page::{Cursor, Page};
+use crate::time::Timestamp;
+
+/// Options of [`Store::put`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PutItemOptions {
+    /// Expire the item this long after the put. `None`: never expires (a previous TTL is
+    /// cleared).
+    pub ttl: Option<Duration>,
+    /// Compare-and-swap: `Some(0)` requires the item to be absent, `Some(v)` requires its
+    /// current version to be `v`. Mismatch fails `Conflict` and writes nothing.
+    pub if_version: Option<u64>,
+}
+
+/// A stored item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// Its namespace.
+    pub namespace: Namespace,
+    /// Its key.
+    pub key: ItemKey,
+    /// The value.
+    pub value: Envelope,
+    /// Starts at 1, +1 on every put. An item deleted (or expired) and written again
+    /// starts at 1 again.
+    pub version: u64,
+    /// When the current incarnation was first written.
+    pub created_at: Timestamp,
+    /// When it was last written.
+    pub updated_at: Timestamp,
+    /// When it expires, if it has a TTL.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Query of [`Store::list`].
+#[derive(Debug, Clone)]
+pub struct ListItems {
+    /// Only keys starting with this string.
+    pub key_prefix: Option<String>,
+    /// Continue after a previous page.
+    pub cursor: Option<Cursor>,
+    /// Page size, 1..=10 000.
+    pub limit: usize,
+}
+
+impl Default for ListItems {
+    fn default() -> Self {
+        ListItems {
+            key_prefix: None,
+            cursor: None,
+            limit: 100,
+        }
+    }
+}
+
+/// Query of [`Store::list_namespaces`].
+#[derive(Debug, Clone)]
+pub struct ListNamespaces {
+    /// Only namespaces under this one (whole labels).
+    pub prefix: Option<Namespace>,
+    /// Truncate results to this many labels (deduplicated). `None`: full depth.
+    pub max_depth: Option<usize>,
+    /// Continue after a previous page.
+    pub cursor: Option<Cursor>,
+    /// Page size, 1..=10 000.
+    pub limit: usize,
+}
+
+impl Default for ListNamespaces {
+    fn default() -> Self {
+        ListNamespaces {
+            prefix: None,
+            max_depth: None,
+            cursor: None,
+            limit: 100,
+        }
+    }
+}
+
+/// Query of [`Store::search`].
+#[derive(Debug, Clone)]
+pub struct SearchItems {
+    /// Only items in this namespace or below it. `None`: the whole tenant.
+    pub namespace_prefix: Option<Namespace>,
+    /// Conditions on top-level fields of the value's data.
+    pub filter: Filter,
+    /// At most this many items, 1..=10 000.
+    pub limit: usize,
+    /// Skip this many matches first.
+    pub offset: usize,
+}
+
+impl Default for SearchItems {
+    fn default() -> Self {
+        SearchItems {
+            namespace_prefix: None,
+            filter: Filter::all(),
+            limit: 100,
+            offset: 0,
+        }
+    }
+}
+
+/// JSON items keyed by tenant, namespace and key. Expired items are never returned.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Writes an item. Returns its new version.
+    ///
+    /// # Errors
+    /// `Conflict` if `if_version` does not hold; `Unsupported` for a TTL on a backend
+    /// without TTL.
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        value: Envelope,
+        options: PutItemOptions,
+    ) -> Result<u64>;
+
+    /// The item, or `None` if absent or expired.
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+    ) -> Result<Option<Item>>;
+
+    /// Deletes an item. Returns whether a live item was deleted.
+    ///
+    /// # Errors
+    /// `Conflict` if `if_version` is given and the item's version differs (an absent
+    /// item has version 0).
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        if_version: Option<u64>,
+    ) -> Result<bool>;
+
+    /// Items of exactly `namespace`, ascending by key.
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        query: ListItems,
+    ) -> Result<Page<Item>>;
+
+    /// Namespaces holding live items, ascending label by label.
+    async fn list_namespaces(
+        &self,
+        tenant: &TenantId,
+        query: ListNamespaces,
+    ) -> Result<Page<Namespace>>;
+
+    /// Items under a namespace prefix matching a filter, ordered by (namespace, key).
+    ///
+    /// # Errors
+    /// `Unsupported` on backends without search.
+    async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>>;
+
+    /// Deletes expired items (all tenants). Returns how many were removed.
+    async fn purge_expired(&self) -> Result<u64>;
+}
