@@ -1,1 +1,33 @@
-//! placeholder
+//! The conformance suite every backend of the `persistence` workspace runs.
+//!
+//! - [`checks`]: plain `async fn(&Fixture) -> anyhow::Result<()>` functions grouped by
+//!   trait. Each asserts one line of the contract (`DESIGN.md`) and only ever branches on
+//!   [`ErrorKind`](persistence_core::ErrorKind), never on message text.
+//! - [`conformance_suite!`]: emits one `#[tokio::test]` per check for a backend, skipping
+//!   (with a printed reason) the checks whose [`Requirement`] the backend's
+//!   [`Capabilities`] do not declare.
+//! - [`model`]: a model-based test comparing a backend with
+//!   [`MemoryBackend`](persistence_core::MemoryBackend) on random operation sequences.
+//! - [`harness`]: where tests find servers (env URL, throwaway local process), and
+//!   `PERSISTENCE_TEST_REQUIRE`, which turns a missing server into a failure.
+//!
+//! A third-party backend depends on this crate and writes:
+//!
+//! ```ignore
+//! persistence_conformance::conformance_suite!(my_backend, async {
+//!     Some(persistence_conformance::Fixture::new("mine", backend.clone(), caps, TimeControl::Real))
+//! });
+//! ```
+#![deny(missing_docs)]
+
+pub mod checks;
+mod fixture;
+pub mod harness;
+pub mod model;
+mod suite;
+
+pub use fixture::{Fixture, TimeControl};
+pub use suite::{CheckEntry, Requirement, SuiteReport, run_suite, skip_reason};
+
+#[doc(hidden)]
+pub use tokio as __tokio;

@@ -1,0 +1,381 @@
+//! The checks, grouped by trait, and the helpers they share.
+//!
+//! Every check is a plain `pub async fn(&Fixture) -> anyhow::Result<()>`. The list in
+//! [`__for_each_check!`](crate::__for_each_check) is the one place a new check is
+//! registered; both [`conformance_suite!`](crate::conformance_suite) and [`all`] read it.
+
+use anyhow::Result;
+use persistence_core::{
+    ChannelName, Checkpoint, CheckpointId, Envelope, ItemKey, ListCheckpoints, ListItems,
+    ListNamespaces, LockKey, Namespace, NewCheckpoint, SessionEvent, SessionKey, TaskId, TenantId,
+    ThreadKey, Write,
+    serde_json::{Value, json},
+};
+
+use crate::Fixture;
+
+/// Fails the check unless `$result` is an error of kind `$kind`.
+macro_rules! ensure_kind {
+    ($result:expr, $kind:ident) => {
+        match $result {
+            Err(e) if e.kind() == persistence_core::ErrorKind::$kind => {}
+            Err(e) => anyhow::bail!(
+                "expected {:?}, got error {e}",
+                persistence_core::ErrorKind::$kind
+            ),
+            Ok(v) => anyhow::bail!(
+                "expected {:?}, got Ok({v:?})",
+                persistence_core::ErrorKind::$kind
+            ),
+        }
+    };
+}
+
+pub mod checkpointer;
+pub mod concurrency;
+pub mod envelope;
+pub mod lock;
+pub mod session_log;
+pub mod store;
+pub mod tenancy;
+
+/// Ids that break naive encodings: path traversal, separators, hash-tag braces, globs,
+/// percent escapes, backslashes, unicode, near-collisions and a 512-byte id.
+pub const HOSTILE_IDS: &[&str] = &[
+    "../x",
+    "..",
+    ".",
+    "/",
+    "a/b",
+    "a%2Fb",
+    "a:b",
+    "a::b",
+    "a\\b",
+    "{x}",
+    "}{",
+    "*",
+    "?[]",
+    "%",
+    "%00",
+    "ünï/cødé",
+    "🦀",
+    "CON",
+    "a b",
+    " ",
+    "A",
+    "a",
+    "x.",
+    concat!(
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    ),
+    concat!(
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeX",
+    ),
+];
+
+// Constructors for ids the checks know to be valid; a failure here is a bug in a check.
+#[allow(clippy::expect_used)]
+pub(crate) fn tenant(s: &str) -> TenantId {
+    TenantId::new(s).expect("valid tenant in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn thread(s: &str) -> ThreadKey {
+    ThreadKey::new(s).expect("valid thread in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn session(s: &str) -> SessionKey {
+    SessionKey::new(s).expect("valid session in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn lock_key(s: &str) -> LockKey {
+    LockKey::new(s).expect("valid lock name in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn item_key(s: &str) -> ItemKey {
+    ItemKey::new(s).expect("valid key in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn task(s: &str) -> TaskId {
+    TaskId::new(s).expect("valid task in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn ns(labels: &[&str]) -> Namespace {
+    Namespace::new(labels.iter().copied()).expect("valid namespace in check")
+}
+#[allow(clippy::expect_used)]
+pub(crate) fn write(channel: &str, n: i64) -> Write {
+    Write {
+        channel: ChannelName::new(channel).expect("valid channel in check"),
+        value: env(json!({"w": n})),
+    }
+}
+
+/// A version-1 envelope.
+pub(crate) fn env(data: Value) -> Envelope {
+    Envelope::new(1, data)
+}
+/// The event numbered `n` as the checks write it.
+pub(crate) fn env_n(n: u64) -> Envelope {
+    env(json!({"n": n}))
+}
+/// Events numbered by `range`.
+pub(crate) fn events(range: std::ops::Range<u64>) -> Vec<Envelope> {
+    range.map(env_n).collect()
+}
+/// A new checkpoint with a fresh id.
+pub(crate) fn cp(parent: Option<CheckpointId>, step: i64) -> NewCheckpoint {
+    NewCheckpoint {
+        id: CheckpointId::new(),
+        parent,
+        step,
+        state: env(json!({"step": step})),
+        metadata: Default::default(),
+    }
+}
+/// A new checkpoint with metadata from a JSON object.
+pub(crate) fn cp_meta(step: i64, metadata: Value) -> NewCheckpoint {
+    let mut c = cp(None, step);
+    if let Value::Object(map) = metadata {
+        c.metadata = map.into_iter().collect();
+    }
+    c
+}
+
+/// Follows cursors to the end, failing on a runaway pagination.
+async fn drain<T, C, F, Fut>(mut fetch: F) -> Result<Vec<T>>
+where
+    F: FnMut(Option<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<C>)>>,
+{
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..10_000 {
+        let (items, next) = fetch(cursor).await?;
+        out.extend(items);
+        match next {
+            Some(n) => cursor = Some(n),
+            None => return Ok(out),
+        }
+    }
+    anyhow::bail!("pagination did not end after 10 000 pages")
+}
+
+pub(crate) async fn all_checkpoint_pages(
+    fx: &Fixture,
+    t: &TenantId,
+    th: &ThreadKey,
+    limit: usize,
+) -> Result<Vec<Checkpoint>> {
+    drain(|cursor| async move {
+        let page = fx
+            .checkpointer
+            .list(
+                t,
+                th,
+                ListCheckpoints {
+                    limit,
+                    cursor,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok((page.items, page.next))
+    })
+    .await
+}
+
+pub(crate) async fn all_thread_pages(
+    fx: &Fixture,
+    t: &TenantId,
+    limit: usize,
+) -> Result<Vec<ThreadKey>> {
+    drain(|cursor| async move {
+        let page = fx.checkpointer.list_threads(t, cursor, limit).await?;
+        Ok((page.items, page.next))
+    })
+    .await
+}
+
+pub(crate) async fn all_session_pages(
+    fx: &Fixture,
+    t: &TenantId,
+    limit: usize,
+) -> Result<Vec<SessionKey>> {
+    drain(|cursor| async move {
+        let page = fx.sessions.list_sessions(t, cursor, limit).await?;
+        Ok((page.items, page.next))
+    })
+    .await
+}
+
+pub(crate) async fn all_item_pages(
+    fx: &Fixture,
+    t: &TenantId,
+    n: &Namespace,
+    prefix: Option<&str>,
+    limit: usize,
+) -> Result<Vec<persistence_core::Item>> {
+    drain(|cursor| async move {
+        let query = ListItems {
+            key_prefix: prefix.map(str::to_string),
+            cursor,
+            limit,
+        };
+        let page = fx.store.list(t, n, query).await?;
+        Ok((page.items, page.next))
+    })
+    .await
+}
+
+pub(crate) async fn all_namespace_pages(
+    fx: &Fixture,
+    t: &TenantId,
+    query: ListNamespaces,
+) -> Result<Vec<Namespace>> {
+    drain(|cursor| {
+        let query = ListNamespaces {
+            cursor,
+            ..query.clone()
+        };
+        async move {
+            let page = fx.store.list_namespaces(t, query).await?;
+            Ok((page.items, page.next))
+        }
+    })
+    .await
+}
+
+/// Reads a whole session `limit` events at a time, following ordinals.
+pub(crate) async fn read_all(
+    fx: &Fixture,
+    t: &TenantId,
+    s: &SessionKey,
+    limit: usize,
+) -> Result<Vec<SessionEvent>> {
+    let mut out: Vec<SessionEvent> = Vec::new();
+    loop {
+        let after = out.last().map_or(0, |e| e.seq);
+        let page = fx.sessions.read(t, s, after, limit).await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        anyhow::ensure!(
+            page.iter().all(|e| e.seq > after),
+            "read returned ordinals not after {after}"
+        );
+        out.extend(page);
+    }
+}
+
+/// Calls `$callback!` with every check as `module::name [requirements]`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_check {
+    ($callback:ident $(, $arg:tt)*) => {
+        $crate::$callback! { ($($arg),*)
+            checkpointer::checkpoint_put_then_get [],
+            checkpointer::checkpoint_get_missing_is_none [],
+            checkpointer::checkpoint_put_is_idempotent [],
+            checkpointer::checkpoint_same_id_other_content_conflicts [],
+            checkpointer::checkpoint_expect_latest_absent [],
+            checkpointer::checkpoint_expect_latest_is [],
+            checkpointer::checkpoint_retry_after_guard_moved_is_ok [],
+            checkpointer::checkpoint_list_newest_first [],
+            checkpointer::checkpoint_list_before_and_limit [],
+            checkpointer::checkpoint_list_metadata_filter [],
+            checkpointer::checkpoint_list_pages_exactly_once [],
+            checkpointer::checkpoint_put_writes_returned_with_checkpoint [],
+            checkpointer::checkpoint_put_writes_idempotent [],
+            checkpointer::checkpoint_put_writes_missing_checkpoint [],
+            checkpointer::checkpoint_writes_belong_to_their_checkpoint [],
+            checkpointer::checkpoint_delete_thread [],
+            checkpointer::checkpoint_prune_keeps_latest [],
+            checkpointer::checkpoint_copy_thread [],
+            checkpointer::checkpoint_copy_thread_errors [],
+            checkpointer::checkpoint_list_threads_paginated [],
+            checkpointer::checkpoint_fenced_put [],
+            checkpointer::checkpoint_fenced_put_writes [],
+            checkpointer::checkpoint_fence_survives_delete [],
+            checkpointer::checkpoint_invalid_list_arguments [],
+            session_log::session_first_append_starts_at_one [],
+            session_log::session_ordinals_gapless_across_batches [],
+            session_log::session_expect_head [],
+            session_log::session_read_after_and_limit [],
+            session_log::session_trim_never_reuses_ordinals [],
+            session_log::session_trim_beyond_head [],
+            session_log::session_delete_restarts [],
+            session_log::session_list_sessions_paginated [],
+            session_log::session_empty_append_is_invalid [],
+            session_log::session_fenced_append [],
+            session_log::session_event_roundtrip [],
+            session_log::session_ttl_expiry [Ttl],
+            session_log::session_ttl_hidden_before_purge [Ttl],
+            session_log::session_zero_ttl_is_invalid [Ttl],
+            store::store_put_get_roundtrip [],
+            store::store_put_increments_version [],
+            store::store_if_version_cas [],
+            store::store_if_version_zero_creates_only [],
+            store::store_delete [],
+            store::store_recreate_restarts_version [],
+            store::store_list_prefix_paginated [],
+            store::store_list_namespaces_prefix_and_depth [],
+            store::store_list_namespaces_paginated [],
+            store::store_search_filters [Search],
+            store::store_search_prefix_offset_limit [Search],
+            store::store_ttl_expiry [Ttl],
+            store::store_ttl_hidden_before_purge_and_cleared [Ttl, Search],
+            store::store_expired_is_absent_for_cas [Ttl],
+            store::store_zero_ttl_is_invalid [Ttl],
+            lock::lock_try_acquire_is_exclusive [],
+            lock::lock_release_frees [],
+            lock::lock_fences_strictly_increase [],
+            lock::lock_expired_lease_frees [],
+            lock::lock_renew_extends [],
+            lock::lock_renew_after_expiry_is_lost [],
+            lock::lock_renew_after_takeover_is_lost [],
+            lock::lock_late_release_keeps_next_holder [],
+            lock::lock_acquire_times_out [],
+            lock::lock_acquire_waits_for_release [],
+            lock::lock_with_lock_runs_and_releases [],
+            lock::lock_with_lock_renews_in_background [],
+            lock::lock_with_lock_reports_loss [],
+            lock::lock_ttl_bounds [],
+            lock::lock_held_does_not_block_writes [],
+            tenancy::tenancy_checkpoints_isolated [],
+            tenancy::tenancy_sessions_isolated [],
+            tenancy::tenancy_store_isolated [Search],
+            tenancy::tenancy_locks_isolated [],
+            tenancy::tenancy_fences_isolated [],
+            tenancy::tenancy_hostile_ids_never_collide [],
+            tenancy::tenancy_hostile_lock_names [],
+            tenancy::tenancy_rejects_bad_tenant_ids [],
+            envelope::envelope_versions_preserved [],
+            envelope::envelope_upcasters_run_on_read [],
+            envelope::envelope_schema_too_new_leaves_data [],
+            envelope::envelope_garbled_is_corrupt [],
+            envelope::envelope_typed_roundtrip [],
+            concurrency::concurrency_appenders_gapless [],
+            concurrency::concurrency_one_lock_holder [],
+            concurrency::concurrency_expect_latest_one_winner [],
+            concurrency::concurrency_store_cas_one_winner [],
+            concurrency::concurrency_expect_head_one_winner [],
+            concurrency::concurrency_with_lock_mutual_exclusion [],
+        }
+    };
+}
+
+crate::__for_each_check!(__check_registry);
