@@ -334,6 +334,13 @@ pub async fn tenancy_hostile_lock_names(fx: &Fixture) -> Result<()> {
                 "lock {t}/{id:?} collided with another"
             );
         }
+        for id in HOSTILE_IDS {
+            let again = fx
+                .lock
+                .try_acquire(&t, &lock_key(id), fx.long_ttl())
+                .await?;
+            ensure!(again.is_none(), "lock {t}/{id:?} was handed out twice");
+        }
     }
     Ok(())
 }
