@@ -245,3 +245,29 @@ async fn ignored_tenants_and_fences_are_caught() {
         ],
     );
 }
+
+#[test]
+#[should_panic(expected = "model test diverged")]
+fn the_model_test_catches_a_leaky_checkpointer() {
+    persistence_conformance::model::check_model(
+        || async {
+            let (mut fx, backend) = memory_parts();
+            fx.checkpointer = Arc::new(LeakyCheckpointer(backend));
+            fx
+        },
+        200,
+    );
+}
+
+#[test]
+#[should_panic(expected = "model test diverged")]
+fn the_model_test_catches_reused_ordinals() {
+    persistence_conformance::model::check_model(
+        || async {
+            let (mut fx, backend) = memory_parts();
+            fx.sessions = Arc::new(RenumberingLog(backend));
+            fx
+        },
+        200,
+    );
+}
