@@ -3,7 +3,7 @@
 //! Every id is checked once, at construction (including deserialization), so backends
 //! can rely on the rules below and only have to encode ids safely, never re-validate.
 //!
-//! - [`TenantId`]: `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
+//! - [`TenantId`]: matches `^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`.
 //! - [`ThreadKey`], [`SessionKey`], [`LockKey`], [`ItemKey`], [`TaskId`],
 //!   [`ChannelName`] and namespace labels: any UTF-8 of 1..=512 bytes without NUL or
 //!   other control characters. They may contain `/`, `..`, `:`, `{`, `*`, `%` and any

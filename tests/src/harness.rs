@@ -1,1 +1,236 @@
-//! placeholder
+//! Where tests find their servers.
+//!
+//! For each [`Server`], in order:
+//! 1. the URL in its environment variable (`PERSISTENCE_TEST_POSTGRES_URL`,
+//!    `PERSISTENCE_TEST_REDIS_URL`, `PERSISTENCE_TEST_REDIS_CLUSTER_URL`);
+//! 2. a throwaway local server started by a [`Launcher`] the backend's tests pass in
+//!    (e.g. `initdb` + `postgres`, or `redis-server`, in a temp dir on a free port);
+//! 3. otherwise nothing: the test prints why and does not run, unless
+//!    `PERSISTENCE_TEST_REQUIRE` names the server (`postgres`, `redis`, `redis-cluster`,
+//!    or `all`), in which case it fails. CI sets `PERSISTENCE_TEST_REQUIRE=all`.
+//!
+//! The resolution is a pure function of an environment lookup ([`resolve`]), so the
+//! policy itself is unit-tested without touching the process environment.
+
+use std::fmt;
+
+/// A server some backend's tests need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Server {
+    /// PostgreSQL.
+    Postgres,
+    /// A single Redis node.
+    Redis,
+    /// A Redis Cluster (3 masters).
+    RedisCluster,
+}
+
+impl Server {
+    /// Name used in `PERSISTENCE_TEST_REQUIRE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Server::Postgres => "postgres",
+            Server::Redis => "redis",
+            Server::RedisCluster => "redis-cluster",
+        }
+    }
+    /// The variable holding a URL to use instead of starting a server.
+    pub fn url_var(self) -> &'static str {
+        match self {
+            Server::Postgres => "PERSISTENCE_TEST_POSTGRES_URL",
+            Server::Redis => "PERSISTENCE_TEST_REDIS_URL",
+            Server::RedisCluster => "PERSISTENCE_TEST_REDIS_CLUSTER_URL",
+        }
+    }
+}
+
+impl fmt::Display for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The variable naming servers whose absence fails the run.
+pub const REQUIRE_VAR: &str = "PERSISTENCE_TEST_REQUIRE";
+
+/// Whether the comma-separated `spec` (the value of [`REQUIRE_VAR`]) names `server`.
+/// `all` names every server; `redis` also names the cluster.
+pub fn is_required(spec: &str, server: Server) -> bool {
+    spec.split(',').map(str::trim).any(|name| {
+        name == "all"
+            || name == server.name()
+            || (name == "redis" && server == Server::RedisCluster)
+    })
+}
+
+/// Starts a throwaway server. Backends' test suites implement this; the harness only
+/// decides when to call it.
+pub trait Launcher {
+    /// Starts (or reuses) a local server and returns its URL.
+    ///
+    /// # Errors
+    /// A human-readable reason when no server can be started here (binary not found,
+    /// port unavailable, ...).
+    fn launch(&self, server: Server) -> Result<String, String>;
+}
+
+/// A launcher that never starts anything: for servers without a local launcher yet.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoLauncher;
+
+impl Launcher for NoLauncher {
+    fn launch(&self, server: Server) -> Result<String, String> {
+        Err(format!("no local launcher for {server}"))
+    }
+}
+
+/// What [`resolve`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Use this URL.
+    Found {
+        /// The server URL.
+        url: String,
+        /// Where it came from, for messages.
+        origin: &'static str,
+    },
+    /// No server; tests print `reason` and do not run.
+    Skip {
+        /// Why.
+        reason: String,
+    },
+    /// No server, and [`REQUIRE_VAR`] demands one: tests fail with `reason`.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decides where `server` comes from, given an environment lookup and a launcher.
+pub fn resolve(
+    server: Server,
+    env: &dyn Fn(&str) -> Option<String>,
+    launcher: &dyn Launcher,
+) -> Resolution {
+    if let Some(url) = env(server.url_var()).filter(|u| !u.trim().is_empty()) {
+        return Resolution::Found {
+            url,
+            origin: server.url_var(),
+        };
+    }
+    let reason = match launcher.launch(server) {
+        Ok(url) => {
+            return Resolution::Found {
+                url,
+                origin: "throwaway local server",
+            };
+        }
+        Err(reason) => format!(
+            "no {server} for tests: {} is not set and {reason}",
+            server.url_var()
+        ),
+    };
+    let required = env(REQUIRE_VAR).is_some_and(|spec| is_required(&spec, server));
+    if required {
+        Resolution::Fail {
+            reason: format!("{reason}; {REQUIRE_VAR} requires it"),
+        }
+    } else {
+        Resolution::Skip { reason }
+    }
+}
+
+/// [`resolve`] against the process environment: `Some(url)`, or `None` after printing
+/// why tests will not run.
+///
+/// # Panics
+/// When the server is missing and [`REQUIRE_VAR`] names it, so CI fails instead of
+/// silently skipping.
+pub fn server_url(server: Server, launcher: &dyn Launcher) -> Option<String> {
+    match resolve(server, &|name| std::env::var(name).ok(), launcher) {
+        Resolution::Found { url, .. } => Some(url),
+        Resolution::Skip { reason } => {
+            eprintln!("{reason}; set {REQUIRE_VAR}={server} to make this a failure");
+            None
+        }
+        Resolution::Fail { reason } => panic!("{reason}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(Result<String, String>);
+    impl Launcher for Fixed {
+        fn launch(&self, _: Server) -> Result<String, String> {
+            self.0.clone()
+        }
+    }
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn env_url_wins() {
+        let env = env_of(&[("PERSISTENCE_TEST_REDIS_URL", "redis://127.0.0.1:7000")]);
+        let r = resolve(Server::Redis, &env, &Fixed(Ok("redis://elsewhere".into())));
+        assert_eq!(
+            r,
+            Resolution::Found {
+                url: "redis://127.0.0.1:7000".into(),
+                origin: "PERSISTENCE_TEST_REDIS_URL"
+            }
+        );
+    }
+
+    #[test]
+    fn launcher_is_second() {
+        let env = env_of(&[]);
+        let r = resolve(Server::Postgres, &env, &Fixed(Ok("postgres://x".into())));
+        assert!(matches!(r, Resolution::Found { ref url, .. } if url == "postgres://x"));
+    }
+
+    #[test]
+    fn missing_skips_unless_required() {
+        let none = Fixed(Err("initdb not found".into()));
+        assert!(matches!(
+            resolve(Server::Postgres, &env_of(&[]), &none),
+            Resolution::Skip { .. }
+        ));
+        let env = env_of(&[(REQUIRE_VAR, "redis, postgres")]);
+        assert!(matches!(
+            resolve(Server::Postgres, &env, &none),
+            Resolution::Fail { .. }
+        ));
+        let env = env_of(&[(REQUIRE_VAR, "redis")]);
+        assert!(matches!(
+            resolve(Server::Postgres, &env, &none),
+            Resolution::Skip { .. }
+        ));
+        assert!(matches!(
+            resolve(Server::RedisCluster, &env, &none),
+            Resolution::Fail { .. }
+        ));
+        let env = env_of(&[(REQUIRE_VAR, "all")]);
+        assert!(matches!(
+            resolve(Server::Redis, &env, &NoLauncher),
+            Resolution::Fail { .. }
+        ));
+    }
+
+    #[test]
+    fn empty_url_is_not_a_url() {
+        let env = env_of(&[("PERSISTENCE_TEST_POSTGRES_URL", " ")]);
+        assert!(matches!(
+            resolve(Server::Postgres, &env, &NoLauncher),
+            Resolution::Skip { .. }
+        ));
+    }
+}

@@ -13,9 +13,15 @@
 //!
 //! A third-party backend depends on this crate and writes:
 //!
-//! ```ignore
-//! persistence_conformance::conformance_suite!(my_backend, async {
-//!     Some(persistence_conformance::Fixture::new("mine", backend.clone(), caps, TimeControl::Real))
+//! ```
+//! use persistence_conformance::{Fixture, TimeControl, conformance_suite};
+//! use persistence_core::MemoryBackend;
+//!
+//! // Put your backend here: anything implementing the four traits + Clone.
+//! conformance_suite!(my_backend, async {
+//!     let backend = MemoryBackend::new();
+//!     let capabilities = backend.capabilities();
+//!     Some(Fixture::new("mine", backend, capabilities, TimeControl::Real))
 //! });
 //! ```
 #![deny(missing_docs)]
@@ -27,7 +33,7 @@ pub mod model;
 mod suite;
 
 pub use fixture::{Fixture, TimeControl};
-pub use suite::{CheckEntry, Requirement, SuiteReport, run_suite, skip_reason};
+pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, skip_reason};
 
 #[doc(hidden)]
 pub use tokio as __tokio;

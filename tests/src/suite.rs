@@ -123,7 +123,7 @@ macro_rules! __conformance_tests {
 macro_rules! __check_registry {
     (() $($module:ident :: $check:ident [$($req:ident),*]),* $(,)?) => {
         mod wrappers {
-            use crate::{Fixture, suite::CheckFuture};
+            use $crate::{CheckFuture, Fixture};
             $(
                 pub(super) fn $check(fixture: &Fixture) -> CheckFuture<'_> {
                     Box::pin(super::$module::$check(fixture))

@@ -1,8 +1,16 @@
 //! The whole conformance suite against the in-memory reference backend.
 
-use persistence_conformance::{Fixture, conformance_suite};
+use persistence_conformance::{Fixture, TimeControl, conformance_suite};
 
 conformance_suite!(memory, async { Some(Fixture::memory()) });
+
+// The same backend on the system clock: the checks' real-time variants (short TTLs and
+// sleeps), which the server and filesystem backends use.
+conformance_suite!(memory_real_clock, async {
+    let backend = persistence_core::MemoryBackend::new();
+    let capabilities = backend.capabilities();
+    Some(Fixture::new("memory-real-clock", backend, capabilities, TimeControl::Real))
+});
 
 #[test]
 fn suite_has_at_least_sixty_checks() {

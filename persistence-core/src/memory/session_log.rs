@@ -48,12 +48,12 @@ impl SessionLog for MemoryBackend {
         self.with_tenant(tenant, |t| {
             check_fence(t.session_fences.get(session), options.fence)?;
             let head = live(t, session, now).map_or(0, |s| s.head);
-            if let Some(expected) = options.expect_head {
-                if expected != head {
-                    return Err(Error::conflict(format!(
-                        "expected head {expected}, found {head}"
-                    )));
-                }
+            if let Some(expected) = options.expect_head
+                && expected != head
+            {
+                return Err(Error::conflict(format!(
+                    "expected head {expected}, found {head}"
+                )));
             }
             record_fence(&mut t.session_fences, session.clone(), options.fence);
             if live(t, session, now).is_none() {
