@@ -37,3 +37,8 @@ pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, sk
 
 #[doc(hidden)]
 pub use tokio as __tokio;
+
+/// The README's code blocks, compiled as doc tests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
