@@ -94,24 +94,40 @@ pub trait Lock: Send + Sync {
         name: &LockKey,
         options: LockOptions,
     ) -> Result<Lease> {
-        let start = tokio::time::Instant::now();
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            if let Some(lease) = self.try_acquire(tenant, name, options.ttl).await? {
-                return Ok(lease);
-            }
-            let waited = start.elapsed();
-            if waited >= options.wait {
-                return Err(Error::timeout(format!(
-                    "lock is held by another holder; gave up after {waited:?}"
-                ))
-                .context("core", "lock.acquire", format!("{tenant}/{name}")));
-            }
-            let jitter = Duration::from_millis(fastrand::u64(0..=backoff.as_millis() as u64 / 2));
-            let sleep = (backoff + jitter).min(options.wait - waited);
-            tokio::time::sleep(sleep).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+        acquire_with_backoff(self, tenant, name, options).await
+    }
+}
+
+/// The default [`Lock::acquire`]: `try_acquire` until it succeeds or `options.wait`
+/// runs out, sleeping with exponential backoff (5 ms doubling to 500 ms) plus up to 50 %
+/// random jitter so waiting workers do not retry in lockstep. Backends that override
+/// `acquire` (to explain who holds the lock, say) call this.
+///
+/// # Errors
+/// `Timeout` when still held after `wait`; errors of `try_acquire`.
+pub async fn acquire_with_backoff<L: Lock + ?Sized>(
+    lock: &L,
+    tenant: &TenantId,
+    name: &LockKey,
+    options: LockOptions,
+) -> Result<Lease> {
+    let start = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        if let Some(lease) = lock.try_acquire(tenant, name, options.ttl).await? {
+            return Ok(lease);
         }
+        let waited = start.elapsed();
+        if waited >= options.wait {
+            return Err(Error::timeout(format!(
+                "lock is held by another holder; gave up after {waited:?}"
+            ))
+            .context("core", "lock.acquire", format!("{tenant}/{name}")));
+        }
+        let jitter_ms = fastrand::u64(0..=backoff.as_millis() as u64 / 2);
+        let sleep = (backoff + Duration::from_millis(jitter_ms)).min(options.wait - waited);
+        tokio::time::sleep(sleep).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
 }
 

@@ -35,6 +35,8 @@ pub struct Fixture {
     pub capabilities: Capabilities,
     /// How to make time pass.
     pub time: TimeControl,
+    /// Resources that must live as long as the fixture (a temp dir, a database guard).
+    resources: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Fixture {
@@ -51,7 +53,15 @@ impl Fixture {
             lock: Arc::new(backend),
             capabilities,
             time,
+            resources: Vec::new(),
         }
+    }
+
+    /// Keeps `resource` alive while any clone of the fixture lives: e.g. the temp
+    /// directory of a filesystem backend, deleted when the check ends.
+    pub fn holding(mut self, resource: impl std::any::Any + Send + Sync) -> Self {
+        self.resources.push(Arc::new(resource));
+        self
     }
 
     /// A fresh [`MemoryBackend`] on a manual clock.

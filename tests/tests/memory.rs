@@ -9,7 +9,12 @@ conformance_suite!(memory, async { Some(Fixture::memory()) });
 conformance_suite!(memory_real_clock, async {
     let backend = persistence_core::MemoryBackend::new();
     let capabilities = backend.capabilities();
-    Some(Fixture::new("memory-real-clock", backend, capabilities, TimeControl::Real))
+    Some(Fixture::new(
+        "memory-real-clock",
+        backend,
+        capabilities,
+        TimeControl::Real,
+    ))
 });
 
 #[test]

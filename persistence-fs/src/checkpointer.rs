@@ -1,0 +1,516 @@
+//! Checkpoints: one JSON file per checkpoint, pending writes in a record log per
+//! checkpoint, fences in the thread's guard file.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use persistence_core::{
+    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
+    Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, json_values_equal,
+    validate_limit,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Durability;
+use crate::error::{IoContext, corrupt};
+use crate::files::{self, FileLock};
+use crate::layout::{ID_FILE, decode};
+use crate::{FsBackend, Inner};
+
+const CHECKPOINTS: &str = "checkpoints";
+const WRITES: &str = "writes";
+
+#[derive(Serialize, Deserialize)]
+struct StoredCheckpoint {
+    id: CheckpointId,
+    parent: Option<CheckpointId>,
+    step: i64,
+    state: Envelope,
+    metadata: Metadata,
+    created_at: Timestamp,
+}
+
+impl From<StoredCheckpoint> for Checkpoint {
+    fn from(s: StoredCheckpoint) -> Self {
+        Checkpoint {
+            id: s.id,
+            parent: s.parent,
+            step: s.step,
+            state: s.state,
+            metadata: s.metadata,
+            created_at: s.created_at,
+        }
+    }
+}
+
+/// Checks `fence` against the high-water mark in `path`; returns the value to record.
+pub(crate) fn check_fence(path: &Path, fence: Option<Fence>) -> Result<Option<u64>> {
+    let Some(Fence(presented)) = fence else {
+        return Ok(None);
+    };
+    let highest = files::read_counter(path)
+        .at(path)?
+        .map_err(|m| corrupt(path, m))?;
+    if presented < highest {
+        return Err(Error::fenced(presented, highest));
+    }
+    Ok((presented > highest).then_some(presented))
+}
+
+/// Records a fence returned by [`check_fence`].
+pub(crate) fn record_fence(
+    path: &Path,
+    raise_to: Option<u64>,
+    durability: Durability,
+) -> Result<()> {
+    match raise_to {
+        Some(v) => files::write_counter(path, v, durability).at(path),
+        None => Ok(()),
+    }
+}
+
+/// Reads the id stored in an entry directory (for names that do not decode).
+pub(crate) fn entry_id(dir: &Path, name: &str) -> Result<Option<String>> {
+    if let Some(id) = decode(name) {
+        return Ok(Some(id));
+    }
+    if name.starts_with('=') {
+        let path = dir.join(name).join(ID_FILE);
+        return Ok(files::read_optional(&path)
+            .at(&path)?
+            .and_then(|b| String::from_utf8(b).ok()));
+    }
+    Ok(None)
+}
+
+/// Writes the `~id` file of a new entry directory.
+pub(crate) fn ensure_entry(dir: &Path, id: &str, durability: Durability) -> Result<()> {
+    let path = dir.join(ID_FILE);
+    if !path.exists() {
+        files::write_atomic(&path, id.as_bytes(), durability).at(&path)?;
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn checkpoint_ids(&self, dir: &Path) -> Result<Vec<CheckpointId>> {
+        let cdir = dir.join(CHECKPOINTS);
+        let names = files::list_names(&cdir).at(&cdir)?;
+        names
+            .iter()
+            .map(|n| {
+                n.parse::<CheckpointId>()
+                    .map_err(|_| corrupt(&cdir.join(n), "not a checkpoint file name"))
+            })
+            .collect()
+    }
+
+    fn load_checkpoint(&self, dir: &Path, id: CheckpointId) -> Result<Option<Checkpoint>> {
+        let path = dir.join(CHECKPOINTS).join(id.to_string());
+        match files::read_optional(&path).at(&path)? {
+            None => Ok(None),
+            Some(bytes) => {
+                let stored: StoredCheckpoint =
+                    serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
+                Ok(Some(stored.into()))
+            }
+        }
+    }
+
+    fn load_writes(&self, dir: &Path, id: CheckpointId) -> Result<Vec<PendingWrite>> {
+        let path = dir.join(WRITES).join(id.to_string());
+        let records = files::read_all_records(&path, false)
+            .at(&path)?
+            .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
+        let mut writes = Vec::with_capacity(records.len());
+        for r in records {
+            let w: PendingWrite = serde_json::from_slice(&r).map_err(|e| corrupt(&path, e))?;
+            if !writes
+                .iter()
+                .any(|x: &PendingWrite| x.task_id == w.task_id && x.index == w.index)
+            {
+                writes.push(w);
+            }
+        }
+        writes.sort_by(|a, b| (&a.task_id, a.index).cmp(&(&b.task_id, b.index)));
+        Ok(writes)
+    }
+
+    fn tuple(&self, dir: &Path, c: Checkpoint) -> Result<CheckpointTuple> {
+        let pending_writes = self.load_writes(dir, c.id)?;
+        Ok(CheckpointTuple {
+            checkpoint: c,
+            pending_writes,
+        })
+    }
+
+    fn put_checkpoint(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        c: NewCheckpoint,
+        options: PutCheckpointOptions,
+    ) -> Result<Checkpoint> {
+        let (lock, fence_path) = self.layout.thread_guards(t, th);
+        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        let raise = check_fence(&fence_path, options.fence)?;
+        let dir = self.layout.thread(t, th);
+        if let Some(existing) = self.load_checkpoint(&dir, c.id)? {
+            return if existing.same_as(&c) {
+                Ok(existing)
+            } else {
+                Err(Error::conflict(format!(
+                    "checkpoint {} already exists with other content",
+                    c.id
+                )))
+            };
+        }
+        let latest = self.checkpoint_ids(&dir)?.last().copied();
+        match (options.expect_latest, latest) {
+            (ExpectLatest::Any, _) | (ExpectLatest::Absent, None) => {}
+            (ExpectLatest::Is(want), Some(have)) if want == have => {}
+            (want, have) => {
+                return Err(Error::conflict(format!(
+                    "expected latest checkpoint {want:?}, found {have:?}"
+                )));
+            }
+        }
+        record_fence(&fence_path, raise, self.durability)?;
+        ensure_entry(&dir, th.as_str(), self.durability)?;
+        let stored = StoredCheckpoint {
+            id: c.id,
+            parent: c.parent,
+            step: c.step,
+            state: c.state,
+            metadata: c.metadata,
+            created_at: Timestamp::now(),
+        };
+        let path = dir.join(CHECKPOINTS).join(c.id.to_string());
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| Error::invalid_input(format!("checkpoint does not serialize: {e}")))?;
+        files::write_atomic(&path, &bytes, self.durability).at(&path)?;
+        Ok(stored.into())
+    }
+
+    fn put_writes(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        id: CheckpointId,
+        task: &TaskId,
+        writes: Vec<Write>,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let (lock, fence_path) = self.layout.thread_guards(t, th);
+        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        let raise = check_fence(&fence_path, fence)?;
+        let dir = self.layout.thread(t, th);
+        if self.load_checkpoint(&dir, id)?.is_none() {
+            return Err(Error::not_found(format!("checkpoint {id} does not exist")));
+        }
+        let path = dir.join(WRITES).join(id.to_string());
+        // Under the lock: repair a torn tail left by a crash before appending after it.
+        files::read_all_records(&path, true)
+            .at(&path)?
+            .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
+        let existing = self.load_writes(&dir, id)?;
+        let mut batch = Vec::new();
+        for (index, write) in writes.into_iter().enumerate() {
+            let index = u32::try_from(index)
+                .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
+            if existing
+                .iter()
+                .any(|w| &w.task_id == task && w.index == index)
+            {
+                continue;
+            }
+            let record = PendingWrite {
+                task_id: task.clone(),
+                index,
+                channel: write.channel,
+                value: write.value,
+            };
+            let payload =
+                serde_json::to_vec(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
+            files::frame(&payload, &mut batch);
+        }
+        record_fence(&fence_path, raise, self.durability)?;
+        if !batch.is_empty() {
+            files::append(&path, &batch, self.durability).at(&path)?;
+        }
+        Ok(())
+    }
+
+    fn thread_ids(&self, t: &TenantId) -> Result<Vec<(ThreadKey, PathBuf)>> {
+        let dir = self.layout.threads(t);
+        let mut out = Vec::new();
+        for name in files::list_names(&dir).at(&dir)? {
+            let Some(id) = entry_id(&dir, &name)? else {
+                continue;
+            };
+            let Ok(key) = ThreadKey::new(id) else {
+                continue;
+            };
+            out.push((key, dir.join(&name)));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+fn cursor_id<T: std::str::FromStr>(cursor: &Option<Cursor>) -> Result<Option<T>> {
+    cursor
+        .as_ref()
+        .map(|c| {
+            c.as_str().parse::<T>().map_err(|_| {
+                Error::invalid_input(format!(
+                    "cursor {:?} was not made by this backend",
+                    c.as_str()
+                ))
+            })
+        })
+        .transpose()
+}
+
+#[async_trait]
+impl Checkpointer for FsBackend {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        checkpoint: NewCheckpoint,
+        options: PutCheckpointOptions,
+    ) -> Result<Checkpoint> {
+        let (t, th) = (tenant.clone(), thread.clone());
+        self.run("checkpoint.put", format!("{tenant}/{thread}"), move |i| {
+            i.put_checkpoint(&t, &th, checkpoint, options)
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        selector: CheckpointSelector,
+    ) -> Result<Option<CheckpointTuple>> {
+        let (t, th) = (tenant.clone(), thread.clone());
+        self.run("checkpoint.get", format!("{tenant}/{thread}"), move |i| {
+            let dir = i.layout.thread(&t, &th);
+            let id = match selector {
+                CheckpointSelector::Id(id) => id,
+                CheckpointSelector::Latest => match i.checkpoint_ids(&dir)?.last() {
+                    Some(id) => *id,
+                    None => return Ok(None),
+                },
+            };
+            i.load_checkpoint(&dir, id)?
+                .map(|c| i.tuple(&dir, c))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        query: ListCheckpoints,
+    ) -> Result<Page<Checkpoint>> {
+        let (t, th) = (tenant.clone(), thread.clone());
+        self.run("checkpoint.list", format!("{tenant}/{thread}"), move |i| {
+            let limit = validate_limit(query.limit)?;
+            let after: Option<CheckpointId> = cursor_id(&query.cursor)?;
+            let upper = match (query.before, after) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let dir = i.layout.thread(&t, &th);
+            let mut items = Vec::new();
+            for id in i.checkpoint_ids(&dir)?.into_iter().rev() {
+                if upper.is_some_and(|u| id >= u) {
+                    continue;
+                }
+                let Some(c) = i.load_checkpoint(&dir, id)? else {
+                    continue;
+                };
+                let matches = query.metadata.iter().all(|(k, v)| {
+                    c.metadata
+                        .get(k)
+                        .is_some_and(|have| json_values_equal(have, v))
+                });
+                if matches {
+                    items.push(c);
+                    if items.len() > limit {
+                        break;
+                    }
+                }
+            }
+            Ok(Page::from_overfetch(items, limit, |c| {
+                Cursor::new(c.id.to_string())
+            }))
+        })
+        .await
+    }
+
+    async fn put_writes(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        checkpoint: CheckpointId,
+        task: &TaskId,
+        writes: Vec<Write>,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let (t, th, task) = (tenant.clone(), thread.clone(), task.clone());
+        self.run(
+            "checkpoint.put_writes",
+            format!("{tenant}/{thread}/{checkpoint}"),
+            move |i| i.put_writes(&t, &th, checkpoint, &task, writes, fence),
+        )
+        .await
+    }
+
+    async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
+        let (t, th) = (tenant.clone(), thread.clone());
+        self.run(
+            "checkpoint.delete_thread",
+            format!("{tenant}/{thread}"),
+            move |i| {
+                let (lock, _) = i.layout.thread_guards(&t, &th);
+                let _guard = FileLock::exclusive(&lock, i.durability).at(&lock)?;
+                let dir = i.layout.thread(&t, &th);
+                let had = !i.checkpoint_ids(&dir)?.is_empty();
+                files::remove_dir_atomic(&dir, i.durability).at(&dir)?;
+                Ok(had)
+            },
+        )
+        .await
+    }
+
+    async fn prune(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        keep_latest: usize,
+    ) -> Result<u64> {
+        let (t, th) = (tenant.clone(), thread.clone());
+        self.run("checkpoint.prune", format!("{tenant}/{thread}"), move |i| {
+            if keep_latest == 0 {
+                return Err(Error::invalid_input(
+                    "keep_latest must be at least 1; use delete_thread to remove all",
+                ));
+            }
+            let (lock, _) = i.layout.thread_guards(&t, &th);
+            let _guard = FileLock::exclusive(&lock, i.durability).at(&lock)?;
+            let dir = i.layout.thread(&t, &th);
+            let ids = i.checkpoint_ids(&dir)?;
+            let doomed = ids.len().saturating_sub(keep_latest);
+            for id in &ids[..doomed] {
+                for sub in [WRITES, CHECKPOINTS] {
+                    let path = dir.join(sub).join(id.to_string());
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(crate::error::io_error(&path, e)),
+                    }
+                }
+            }
+            if doomed > 0 && i.durability == Durability::Fsync {
+                let cdir = dir.join(CHECKPOINTS);
+                files::sync_dir(&cdir).at(&cdir)?;
+            }
+            Ok(doomed as u64)
+        })
+        .await
+    }
+
+    async fn copy_thread(
+        &self,
+        tenant: &TenantId,
+        from: &ThreadKey,
+        to: &ThreadKey,
+    ) -> Result<u64> {
+        let (t, from, to) = (tenant.clone(), from.clone(), to.clone());
+        self.run(
+            "checkpoint.copy_thread",
+            format!("{tenant}/{from}->{to}"),
+            move |i| {
+                let src = i.layout.thread(&t, &from);
+                let dst = i.layout.thread(&t, &to);
+                let (src_lock, _) = i.layout.thread_guards(&t, &from);
+                let (dst_lock, _) = i.layout.thread_guards(&t, &to);
+                // Lock in path order so two opposite copies cannot deadlock.
+                let _first =
+                    FileLock::exclusive((&src_lock).min(&dst_lock), i.durability).at(&src_lock)?;
+                let _second = if src_lock != dst_lock {
+                    Some(
+                        FileLock::exclusive((&src_lock).max(&dst_lock), i.durability)
+                            .at(&dst_lock)?,
+                    )
+                } else {
+                    None
+                };
+                let ids = i.checkpoint_ids(&src)?;
+                if ids.is_empty() {
+                    return Err(Error::not_found(format!("thread {from} has no checkpoint")));
+                }
+                if !i.checkpoint_ids(&dst)?.is_empty() {
+                    return Err(Error::conflict(format!("target thread {to} is not empty")));
+                }
+                // Build the copy beside the target and rename it into place in one step.
+                let parent = i.layout.threads(&t);
+                let staging = parent.join(format!(".copy-{}", CheckpointId::new()));
+                for sub in [CHECKPOINTS, WRITES] {
+                    for name in files::list_names(&src.join(sub)).at(&src)? {
+                        let from_path = src.join(sub).join(&name);
+                        let Some(bytes) = files::read_optional(&from_path).at(&from_path)? else {
+                            continue;
+                        };
+                        let to_path = staging.join(sub).join(&name);
+                        files::write_atomic(&to_path, &bytes, i.durability).at(&to_path)?;
+                    }
+                }
+                files::write_atomic(&staging.join(ID_FILE), to.as_str().as_bytes(), i.durability)
+                    .at(&staging)?;
+                files::remove_dir_atomic(&dst, i.durability).at(&dst)?;
+                std::fs::rename(&staging, &dst).at(&dst)?;
+                if i.durability == Durability::Fsync {
+                    files::sync_dir(&parent).at(&parent)?;
+                }
+                Ok(ids.len() as u64)
+            },
+        )
+        .await
+    }
+
+    async fn list_threads(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<ThreadKey>> {
+        let t = tenant.clone();
+        self.run("checkpoint.list_threads", tenant.to_string(), move |i| {
+            let limit = validate_limit(limit)?;
+            let after: Option<ThreadKey> = cursor_id(&cursor)?;
+            let mut items = Vec::new();
+            for (key, dir) in i.thread_ids(&t)? {
+                if after.as_ref().is_some_and(|a| &key <= a) {
+                    continue;
+                }
+                if !i.checkpoint_ids(&dir)?.is_empty() {
+                    items.push(key);
+                    if items.len() > limit {
+                        break;
+                    }
+                }
+            }
+            Ok(Page::from_overfetch(items, limit, |k| {
+                Cursor::new(k.as_str())
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,140 @@
+//! Filesystem backend: the embedded default. No server; data lives in one directory,
+//! safe against process crashes and shared safely by several processes on one host.
+//!
+//! ```no_run
+//! use persistence_fs::{FsBackend, FsConfig};
+//! # fn main() -> persistence_core::Result<()> {
+//! let backend = FsBackend::open(FsConfig::new("./data"))?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! Versioned under `{root}/v1/`, one directory per tenant; see [`layout`] for the tree
+//! and the id encoding (injective, lowercase, never `.`/`..`/`/`, hashed past 200 bytes).
+//! Nothing is created outside the root.
+//!
+//! # Durability
+//! With [`Durability::Fsync`] (default) a call returns only once its data is on disk:
+//! whole files are replaced atomically (temp file in the same directory, write, fsync,
+//! rename, fsync directory); session logs and pending writes are append-only record
+//! files (length + CRC32 + header CRC) fsynced after each append. After a crash, a torn
+//! last record is truncated when the file is next written; a damaged record with valid
+//! data after it is [`ErrorKind::Corrupt`](persistence_core::ErrorKind::Corrupt) naming
+//! the file and offset, never skipped.
+//!
+//! # Concurrency
+//! Every read-modify-write holds an flock (`std::fs::File::lock`) on the entry's lock
+//! file, so tasks in one process and several processes sharing the root serialize
+//! correctly; session ordinals stay gapless across processes.
+//!
+//! # Locks
+//! Leases are files holding `HOSTNAME:PID:START_TIME` of the owning process (start time
+//! from `/proc/<pid>/stat`, so a recycled PID is not mistaken for the owner), a token, a
+//! fence and an expiry. A lease is free once expired, or at once when its owner on this
+//! host is proven dead. A lease from another host is never broken early. Fence counters
+//! are separate files that only grow.
+//!
+//! # Costs
+//! Listing threads, sessions and namespaces reads directory names (not payloads) and
+//! sorts them; checkpoints are one file each, so `get(Latest)` lists one directory.
+//! Reading a session from ordinal N seeks through a fixed-width offset index: the cost
+//! does not grow with N.
+#![deny(missing_docs)]
+
+mod checkpointer;
+mod config;
+mod error;
+mod files;
+pub mod layout;
+mod lock;
+mod session_log;
+mod store;
+
+use std::sync::Arc;
+
+pub use config::{Durability, FsConfig};
+pub use lock::ProcessIdentity;
+use persistence_core::{Capabilities, Error, Result};
+
+use crate::error::{BACKEND, IoContext};
+use crate::layout::Layout;
+
+/// The filesystem backend. Clones share the same root.
+#[derive(Clone, Debug)]
+pub struct FsBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) layout: Layout,
+    pub(crate) durability: Durability,
+    pub(crate) me: ProcessIdentity,
+}
+
+impl FsBackend {
+    /// Opens (creating if needed) a backend rooted at `config.root`.
+    ///
+    /// # Errors
+    /// `SchemaTooNew` if the root was written by a newer layout version; `Backend` for
+    /// I/O errors creating it.
+    pub fn open(config: FsConfig) -> Result<Self> {
+        let layout = Layout::new(&config.root);
+        files::ensure_dir(layout.base(), config.durability).at(layout.base())?;
+        for name in files::list_names(&config.root).at(&config.root)? {
+            if let Some(v) = name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok())
+                && v > 1
+            {
+                return Err(Error::schema_too_new(v, 1).context(
+                    BACKEND,
+                    "open",
+                    config.root.display(),
+                ));
+            }
+        }
+        Ok(FsBackend {
+            inner: Arc::new(Inner {
+                layout,
+                durability: config.durability,
+                me: ProcessIdentity::current(),
+            }),
+        })
+    }
+
+    /// TTL, search and multi-process; durable with [`Durability::Fsync`].
+    pub fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::none();
+        caps.ttl = true;
+        caps.search = true;
+        caps.multi_process = true;
+        caps.durable = self.inner.durability == Durability::Fsync;
+        caps
+    }
+
+    /// The root's versioned layout.
+    pub fn layout(&self) -> &Layout {
+        &self.inner.layout
+    }
+
+    /// Runs blocking file work off the async runtime and labels its errors.
+    async fn run<T, F>(&self, operation: &'static str, key: String, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let outcome = tokio::task::spawn_blocking(move || work(&inner)).await;
+        let result = outcome.unwrap_or_else(|e| {
+            Err(Error::backend_error(format!(
+                "file operation did not complete: {e}"
+            )))
+        });
+        result.map_err(|e| {
+            if e.backend().is_empty() {
+                e.context(BACKEND, operation, key)
+            } else {
+                e
+            }
+        })
+    }
+}

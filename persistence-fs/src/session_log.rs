@@ -1,0 +1,543 @@
+//! Session logs: an append-only record file per session plus a fixed-width offset index
+//! (entry `i` is the byte offset of ordinal `first + i`), so reading from any ordinal is
+//! one seek. The index is a cache: it is not fsynced and is rebuilt from the log whenever
+//! it disagrees with it (after a crash). A `~floor` file keeps the head when a trim
+//! empties the log, so ordinals are never reused.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use persistence_core::{
+    AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
+    TenantId, Timestamp, validate_limit, validate_ttl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpointer::{check_fence, ensure_entry, entry_id, record_fence};
+use crate::config::Durability;
+use crate::error::{IoContext, corrupt, io_error};
+use crate::files::{self, FileLock, RecordAt};
+use crate::{FsBackend, Inner};
+
+const LOG: &str = "log";
+const INDEX: &str = "index";
+const FLOOR: &str = "~floor";
+
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    seq: u64,
+    at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exp: Option<Timestamp>,
+    event: Envelope,
+}
+
+/// The state of a session's files, valid while its lock is held.
+#[derive(Debug, Default)]
+struct SessionState {
+    /// Ordinal of the first record in the log (meaningless when `count == 0`).
+    first: u64,
+    /// Records in the log.
+    count: u64,
+    /// Last ordinal ever appended.
+    head: u64,
+    /// Expiry carried by the last record.
+    expires_at: Option<Timestamp>,
+    /// Log length in bytes.
+    log_len: u64,
+}
+
+impl SessionState {
+    fn expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|e| e <= now)
+    }
+    fn exists(&self) -> bool {
+        self.head > 0
+    }
+}
+
+struct SessionFiles {
+    dir: PathBuf,
+    log: PathBuf,
+    index: PathBuf,
+    floor: PathBuf,
+}
+
+impl SessionFiles {
+    fn new(dir: PathBuf) -> Self {
+        SessionFiles {
+            log: dir.join(LOG),
+            index: dir.join(INDEX),
+            floor: dir.join(FLOOR),
+            dir,
+        }
+    }
+}
+
+fn decode_event(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEvent> {
+    serde_json::from_slice(payload)
+        .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))
+}
+
+fn read_index_entry(index: &File, i: u64) -> io::Result<u64> {
+    let mut buf = [0u8; 8];
+    index.read_exact_at(&mut buf, i * 8)?;
+    Ok(u64::from_le_bytes(buf))
+}
+
+impl Inner {
+    /// Validates the log against its index, repairing a torn tail and a stale index.
+    /// Caller holds the session lock.
+    fn recover(&self, f: &SessionFiles) -> Result<SessionState> {
+        let floor = files::read_counter(&f.floor)
+            .at(&f.floor)?
+            .map_err(|m| corrupt(&f.floor, m))?;
+        let log = match OpenOptions::new().read(true).write(true).open(&f.log) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(SessionState {
+                    head: floor,
+                    ..Default::default()
+                });
+            }
+            Err(e) => return Err(io_error(&f.log, e)),
+        };
+        let log_len = log.metadata().at(&f.log)?.len();
+        if let Some(state) = self.fast_check(f, &log, log_len, floor)? {
+            return Ok(state);
+        }
+        self.rebuild(f, &log, log_len, floor)
+    }
+
+    /// The common case: index entries 0 and n-1 point at the first and last records and
+    /// the last record ends the file.
+    fn fast_check(
+        &self,
+        f: &SessionFiles,
+        log: &File,
+        log_len: u64,
+        floor: u64,
+    ) -> Result<Option<SessionState>> {
+        let index = match File::open(&f.index) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&f.index, e)),
+        };
+        let index_len = index.metadata().at(&f.index)?.len();
+        if index_len % 8 != 0 {
+            return Ok(None);
+        }
+        let n = index_len / 8;
+        if n == 0 {
+            return Ok((log_len == 0).then(|| SessionState {
+                head: floor,
+                ..Default::default()
+            }));
+        }
+        let first_offset = read_index_entry(&index, 0).at(&f.index)?;
+        let last_offset = read_index_entry(&index, n - 1).at(&f.index)?;
+        let (RecordAt::Valid { payload: first, .. }, RecordAt::Valid { payload: last, end }) = (
+            files::read_record(log, first_offset, log_len).at(&f.log)?,
+            files::read_record(log, last_offset, log_len).at(&f.log)?,
+        ) else {
+            return Ok(None);
+        };
+        let first = decode_event(&f.log, first_offset, &first)?;
+        let last = decode_event(&f.log, last_offset, &last)?;
+        if first_offset != 0 || end != log_len || last.seq != first.seq + n - 1 {
+            return Ok(None);
+        }
+        Ok(Some(SessionState {
+            first: first.seq,
+            count: n,
+            head: last.seq.max(floor),
+            expires_at: last.exp,
+            log_len,
+        }))
+    }
+
+    /// Scans the whole log: truncates a torn tail, fails on damage before it, and writes
+    /// a fresh index.
+    fn rebuild(
+        &self,
+        f: &SessionFiles,
+        log: &File,
+        mut log_len: u64,
+        floor: u64,
+    ) -> Result<SessionState> {
+        let mut offsets = Vec::new();
+        let mut state = SessionState {
+            head: floor,
+            ..Default::default()
+        };
+        let mut offset = 0;
+        loop {
+            match files::read_record(log, offset, log_len).at(&f.log)? {
+                RecordAt::End => break,
+                RecordAt::Valid { payload, end } => {
+                    let event = decode_event(&f.log, offset, &payload)?;
+                    if state.count > 0 && event.seq != state.first + state.count {
+                        return Err(corrupt(
+                            &f.log,
+                            format!(
+                                "ordinal {} at offset {offset} breaks the sequence",
+                                event.seq
+                            ),
+                        ));
+                    }
+                    if state.count == 0 {
+                        state.first = event.seq;
+                    }
+                    state.count += 1;
+                    state.head = event.seq.max(floor);
+                    state.expires_at = event.exp;
+                    offsets.extend_from_slice(&offset.to_le_bytes());
+                    offset = end;
+                }
+                RecordAt::Damaged => {
+                    if files::valid_record_after(log, offset, log_len).at(&f.log)? {
+                        return Err(corrupt(
+                            &f.log,
+                            format!(
+                                "damaged record at offset {offset} with valid records after it"
+                            ),
+                        ));
+                    }
+                    log.set_len(offset).at(&f.log)?;
+                    log.sync_all().at(&f.log)?;
+                    log_len = offset;
+                    break;
+                }
+            }
+        }
+        state.log_len = log_len;
+        files::write_atomic(&f.index, &offsets, Durability::None).at(&f.index)?;
+        Ok(state)
+    }
+
+    fn session_files(&self, t: &TenantId, s: &SessionKey) -> (SessionFiles, PathBuf, PathBuf) {
+        let (lock, fence) = self.layout.session_guards(t, s);
+        (SessionFiles::new(self.layout.session(t, s)), lock, fence)
+    }
+
+    /// Locks and recovers a session; an expired session is deleted and reported empty.
+    fn open_session(
+        &self,
+        t: &TenantId,
+        s: &SessionKey,
+    ) -> Result<(FileLock, SessionFiles, PathBuf, SessionState)> {
+        let (f, lock_path, fence) = self.session_files(t, s);
+        let lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
+        let mut state = self.recover(&f)?;
+        if state.expired(Timestamp::now()) {
+            files::remove_dir_atomic(&f.dir, self.durability).at(&f.dir)?;
+            state = SessionState::default();
+        }
+        Ok((lock, f, fence, state))
+    }
+
+    fn append(
+        &self,
+        t: &TenantId,
+        s: &SessionKey,
+        events: Vec<Envelope>,
+        options: AppendOptions,
+    ) -> Result<u64> {
+        if events.is_empty() {
+            return Err(Error::invalid_input("append needs at least one event"));
+        }
+        let ttl = options
+            .ttl
+            .map(|t| validate_ttl("session ttl", t))
+            .transpose()?;
+        let (_lock, f, fence_path, state) = self.open_session(t, s)?;
+        let raise = check_fence(&fence_path, options.fence)?;
+        if let Some(expected) = options.expect_head
+            && expected != state.head
+        {
+            return Err(Error::conflict(format!(
+                "expected head {expected}, found {}",
+                state.head
+            )));
+        }
+        let now = Timestamp::now();
+        let exp = ttl.map(|ttl| now.saturating_add(ttl)).or(state.expires_at);
+        let mut batch = Vec::new();
+        let mut offsets = Vec::new();
+        let mut seq = state.head;
+        for event in events {
+            seq += 1;
+            offsets.extend_from_slice(&(state.log_len + batch.len() as u64).to_le_bytes());
+            let payload = serde_json::to_vec(&StoredEvent {
+                seq,
+                at: now,
+                exp,
+                event,
+            })
+            .map_err(|e| Error::invalid_input(format!("event does not serialize: {e}")))?;
+            files::frame(&payload, &mut batch);
+        }
+        record_fence(&fence_path, raise, self.durability)?;
+        if state.head == 0 {
+            ensure_entry(&f.dir, s.as_str(), self.durability)?;
+        }
+        if state.count == 0 && state.head > 0 {
+            // The log was emptied by a trim: the index restarts with this batch.
+            files::write_atomic(&f.index, &[], Durability::None).at(&f.index)?;
+        }
+        files::append(&f.log, &batch, self.durability).at(&f.log)?;
+        let mut index = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&f.index)
+            .at(&f.index)?;
+        index.write_all(&offsets).at(&f.index)?;
+        Ok(seq)
+    }
+
+    fn read(
+        &self,
+        t: &TenantId,
+        s: &SessionKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SessionEvent>> {
+        let limit = validate_limit(limit)?;
+        let (_lock, f, _, state) = self.open_session(t, s)?;
+        if state.count == 0 {
+            return Ok(Vec::new());
+        }
+        let start = after.saturating_add(1).max(state.first);
+        let last = state.first + state.count - 1;
+        if start > last {
+            return Ok(Vec::new());
+        }
+        let index = File::open(&f.index).at(&f.index)?;
+        let log = File::open(&f.log).at(&f.log)?;
+        let mut offset = read_index_entry(&index, start - state.first).at(&f.index)?;
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match files::read_record(&log, offset, state.log_len).at(&f.log)? {
+                RecordAt::End => break,
+                RecordAt::Damaged => {
+                    return Err(corrupt(
+                        &f.log,
+                        format!("damaged record at offset {offset}"),
+                    ));
+                }
+                RecordAt::Valid { payload, end } => {
+                    let e = decode_event(&f.log, offset, &payload)?;
+                    out.push(SessionEvent {
+                        seq: e.seq,
+                        event: e.event,
+                        appended_at: e.at,
+                    });
+                    offset = end;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn trim(&self, t: &TenantId, s: &SessionKey, seq: u64) -> Result<u64> {
+        let (_lock, f, _, state) = self.open_session(t, s)?;
+        if state.count == 0 || seq <= state.first {
+            return Ok(0);
+        }
+        let removed = (seq - state.first).min(state.count);
+        files::write_counter(&f.floor, state.head, self.durability).at(&f.floor)?;
+        if removed == state.count {
+            files::write_atomic(&f.index, &[], Durability::None).at(&f.index)?;
+            files::write_atomic(&f.log, &[], self.durability).at(&f.log)?;
+            return Ok(removed);
+        }
+        let index = File::open(&f.index).at(&f.index)?;
+        let cut = read_index_entry(&index, removed).at(&f.index)?;
+        let mut shifted = Vec::with_capacity(((state.count - removed) * 8) as usize);
+        for i in removed..state.count {
+            shifted.extend_from_slice(
+                &(read_index_entry(&index, i).at(&f.index)? - cut).to_le_bytes(),
+            );
+        }
+        files::write_atomic(&f.index, &shifted, Durability::None).at(&f.index)?;
+        let log = File::open(&f.log).at(&f.log)?;
+        let mut tail = tempfile::Builder::new()
+            .prefix(".tmp")
+            .tempfile_in(&f.dir)
+            .at(&f.dir)?;
+        let mut reader = io::Read::take(
+            PositionedReader {
+                file: &log,
+                offset: cut,
+            },
+            state.log_len - cut,
+        );
+        io::copy(&mut reader, tail.as_file_mut()).at(&f.log)?;
+        if self.durability == Durability::Fsync {
+            tail.as_file().sync_all().at(&f.log)?;
+        }
+        tail.persist(&f.log)
+            .map_err(|e| io_error(&f.log, e.error))?;
+        if self.durability == Durability::Fsync {
+            files::sync_dir(&f.dir).at(&f.dir)?;
+        }
+        Ok(removed)
+    }
+
+    /// Sessions of a tenant in id order, with their directories.
+    fn session_ids(&self, t: &TenantId) -> Result<Vec<SessionKey>> {
+        let dir = self.layout.sessions(t);
+        let mut out = Vec::new();
+        for name in files::list_names(&dir).at(&dir)? {
+            if let Some(id) = entry_id(&dir, &name)?
+                && let Ok(key) = SessionKey::new(id)
+            {
+                out.push(key);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Removes expired sessions of every tenant.
+    pub(crate) fn purge_sessions(&self) -> Result<u64> {
+        let tenants = self.layout.tenants();
+        let mut removed = 0;
+        for name in files::list_names(&tenants).at(&tenants)? {
+            let Ok(t) = TenantId::new(crate::layout::decode(&name).unwrap_or_default()) else {
+                continue;
+            };
+            for s in self.session_ids(&t)? {
+                let (f, lock_path, _) = self.session_files(&t, &s);
+                let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
+                let state = self.recover(&f)?;
+                if state.exists() && state.expired(Timestamp::now()) {
+                    files::remove_dir_atomic(&f.dir, self.durability).at(&f.dir)?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Reads a file from an offset without moving a shared cursor.
+struct PositionedReader<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl io::Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+#[async_trait]
+impl SessionLog for FsBackend {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        events: Vec<Envelope>,
+        options: AppendOptions,
+    ) -> Result<u64> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.append", format!("{tenant}/{session}"), move |i| {
+            i.append(&t, &s, events, options)
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SessionEvent>> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.read", format!("{tenant}/{session}"), move |i| {
+            i.read(&t, &s, after, limit)
+        })
+        .await
+    }
+
+    async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.head", format!("{tenant}/{session}"), move |i| {
+            Ok(i.open_session(&t, &s)?.3.head)
+        })
+        .await
+    }
+
+    async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run(
+            "session.trim_before",
+            format!("{tenant}/{session}"),
+            move |i| i.trim(&t, &s, seq),
+        )
+        .await
+    }
+
+    async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.delete", format!("{tenant}/{session}"), move |i| {
+            let (_lock, f, _, state) = i.open_session(&t, &s)?;
+            files::remove_dir_atomic(&f.dir, i.durability).at(&f.dir)?;
+            Ok(state.exists())
+        })
+        .await
+    }
+
+    async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<SessionKey>> {
+        let t = tenant.clone();
+        self.run("session.list_sessions", tenant.to_string(), move |i| {
+            let limit = validate_limit(limit)?;
+            let after = cursor
+                .map(|c| {
+                    SessionKey::new(c.as_str()).map_err(|_| {
+                        Error::invalid_input(format!(
+                            "cursor {:?} was not made by this backend",
+                            c.as_str()
+                        ))
+                    })
+                })
+                .transpose()?;
+            let mut items = Vec::new();
+            for s in i.session_ids(&t)? {
+                if after.as_ref().is_some_and(|a| &s <= a) {
+                    continue;
+                }
+                if i.open_session(&t, &s)?.3.exists() {
+                    items.push(s);
+                    if items.len() > limit {
+                        break;
+                    }
+                }
+            }
+            Ok(Page::from_overfetch(items, limit, |k| {
+                Cursor::new(k.as_str())
+            }))
+        })
+        .await
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        self.run("session.purge_expired", String::new(), |i| {
+            i.purge_sessions()
+        })
+        .await
+    }
+}

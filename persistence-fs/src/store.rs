@@ -1,0 +1,428 @@
+//! Store items: one JSON file per item under its namespace's directory tree; a
+//! namespace-wide flock serializes writes (CAS, TTL) within a namespace.
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use persistence_core::{
+    Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
+    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp, validate_limit, validate_ttl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpointer::{ensure_entry, entry_id};
+use crate::error::{IoContext, corrupt};
+use crate::files::{self, FileLock};
+use crate::layout::{ITEMS_DIR, NAMESPACE_LOCK, decode, encode};
+use crate::{FsBackend, Inner};
+
+#[derive(Serialize, Deserialize)]
+struct StoredItem {
+    namespace: Namespace,
+    key: ItemKey,
+    value: Envelope,
+    version: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    expires_at: Option<Timestamp>,
+}
+
+impl StoredItem {
+    fn live(&self, now: Timestamp) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+    fn into_item(self) -> Item {
+        Item {
+            namespace: self.namespace,
+            key: self.key,
+            value: self.value,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<Option<StoredItem>> {
+    match files::read_optional(path).at(path)? {
+        None => Ok(None),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt(path, e)),
+    }
+}
+
+fn check_version(if_version: Option<u64>, current: u64) -> Result<()> {
+    match if_version {
+        Some(want) if want != current => Err(Error::conflict(format!(
+            "expected version {want}, found {current}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn bad_cursor(c: &Cursor) -> Error {
+    Error::invalid_input(format!(
+        "cursor {:?} was not made by this backend",
+        c.as_str()
+    ))
+}
+
+impl Inner {
+    fn item_path(&self, t: &TenantId, ns: &Namespace, key: &ItemKey) -> PathBuf {
+        self.layout
+            .namespace(t, ns)
+            .join(ITEMS_DIR)
+            .join(encode(key.as_str()))
+    }
+
+    fn namespace_lock(&self, t: &TenantId, ns: &Namespace) -> Result<FileLock> {
+        let path = self.layout.namespace(t, ns).join(NAMESPACE_LOCK);
+        FileLock::exclusive(&path, self.durability).at(&path)
+    }
+
+    fn put_item(
+        &self,
+        t: &TenantId,
+        ns: &Namespace,
+        key: &ItemKey,
+        value: Envelope,
+        options: PutItemOptions,
+    ) -> Result<u64> {
+        let ttl = options
+            .ttl
+            .map(|t| validate_ttl("item ttl", t))
+            .transpose()?;
+        let _lock = self.namespace_lock(t, ns)?;
+        let now = Timestamp::now();
+        let path = self.item_path(t, ns, key);
+        let current = load(&path)?.filter(|i| i.live(now));
+        check_version(
+            options.if_version,
+            current.as_ref().map_or(0, |i| i.version),
+        )?;
+        let mut dir = self.layout.store(t);
+        for label in ns.labels() {
+            dir.push(encode(label));
+            ensure_entry(&dir, label, self.durability)?;
+        }
+        let stored = StoredItem {
+            namespace: ns.clone(),
+            key: key.clone(),
+            value,
+            version: current.as_ref().map_or(1, |i| i.version + 1),
+            created_at: current.as_ref().map_or(now, |i| i.created_at),
+            updated_at: now,
+            expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
+        };
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| Error::invalid_input(format!("value does not serialize: {e}")))?;
+        files::write_atomic(&path, &bytes, self.durability).at(&path)?;
+        Ok(stored.version)
+    }
+
+    fn delete_item(
+        &self,
+        t: &TenantId,
+        ns: &Namespace,
+        key: &ItemKey,
+        if_version: Option<u64>,
+    ) -> Result<bool> {
+        let _lock = self.namespace_lock(t, ns)?;
+        let path = self.item_path(t, ns, key);
+        let current = load(&path)?;
+        let live = current.filter(|i| i.live(Timestamp::now()));
+        check_version(if_version, live.as_ref().map_or(0, |i| i.version))?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(crate::error::io_error(&path, e)),
+        }
+        if self.durability == crate::Durability::Fsync
+            && let Some(dir) = path.parent()
+        {
+            files::sync_dir(dir).at(dir)?;
+        }
+        Ok(live.is_some())
+    }
+
+    /// Items of one namespace directory, in key order (keys only read from file names,
+    /// or from the item for hashed names).
+    fn item_keys(&self, ns_dir: &Path) -> Result<Vec<(ItemKey, PathBuf)>> {
+        let dir = ns_dir.join(ITEMS_DIR);
+        let mut out = Vec::new();
+        for name in files::list_names(&dir).at(&dir)? {
+            let path = dir.join(&name);
+            let key = match decode(&name) {
+                Some(k) => ItemKey::new(k).ok(),
+                None if name.starts_with('=') => load(&path)?.map(|i| i.key),
+                None => None,
+            };
+            if let Some(key) = key {
+                out.push((key, path));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Every namespace with at least one live item under `root` (labels so far given).
+    fn walk_namespaces(
+        &self,
+        dir: &Path,
+        labels: &mut Vec<String>,
+        now: Timestamp,
+        out: &mut Vec<(Namespace, PathBuf)>,
+    ) -> Result<()> {
+        if !labels.is_empty() {
+            let mut has_live = false;
+            for (_, path) in self.item_keys(dir)? {
+                if load(&path)?.is_some_and(|i| i.live(now)) {
+                    has_live = true;
+                    break;
+                }
+            }
+            if has_live && let Ok(ns) = Namespace::new(labels.clone()) {
+                out.push((ns, dir.to_path_buf()));
+            }
+        }
+        if labels.len() >= persistence_core::MAX_NAMESPACE_DEPTH {
+            return Ok(());
+        }
+        for name in files::list_names(dir).at(dir)? {
+            if name.starts_with('~') {
+                continue;
+            }
+            let child = dir.join(&name);
+            if !child.is_dir() {
+                continue;
+            }
+            let Some(label) = entry_id(dir, &name)? else {
+                continue;
+            };
+            labels.push(label);
+            self.walk_namespaces(&child, labels, now, out)?;
+            labels.pop();
+        }
+        Ok(())
+    }
+
+    fn namespaces_under(
+        &self,
+        t: &TenantId,
+        prefix: Option<&Namespace>,
+    ) -> Result<Vec<(Namespace, PathBuf)>> {
+        let (start, mut labels) = match prefix {
+            Some(p) => (self.layout.namespace(t, p), p.labels().to_vec()),
+            None => (self.layout.store(t), Vec::new()),
+        };
+        let mut out = Vec::new();
+        if start.is_dir() {
+            self.walk_namespaces(&start, &mut labels, Timestamp::now(), &mut out)?;
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    pub(crate) fn purge_items(&self) -> Result<u64> {
+        let tenants = self.layout.tenants();
+        let mut removed = 0;
+        for name in files::list_names(&tenants).at(&tenants)? {
+            let Ok(t) = TenantId::new(decode(&name).unwrap_or_default()) else {
+                continue;
+            };
+            let mut all = Vec::new();
+            let root = self.layout.store(&t);
+            if root.is_dir() {
+                self.walk_all(&root, &mut all)?;
+            }
+            for ns_dir in all {
+                let lock_path = ns_dir.join(NAMESPACE_LOCK);
+                let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
+                for (_, path) in self.item_keys(&ns_dir)? {
+                    if load(&path)?.is_some_and(|i| !i.live(Timestamp::now())) {
+                        std::fs::remove_file(&path).at(&path)?;
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every namespace directory holding an items directory.
+    fn walk_all(&self, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+        if dir.join(ITEMS_DIR).is_dir() {
+            out.push(dir.to_path_buf());
+        }
+        for name in files::list_names(dir).at(dir)? {
+            let child = dir.join(&name);
+            if !name.starts_with('~') && child.is_dir() {
+                self.walk_all(&child, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for FsBackend {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        value: Envelope,
+        options: PutItemOptions,
+    ) -> Result<u64> {
+        let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
+        self.run(
+            "store.put",
+            format!("{tenant}/{namespace}/{key}"),
+            move |i| i.put_item(&t, &ns, &k, value, options),
+        )
+        .await
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+    ) -> Result<Option<Item>> {
+        let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
+        self.run(
+            "store.get",
+            format!("{tenant}/{namespace}/{key}"),
+            move |i| {
+                Ok(load(&i.item_path(&t, &ns, &k))?
+                    .filter(|x| x.live(Timestamp::now()))
+                    .map(StoredItem::into_item))
+            },
+        )
+        .await
+    }
+
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        if_version: Option<u64>,
+    ) -> Result<bool> {
+        let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
+        self.run(
+            "store.delete",
+            format!("{tenant}/{namespace}/{key}"),
+            move |i| i.delete_item(&t, &ns, &k, if_version),
+        )
+        .await
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        query: ListItems,
+    ) -> Result<Page<Item>> {
+        let (t, ns) = (tenant.clone(), namespace.clone());
+        self.run("store.list", format!("{tenant}/{namespace}"), move |i| {
+            let limit = validate_limit(query.limit)?;
+            let after = query
+                .cursor
+                .as_ref()
+                .map(|c| ItemKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
+                .transpose()?;
+            let prefix = query.key_prefix.unwrap_or_default();
+            let now = Timestamp::now();
+            let mut items = Vec::new();
+            for (key, path) in i.item_keys(&i.layout.namespace(&t, &ns))? {
+                if after.as_ref().is_some_and(|a| &key <= a) || !key.as_str().starts_with(&prefix) {
+                    continue;
+                }
+                if let Some(item) = load(&path)?.filter(|x| x.live(now)) {
+                    items.push(item.into_item());
+                    if items.len() > limit {
+                        break;
+                    }
+                }
+            }
+            Ok(Page::from_overfetch(items, limit, |item| {
+                Cursor::new(item.key.as_str())
+            }))
+        })
+        .await
+    }
+
+    async fn list_namespaces(
+        &self,
+        tenant: &TenantId,
+        query: ListNamespaces,
+    ) -> Result<Page<Namespace>> {
+        let t = tenant.clone();
+        self.run("store.list_namespaces", tenant.to_string(), move |i| {
+            let limit = validate_limit(query.limit)?;
+            if query.max_depth == Some(0) {
+                return Err(Error::invalid_input("max_depth must be at least 1"));
+            }
+            let after: Option<Namespace> = query
+                .cursor
+                .as_ref()
+                .map(|c| serde_json::from_str(c.as_str()).map_err(|_| bad_cursor(c)))
+                .transpose()?;
+            let mut found: Vec<Namespace> = i
+                .namespaces_under(&t, query.prefix.as_ref())?
+                .into_iter()
+                .map(|(ns, _)| {
+                    query
+                        .max_depth
+                        .map_or_else(|| ns.clone(), |d| ns.truncated(d))
+                })
+                .filter(|ns| after.as_ref().is_none_or(|a| ns > a))
+                .collect();
+            found.sort();
+            found.dedup();
+            found.truncate(limit + 1);
+            Ok(Page::from_overfetch(found, limit, |ns| {
+                Cursor::new(serde_json::to_string(ns).unwrap_or_default())
+            }))
+        })
+        .await
+    }
+
+    async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
+        let t = tenant.clone();
+        self.run("store.search", tenant.to_string(), move |i| {
+            let limit = validate_limit(query.limit)?;
+            let now = Timestamp::now();
+            let mut skipped = 0;
+            let mut out = Vec::new();
+            for (_, dir) in i.namespaces_under(&t, query.namespace_prefix.as_ref())? {
+                for (_, path) in i.item_keys(&dir)? {
+                    let Some(item) = load(&path)?.filter(|x| x.live(now)) else {
+                        continue;
+                    };
+                    if !query.filter.matches(&item.value.data) {
+                        continue;
+                    }
+                    if skipped < query.offset {
+                        skipped += 1;
+                        continue;
+                    }
+                    out.push(item.into_item());
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        self.run("store.purge_expired", String::new(), |i| i.purge_items())
+            .await
+    }
+}
