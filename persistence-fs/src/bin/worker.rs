@@ -1,0 +1,124 @@
+//! Helper process for the crash and multi-process tests of `persistence-fs` (not a user
+//! tool). Prints one line per acknowledged write, flushed before the next write starts,
+//! so a parent that kills it knows exactly what was acknowledged.
+//!
+//! ```text
+//! persistence-fs-worker crash-loop ROOT            append + checkpoint until killed
+//! persistence-fs-worker append ROOT SESSION N      N single-event appends
+//! persistence-fs-worker lock-cycles ROOT N FILE    N lock cycles incrementing FILE
+//! ```
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use persistence_core::{
+    AppendOptions, CheckpointId, Checkpointer, Envelope, Lock, LockKey, LockOptions, NewCheckpoint,
+    SessionKey, SessionLog, TenantId, ThreadKey,
+};
+use persistence_fs::{FsBackend, FsConfig};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap_or_else(|e| fail(e));
+    let outcome = runtime.block_on(async {
+        match args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            ["crash-loop", root] => crash_loop(root).await,
+            ["append", root, session, n] => append(root, session, n.parse().unwrap_or(0)).await,
+            ["lock-cycles", root, n, file] => lock_cycles(root, n.parse().unwrap_or(0), file).await,
+            _ => Err(persistence_core::Error::invalid_input(format!(
+                "usage: see source; got {args:?}"
+            ))),
+        }
+    });
+    if let Err(e) = outcome {
+        fail(e);
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("worker: {e}");
+    std::process::exit(1)
+}
+
+fn ack(line: String) {
+    let mut out = std::io::stdout().lock();
+    // A parent that stopped reading is no reason to stop writing data.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn crash_loop(root: &str) -> persistence_core::Result<()> {
+    let backend = FsBackend::open(FsConfig::new(root))?;
+    let tenant = TenantId::new("crash")?;
+    let session = SessionKey::new("log")?;
+    let thread = ThreadKey::new("run")?;
+    for i in 0u64.. {
+        let batch = (0..1 + i % 3)
+            .map(|j| Envelope::new(1, serde_json::json!({"i": i, "j": j})))
+            .collect();
+        let head = backend
+            .append(&tenant, &session, batch, AppendOptions::default())
+            .await?;
+        ack(format!("append {head}"));
+        let checkpoint = NewCheckpoint {
+            id: CheckpointId::new(),
+            parent: None,
+            step: i as i64,
+            state: Envelope::new(1, serde_json::json!({"i": i, "pad": "x".repeat(512)})),
+            metadata: Default::default(),
+        };
+        let id = checkpoint.id;
+        backend
+            .put(&tenant, &thread, checkpoint, Default::default())
+            .await?;
+        ack(format!("checkpoint {id}"));
+    }
+    Ok(())
+}
+
+async fn append(root: &str, session: &str, n: u64) -> persistence_core::Result<()> {
+    let backend = FsBackend::open(FsConfig::new(root))?;
+    let (tenant, session) = (TenantId::new("multi")?, SessionKey::new(session)?);
+    for _ in 0..n {
+        let head = backend
+            .append(
+                &tenant,
+                &session,
+                vec![Envelope::new(1, serde_json::json!(std::process::id()))],
+                AppendOptions::default(),
+            )
+            .await?;
+        ack(format!("append {head}"));
+    }
+    Ok(())
+}
+
+async fn lock_cycles(root: &str, n: u64, file: &str) -> persistence_core::Result<()> {
+    let backend = FsBackend::open(FsConfig::new(root))?;
+    let (tenant, name) = (TenantId::new("multi")?, LockKey::new("counter")?);
+    let options = LockOptions {
+        ttl: Duration::from_secs(30),
+        wait: Duration::from_secs(120),
+    };
+    let io = |e: std::io::Error| persistence_core::Error::backend_error(e.to_string());
+    for _ in 0..n {
+        let lease = backend.acquire(&tenant, &name, options).await?;
+        let current: u64 = std::fs::read_to_string(file)
+            .map_err(io)?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        std::fs::write(file, (current + 1).to_string()).map_err(io)?;
+        ack(format!("fence {}", lease.fence.0));
+        backend.release(&lease).await?;
+    }
+    Ok(())
+}
