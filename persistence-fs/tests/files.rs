@@ -1,0 +1,388 @@
+//! Filesystem-specific behaviour: ids never escape the root, damaged logs, leases of
+//! dead, live and foreign processes.
+
+use std::path::Path;
+use std::time::Duration;
+
+use persistence_conformance::checks::HOSTILE_IDS;
+use persistence_core::{
+    AppendOptions, Checkpointer, Envelope, ErrorKind, ItemKey, Lock, LockKey, LockOptions,
+    Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey, Timestamp,
+};
+use persistence_fs::{FsBackend, FsConfig, ProcessIdentity};
+use serde_json::json;
+
+fn open(root: &Path) -> FsBackend {
+    FsBackend::open(FsConfig::new(root)).unwrap()
+}
+
+fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = std::fs::symlink_metadata(entry.path()).unwrap();
+        assert!(!meta.file_type().is_symlink(), "symlink {:?}", entry.path());
+        out.push(entry.path());
+        if meta.is_dir() {
+            walk(&entry.path(), out);
+        }
+    }
+}
+
+/// Every hostile id, as thread, session, key, namespace label and lock name, lands inside
+/// the root with a short, safe file name; the root's parent gains nothing.
+#[tokio::test]
+async fn hostile_ids_stay_inside_the_root() {
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("root");
+    let backend = open(&root);
+    let t = TenantId::new("Tenant.A").unwrap();
+    for id in HOSTILE_IDS {
+        let c = NewCheckpoint {
+            id: Default::default(),
+            parent: None,
+            step: 0,
+            state: Envelope::new(1, json!(id)),
+            metadata: Default::default(),
+        };
+        Checkpointer::put(
+            &backend,
+            &t,
+            &ThreadKey::new(*id).unwrap(),
+            c,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        backend
+            .append(
+                &t,
+                &SessionKey::new(*id).unwrap(),
+                vec![Envelope::new(1, json!(id))],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        let ns = Namespace::new([*id, *id]).unwrap();
+        Store::put(
+            &backend,
+            &t,
+            &ns,
+            &ItemKey::new(*id).unwrap(),
+            Envelope::new(1, json!(id)),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        backend
+            .try_acquire(&t, &LockKey::new(*id).unwrap(), Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let siblings: Vec<_> = std::fs::read_dir(parent.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        siblings,
+        vec![std::ffi::OsString::from("root")],
+        "something was written beside the root"
+    );
+    let mut paths = Vec::new();
+    walk(&root, &mut paths);
+    let canonical_root = root.canonicalize().unwrap();
+    for p in &paths {
+        assert!(
+            p.canonicalize().unwrap().starts_with(&canonical_root),
+            "{p:?} escapes"
+        );
+        let name = p.file_name().unwrap().to_str().expect("names are ASCII");
+        assert!(
+            name.len() <= 255 && name != "." && name != "..",
+            "bad name {name:?}"
+        );
+        assert!(name.is_ascii() && !name.contains('\\'), "bad name {name:?}");
+    }
+    // Everything reads back through the API.
+    let threads = backend.list_threads(&t, None, 1000).await.unwrap();
+    assert_eq!(threads.items.len(), HOSTILE_IDS.len());
+    let namespaces = backend
+        .list_namespaces(&t, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(namespaces.items.len(), HOSTILE_IDS.len());
+}
+
+fn session_log_path(backend: &FsBackend, t: &TenantId, s: &SessionKey) -> std::path::PathBuf {
+    backend.layout().session(t, s).join("log")
+}
+
+async fn write_events(backend: &FsBackend, t: &TenantId, s: &SessionKey, n: u64) {
+    for i in 0..n {
+        backend
+            .append(
+                t,
+                s,
+                vec![Envelope::new(1, json!({"i": i}))],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// A damaged record in the middle of a log is `Corrupt`, naming file and offset; it is
+/// never skipped and the log is not rewritten.
+#[tokio::test]
+async fn damage_in_the_middle_is_corrupt() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    write_events(&backend, &t, &s, 10).await;
+    let path = session_log_path(&backend, &t, &s);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    // Drop the index so the backend must scan the log.
+    std::fs::remove_file(path.with_file_name("index")).unwrap();
+    let err = backend.read(&t, &s, 0, 100).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    assert!(
+        err.to_string().contains("offset") && err.to_string().contains("log"),
+        "{err}"
+    );
+    let err = backend
+        .append(
+            &t,
+            &s,
+            vec![Envelope::new(1, json!(0))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "a corrupt log was modified"
+    );
+}
+
+/// A torn last record (a crash mid-append) is truncated and the next append is gapless.
+#[tokio::test]
+async fn torn_tail_is_truncated() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    write_events(&backend, &t, &s, 5).await;
+    let path = session_log_path(&backend, &t, &s);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len - 3).unwrap();
+    assert_eq!(
+        backend.head(&t, &s).await.unwrap(),
+        4,
+        "torn record not dropped"
+    );
+    assert_eq!(
+        backend
+            .append(
+                &t,
+                &s,
+                vec![Envelope::new(1, json!(5))],
+                AppendOptions::default()
+            )
+            .await
+            .unwrap(),
+        5
+    );
+    // Trailing zeros, as a crash can leave after extending a file, are a torn tail too.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &[0u8; 64]).unwrap();
+    let events = backend.read(&t, &s, 0, 100).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+}
+
+/// Reading far into a long log seeks through the index instead of scanning.
+#[tokio::test]
+async fn reads_seek_by_ordinal() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = FsBackend::open(
+        FsConfig::new(root.path()).with_durability(persistence_fs::Durability::None),
+    )
+    .unwrap();
+    let (t, s) = (
+        TenantId::new("t").unwrap(),
+        SessionKey::new("long").unwrap(),
+    );
+    for chunk in 0..20 {
+        let batch = (0..500)
+            .map(|i| Envelope::new(1, json!(chunk * 500 + i)))
+            .collect();
+        backend
+            .append(&t, &s, batch, AppendOptions::default())
+            .await
+            .unwrap();
+    }
+    let page = backend.read(&t, &s, 9_000, 3).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![9_001, 9_002, 9_003]
+    );
+    assert_eq!(page[0].event.data, json!(9_000));
+    backend.trim_before(&t, &s, 5_000).await.unwrap();
+    let page = backend.read(&t, &s, 0, 1).await.unwrap();
+    assert_eq!(page[0].seq, 5_000);
+    assert_eq!(backend.read(&t, &s, 9_998, 5).await.unwrap().len(), 2);
+}
+
+fn write_lease(
+    backend: &FsBackend,
+    t: &TenantId,
+    name: &LockKey,
+    owner: &str,
+    fence: u64,
+    expires_at: Timestamp,
+) {
+    let (_, lease, fence_file) = backend.layout().lease(t, name);
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    let body =
+        json!({"owner": owner, "token": "someone-else", "fence": fence, "expires_at": expires_at});
+    std::fs::write(&lease, serde_json::to_vec(&body).unwrap()).unwrap();
+    std::fs::write(&fence_file, fence.to_string()).unwrap();
+}
+
+fn far_future() -> Timestamp {
+    Timestamp::now().saturating_add(Duration::from_secs(3600))
+}
+
+/// A lease whose owner on this host is dead is taken over at once, without its TTL.
+#[tokio::test]
+async fn dead_owner_is_taken_over_immediately() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("l").unwrap());
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    let me = ProcessIdentity::current();
+    let dead = ProcessIdentity {
+        pid,
+        start_time: 12345,
+        ..me
+    };
+    write_lease(&backend, &t, &name, &dead.to_string(), 7, far_future());
+    let lease = backend
+        .try_acquire(&t, &name, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        lease.map(|l| l.fence.0),
+        Some(8),
+        "dead owner's lease not taken over"
+    );
+}
+
+/// A live owner on this host (here: this very process under another token) keeps it.
+#[tokio::test]
+async fn live_owner_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("l").unwrap());
+    write_lease(
+        &backend,
+        &t,
+        &name,
+        &ProcessIdentity::current().to_string(),
+        3,
+        far_future(),
+    );
+    assert!(
+        backend
+            .try_acquire(&t, &name, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A recycled PID (same pid, other start time) is not the owner.
+    let recycled = ProcessIdentity {
+        start_time: 1,
+        ..ProcessIdentity::current()
+    };
+    write_lease(&backend, &t, &name, &recycled.to_string(), 3, far_future());
+    assert!(
+        backend
+            .try_acquire(&t, &name, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// A lease from another host is never broken early: refused until it expires, and the
+/// timeout says why.
+#[tokio::test]
+async fn foreign_host_waits_for_expiry() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("l").unwrap());
+    let expires = Timestamp::now().saturating_add(Duration::from_millis(600));
+    write_lease(&backend, &t, &name, "some-other-host:1:1", 4, expires);
+    assert!(
+        backend
+            .try_acquire(&t, &name, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let options = LockOptions {
+        ttl: Duration::from_secs(10),
+        wait: Duration::from_millis(100),
+    };
+    let err = backend.acquire(&t, &name, options).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(err.to_string().contains("another host"), "{err}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let lease = backend
+        .try_acquire(&t, &name, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(lease.map(|l| l.fence.0), Some(5));
+}
+
+/// A garbage lease file gives a clear `Corrupt` error naming the file, never a panic.
+#[tokio::test]
+async fn garbage_lease_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("l").unwrap());
+    let (_, lease, _) = backend.layout().lease(&t, &name);
+    std::fs::create_dir_all(lease.parent().unwrap()).unwrap();
+    for garbage in [
+        &b"\x00\xffnot json"[..],
+        br#"{"owner": "no-colons", "token": "x", "fence": 1, "expires_at": 1}"#,
+    ] {
+        std::fs::write(&lease, garbage).unwrap();
+        let err = backend
+            .try_acquire(&t, &name, Duration::from_secs(1))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.to_string().contains(".lease"), "{err}");
+    }
+}
+
+/// A root written by a newer layout is refused.
+#[test]
+fn newer_layout_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("v2")).unwrap();
+    let err = FsBackend::open(FsConfig::new(root.path())).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
+}
