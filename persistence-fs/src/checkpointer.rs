@@ -106,6 +106,31 @@ impl Inner {
             .collect()
     }
 
+    /// The greatest checkpoint id: the greatest file name (hyphenated UUIDs sort like
+    /// the UUIDs), parsed alone.
+    fn latest_id(&self, dir: &Path) -> Result<Option<CheckpointId>> {
+        let cdir = dir.join(CHECKPOINTS);
+        let entries = match std::fs::read_dir(&cdir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(crate::error::io_error(&cdir, e)),
+        };
+        let mut latest: Option<String> = None;
+        for entry in entries {
+            let name = entry.at(&cdir)?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.starts_with('.') && latest.as_deref().is_none_or(|l| name > l) {
+                latest = Some(name.to_string());
+            }
+        }
+        latest
+            .map(|n| {
+                n.parse()
+                    .map_err(|_| corrupt(&cdir.join(&n), "not a checkpoint file name"))
+            })
+            .transpose()
+    }
+
     fn load_checkpoint(&self, dir: &Path, id: CheckpointId) -> Result<Option<Checkpoint>> {
         let path = dir.join(CHECKPOINTS).join(id.to_string());
         match files::read_optional(&path).at(&path)? {
@@ -166,7 +191,7 @@ impl Inner {
                 )))
             };
         }
-        let latest = self.checkpoint_ids(&dir)?.last().copied();
+        let latest = self.latest_id(&dir)?;
         match (options.expect_latest, latest) {
             (ExpectLatest::Any, _) | (ExpectLatest::Absent, None) => {}
             (ExpectLatest::Is(want), Some(have)) if want == have => {}
@@ -300,8 +325,8 @@ impl Checkpointer for FsBackend {
             let dir = i.layout.thread(&t, &th);
             let id = match selector {
                 CheckpointSelector::Id(id) => id,
-                CheckpointSelector::Latest => match i.checkpoint_ids(&dir)?.last() {
-                    Some(id) => *id,
+                CheckpointSelector::Latest => match i.latest_id(&dir)? {
+                    Some(id) => id,
                     None => return Ok(None),
                 },
             };

@@ -5,7 +5,7 @@
 //! empties the log, so ordinals are never reused.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -48,6 +48,12 @@ struct SessionState {
     expires_at: Option<Timestamp>,
     /// Log length in bytes.
     log_len: u64,
+    /// The open log (read + write), if it exists.
+    log: Option<File>,
+    /// The open index (read + write), if the log exists.
+    index: Option<File>,
+    /// Whether recovery rewrote the index file.
+    rebuilt: bool,
 }
 
 impl SessionState {
@@ -90,26 +96,47 @@ fn read_index_entry(index: &File, i: u64) -> io::Result<u64> {
 
 impl Inner {
     /// Validates the log against its index, repairing a torn tail and a stale index.
-    /// Caller holds the session lock.
+    /// Caller holds the session lock. The returned state keeps both files open.
     fn recover(&self, f: &SessionFiles) -> Result<SessionState> {
-        let floor = files::read_counter(&f.floor)
-            .at(&f.floor)?
-            .map_err(|m| corrupt(&f.floor, m))?;
         let log = match OpenOptions::new().read(true).write(true).open(&f.log) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(SessionState {
-                    head: floor,
+                    head: self.floor(f)?,
                     ..Default::default()
                 });
             }
             Err(e) => return Err(io_error(&f.log, e)),
         };
         let log_len = log.metadata().at(&f.log)?.len();
-        if let Some(state) = self.fast_check(f, &log, log_len, floor)? {
-            return Ok(state);
+        let open_index = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&f.index)
+                .at(&f.index)
+        };
+        let index = open_index()?;
+        let mut state = match self.fast_check(f, &log, &index, log_len)? {
+            Some(state) => state,
+            None => self.rebuild(f, &log, log_len)?,
+        };
+        if state.count == 0 {
+            state.head = self.floor(f)?;
         }
-        self.rebuild(f, &log, log_len, floor)
+        // A rebuild replaced the index file: use the new one.
+        state.index = Some(if state.rebuilt { open_index()? } else { index });
+        state.log = Some(log);
+        Ok(state)
+    }
+
+    /// The head kept by a trim that emptied the log (0 if none).
+    fn floor(&self, f: &SessionFiles) -> Result<u64> {
+        files::read_counter(&f.floor)
+            .at(&f.floor)?
+            .map_err(|m| corrupt(&f.floor, m))
     }
 
     /// The common case: index entries 0 and n-1 point at the first and last records and
@@ -118,27 +145,19 @@ impl Inner {
         &self,
         f: &SessionFiles,
         log: &File,
+        index: &File,
         log_len: u64,
-        floor: u64,
     ) -> Result<Option<SessionState>> {
-        let index = match File::open(&f.index) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_error(&f.index, e)),
-        };
         let index_len = index.metadata().at(&f.index)?.len();
         if index_len % 8 != 0 {
             return Ok(None);
         }
         let n = index_len / 8;
         if n == 0 {
-            return Ok((log_len == 0).then(|| SessionState {
-                head: floor,
-                ..Default::default()
-            }));
+            return Ok((log_len == 0).then(SessionState::default));
         }
-        let first_offset = read_index_entry(&index, 0).at(&f.index)?;
-        let last_offset = read_index_entry(&index, n - 1).at(&f.index)?;
+        let first_offset = read_index_entry(index, 0).at(&f.index)?;
+        let last_offset = read_index_entry(index, n - 1).at(&f.index)?;
         let (RecordAt::Valid { payload: first, .. }, RecordAt::Valid { payload: last, end }) = (
             files::read_record(log, first_offset, log_len).at(&f.log)?,
             files::read_record(log, last_offset, log_len).at(&f.log)?,
@@ -153,24 +172,19 @@ impl Inner {
         Ok(Some(SessionState {
             first: first.seq,
             count: n,
-            head: last.seq.max(floor),
+            head: last.seq,
             expires_at: last.exp,
             log_len,
+            ..Default::default()
         }))
     }
 
     /// Scans the whole log: truncates a torn tail, fails on damage before it, and writes
     /// a fresh index.
-    fn rebuild(
-        &self,
-        f: &SessionFiles,
-        log: &File,
-        mut log_len: u64,
-        floor: u64,
-    ) -> Result<SessionState> {
+    fn rebuild(&self, f: &SessionFiles, log: &File, mut log_len: u64) -> Result<SessionState> {
         let mut offsets = Vec::new();
         let mut state = SessionState {
-            head: floor,
+            rebuilt: true,
             ..Default::default()
         };
         let mut offset = 0;
@@ -192,7 +206,7 @@ impl Inner {
                         state.first = event.seq;
                     }
                     state.count += 1;
-                    state.head = event.seq.max(floor);
+                    state.head = event.seq;
                     state.expires_at = event.exp;
                     offsets.extend_from_slice(&offset.to_le_bytes());
                     offset = end;
@@ -281,20 +295,38 @@ impl Inner {
             files::frame(&payload, &mut batch);
         }
         record_fence(&fence_path, raise, self.durability)?;
-        if state.head == 0 {
-            ensure_entry(&f.dir, s.as_str(), self.durability)?;
+        let (log, index) = match (state.log, state.index) {
+            (Some(log), Some(index)) => (log, index),
+            _ => {
+                ensure_entry(&f.dir, s.as_str(), self.durability)?;
+                let open = |p: &Path| {
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .open(p)
+                        .at(p)
+                };
+                let pair = (open(&f.log)?, open(&f.index)?);
+                if self.durability == Durability::Fsync {
+                    files::sync_dir(&f.dir).at(&f.dir)?;
+                }
+                pair
+            }
+        };
+        if state.count == 0 {
+            // Empty log (new, or emptied by a trim): the index restarts with this batch.
+            index.set_len(0).at(&f.index)?;
         }
-        if state.count == 0 && state.head > 0 {
-            // The log was emptied by a trim: the index restarts with this batch.
-            files::write_atomic(&f.index, &[], Durability::None).at(&f.index)?;
+        // The index is a cache, rebuilt from the log when they disagree after a crash: it
+        // is never fsynced. Writing it first lets the log's fdatasync carry its metadata
+        // in the same journal commit.
+        index.write_all_at(&offsets, state.count * 8).at(&f.index)?;
+        log.write_all_at(&batch, state.log_len).at(&f.log)?;
+        if self.durability == Durability::Fsync {
+            log.sync_data().at(&f.log)?;
         }
-        files::append(&f.log, &batch, self.durability).at(&f.log)?;
-        let mut index = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&f.index)
-            .at(&f.index)?;
-        index.write_all(&offsets).at(&f.index)?;
         Ok(seq)
     }
 
@@ -315,12 +347,13 @@ impl Inner {
         if start > last {
             return Ok(Vec::new());
         }
-        let index = File::open(&f.index).at(&f.index)?;
-        let log = File::open(&f.log).at(&f.log)?;
-        let mut offset = read_index_entry(&index, start - state.first).at(&f.index)?;
+        let (Some(index), Some(log)) = (&state.index, &state.log) else {
+            return Ok(Vec::new());
+        };
+        let mut offset = read_index_entry(index, start - state.first).at(&f.index)?;
         let mut out = Vec::new();
         while out.len() < limit {
-            match files::read_record(&log, offset, state.log_len).at(&f.log)? {
+            match files::read_record(log, offset, state.log_len).at(&f.log)? {
                 RecordAt::End => break,
                 RecordAt::Damaged => {
                     return Err(corrupt(
