@@ -36,9 +36,35 @@
 //!
 //! # Costs
 //! Listing threads, sessions and namespaces reads directory names (not payloads) and
-//! sorts them; checkpoints are one file each, so `get(Latest)` lists one directory.
-//! Reading a session from ordinal N seeks through a fixed-width offset index: the cost
-//! does not grow with N.
+//! sorts them; checkpoints are one file each, so `get(Latest)` lists one directory (keep
+//! threads short with `prune`). Reading a session from ordinal N seeks through a
+//! fixed-width offset index: the cost does not grow with N. TTLs exist for store items
+//! and sessions; checkpoint threads have none, so `purge_expired` never touches them.
+//!
+//! # Performance
+//! `cargo run --release -p persistence-fs --example bench -- --ops 1000` on the project's
+//! 2-core VM (ext4), one task, beside a raw `write` + `fdatasync` loop of a 182-byte
+//! record in the same run:
+//!
+//! | operation | Fsync ops/s | p50 | None ops/s | p50 |
+//! |---|---|---|---|---|
+//! | raw write + fdatasync (baseline) | 9 266 | 105 µs | | |
+//! | session append, 1 event | 5 495 (0.59× raw) | 170 µs | 32 097 | 32 µs |
+//! | session append, 100 events | 3 421 batches | 301 µs | 12 700 batches | 73 µs |
+//! | checkpoint put | 778 | 1.25 ms | 1 044 | 1.0 ms |
+//! | checkpoint get latest (2 000 in thread) | 2 467 | 402 µs | 2 745 | 359 µs |
+//! | store put | 913 | 1.19 ms | 4 728 | 219 µs |
+//! | store get | 39 021 | 20 µs | 44 097 | 19 µs |
+//! | lock cycle (acquire + release) | 1 334 | 727 µs | 2 811 | 344 µs |
+//!
+//! Reading 100 events after ordinal 999 000 of a 1 000 000-event session costs 1.02× the
+//! same read after ordinal 1 000 (p50 151 µs vs 154 µs).
+//!
+//! A durable one-event append reaches 0.59× the raw loop, short of the 0.8× aimed for:
+//! besides the one `fdatasync` it takes an flock, re-validates the log tail (two record
+//! reads) and extends the index, and each append grows the log, so the sync also commits
+//! the new file size. Whole-file writes (checkpoints, items, leases) pay for the atomic
+//! replace: file fsync, rename and directory fsync.
 #![deny(missing_docs)]
 
 mod checkpointer;

@@ -1,6 +1,8 @@
 //! The whole conformance suite and the model test against the filesystem backend with
 //! `Durability::Fsync`, each test on its own fresh root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use persistence_conformance::{Fixture, TimeControl, conformance_suite, model};
 use persistence_fs::{FsBackend, FsConfig};
 

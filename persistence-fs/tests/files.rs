@@ -1,6 +1,8 @@
 //! Filesystem-specific behaviour: ids never escape the root, damaged logs, leases of
 //! dead, live and foreign processes.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! Several processes and SIGKILL: the worker binary writes, the test kills it or runs
 //! several at once, then checks what is on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;

@@ -1,5 +1,7 @@
 //! The whole conformance suite against the in-memory reference backend.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use persistence_conformance::{Fixture, TimeControl, conformance_suite};
 
 conformance_suite!(memory, async { Some(Fixture::memory()) });

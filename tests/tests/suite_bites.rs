@@ -1,6 +1,8 @@
 //! The suite is known to bite: deliberately broken variants of the in-memory backend
 //! must fail the checks that guard the broken behaviour.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::sync::Arc;
 use std::time::Duration;
 

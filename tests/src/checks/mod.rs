@@ -374,6 +374,7 @@ macro_rules! __for_each_check {
             concurrency::concurrency_store_cas_one_winner [],
             concurrency::concurrency_expect_head_one_winner [],
             concurrency::concurrency_with_lock_mutual_exclusion [],
+            concurrency::concurrency_cas_merges_keep_every_field [],
         }
     };
 }
