@@ -106,7 +106,6 @@ impl FsBackend {
     /// I/O errors creating it.
     pub fn open(config: FsConfig) -> Result<Self> {
         let layout = Layout::new(&config.root);
-        files::ensure_dir(layout.base(), config.durability).at(layout.base())?;
         for name in files::list_names(&config.root).at(&config.root)? {
             if let Some(v) = name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok())
                 && v > 1
@@ -118,6 +117,7 @@ impl FsBackend {
                 ));
             }
         }
+        files::ensure_dir(layout.base(), config.durability).at(layout.base())?;
         Ok(FsBackend {
             inner: Arc::new(Inner {
                 layout,
