@@ -14,6 +14,9 @@
 
 use std::fmt;
 
+mod postgres;
+pub use postgres::{LocalPostgres, find_bin_dir};
+
 /// A server some backend's tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Server {

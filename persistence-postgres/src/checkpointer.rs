@@ -1,0 +1,291 @@
+//! Checkpoints: `persistence.checkpoint_*` functions.
+
+use async_trait::async_trait;
+use persistence_core::{
+    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
+    Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
+};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::types::Json;
+
+use crate::PgBackend;
+use crate::error::{corrupt, map};
+
+const PUT: &str = "SELECT persistence.checkpoint_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+const GET: &str = "SELECT persistence.checkpoint_get($1, $2, $3)";
+const LIST: &str = "SELECT persistence.checkpoint_list($1, $2, $3, $4, $5)";
+const PUT_WRITES: &str = "SELECT persistence.checkpoint_put_writes($1, $2, $3, $4, $5, $6)";
+const DELETE_THREAD: &str = "SELECT persistence.checkpoint_delete_thread($1, $2)";
+const PRUNE: &str = "SELECT persistence.checkpoint_prune($1, $2, $3)";
+const COPY_THREAD: &str = "SELECT persistence.checkpoint_copy_thread($1, $2, $3)";
+const LIST_THREADS: &str = "SELECT persistence.checkpoint_list_threads($1, $2, $3)";
+
+#[derive(Deserialize)]
+struct Row {
+    id: CheckpointId,
+    parent: Option<CheckpointId>,
+    step: i64,
+    state: Envelope,
+    metadata: Metadata,
+    created_at: Timestamp,
+    #[serde(default)]
+    writes: Vec<PendingWrite>,
+}
+
+impl Row {
+    fn split(self) -> (Checkpoint, Vec<PendingWrite>) {
+        let checkpoint = Checkpoint {
+            id: self.id,
+            parent: self.parent,
+            step: self.step,
+            state: self.state,
+            metadata: self.metadata,
+            created_at: self.created_at,
+        };
+        (checkpoint, self.writes)
+    }
+}
+
+fn limit_i32(limit: usize) -> Result<i32> {
+    Ok(validate_limit(limit)? as i32)
+}
+
+pub(crate) fn bad_cursor(c: &Cursor) -> Error {
+    Error::invalid_input(format!(
+        "cursor {:?} was not made by this backend",
+        c.as_str()
+    ))
+}
+
+#[async_trait]
+impl Checkpointer for PgBackend {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        c: NewCheckpoint,
+        options: PutCheckpointOptions,
+    ) -> Result<Checkpoint> {
+        let key = format!("{tenant}/{thread}");
+        let (expect, expect_id): (i16, Option<uuid::Uuid>) = match options.expect_latest {
+            ExpectLatest::Any => (0, None),
+            ExpectLatest::Absent => (1, None),
+            ExpectLatest::Is(id) => (2, Some(id.as_uuid())),
+        };
+        let fence = options
+            .fence
+            .map(|f| fence_i64(f.0))
+            .transpose()
+            .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put", &key))?;
+        let created: i64 = sqlx::query_scalar(PUT)
+            .bind(tenant.as_str())
+            .bind(thread.as_str())
+            .bind(c.id.as_uuid())
+            .bind(c.parent.map(|p| p.as_uuid()))
+            .bind(c.step)
+            .bind(c.state.schema_version as i32)
+            .bind(Json(&c.state.data))
+            .bind(Json(&c.metadata))
+            .bind(expect)
+            .bind(expect_id)
+            .bind(fence)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.put", &key))?;
+        Ok(Checkpoint {
+            id: c.id,
+            parent: c.parent,
+            step: c.step,
+            state: c.state,
+            metadata: c.metadata,
+            created_at: Timestamp(created.max(0) as u64),
+        })
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        selector: CheckpointSelector,
+    ) -> Result<Option<CheckpointTuple>> {
+        let key = format!("{tenant}/{thread}");
+        let id = match selector {
+            CheckpointSelector::Latest => None,
+            CheckpointSelector::Id(id) => Some(id.as_uuid()),
+        };
+        let row: Option<Json<serde_json::Value>> = sqlx::query_scalar(GET)
+            .bind(tenant.as_str())
+            .bind(thread.as_str())
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.get", &key))?;
+        let Some(Json(value)) = row else {
+            return Ok(None);
+        };
+        let row: Row =
+            serde_json::from_value(value).map_err(|e| corrupt(e, "checkpoint.get", &key))?;
+        let (checkpoint, pending_writes) = row.split();
+        Ok(Some(CheckpointTuple {
+            checkpoint,
+            pending_writes,
+        }))
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        query: ListCheckpoints,
+    ) -> Result<Page<Checkpoint>> {
+        let key = format!("{tenant}/{thread}");
+        let ctx = |e: Error| e.context(crate::error::BACKEND, "checkpoint.list", &key);
+        let limit = limit_i32(query.limit).map_err(ctx)?;
+        let after = query
+            .cursor
+            .as_ref()
+            .map(|c| {
+                c.as_str()
+                    .parse::<CheckpointId>()
+                    .map_err(|_| bad_cursor(c))
+            })
+            .transpose()
+            .map_err(ctx)?;
+        let upper = match (query.before, after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(LIST)
+            .bind(tenant.as_str())
+            .bind(thread.as_str())
+            .bind(upper.map(|u| u.as_uuid()))
+            .bind(limit + 1)
+            .bind(Json(&query.metadata))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.list", &key))?;
+        let items = rows.into_iter().map(|r| r.split().0).collect();
+        Ok(Page::from_overfetch(items, limit as usize, |c| {
+            Cursor::new(c.id.to_string())
+        }))
+    }
+
+    async fn put_writes(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        checkpoint: CheckpointId,
+        task: &TaskId,
+        writes: Vec<Write>,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let key = format!("{tenant}/{thread}/{checkpoint}");
+        let fence = fence
+            .map(|f| fence_i64(f.0))
+            .transpose()
+            .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put_writes", &key))?;
+        let payload: Vec<serde_json::Value> = writes
+            .iter()
+            .map(|w| json!({"channel": w.channel, "schema_version": w.value.schema_version, "data": w.value.data}))
+            .collect();
+        sqlx::query(PUT_WRITES)
+            .bind(tenant.as_str())
+            .bind(thread.as_str())
+            .bind(checkpoint.as_uuid())
+            .bind(task.as_str())
+            .bind(Json(payload))
+            .bind(fence)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.put_writes", &key))?;
+        Ok(())
+    }
+
+    async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
+        sqlx::query_scalar(DELETE_THREAD)
+            .bind(tenant.as_str())
+            .bind(thread.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.delete_thread", format!("{tenant}/{thread}")))
+    }
+
+    async fn prune(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        keep_latest: usize,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{thread}");
+        if keep_latest == 0 {
+            return Err(Error::invalid_input(
+                "keep_latest must be at least 1; use delete_thread to remove all",
+            )
+            .context(crate::error::BACKEND, "checkpoint.prune", key));
+        }
+        let keep = i32::try_from(keep_latest).unwrap_or(i32::MAX);
+        let n: i64 = sqlx::query_scalar(PRUNE)
+            .bind(tenant.as_str())
+            .bind(thread.as_str())
+            .bind(keep)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.prune", &key))?;
+        Ok(n as u64)
+    }
+
+    async fn copy_thread(
+        &self,
+        tenant: &TenantId,
+        from: &ThreadKey,
+        to: &ThreadKey,
+    ) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(COPY_THREAD)
+            .bind(tenant.as_str())
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| {
+                map(
+                    e,
+                    "checkpoint.copy_thread",
+                    format!("{tenant}/{from}->{to}"),
+                )
+            })?;
+        Ok(n as u64)
+    }
+
+    async fn list_threads(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<ThreadKey>> {
+        let ctx = |e: Error| e.context(crate::error::BACKEND, "checkpoint.list_threads", tenant);
+        let limit = limit_i32(limit).map_err(ctx)?;
+        let after = cursor
+            .as_ref()
+            .map(|c| ThreadKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
+            .transpose()
+            .map_err(ctx)?;
+        let Json(items): Json<Vec<ThreadKey>> = sqlx::query_scalar(LIST_THREADS)
+            .bind(tenant.as_str())
+            .bind(after.as_ref().map(ThreadKey::as_str))
+            .bind(limit + 1)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "checkpoint.list_threads", tenant))?;
+        Ok(Page::from_overfetch(items, limit as usize, |k| {
+            Cursor::new(k.as_str())
+        }))
+    }
+}
+
+/// Fences are u64 in the API and bigint in the database.
+pub(crate) fn fence_i64(f: u64) -> Result<i64> {
+    i64::try_from(f)
+        .map_err(|_| Error::invalid_input(format!("fence {f} exceeds the database's range")))
+}

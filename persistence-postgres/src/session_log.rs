@@ -1,0 +1,171 @@
+//! Session logs: `persistence.session_*` functions. Ordinals come from the session row's
+//! `head`, locked by the append, never from `MAX(seq) + 1`.
+
+use async_trait::async_trait;
+use persistence_core::{
+    AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
+    TenantId, Timestamp, validate_limit, validate_ttl,
+};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::types::Json;
+
+use crate::PgBackend;
+use crate::checkpointer::{bad_cursor, fence_i64};
+use crate::error::{BACKEND, map};
+
+const APPEND: &str = "SELECT persistence.session_append($1, $2, $3, $4, $5, $6)";
+const READ: &str = "SELECT persistence.session_read($1, $2, $3, $4)";
+const HEAD: &str = "SELECT persistence.session_head($1, $2)";
+const TRIM: &str = "SELECT persistence.session_trim_before($1, $2, $3)";
+const DELETE: &str = "SELECT persistence.session_delete($1, $2)";
+const LIST: &str = "SELECT persistence.session_list($1, $2, $3)";
+const PURGE: &str = "SELECT items, sessions FROM persistence.purge_expired()";
+
+#[derive(Deserialize)]
+struct Row {
+    seq: u64,
+    appended_at: Timestamp,
+    event: Envelope,
+}
+
+fn seq_i64(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+/// Runs the shared purge once and returns (items, sessions) removed.
+pub(crate) async fn purge(backend: &PgBackend, operation: &'static str) -> Result<(u64, u64)> {
+    let (items, sessions): (i64, i64) = sqlx::query_as(PURGE)
+        .fetch_one(&backend.pool)
+        .await
+        .map_err(|e| map(e, operation, "all tenants"))?;
+    Ok((items as u64, sessions as u64))
+}
+
+#[async_trait]
+impl SessionLog for PgBackend {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        events: Vec<Envelope>,
+        options: AppendOptions,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{session}");
+        let ctx = |e: Error| e.context(BACKEND, "session.append", &key);
+        if events.is_empty() {
+            return Err(ctx(Error::invalid_input("append needs at least one event")));
+        }
+        let ttl_ms = options
+            .ttl
+            .map(|t| validate_ttl("session ttl", t).map(|t| t.as_millis() as i64))
+            .transpose()
+            .map_err(ctx)?;
+        let fence = options
+            .fence
+            .map(|f| fence_i64(f.0))
+            .transpose()
+            .map_err(ctx)?;
+        let payload: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| json!({"schema_version": e.schema_version, "data": e.data}))
+            .collect();
+        let head: i64 = sqlx::query_scalar(APPEND)
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .bind(Json(payload))
+            .bind(options.expect_head.map(seq_i64))
+            .bind(fence)
+            .bind(ttl_ms)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "session.append", &key))?;
+        Ok(head as u64)
+    }
+
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SessionEvent>> {
+        let key = format!("{tenant}/{session}");
+        let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
+        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(READ)
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .bind(seq_i64(after))
+            .bind(limit as i32)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "session.read", &key))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionEvent {
+                seq: r.seq,
+                event: r.event,
+                appended_at: r.appended_at,
+            })
+            .collect())
+    }
+
+    async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
+        let head: i64 = sqlx::query_scalar(HEAD)
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "session.head", format!("{tenant}/{session}")))?;
+        Ok(head as u64)
+    }
+
+    async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(TRIM)
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .bind(seq_i64(seq))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "session.trim_before", format!("{tenant}/{session}")))?;
+        Ok(n as u64)
+    }
+
+    async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
+        sqlx::query_scalar(DELETE)
+            .bind(tenant.as_str())
+            .bind(session.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "session.delete", format!("{tenant}/{session}")))
+    }
+
+    async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<SessionKey>> {
+        let ctx = |e: Error| e.context(BACKEND, "session.list_sessions", tenant);
+        let limit = validate_limit(limit).map_err(ctx)?;
+        let after = cursor
+            .as_ref()
+            .map(|c| SessionKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
+            .transpose()
+            .map_err(ctx)?;
+        let Json(items): Json<Vec<SessionKey>> = sqlx::query_scalar(LIST)
+            .bind(tenant.as_str())
+            .bind(after.as_ref().map(SessionKey::as_str))
+            .bind(limit as i32 + 1)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "session.list_sessions", tenant))?;
+        Ok(Page::from_overfetch(items, limit, |k| {
+            Cursor::new(k.as_str())
+        }))
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(purge(self, "session.purge_expired").await?.1)
+    }
+}

@@ -1,0 +1,206 @@
+//! Store items: `persistence.item_*` functions. Namespaces are `text[]` in the "C"
+//! collation, so they order label by label, bytewise.
+
+use async_trait::async_trait;
+use persistence_core::{
+    Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
+    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp, validate_limit, validate_ttl,
+};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::types::Json;
+
+use crate::PgBackend;
+use crate::checkpointer::bad_cursor;
+use crate::error::{BACKEND, map};
+
+const PUT: &str = "SELECT persistence.item_put($1, $2, $3, $4, $5, $6, $7)";
+const GET: &str = "SELECT persistence.item_get($1, $2, $3)";
+const DELETE: &str = "SELECT persistence.item_delete($1, $2, $3, $4)";
+const LIST: &str = "SELECT persistence.item_list($1, $2, $3, $4, $5)";
+const LIST_NAMESPACES: &str = "SELECT persistence.item_list_namespaces($1, $2, $3, $4, $5)";
+const SEARCH: &str = "SELECT persistence.item_search($1, $2, $3, $4, $5)";
+
+#[derive(Deserialize)]
+struct Row {
+    namespace: Namespace,
+    key: ItemKey,
+    value: Envelope,
+    version: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    expires_at: Option<Timestamp>,
+}
+
+impl From<Row> for Item {
+    fn from(r: Row) -> Self {
+        Item {
+            namespace: r.namespace,
+            key: r.key,
+            value: r.value,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+fn version_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PgBackend {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        value: Envelope,
+        options: PutItemOptions,
+    ) -> Result<u64> {
+        let err_key = format!("{tenant}/{namespace}/{key}");
+        let ttl_ms = options
+            .ttl
+            .map(|t| validate_ttl("item ttl", t).map(|t| t.as_millis() as i64))
+            .transpose()
+            .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
+        let version: i64 = sqlx::query_scalar(PUT)
+            .bind(tenant.as_str())
+            .bind(namespace.labels())
+            .bind(key.as_str())
+            .bind(value.schema_version as i32)
+            .bind(Json(&value.data))
+            .bind(ttl_ms)
+            .bind(options.if_version.map(version_i64))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "store.put", &err_key))?;
+        Ok(version as u64)
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+    ) -> Result<Option<Item>> {
+        let row: Option<Json<Row>> = sqlx::query_scalar(GET)
+            .bind(tenant.as_str())
+            .bind(namespace.labels())
+            .bind(key.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "store.get", format!("{tenant}/{namespace}/{key}")))?;
+        Ok(row.map(|Json(r)| r.into()))
+    }
+
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        if_version: Option<u64>,
+    ) -> Result<bool> {
+        sqlx::query_scalar(DELETE)
+            .bind(tenant.as_str())
+            .bind(namespace.labels())
+            .bind(key.as_str())
+            .bind(if_version.map(version_i64))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "store.delete", format!("{tenant}/{namespace}/{key}")))
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        query: ListItems,
+    ) -> Result<Page<Item>> {
+        let err_key = format!("{tenant}/{namespace}");
+        let ctx = |e: Error| e.context(BACKEND, "store.list", &err_key);
+        let limit = validate_limit(query.limit).map_err(ctx)?;
+        let after = query
+            .cursor
+            .as_ref()
+            .map(|c| ItemKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
+            .transpose()
+            .map_err(ctx)?;
+        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(LIST)
+            .bind(tenant.as_str())
+            .bind(namespace.labels())
+            .bind(query.key_prefix.as_deref())
+            .bind(after.as_ref().map(ItemKey::as_str))
+            .bind(limit as i32 + 1)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "store.list", &err_key))?;
+        let items: Vec<Item> = rows.into_iter().map(Item::from).collect();
+        Ok(Page::from_overfetch(items, limit, |i| {
+            Cursor::new(i.key.as_str())
+        }))
+    }
+
+    async fn list_namespaces(
+        &self,
+        tenant: &TenantId,
+        query: ListNamespaces,
+    ) -> Result<Page<Namespace>> {
+        let ctx = |e: Error| e.context(BACKEND, "store.list_namespaces", tenant);
+        let limit = validate_limit(query.limit).map_err(ctx)?;
+        if query.max_depth == Some(0) {
+            return Err(ctx(Error::invalid_input("max_depth must be at least 1")));
+        }
+        let after: Option<Namespace> = query
+            .cursor
+            .as_ref()
+            .map(|c| serde_json::from_str(c.as_str()).map_err(|_| bad_cursor(c)))
+            .transpose()
+            .map_err(ctx)?;
+        let depth = query
+            .max_depth
+            .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
+        let Json(items): Json<Vec<Namespace>> = sqlx::query_scalar(LIST_NAMESPACES)
+            .bind(tenant.as_str())
+            .bind(query.prefix.as_ref().map(Namespace::labels))
+            .bind(depth)
+            .bind(after.as_ref().map(Namespace::labels))
+            .bind(limit as i32 + 1)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "store.list_namespaces", tenant))?;
+        Ok(Page::from_overfetch(items, limit, |ns| {
+            Cursor::new(serde_json::to_string(ns).unwrap_or_default())
+        }))
+    }
+
+    async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
+        let limit =
+            validate_limit(query.limit).map_err(|e| e.context(BACKEND, "store.search", tenant))?;
+        let conditions: Vec<serde_json::Value> = query
+            .filter
+            .conditions()
+            .iter()
+            .map(|c| json!({"field": c.field, "op": c.op.as_str(), "value": c.value}))
+            .collect();
+        let offset = i32::try_from(query.offset).unwrap_or(i32::MAX);
+        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(SEARCH)
+            .bind(tenant.as_str())
+            .bind(query.namespace_prefix.as_ref().map(Namespace::labels))
+            .bind(Json(conditions))
+            .bind(limit as i32)
+            .bind(offset)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| map(e, "store.search", tenant))?;
+        Ok(rows.into_iter().map(Item::from).collect())
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        Ok(crate::session_log::purge(self, "store.purge_expired")
+            .await?
+            .0)
+    }
+}
