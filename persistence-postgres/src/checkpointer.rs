@@ -79,20 +79,21 @@ impl Checkpointer for PgBackend {
             .map(|f| fence_i64(f.0))
             .transpose()
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put", &key))?;
-        let created: i64 = sqlx::query_scalar(PUT)
-            .bind(tenant.as_str())
-            .bind(thread.as_str())
-            .bind(c.id.as_uuid())
-            .bind(c.parent.map(|p| p.as_uuid()))
-            .bind(c.step)
-            .bind(c.state.schema_version as i32)
-            .bind(Json(&c.state.data))
-            .bind(Json(&c.metadata))
-            .bind(expect)
-            .bind(expect_id)
-            .bind(fence)
-            .fetch_one(&self.pool)
-            .await
+        let created: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(PUT)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(c.id.as_uuid())
+                .bind(c.parent.map(|p| p.as_uuid()))
+                .bind(c.step)
+                .bind(c.state.schema_version as i32)
+                .bind(Json(&c.state.data))
+                .bind(Json(&c.metadata))
+                .bind(expect)
+                .bind(expect_id)
+                .bind(fence)
+        )
             .map_err(|e| map(e, "checkpoint.put", &key))?;
         Ok(Checkpoint {
             id: c.id,
@@ -115,12 +116,13 @@ impl Checkpointer for PgBackend {
             CheckpointSelector::Latest => None,
             CheckpointSelector::Id(id) => Some(id.as_uuid()),
         };
-        let row: Option<Json<serde_json::Value>> = sqlx::query_scalar(GET)
-            .bind(tenant.as_str())
-            .bind(thread.as_str())
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await
+        let row: Option<Json<serde_json::Value>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(GET)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(id)
+        )
             .map_err(|e| map(e, "checkpoint.get", &key))?;
         let Some(Json(value)) = row else {
             return Ok(None);
@@ -157,14 +159,15 @@ impl Checkpointer for PgBackend {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(LIST)
-            .bind(tenant.as_str())
-            .bind(thread.as_str())
-            .bind(upper.map(|u| u.as_uuid()))
-            .bind(limit + 1)
-            .bind(Json(&query.metadata))
-            .fetch_one(&self.pool)
-            .await
+        let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(LIST)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(upper.map(|u| u.as_uuid()))
+                .bind(limit + 1)
+                .bind(Json(&query.metadata))
+        )
             .map_err(|e| map(e, "checkpoint.list", &key))?;
         let items = rows.into_iter().map(|r| r.split().0).collect();
         Ok(Page::from_overfetch(items, limit as usize, |c| {
@@ -190,25 +193,27 @@ impl Checkpointer for PgBackend {
             .iter()
             .map(|w| json!({"channel": w.channel, "schema_version": w.value.schema_version, "data": w.value.data}))
             .collect();
-        sqlx::query(PUT_WRITES)
-            .bind(tenant.as_str())
-            .bind(thread.as_str())
-            .bind(checkpoint.as_uuid())
-            .bind(task.as_str())
-            .bind(Json(payload))
-            .bind(fence)
-            .execute(&self.pool)
-            .await
+        crate::pool::fetch_all!(
+            self.db,
+            sqlx::query(PUT_WRITES)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(checkpoint.as_uuid())
+                .bind(task.as_str())
+                .bind(Json(payload))
+                .bind(fence)
+        )
             .map_err(|e| map(e, "checkpoint.put_writes", &key))?;
         Ok(())
     }
 
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
-        sqlx::query_scalar(DELETE_THREAD)
-            .bind(tenant.as_str())
-            .bind(thread.as_str())
-            .fetch_one(&self.pool)
-            .await
+        crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(DELETE_THREAD)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+        )
             .map_err(|e| map(e, "checkpoint.delete_thread", format!("{tenant}/{thread}")))
     }
 
@@ -226,12 +231,13 @@ impl Checkpointer for PgBackend {
             .context(crate::error::BACKEND, "checkpoint.prune", key));
         }
         let keep = i32::try_from(keep_latest).unwrap_or(i32::MAX);
-        let n: i64 = sqlx::query_scalar(PRUNE)
-            .bind(tenant.as_str())
-            .bind(thread.as_str())
-            .bind(keep)
-            .fetch_one(&self.pool)
-            .await
+        let n: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(PRUNE)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(keep)
+        )
             .map_err(|e| map(e, "checkpoint.prune", &key))?;
         Ok(n as u64)
     }
@@ -242,12 +248,13 @@ impl Checkpointer for PgBackend {
         from: &ThreadKey,
         to: &ThreadKey,
     ) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(COPY_THREAD)
-            .bind(tenant.as_str())
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .fetch_one(&self.pool)
-            .await
+        let n: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(COPY_THREAD)
+                .bind(tenant.as_str())
+                .bind(from.as_str())
+                .bind(to.as_str())
+        )
             .map_err(|e| {
                 map(
                     e,
@@ -271,12 +278,13 @@ impl Checkpointer for PgBackend {
             .map(|c| ThreadKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
             .transpose()
             .map_err(ctx)?;
-        let Json(items): Json<Vec<ThreadKey>> = sqlx::query_scalar(LIST_THREADS)
-            .bind(tenant.as_str())
-            .bind(after.as_ref().map(ThreadKey::as_str))
-            .bind(limit + 1)
-            .fetch_one(&self.pool)
-            .await
+        let Json(items): Json<Vec<ThreadKey>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(LIST_THREADS)
+                .bind(tenant.as_str())
+                .bind(after.as_ref().map(ThreadKey::as_str))
+                .bind(limit + 1)
+        )
             .map_err(|e| map(e, "checkpoint.list_threads", tenant))?;
         Ok(Page::from_overfetch(items, limit as usize, |k| {
             Cursor::new(k.as_str())

@@ -45,21 +45,24 @@ mod config;
 mod error;
 mod lock;
 mod migrate;
+mod pool;
 mod session_log;
 mod store;
 
 pub use config::PgConfig;
 pub use migrate::{MIGRATOR, SCHEMA_VERSION, migrate};
 use persistence_core::{Capabilities, Result};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use std::sync::Arc;
+
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::error::map;
 
 /// The PostgreSQL backend. Clones share one connection pool.
 #[derive(Clone, Debug)]
 pub struct PgBackend {
-    pool: PgPool,
+    db: Arc<pool::ConnPool>,
 }
 
 impl PgBackend {
@@ -78,15 +81,17 @@ impl PgBackend {
             .application_name(&config.application_name)
             .options([("statement_timeout", timeout_ms.as_str())])
             .disable_statement_logging();
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(|e| map(e, "connect", "pool"))?;
-        migrate::check_schema(&pool).await?;
-        Ok(PgBackend { pool })
+        let db = Arc::new(pool::ConnPool::new(options, config.max_connections, config.acquire_timeout));
+        let mut pooled = db.acquire().await.map_err(|e| map(e, "connect", "pool"))?;
+        let checked = migrate::check_schema(pooled.conn()).await;
+        pooled.finish(&Ok::<(), sqlx::Error>(()));
+        checked?;
+        Ok(PgBackend { db })
+    }
+
+    /// Closes idle connections (open ones close when their operation ends).
+    pub async fn close(&self) {
+        self.db.close().await;
     }
 
     /// TTL, search, multi-process, durable.
@@ -99,8 +104,4 @@ impl PgBackend {
         caps
     }
 
-    /// The pool, for diagnostics.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }

@@ -40,13 +40,14 @@ impl Lock for PgBackend {
         let key = format!("{tenant}/{name}");
         let ttl = ttl_ms(ttl, "lock.try_acquire", &key)?;
         let token = new_lease_token();
-        let row: Option<Json<Acquired>> = sqlx::query_scalar(ACQUIRE)
-            .bind(tenant.as_str())
-            .bind(name.as_str())
-            .bind(&token)
-            .bind(ttl)
-            .fetch_one(&self.pool)
-            .await
+        let row: Option<Json<Acquired>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(ACQUIRE)
+                .bind(tenant.as_str())
+                .bind(name.as_str())
+                .bind(&token)
+                .bind(ttl)
+        )
             .map_err(|e| map(e, "lock.try_acquire", &key))?;
         Ok(row.map(|Json(a)| Lease {
             tenant: tenant.clone(),
@@ -60,13 +61,14 @@ impl Lock for PgBackend {
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let key = format!("{}/{}", lease.tenant, lease.name);
         let ttl = ttl_ms(ttl, "lock.renew", &key)?;
-        let expires: Option<i64> = sqlx::query_scalar(RENEW)
-            .bind(lease.tenant.as_str())
-            .bind(lease.name.as_str())
-            .bind(&lease.token)
-            .bind(ttl)
-            .fetch_one(&self.pool)
-            .await
+        let expires: Option<i64> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(RENEW)
+                .bind(lease.tenant.as_str())
+                .bind(lease.name.as_str())
+                .bind(&lease.token)
+                .bind(ttl)
+        )
             .map_err(|e| map(e, "lock.renew", &key))?;
         match expires {
             Some(ms) => Ok(Lease {
@@ -82,12 +84,13 @@ impl Lock for PgBackend {
     }
 
     async fn release(&self, lease: &Lease) -> Result<bool> {
-        sqlx::query_scalar(RELEASE)
-            .bind(lease.tenant.as_str())
-            .bind(lease.name.as_str())
-            .bind(&lease.token)
-            .fetch_one(&self.pool)
-            .await
+        crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(RELEASE)
+                .bind(lease.tenant.as_str())
+                .bind(lease.name.as_str())
+                .bind(&lease.token)
+        )
             .map_err(|e| {
                 map(
                     e,

@@ -41,9 +41,9 @@ async fn applied(pool: &PgPool) -> Vec<i64> {
 }
 
 /// Refuses a database that is not migrated or was migrated by newer code.
-pub(crate) async fn check_schema(pool: &PgPool) -> Result<()> {
+pub(crate) async fn check_schema(conn: &mut sqlx::PgConnection) -> Result<()> {
     let found: i32 = match sqlx::query_scalar("SELECT persistence.schema_version()")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
     {
         Ok(v) => v,

@@ -35,9 +35,10 @@ fn seq_i64(seq: u64) -> i64 {
 
 /// Runs the shared purge once and returns (items, sessions) removed.
 pub(crate) async fn purge(backend: &PgBackend, operation: &'static str) -> Result<(u64, u64)> {
-    let (items, sessions): (i64, i64) = sqlx::query_as(PURGE)
-        .fetch_one(&backend.pool)
-        .await
+    let (items, sessions): (i64, i64) = crate::pool::fetch_single!(
+        backend.db,
+        sqlx::query_as(PURGE)
+    )
         .map_err(|e| map(e, operation, "all tenants"))?;
     Ok((items as u64, sessions as u64))
 }
@@ -70,15 +71,16 @@ impl SessionLog for PgBackend {
             .iter()
             .map(|e| json!({"schema_version": e.schema_version, "data": e.data}))
             .collect();
-        let head: i64 = sqlx::query_scalar(APPEND)
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .bind(Json(payload))
-            .bind(options.expect_head.map(seq_i64))
-            .bind(fence)
-            .bind(ttl_ms)
-            .fetch_one(&self.pool)
-            .await
+        let head: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(APPEND)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(Json(payload))
+                .bind(options.expect_head.map(seq_i64))
+                .bind(fence)
+                .bind(ttl_ms)
+        )
             .map_err(|e| map(e, "session.append", &key))?;
         Ok(head as u64)
     }
@@ -92,13 +94,14 @@ impl SessionLog for PgBackend {
     ) -> Result<Vec<SessionEvent>> {
         let key = format!("{tenant}/{session}");
         let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
-        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(READ)
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .bind(seq_i64(after))
-            .bind(limit as i32)
-            .fetch_one(&self.pool)
-            .await
+        let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(READ)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(seq_i64(after))
+                .bind(limit as i32)
+        )
             .map_err(|e| map(e, "session.read", &key))?;
         Ok(rows
             .into_iter()
@@ -111,32 +114,35 @@ impl SessionLog for PgBackend {
     }
 
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
-        let head: i64 = sqlx::query_scalar(HEAD)
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .fetch_one(&self.pool)
-            .await
+        let head: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(HEAD)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+        )
             .map_err(|e| map(e, "session.head", format!("{tenant}/{session}")))?;
         Ok(head as u64)
     }
 
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(TRIM)
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .bind(seq_i64(seq))
-            .fetch_one(&self.pool)
-            .await
+        let n: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(TRIM)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(seq_i64(seq))
+        )
             .map_err(|e| map(e, "session.trim_before", format!("{tenant}/{session}")))?;
         Ok(n as u64)
     }
 
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
-        sqlx::query_scalar(DELETE)
-            .bind(tenant.as_str())
-            .bind(session.as_str())
-            .fetch_one(&self.pool)
-            .await
+        crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(DELETE)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+        )
             .map_err(|e| map(e, "session.delete", format!("{tenant}/{session}")))
     }
 
@@ -153,12 +159,13 @@ impl SessionLog for PgBackend {
             .map(|c| SessionKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
             .transpose()
             .map_err(ctx)?;
-        let Json(items): Json<Vec<SessionKey>> = sqlx::query_scalar(LIST)
-            .bind(tenant.as_str())
-            .bind(after.as_ref().map(SessionKey::as_str))
-            .bind(limit as i32 + 1)
-            .fetch_one(&self.pool)
-            .await
+        let Json(items): Json<Vec<SessionKey>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(LIST)
+                .bind(tenant.as_str())
+                .bind(after.as_ref().map(SessionKey::as_str))
+                .bind(limit as i32 + 1)
+        )
             .map_err(|e| map(e, "session.list_sessions", tenant))?;
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())

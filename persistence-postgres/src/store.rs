@@ -66,16 +66,17 @@ impl Store for PgBackend {
             .map(|t| validate_ttl("item ttl", t).map(|t| t.as_millis() as i64))
             .transpose()
             .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
-        let version: i64 = sqlx::query_scalar(PUT)
-            .bind(tenant.as_str())
-            .bind(namespace.labels())
-            .bind(key.as_str())
-            .bind(value.schema_version as i32)
-            .bind(Json(&value.data))
-            .bind(ttl_ms)
-            .bind(options.if_version.map(version_i64))
-            .fetch_one(&self.pool)
-            .await
+        let version: i64 = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(PUT)
+                .bind(tenant.as_str())
+                .bind(namespace.labels())
+                .bind(key.as_str())
+                .bind(value.schema_version as i32)
+                .bind(Json(&value.data))
+                .bind(ttl_ms)
+                .bind(options.if_version.map(version_i64))
+        )
             .map_err(|e| map(e, "store.put", &err_key))?;
         Ok(version as u64)
     }
@@ -86,12 +87,13 @@ impl Store for PgBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
-        let row: Option<Json<Row>> = sqlx::query_scalar(GET)
-            .bind(tenant.as_str())
-            .bind(namespace.labels())
-            .bind(key.as_str())
-            .fetch_one(&self.pool)
-            .await
+        let row: Option<Json<Row>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(GET)
+                .bind(tenant.as_str())
+                .bind(namespace.labels())
+                .bind(key.as_str())
+        )
             .map_err(|e| map(e, "store.get", format!("{tenant}/{namespace}/{key}")))?;
         Ok(row.map(|Json(r)| r.into()))
     }
@@ -103,13 +105,14 @@ impl Store for PgBackend {
         key: &ItemKey,
         if_version: Option<u64>,
     ) -> Result<bool> {
-        sqlx::query_scalar(DELETE)
-            .bind(tenant.as_str())
-            .bind(namespace.labels())
-            .bind(key.as_str())
-            .bind(if_version.map(version_i64))
-            .fetch_one(&self.pool)
-            .await
+        crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(DELETE)
+                .bind(tenant.as_str())
+                .bind(namespace.labels())
+                .bind(key.as_str())
+                .bind(if_version.map(version_i64))
+        )
             .map_err(|e| map(e, "store.delete", format!("{tenant}/{namespace}/{key}")))
     }
 
@@ -128,14 +131,15 @@ impl Store for PgBackend {
             .map(|c| ItemKey::new(c.as_str()).map_err(|_| bad_cursor(c)))
             .transpose()
             .map_err(ctx)?;
-        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(LIST)
-            .bind(tenant.as_str())
-            .bind(namespace.labels())
-            .bind(query.key_prefix.as_deref())
-            .bind(after.as_ref().map(ItemKey::as_str))
-            .bind(limit as i32 + 1)
-            .fetch_one(&self.pool)
-            .await
+        let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(LIST)
+                .bind(tenant.as_str())
+                .bind(namespace.labels())
+                .bind(query.key_prefix.as_deref())
+                .bind(after.as_ref().map(ItemKey::as_str))
+                .bind(limit as i32 + 1)
+        )
             .map_err(|e| map(e, "store.list", &err_key))?;
         let items: Vec<Item> = rows.into_iter().map(Item::from).collect();
         Ok(Page::from_overfetch(items, limit, |i| {
@@ -162,14 +166,15 @@ impl Store for PgBackend {
         let depth = query
             .max_depth
             .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
-        let Json(items): Json<Vec<Namespace>> = sqlx::query_scalar(LIST_NAMESPACES)
-            .bind(tenant.as_str())
-            .bind(query.prefix.as_ref().map(Namespace::labels))
-            .bind(depth)
-            .bind(after.as_ref().map(Namespace::labels))
-            .bind(limit as i32 + 1)
-            .fetch_one(&self.pool)
-            .await
+        let Json(items): Json<Vec<Namespace>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(LIST_NAMESPACES)
+                .bind(tenant.as_str())
+                .bind(query.prefix.as_ref().map(Namespace::labels))
+                .bind(depth)
+                .bind(after.as_ref().map(Namespace::labels))
+                .bind(limit as i32 + 1)
+        )
             .map_err(|e| map(e, "store.list_namespaces", tenant))?;
         Ok(Page::from_overfetch(items, limit, |ns| {
             Cursor::new(serde_json::to_string(ns).unwrap_or_default())
@@ -186,14 +191,15 @@ impl Store for PgBackend {
             .map(|c| json!({"field": c.field, "op": c.op.as_str(), "value": c.value}))
             .collect();
         let offset = i32::try_from(query.offset).unwrap_or(i32::MAX);
-        let Json(rows): Json<Vec<Row>> = sqlx::query_scalar(SEARCH)
-            .bind(tenant.as_str())
-            .bind(query.namespace_prefix.as_ref().map(Namespace::labels))
-            .bind(Json(conditions))
-            .bind(limit as i32)
-            .bind(offset)
-            .fetch_one(&self.pool)
-            .await
+        let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
+            self.db,
+            sqlx::query_scalar(SEARCH)
+                .bind(tenant.as_str())
+                .bind(query.namespace_prefix.as_ref().map(Namespace::labels))
+                .bind(Json(conditions))
+                .bind(limit as i32)
+                .bind(offset)
+        )
             .map_err(|e| map(e, "store.search", tenant))?;
         Ok(rows.into_iter().map(Item::from).collect())
     }

@@ -15,7 +15,9 @@
 use std::fmt;
 
 mod postgres;
+mod proxy;
 pub use postgres::{LocalPostgres, find_bin_dir};
+pub use proxy::CountingProxy;
 
 /// A server some backend's tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
