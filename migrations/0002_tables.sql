@@ -3,8 +3,8 @@
 -- tenant setting. An unset or empty setting matches no row.
 -- Text keys use the "C" collation so ordering is bytewise, as the contract defines.
 
--- One row per thread: the lock row for its writes and the fence high-water mark (kept
--- when the thread's checkpoints are deleted).
+-- One row per fenced or guarded thread: the row locked by its guarded writes and the
+-- fence high-water mark (kept when the thread's checkpoints are deleted).
 CREATE TABLE persistence.threads (
     tenant_id text COLLATE "C" NOT NULL,
     thread_id text COLLATE "C" NOT NULL,

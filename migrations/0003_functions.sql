@@ -6,9 +6,6 @@
 -- Errors use custom SQLSTATEs that the Rust side maps to error kinds:
 --   PT409 conflict, PT423 fenced, PT404 not found, PT400 invalid input.
 
-CREATE FUNCTION persistence.enter(p_tenant text) RETURNS void
-LANGUAGE sql AS $$ SELECT set_config('persistence.tenant', p_tenant, true) $$;
-
 CREATE FUNCTION persistence.ms(p_ts timestamptz) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$ SELECT (extract(epoch FROM p_ts) * 1000)::bigint $$;
 
@@ -54,8 +51,21 @@ DECLARE
     v_old bigint;
     v_row persistence.checkpoints;
     v_latest uuid;
+    v_created timestamptz;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
+    IF p_fence IS NULL AND p_expect = 0 THEN
+        -- Fast path: nothing to check against the thread's state, so no row lock. A
+        -- conflict on the id falls through to the idempotency comparison below.
+        INSERT INTO persistence.checkpoints
+            (tenant_id, thread_id, checkpoint_id, parent_id, step, state_version, state, metadata)
+            VALUES (p_tenant, p_thread, p_id, p_parent, p_step, p_state_version, p_state, p_metadata)
+            ON CONFLICT DO NOTHING
+            RETURNING created_at INTO v_created;
+        IF v_created IS NOT NULL THEN
+            RETURN persistence.ms(v_created);
+        END IF;
+    END IF;
     v_old := persistence.lock_thread(p_tenant, p_thread, p_fence);
     SELECT * INTO v_row FROM persistence.checkpoints
         WHERE tenant_id = p_tenant AND thread_id = p_thread AND checkpoint_id = p_id;
@@ -92,7 +102,7 @@ CREATE FUNCTION persistence.checkpoint_get(p_tenant text, p_thread text, p_id uu
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE v_row persistence.checkpoints;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     SELECT * INTO v_row FROM persistence.checkpoints
         WHERE tenant_id = p_tenant AND thread_id = p_thread
           AND (p_id IS NULL OR checkpoint_id = p_id)
@@ -115,7 +125,7 @@ CREATE FUNCTION persistence.checkpoint_list(
     p_tenant text, p_thread text, p_upper uuid, p_limit integer, p_metadata jsonb)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((
         SELECT jsonb_agg(persistence.checkpoint_json(c) ORDER BY c.checkpoint_id DESC)
         FROM (SELECT * FROM persistence.checkpoints c
@@ -132,7 +142,7 @@ CREATE FUNCTION persistence.checkpoint_put_writes(
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE v_old bigint;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     v_old := persistence.lock_thread(p_tenant, p_thread, p_fence);
     IF NOT EXISTS (SELECT 1 FROM persistence.checkpoints
                    WHERE tenant_id = p_tenant AND thread_id = p_thread AND checkpoint_id = p_id) THEN
@@ -151,7 +161,7 @@ CREATE FUNCTION persistence.checkpoint_delete_thread(p_tenant text, p_thread tex
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_count bigint;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     DELETE FROM persistence.checkpoints WHERE tenant_id = p_tenant AND thread_id = p_thread;
     GET DIAGNOSTICS v_count = ROW_COUNT;
     RETURN v_count > 0;
@@ -161,7 +171,7 @@ CREATE FUNCTION persistence.checkpoint_prune(p_tenant text, p_thread text, p_kee
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_count bigint;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     PERFORM persistence.lock_thread(p_tenant, p_thread, NULL);
     DELETE FROM persistence.checkpoints c
         WHERE c.tenant_id = p_tenant AND c.thread_id = p_thread
@@ -177,7 +187,7 @@ CREATE FUNCTION persistence.checkpoint_copy_thread(p_tenant text, p_from text, p
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_count bigint;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     -- Lock both rows in a fixed order so opposite copies cannot deadlock.
     PERFORM persistence.lock_thread(p_tenant, least(p_from, p_to), NULL);
     PERFORM persistence.lock_thread(p_tenant, greatest(p_from, p_to), NULL);
@@ -199,17 +209,25 @@ BEGIN
     RETURN v_count;
 END $$;
 
+-- Distinct thread ids straight from the checkpoints' primary key, one index probe per
+-- thread (a "loose index scan"), so listing never reads a thread's checkpoints.
 CREATE FUNCTION persistence.checkpoint_list_threads(p_tenant text, p_after text, p_limit integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((
-        SELECT jsonb_agg(t.thread_id ORDER BY t.thread_id)
-        FROM (SELECT t.thread_id FROM persistence.threads t
-              WHERE t.tenant_id = p_tenant AND (p_after IS NULL OR t.thread_id > p_after)
-                AND EXISTS (SELECT 1 FROM persistence.checkpoints c
-                            WHERE c.tenant_id = p_tenant AND c.thread_id = t.thread_id)
-              ORDER BY t.thread_id LIMIT p_limit) t), '[]'::jsonb);
+        WITH RECURSIVE t(thread_id) AS (
+            (SELECT c.thread_id FROM persistence.checkpoints c
+             WHERE c.tenant_id = p_tenant AND (p_after IS NULL OR c.thread_id > p_after)
+             ORDER BY c.thread_id LIMIT 1)
+            UNION ALL
+            SELECT (SELECT c.thread_id FROM persistence.checkpoints c
+                    WHERE c.tenant_id = p_tenant AND c.thread_id > t.thread_id
+                    ORDER BY c.thread_id LIMIT 1)
+            FROM t WHERE t.thread_id IS NOT NULL
+        )
+        SELECT jsonb_agg(x.thread_id ORDER BY x.thread_id)
+        FROM (SELECT thread_id FROM t WHERE thread_id IS NOT NULL LIMIT p_limit) x), '[]'::jsonb);
 END $$;
 
 -- Sessions ---------------------------------------------------------------------------
@@ -247,7 +265,7 @@ DECLARE
     v_row persistence.sessions;
     v_count bigint := jsonb_array_length(p_events);
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     v_row := persistence.lock_session(p_tenant, p_session);
     IF p_fence IS NOT NULL AND p_fence < v_row.fence THEN
         RAISE EXCEPTION USING ERRCODE = 'PT423',
@@ -272,7 +290,7 @@ END $$;
 CREATE FUNCTION persistence.session_read(p_tenant text, p_session text, p_after bigint, p_limit integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     IF (persistence.live_session(p_tenant, p_session)).head IS NULL THEN
         RETURN '[]'::jsonb;
     END IF;
@@ -289,7 +307,7 @@ END $$;
 CREATE FUNCTION persistence.session_head(p_tenant text, p_session text)
 RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((persistence.live_session(p_tenant, p_session)).head, 0);
 END $$;
 
@@ -297,7 +315,7 @@ CREATE FUNCTION persistence.session_trim_before(p_tenant text, p_session text, p
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_count bigint;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     IF (persistence.live_session(p_tenant, p_session)).head IS NULL THEN
         RETURN 0;
     END IF;
@@ -311,7 +329,7 @@ CREATE FUNCTION persistence.session_delete(p_tenant text, p_session text)
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_row persistence.sessions;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     v_row := persistence.lock_session(p_tenant, p_session);
     DELETE FROM persistence.session_events WHERE tenant_id = p_tenant AND session_id = p_session;
     UPDATE persistence.sessions SET head = 0, expires_at = NULL
@@ -322,7 +340,7 @@ END $$;
 CREATE FUNCTION persistence.session_list(p_tenant text, p_after text, p_limit integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((
         SELECT jsonb_agg(s.session_id ORDER BY s.session_id)
         FROM (SELECT session_id FROM persistence.sessions
@@ -356,7 +374,7 @@ DECLARE
     v_version bigint;
     v_current bigint;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     IF p_if_version IS NOT NULL AND p_if_version > 0 THEN
         UPDATE persistence.items SET value_version = p_value_version, value = p_value,
                version = version + 1, updated_at = now(), expires_at = v_expires
@@ -387,7 +405,7 @@ END $$;
 CREATE FUNCTION persistence.item_get(p_tenant text, p_namespace text[], p_key text)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN (SELECT persistence.item_json(i) FROM persistence.items i
             WHERE i.tenant_id = p_tenant AND i.namespace = p_namespace AND i.key = p_key
               AND persistence.is_live(i.expires_at));
@@ -397,7 +415,7 @@ CREATE FUNCTION persistence.item_delete(p_tenant text, p_namespace text[], p_key
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_row persistence.items; v_current bigint := 0;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     SELECT * INTO v_row FROM persistence.items
         WHERE tenant_id = p_tenant AND namespace = p_namespace AND key = p_key FOR UPDATE;
     IF FOUND AND persistence.is_live(v_row.expires_at) THEN
@@ -415,7 +433,7 @@ CREATE FUNCTION persistence.item_list(
     p_tenant text, p_namespace text[], p_prefix text, p_after text, p_limit integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((
         SELECT jsonb_agg(persistence.item_json(i) ORDER BY i.key)
         FROM (SELECT * FROM persistence.items i
@@ -429,7 +447,7 @@ CREATE FUNCTION persistence.item_list_namespaces(
     p_tenant text, p_prefix text[], p_depth integer, p_after text[], p_limit integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((
         SELECT jsonb_agg(to_jsonb(n.ns) ORDER BY n.ns)
         FROM (SELECT DISTINCT CASE WHEN p_depth IS NULL THEN i.namespace
@@ -474,7 +492,7 @@ CREATE FUNCTION persistence.item_search(
     p_tenant text, p_prefix text[], p_conditions jsonb, p_limit integer, p_offset integer)
 RETURNS jsonb LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     RETURN coalesce((
         SELECT jsonb_agg(persistence.item_json(i) ORDER BY i.namespace, i.key)
         FROM (SELECT * FROM persistence.items i
@@ -492,7 +510,7 @@ CREATE FUNCTION persistence.lease_acquire(p_tenant text, p_name text, p_token te
 RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE v_fence bigint; v_expires timestamptz;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     INSERT INTO persistence.leases AS l (tenant_id, name, token, fence, expires_at)
         VALUES (p_tenant, p_name, p_token, 1, now() + p_ttl_ms * interval '1 millisecond')
         ON CONFLICT (tenant_id, name) DO UPDATE SET
@@ -509,7 +527,7 @@ CREATE FUNCTION persistence.lease_renew(p_tenant text, p_name text, p_token text
 RETURNS bigint LANGUAGE plpgsql AS $$
 DECLARE v_expires timestamptz;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     UPDATE persistence.leases SET expires_at = now() + p_ttl_ms * interval '1 millisecond'
         WHERE tenant_id = p_tenant AND name = p_name AND token = p_token AND expires_at > now()
         RETURNING expires_at INTO v_expires;
@@ -521,7 +539,7 @@ CREATE FUNCTION persistence.lease_release(p_tenant text, p_name text, p_token te
 RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE v_expires timestamptz; v_found boolean;
 BEGIN
-    PERFORM persistence.enter(p_tenant);
+    PERFORM set_config('persistence.tenant', p_tenant, true);
     SELECT expires_at, true INTO v_expires, v_found FROM persistence.leases
         WHERE tenant_id = p_tenant AND name = p_name AND token = p_token FOR UPDATE;
     IF v_found IS NULL THEN

@@ -2,15 +2,18 @@
 //!
 //! `cargo run --release -p persistence-fs --example bench -- [--ops N] [--dir PATH]`
 //!
-//! Prints ops/s, p50 and p99 latency for each operation with `Durability::Fsync` and
+//! Prints ops/s, p50 and p99 for each operation with `Durability::Fsync` and
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
 //! record size as a one-event append), and reading 100 events at ordinal 1 000 versus
-//! ordinal 1 000 000 of a 1 000 000-event session.
+//! ordinal 999 000 of a 1 000 000-event session.
 
-use std::future::Future;
+#![allow(clippy::expect_used)] // a benchmark: a failed operation should stop it loudly
+
 use std::io::Write as _;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use persistence_conformance::bench::{arg, measure, print_header, print_row};
 use persistence_core::{
     AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey, Lock,
     LockKey, Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey,
@@ -18,102 +21,64 @@ use persistence_core::{
 use persistence_fs::{Durability, FsBackend, FsConfig};
 use serde_json::json;
 
-struct Stats {
-    name: String,
-    ops_per_sec: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-async fn measure<F, Fut>(name: &str, ops: usize, mut op: F) -> Stats
-where
-    F: FnMut(usize) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut samples = Vec::with_capacity(ops);
-    let start = Instant::now();
-    for i in 0..ops {
-        let t = Instant::now();
-        op(i).await;
-        samples.push(t.elapsed());
-    }
-    let total = start.elapsed();
-    samples.sort();
-    Stats {
-        name: name.to_string(),
-        ops_per_sec: ops as f64 / total.as_secs_f64(),
-        p50: samples[samples.len() / 2],
-        p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
-    }
-}
-
-fn print(s: &Stats, baseline: Option<f64>) {
-    let ratio = baseline.map_or(String::new(), |b| format!("{:.2}x raw", s.ops_per_sec / b));
-    println!(
-        "{:<34} {:>10.0} ops/s  p50 {:>8.1} µs  p99 {:>8.1} µs  {ratio}",
-        s.name,
-        s.ops_per_sec,
-        s.p50.as_secs_f64() * 1e6,
-        s.p99.as_secs_f64() * 1e6
-    );
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> persistence_core::Result<()> {
     let ops: usize = arg("--ops").and_then(|v| v.parse().ok()).unwrap_or(2000);
     let parent = arg("--dir")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    let scratch = tempfile::tempdir_in(&parent)
-        .map_err(|e| persistence_core::Error::backend_error(e.to_string()))?;
+    let scratch = tempfile::tempdir_in(&parent).expect("scratch dir");
     let t = TenantId::new("bench")?;
     let event = Envelope::new(1, json!({"role": "assistant", "text": "x".repeat(64)}));
     let record_size = serde_json::to_vec(&event)
         .map(|v| v.len() + 60)
         .unwrap_or(128);
 
-    let raw_path = scratch.path().join("raw");
-    let mut raw = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&raw_path)
-        .map_err(|e| persistence_core::Error::backend_error(e.to_string()))?;
-    let record = vec![b'r'; record_size];
-    let raw_stats = measure(&format!("raw write+fdatasync {record_size} B"), ops, |_| {
-        raw.write_all(&record).expect("raw write");
-        raw.sync_data().expect("raw fdatasync");
-        async {}
-    })
-    .await;
     println!(
-        "persistence-fs benchmark, {ops} ops per line, root under {}",
+        "persistence-fs benchmark, {ops} ops per row, files under {}",
         parent.display()
     );
-    print(&raw_stats, None);
+    print_header();
+    let raw = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(scratch.path().join("raw"))
+            .expect("raw file"),
+    ));
+    let record = vec![b'r'; record_size];
+    let raw_stats = measure(
+        &format!("raw write+fdatasync {record_size} B"),
+        ops,
+        1,
+        move |_| {
+            let mut f = raw.lock().expect("raw lock");
+            f.write_all(&record).expect("raw write");
+            f.sync_data().expect("raw fdatasync");
+            async {}
+        },
+    )
+    .await;
+    print_row(&raw_stats, None);
 
     for durability in [Durability::Fsync, Durability::None] {
-        let root = scratch.path().join(format!("{durability:?}"));
-        let backend = FsBackend::open(FsConfig::new(&root).with_durability(durability))?;
+        let b = FsBackend::open(
+            FsConfig::new(scratch.path().join(format!("{durability:?}")))
+                .with_durability(durability),
+        )?;
         let base = (durability == Durability::Fsync).then_some(raw_stats.ops_per_sec);
         let label = |op: &str| format!("{op} ({durability:?})");
         let thread = ThreadKey::new("thread")?;
-        let s = measure(&label("checkpoint put"), ops, |i| {
+        let (b2, t2, th, e) = (b.clone(), t.clone(), thread.clone(), event.clone());
+        let s = measure(&label("checkpoint put"), ops, 1, move |i| {
             let c = NewCheckpoint {
                 id: CheckpointId::new(),
                 parent: None,
                 step: i as i64,
-                state: event.clone(),
+                state: e.clone(),
                 metadata: Default::default(),
             };
-            let b = backend.clone();
-            let (t, th) = (t.clone(), thread.clone());
+            let (b, t, th) = (b2.clone(), t2.clone(), th.clone());
             async move {
                 Checkpointer::put(&b, &t, &th, c, Default::default())
                     .await
@@ -121,88 +86,108 @@ async fn main() -> persistence_core::Result<()> {
             }
         })
         .await;
-        print(&s, base);
-        let s = measure(&label("checkpoint get latest"), ops, |_| async {
-            Checkpointer::get(&backend, &t, &thread, CheckpointSelector::Latest)
-                .await
-                .expect("get");
-        })
-        .await;
-        print(&s, None);
-        let session = SessionKey::new("session")?;
-        let s = measure(&label("session append 1 event"), ops, |_| async {
-            backend
-                .append(&t, &session, vec![event.clone()], AppendOptions::default())
-                .await
-                .expect("append");
-        })
-        .await;
-        print(&s, base);
-        let batch: Vec<Envelope> = (0..100).map(|_| event.clone()).collect();
-        let s = measure(&label("session append 100 events"), ops / 10, |_| async {
-            backend
-                .append(&t, &session, batch.clone(), AppendOptions::default())
-                .await
-                .expect("append");
-        })
-        .await;
-        print(&s, base);
-        let ns = Namespace::new(["users", "u1"])?;
-        let s = measure(&label("store put"), ops, |i| {
-            let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
-            let (b, t, ns, e) = (backend.clone(), t.clone(), ns.clone(), event.clone());
+        print_row(&s, base);
+        let (b2, t2, th) = (b.clone(), t.clone(), thread.clone());
+        let s = measure(&label("checkpoint get latest"), ops, 1, move |_| {
+            let (b, t, th) = (b2.clone(), t2.clone(), th.clone());
             async move {
-                Store::put(&b, &t, &ns, &key, e, Default::default())
+                Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
+                    .await
+                    .expect("get");
+            }
+        })
+        .await;
+        print_row(&s, None);
+        for (name, size, count) in [
+            ("session append 1 event", 1, ops),
+            ("session append 100 events", 100, ops / 10),
+        ] {
+            let (b2, t2, e) = (b.clone(), t.clone(), event.clone());
+            let session = SessionKey::new(format!("session-{size}"))?;
+            let s = measure(&label(name), count, 1, move |_| {
+                let (b, t, s, batch) = (
+                    b2.clone(),
+                    t2.clone(),
+                    session.clone(),
+                    vec![e.clone(); size],
+                );
+                async move {
+                    b.append(&t, &s, batch, AppendOptions::default())
+                        .await
+                        .expect("append");
+                }
+            })
+            .await;
+            print_row(&s, base);
+        }
+        let ns = Namespace::new(["users", "u1"])?;
+        let (b2, t2, n2, e) = (b.clone(), t.clone(), ns.clone(), event.clone());
+        let s = measure(&label("store put"), ops, 1, move |i| {
+            let (b, t, n, e) = (b2.clone(), t2.clone(), n2.clone(), e.clone());
+            async move {
+                let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
+                Store::put(&b, &t, &n, &key, e, Default::default())
                     .await
                     .expect("put");
             }
         })
         .await;
-        print(&s, base);
-        let s = measure(&label("store get"), ops, |i| {
-            let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
-            let (b, t, ns) = (backend.clone(), t.clone(), ns.clone());
+        print_row(&s, base);
+        let (b2, t2, n2) = (b.clone(), t.clone(), ns.clone());
+        let s = measure(&label("store get"), ops, 1, move |i| {
+            let (b, t, n) = (b2.clone(), t2.clone(), n2.clone());
             async move {
-                Store::get(&b, &t, &ns, &key).await.expect("get");
+                let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
+                Store::get(&b, &t, &n, &key).await.expect("get");
             }
         })
         .await;
-        print(&s, None);
-        let name = LockKey::new("lock")?;
-        let s = measure(&label("lock cycle (acquire+release)"), ops, |_| async {
-            let lease = backend
-                .try_acquire(&t, &name, Duration::from_secs(30))
-                .await
-                .expect("acquire")
-                .expect("free");
-            backend.release(&lease).await.expect("release");
+        print_row(&s, None);
+        let (b2, t2, name) = (b.clone(), t.clone(), LockKey::new("lock")?);
+        let s = measure(&label("lock cycle (acquire+release)"), ops, 1, move |_| {
+            let (b, t, n) = (b2.clone(), t2.clone(), name.clone());
+            async move {
+                let lease = b
+                    .try_acquire(&t, &n, Duration::from_secs(30))
+                    .await
+                    .expect("acquire")
+                    .expect("free");
+                b.release(&lease).await.expect("release");
+            }
         })
         .await;
-        print(&s, None);
+        print_row(&s, None);
     }
 
-    let backend = FsBackend::open(
+    let b = FsBackend::open(
         FsConfig::new(scratch.path().join("long")).with_durability(Durability::None),
     )?;
     let long = SessionKey::new("million")?;
-    let chunk: Vec<Envelope> = (0..1000).map(|_| event.clone()).collect();
     for _ in 0..1000 {
-        backend
-            .append(&t, &long, chunk.clone(), AppendOptions::default())
-            .await?;
+        b.append(
+            &t,
+            &long,
+            vec![event.clone(); 1000],
+            AppendOptions::default(),
+        )
+        .await?;
     }
-    let mut reads = Vec::new();
+    let mut p50 = Vec::new();
     for at in [1_000u64, 999_000] {
-        let s = measure(&format!("read 100 events after #{at}"), 500, |_| async {
-            backend.read(&t, &long, at, 100).await.expect("read");
+        let (b2, t2, l2) = (b.clone(), t.clone(), long.clone());
+        let s = measure(&format!("read 100 events after #{at}"), 500, 1, move |_| {
+            let (b, t, l) = (b2.clone(), t2.clone(), l2.clone());
+            async move {
+                b.read(&t, &l, at, 100).await.expect("read");
+            }
         })
         .await;
-        print(&s, None);
-        reads.push(s.p50);
+        print_row(&s, None);
+        p50.push(s.p50);
     }
     println!(
-        "read cost at 1 000 000 vs 1 000: {:.2}x (p50)",
-        reads[1].as_secs_f64() / reads[0].as_secs_f64()
+        "read cost at ordinal 999 000 vs 1 000: {:.2}x (p50)",
+        p50[1].as_secs_f64() / p50[0].as_secs_f64()
     );
     Ok(())
 }

@@ -94,7 +94,7 @@ impl Checkpointer for PgBackend {
                 .bind(expect_id)
                 .bind(fence)
         )
-            .map_err(|e| map(e, "checkpoint.put", &key))?;
+        .map_err(|e| map(e, "checkpoint.put", &key))?;
         Ok(Checkpoint {
             id: c.id,
             parent: c.parent,
@@ -123,7 +123,7 @@ impl Checkpointer for PgBackend {
                 .bind(thread.as_str())
                 .bind(id)
         )
-            .map_err(|e| map(e, "checkpoint.get", &key))?;
+        .map_err(|e| map(e, "checkpoint.get", &key))?;
         let Some(Json(value)) = row else {
             return Ok(None);
         };
@@ -168,7 +168,7 @@ impl Checkpointer for PgBackend {
                 .bind(limit + 1)
                 .bind(Json(&query.metadata))
         )
-            .map_err(|e| map(e, "checkpoint.list", &key))?;
+        .map_err(|e| map(e, "checkpoint.list", &key))?;
         let items = rows.into_iter().map(|r| r.split().0).collect();
         Ok(Page::from_overfetch(items, limit as usize, |c| {
             Cursor::new(c.id.to_string())
@@ -203,7 +203,7 @@ impl Checkpointer for PgBackend {
                 .bind(Json(payload))
                 .bind(fence)
         )
-            .map_err(|e| map(e, "checkpoint.put_writes", &key))?;
+        .map_err(|e| map(e, "checkpoint.put_writes", &key))?;
         Ok(())
     }
 
@@ -214,7 +214,7 @@ impl Checkpointer for PgBackend {
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
         )
-            .map_err(|e| map(e, "checkpoint.delete_thread", format!("{tenant}/{thread}")))
+        .map_err(|e| map(e, "checkpoint.delete_thread", format!("{tenant}/{thread}")))
     }
 
     async fn prune(
@@ -238,7 +238,7 @@ impl Checkpointer for PgBackend {
                 .bind(thread.as_str())
                 .bind(keep)
         )
-            .map_err(|e| map(e, "checkpoint.prune", &key))?;
+        .map_err(|e| map(e, "checkpoint.prune", &key))?;
         Ok(n as u64)
     }
 
@@ -255,13 +255,13 @@ impl Checkpointer for PgBackend {
                 .bind(from.as_str())
                 .bind(to.as_str())
         )
-            .map_err(|e| {
-                map(
-                    e,
-                    "checkpoint.copy_thread",
-                    format!("{tenant}/{from}->{to}"),
-                )
-            })?;
+        .map_err(|e| {
+            map(
+                e,
+                "checkpoint.copy_thread",
+                format!("{tenant}/{from}->{to}"),
+            )
+        })?;
         Ok(n as u64)
     }
 
@@ -285,7 +285,7 @@ impl Checkpointer for PgBackend {
                 .bind(after.as_ref().map(ThreadKey::as_str))
                 .bind(limit + 1)
         )
-            .map_err(|e| map(e, "checkpoint.list_threads", tenant))?;
+        .map_err(|e| map(e, "checkpoint.list_threads", tenant))?;
         Ok(Page::from_overfetch(items, limit as usize, |k| {
             Cursor::new(k.as_str())
         }))

@@ -81,7 +81,11 @@ impl PgBackend {
             .application_name(&config.application_name)
             .options([("statement_timeout", timeout_ms.as_str())])
             .disable_statement_logging();
-        let db = Arc::new(pool::ConnPool::new(options, config.max_connections, config.acquire_timeout));
+        let db = Arc::new(pool::ConnPool::new(
+            options,
+            config.max_connections,
+            config.acquire_timeout,
+        ));
         let mut pooled = db.acquire().await.map_err(|e| map(e, "connect", "pool"))?;
         let checked = migrate::check_schema(pooled.conn()).await;
         pooled.finish(&Ok::<(), sqlx::Error>(()));
@@ -103,5 +107,4 @@ impl PgBackend {
         caps.durable = true;
         caps
     }
-
 }

@@ -48,7 +48,7 @@ impl Lock for PgBackend {
                 .bind(&token)
                 .bind(ttl)
         )
-            .map_err(|e| map(e, "lock.try_acquire", &key))?;
+        .map_err(|e| map(e, "lock.try_acquire", &key))?;
         Ok(row.map(|Json(a)| Lease {
             tenant: tenant.clone(),
             name: name.clone(),
@@ -69,7 +69,7 @@ impl Lock for PgBackend {
                 .bind(&lease.token)
                 .bind(ttl)
         )
-            .map_err(|e| map(e, "lock.renew", &key))?;
+        .map_err(|e| map(e, "lock.renew", &key))?;
         match expires {
             Some(ms) => Ok(Lease {
                 expires_at: Timestamp(ms.max(0) as u64),
@@ -91,12 +91,12 @@ impl Lock for PgBackend {
                 .bind(lease.name.as_str())
                 .bind(&lease.token)
         )
-            .map_err(|e| {
-                map(
-                    e,
-                    "lock.release",
-                    format!("{}/{}", lease.tenant, lease.name),
-                )
-            })
+        .map_err(|e| {
+            map(
+                e,
+                "lock.release",
+                format!("{}/{}", lease.tenant, lease.name),
+            )
+        })
     }
 }

@@ -41,21 +41,27 @@ impl ConnPool {
 
     /// An idle connection, or a new one, waiting at most the acquire timeout for a slot.
     pub(crate) async fn acquire(&self) -> Result<Pooled<'_>, sqlx::Error> {
-        let permit = tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let permit =
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?
+                .map_err(|_| sqlx::Error::PoolClosed)?;
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match idle {
             Some(conn) => conn,
             None => self.options.connect().await?,
         };
-        Ok(Pooled { pool: self, conn: Some(conn), _permit: permit })
+        Ok(Pooled {
+            pool: self,
+            conn: Some(conn),
+            _permit: permit,
+        })
     }
 
     /// Closes idle connections.
     pub(crate) async fn close(&self) {
-        let idle: Vec<PgConnection> = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
+        let idle: Vec<PgConnection> =
+            std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
         for conn in idle {
             let _ = conn.close().await;
         }
@@ -79,7 +85,11 @@ impl Pooled<'_> {
             Err(_) => false,
         };
         if clean && let Some(conn) = self.conn.take() {
-            self.pool.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(conn);
         }
     }
 }

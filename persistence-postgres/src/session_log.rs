@@ -35,11 +35,9 @@ fn seq_i64(seq: u64) -> i64 {
 
 /// Runs the shared purge once and returns (items, sessions) removed.
 pub(crate) async fn purge(backend: &PgBackend, operation: &'static str) -> Result<(u64, u64)> {
-    let (items, sessions): (i64, i64) = crate::pool::fetch_single!(
-        backend.db,
-        sqlx::query_as(PURGE)
-    )
-        .map_err(|e| map(e, operation, "all tenants"))?;
+    let (items, sessions): (i64, i64) =
+        crate::pool::fetch_single!(backend.db, sqlx::query_as(PURGE))
+            .map_err(|e| map(e, operation, "all tenants"))?;
     Ok((items as u64, sessions as u64))
 }
 
@@ -81,7 +79,7 @@ impl SessionLog for PgBackend {
                 .bind(fence)
                 .bind(ttl_ms)
         )
-            .map_err(|e| map(e, "session.append", &key))?;
+        .map_err(|e| map(e, "session.append", &key))?;
         Ok(head as u64)
     }
 
@@ -102,7 +100,7 @@ impl SessionLog for PgBackend {
                 .bind(seq_i64(after))
                 .bind(limit as i32)
         )
-            .map_err(|e| map(e, "session.read", &key))?;
+        .map_err(|e| map(e, "session.read", &key))?;
         Ok(rows
             .into_iter()
             .map(|r| SessionEvent {
@@ -120,7 +118,7 @@ impl SessionLog for PgBackend {
                 .bind(tenant.as_str())
                 .bind(session.as_str())
         )
-            .map_err(|e| map(e, "session.head", format!("{tenant}/{session}")))?;
+        .map_err(|e| map(e, "session.head", format!("{tenant}/{session}")))?;
         Ok(head as u64)
     }
 
@@ -132,7 +130,7 @@ impl SessionLog for PgBackend {
                 .bind(session.as_str())
                 .bind(seq_i64(seq))
         )
-            .map_err(|e| map(e, "session.trim_before", format!("{tenant}/{session}")))?;
+        .map_err(|e| map(e, "session.trim_before", format!("{tenant}/{session}")))?;
         Ok(n as u64)
     }
 
@@ -143,7 +141,7 @@ impl SessionLog for PgBackend {
                 .bind(tenant.as_str())
                 .bind(session.as_str())
         )
-            .map_err(|e| map(e, "session.delete", format!("{tenant}/{session}")))
+        .map_err(|e| map(e, "session.delete", format!("{tenant}/{session}")))
     }
 
     async fn list_sessions(
@@ -166,7 +164,7 @@ impl SessionLog for PgBackend {
                 .bind(after.as_ref().map(SessionKey::as_str))
                 .bind(limit as i32 + 1)
         )
-            .map_err(|e| map(e, "session.list_sessions", tenant))?;
+        .map_err(|e| map(e, "session.list_sessions", tenant))?;
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())
         }))

@@ -77,7 +77,7 @@ impl Store for PgBackend {
                 .bind(ttl_ms)
                 .bind(options.if_version.map(version_i64))
         )
-            .map_err(|e| map(e, "store.put", &err_key))?;
+        .map_err(|e| map(e, "store.put", &err_key))?;
         Ok(version as u64)
     }
 
@@ -94,7 +94,7 @@ impl Store for PgBackend {
                 .bind(namespace.labels())
                 .bind(key.as_str())
         )
-            .map_err(|e| map(e, "store.get", format!("{tenant}/{namespace}/{key}")))?;
+        .map_err(|e| map(e, "store.get", format!("{tenant}/{namespace}/{key}")))?;
         Ok(row.map(|Json(r)| r.into()))
     }
 
@@ -113,7 +113,7 @@ impl Store for PgBackend {
                 .bind(key.as_str())
                 .bind(if_version.map(version_i64))
         )
-            .map_err(|e| map(e, "store.delete", format!("{tenant}/{namespace}/{key}")))
+        .map_err(|e| map(e, "store.delete", format!("{tenant}/{namespace}/{key}")))
     }
 
     async fn list(
@@ -140,7 +140,7 @@ impl Store for PgBackend {
                 .bind(after.as_ref().map(ItemKey::as_str))
                 .bind(limit as i32 + 1)
         )
-            .map_err(|e| map(e, "store.list", &err_key))?;
+        .map_err(|e| map(e, "store.list", &err_key))?;
         let items: Vec<Item> = rows.into_iter().map(Item::from).collect();
         Ok(Page::from_overfetch(items, limit, |i| {
             Cursor::new(i.key.as_str())
@@ -175,7 +175,7 @@ impl Store for PgBackend {
                 .bind(after.as_ref().map(Namespace::labels))
                 .bind(limit as i32 + 1)
         )
-            .map_err(|e| map(e, "store.list_namespaces", tenant))?;
+        .map_err(|e| map(e, "store.list_namespaces", tenant))?;
         Ok(Page::from_overfetch(items, limit, |ns| {
             Cursor::new(serde_json::to_string(ns).unwrap_or_default())
         }))
@@ -200,7 +200,7 @@ impl Store for PgBackend {
                 .bind(limit as i32)
                 .bind(offset)
         )
-            .map_err(|e| map(e, "store.search", tenant))?;
+        .map_err(|e| map(e, "store.search", tenant))?;
         Ok(rows.into_iter().map(Item::from).collect())
     }
 

@@ -17,31 +17,78 @@ use persistence_postgres::{PgBackend, PgConfig, SCHEMA_VERSION, migrate};
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 
-const TABLES: &[&str] = &["threads", "checkpoints", "pending_writes", "sessions", "session_events", "items", "leases"];
+const TABLES: &[&str] = &[
+    "threads",
+    "checkpoints",
+    "pending_writes",
+    "sessions",
+    "session_events",
+    "items",
+    "leases",
+];
 
 /// Writes one row of every table under tenant `a` through the backend.
 async fn seed(backend: &PgBackend) -> TenantId {
     let t = TenantId::new("a").unwrap();
     let th = ThreadKey::new("th").unwrap();
-    let c = NewCheckpoint { id: CheckpointId::new(), parent: None, step: 0, state: Envelope::new(1, json!({})), metadata: Default::default() };
+    let c = NewCheckpoint {
+        id: CheckpointId::new(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
     let id = c.id;
-    Checkpointer::put(backend, &t, &th, c, Default::default()).await.unwrap();
-    let w = Write { channel: persistence_core::ChannelName::new("ch").unwrap(), value: Envelope::new(1, json!(1)) };
-    backend.put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None).await.unwrap();
-    backend.append(&t, &SessionKey::new("s").unwrap(), vec![Envelope::new(1, json!(1))], AppendOptions::default()).await.unwrap();
-    Store::put(backend, &t, &Namespace::new(["ns"]).unwrap(), &ItemKey::new("k").unwrap(), Envelope::new(1, json!(1)), Default::default()).await.unwrap();
-    backend.try_acquire(&t, &LockKey::new("l").unwrap(), Duration::from_secs(60)).await.unwrap().unwrap();
+    Checkpointer::put(backend, &t, &th, c, Default::default())
+        .await
+        .unwrap();
+    let w = Write {
+        channel: persistence_core::ChannelName::new("ch").unwrap(),
+        value: Envelope::new(1, json!(1)),
+    };
+    backend
+        .put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None)
+        .await
+        .unwrap();
+    backend
+        .append(
+            &t,
+            &SessionKey::new("s").unwrap(),
+            vec![Envelope::new(1, json!(1))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    Store::put(
+        backend,
+        &t,
+        &Namespace::new(["ns"]).unwrap(),
+        &ItemKey::new("k").unwrap(),
+        Envelope::new(1, json!(1)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    backend
+        .try_acquire(&t, &LockKey::new("l").unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     t
 }
 
 async fn admin_counts(db: &support::TestDb) -> Vec<i64> {
-    let mut conn = PgConnection::connect_with(&db.admin_options()).await.unwrap();
+    let mut conn = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
     let mut counts = Vec::new();
     for t in TABLES {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM persistence.{t} WHERE tenant_id = 'a'"))
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM persistence.{t} WHERE tenant_id = 'a'"
+        ))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
         counts.push(n);
     }
     counts
@@ -49,14 +96,21 @@ async fn admin_counts(db: &support::TestDb) -> Vec<i64> {
 
 #[tokio::test]
 async fn catalog_gate() {
-    let Some(db) = support::fresh_db().await else { return };
-    let mut conn = PgConnection::connect_with(&db.admin_options()).await.unwrap();
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let mut conn = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
     let (superuser, bypass, login): (bool, bool, bool) =
         sqlx::query_as("SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = 'persistence_app'")
             .fetch_one(&mut conn)
             .await
             .unwrap();
-    assert!(!superuser && !bypass && login, "app role must be LOGIN NOSUPERUSER NOBYPASSRLS");
+    assert!(
+        !superuser && !bypass && login,
+        "app role must be LOGIN NOSUPERUSER NOBYPASSRLS"
+    );
     let owned: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = 'persistence_app'",
     )
@@ -73,7 +127,10 @@ async fn catalog_gate() {
     .unwrap();
     assert_eq!(tables.len(), TABLES.len(), "tables: {tables:?}");
     for (table, enabled, forced) in &tables {
-        assert!(*enabled && *forced, "{table}: RLS enabled {enabled}, forced {forced}");
+        assert!(
+            *enabled && *forced,
+            "{table}: RLS enabled {enabled}, forced {forced}"
+        );
         let cmds: Vec<String> = sqlx::query_scalar(
             "SELECT p.polcmd::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relname = $1",
         )
@@ -81,7 +138,10 @@ async fn catalog_gate() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-        assert!(cmds.iter().any(|c| c == "*"), "{table} has no policy for all commands: {cmds:?}");
+        assert!(
+            cmds.iter().any(|c| c == "*"),
+            "{table} has no policy for all commands: {cmds:?}"
+        );
         let quals: Vec<String> = sqlx::query_scalar(
             "SELECT pg_get_expr(p.polqual, p.polrelid) || ' ' || pg_get_expr(p.polwithcheck, p.polrelid) \
              FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relname = $1",
@@ -91,7 +151,11 @@ async fn catalog_gate() {
         .await
         .unwrap();
         assert!(
-            quals.iter().all(|q| q.to_lowercase().matches("nullif(current_setting('persistence.tenant'").count() == 2),
+            quals.iter().all(|q| q
+                .to_lowercase()
+                .matches("nullif(current_setting('persistence.tenant'")
+                .count()
+                == 2),
             "{table}: {quals:?}"
         );
         // tenant_id leads every primary and unique key.
@@ -103,11 +167,17 @@ async fn catalog_gate() {
         .fetch_all(&mut conn)
         .await
         .unwrap();
-        assert!(!keys.is_empty() && keys.iter().all(|k| k.contains("(tenant_id,")), "{table}: {keys:?}");
+        assert!(
+            !keys.is_empty() && keys.iter().all(|k| k.contains("(tenant_id,")),
+            "{table}: {keys:?}"
+        );
     }
     // The suite's fixtures connect with this URL: it really is the app role.
     let mut app = PgConnection::connect_with(&db.app_options()).await.unwrap();
-    let user: String = sqlx::query_scalar("SELECT current_user::text").fetch_one(&mut app).await.unwrap();
+    let user: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
     assert_eq!(user, "persistence_app");
 }
 
@@ -115,8 +185,12 @@ async fn catalog_gate() {
 /// the app role touch no row of tenant `a`.
 #[tokio::test]
 async fn raw_sql_as_app_role_sees_nothing_of_another_tenant() {
-    let Some(db) = support::fresh_db().await else { return };
-    let backend = PgBackend::connect(PgConfig::new(db.app_url())).await.unwrap();
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap();
     seed(&backend).await;
     let before = admin_counts(&db).await;
     assert!(before.iter().all(|n| *n == 1), "seed wrote {before:?}");
@@ -125,14 +199,36 @@ async fn raw_sql_as_app_role_sees_nothing_of_another_tenant() {
         for table in TABLES {
             let mut tx = conn.begin().await.unwrap();
             if let Some(tenant) = setting {
-                sqlx::query("SELECT set_config('persistence.tenant', $1, true)").bind(tenant).execute(&mut *tx).await.unwrap();
+                sqlx::query("SELECT set_config('persistence.tenant', $1, true)")
+                    .bind(tenant)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
             }
-            let seen: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM persistence.{table}")).fetch_one(&mut *tx).await.unwrap();
+            let seen: i64 =
+                sqlx::query_scalar(&format!("SELECT count(*) FROM persistence.{table}"))
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap();
             assert_eq!(seen, 0, "{table} visible with tenant {setting:?}");
-            let updated = tx.execute(format!("UPDATE persistence.{table} SET tenant_id = tenant_id").as_str()).await.unwrap();
-            assert_eq!(updated.rows_affected(), 0, "{table} updatable with tenant {setting:?}");
-            let deleted = tx.execute(format!("DELETE FROM persistence.{table}").as_str()).await.unwrap();
-            assert_eq!(deleted.rows_affected(), 0, "{table} deletable with tenant {setting:?}");
+            let updated = tx
+                .execute(format!("UPDATE persistence.{table} SET tenant_id = tenant_id").as_str())
+                .await
+                .unwrap();
+            assert_eq!(
+                updated.rows_affected(),
+                0,
+                "{table} updatable with tenant {setting:?}"
+            );
+            let deleted = tx
+                .execute(format!("DELETE FROM persistence.{table}").as_str())
+                .await
+                .unwrap();
+            assert_eq!(
+                deleted.rows_affected(),
+                0,
+                "{table} deletable with tenant {setting:?}"
+            );
             tx.rollback().await.unwrap();
         }
         // Inserting a row for tenant `a` is refused by the policy's WITH CHECK.
@@ -148,51 +244,91 @@ async fn raw_sql_as_app_role_sees_nothing_of_another_tenant() {
         for sql in inserts {
             let mut tx = conn.begin().await.unwrap();
             if let Some(tenant) = setting {
-                sqlx::query("SELECT set_config('persistence.tenant', $1, true)").bind(tenant).execute(&mut *tx).await.unwrap();
+                sqlx::query("SELECT set_config('persistence.tenant', $1, true)")
+                    .bind(tenant)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
             }
-            let err = tx.execute(sql).await.expect_err(&format!("insert allowed with tenant {setting:?}: {sql}"));
-            let code = err.as_database_error().and_then(|d| d.code()).map(|c| c.to_string());
+            let err = tx
+                .execute(sql)
+                .await
+                .expect_err(&format!("insert allowed with tenant {setting:?}: {sql}"));
+            let code = err
+                .as_database_error()
+                .and_then(|d| d.code())
+                .map(|c| c.to_string());
             assert_eq!(code.as_deref(), Some("42501"), "{sql}: {err}");
             tx.rollback().await.unwrap();
         }
     }
     // The tenant setting is transaction-local: it does not leak to the next statement.
-    sqlx::query("SELECT set_config('persistence.tenant', 'a', true)").execute(&mut conn).await.unwrap();
-    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM persistence.items").fetch_one(&mut conn).await.unwrap();
+    sqlx::query("SELECT set_config('persistence.tenant', 'a', true)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let leaked: i64 = sqlx::query_scalar("SELECT count(*) FROM persistence.items")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(leaked, 0, "tenant setting outlived its transaction");
     assert_eq!(admin_counts(&db).await, before, "tenant a's rows changed");
 }
 
 #[tokio::test]
 async fn newer_or_missing_schema_is_refused() {
-    let Some(db) = support::fresh_db().await else { return };
-    let mut conn = PgConnection::connect_with(&db.admin_options()).await.unwrap();
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let mut conn = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
     conn.execute("CREATE OR REPLACE FUNCTION persistence.schema_version() RETURNS integer LANGUAGE sql AS 'SELECT 99'")
         .await
         .unwrap();
-    let err = PgBackend::connect(PgConfig::new(db.app_url())).await.unwrap_err();
+    let err = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew, "{err}");
     let message = err.to_string();
-    assert!(message.contains("99") && message.contains(&SCHEMA_VERSION.to_string()), "{message}");
-    conn.execute("DROP SCHEMA persistence CASCADE").await.unwrap();
-    let err = PgBackend::connect(PgConfig::new(db.app_url())).await.unwrap_err();
+    assert!(
+        message.contains("99") && message.contains(&SCHEMA_VERSION.to_string()),
+        "{message}"
+    );
+    conn.execute("DROP SCHEMA persistence CASCADE")
+        .await
+        .unwrap();
+    let err = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("persistence migrate"), "{err}");
 }
 
 #[tokio::test]
 async fn migrate_is_idempotent() {
-    let Some(db) = support::fresh_db().await else { return };
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
     let url = sqlx::ConnectOptions::to_url_lossy(&db.admin_options()).to_string();
-    assert!(migrate(&url).await.unwrap().is_empty(), "re-running migrations applied something");
+    assert!(
+        migrate(&url).await.unwrap().is_empty(),
+        "re-running migrations applied something"
+    );
 }
 
 /// Every operation is one network round trip once its statement is prepared on the
 /// connection, counted by a proxy between the pool and the server.
 #[tokio::test]
 async fn one_round_trip_per_operation() {
-    let Some(db) = support::fresh_db().await else { return };
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
     let opts = db.app_options();
-    let upstream = tokio::net::lookup_host((opts.get_host(), opts.get_port())).await.unwrap().next().unwrap();
+    let upstream = tokio::net::lookup_host((opts.get_host(), opts.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
     let proxy = CountingProxy::start(upstream).await.unwrap();
     let via_proxy = opts.host("127.0.0.1").port(proxy.addr.port());
     let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string());
@@ -213,32 +349,67 @@ async fn one_round_trip_per_operation() {
                 report.push((name, proxy.flights() - before));
             }
         };
-        let c = NewCheckpoint { id: CheckpointId::new(), parent: None, step: round, state: Envelope::new(1, json!({})), metadata: Default::default() };
+        let c = NewCheckpoint {
+            id: CheckpointId::new(),
+            parent: None,
+            step: round,
+            state: Envelope::new(1, json!({})),
+            metadata: Default::default(),
+        };
         let id = c.id;
         let n = proxy.flights();
-        Checkpointer::put(&b, &t, &th, c, Default::default()).await.unwrap();
+        Checkpointer::put(&b, &t, &th, c, Default::default())
+            .await
+            .unwrap();
         measure("checkpoint put", n);
         let n = proxy.flights();
-        Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest).await.unwrap();
+        Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
+            .await
+            .unwrap();
         measure("checkpoint get latest", n);
         let n = proxy.flights();
-        let w = Write { channel: persistence_core::ChannelName::new("c").unwrap(), value: Envelope::new(1, json!(1)) };
-        b.put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None).await.unwrap();
+        let w = Write {
+            channel: persistence_core::ChannelName::new("c").unwrap(),
+            value: Envelope::new(1, json!(1)),
+        };
+        b.put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None)
+            .await
+            .unwrap();
         measure("checkpoint put_writes", n);
         let n = proxy.flights();
-        b.append(&t, &s, vec![Envelope::new(1, json!(1))], AppendOptions::default()).await.unwrap();
+        b.append(
+            &t,
+            &s,
+            vec![Envelope::new(1, json!(1))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
         measure("session append", n);
         let n = proxy.flights();
         b.read(&t, &s, 0, 10).await.unwrap();
         measure("session read", n);
         let n = proxy.flights();
-        Store::put(&b, &t, &ns, &k, Envelope::new(1, json!(1)), Default::default()).await.unwrap();
+        Store::put(
+            &b,
+            &t,
+            &ns,
+            &k,
+            Envelope::new(1, json!(1)),
+            Default::default(),
+        )
+        .await
+        .unwrap();
         measure("store put", n);
         let n = proxy.flights();
         Store::get(&b, &t, &ns, &k).await.unwrap();
         measure("store get", n);
         let n = proxy.flights();
-        let lease = b.try_acquire(&t, &l, Duration::from_secs(30)).await.unwrap().unwrap();
+        let lease = b
+            .try_acquire(&t, &l, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .unwrap();
         measure("lock acquire", n);
         let n = proxy.flights();
         b.renew(&lease, Duration::from_secs(30)).await.unwrap();

@@ -26,6 +26,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod checks;
 mod fixture;
 pub mod harness;

@@ -37,7 +37,11 @@ impl CountingProxy {
                 });
             }
         });
-        Ok(CountingProxy { addr, flights, task })
+        Ok(CountingProxy {
+            addr,
+            flights,
+            task,
+        })
     }
 
     /// Client-to-server flights so far.
