@@ -57,7 +57,7 @@ async fn main() -> persistence_core::Result<()> {
     conn.execute(format!("CREATE DATABASE {db}").as_str())
         .await
         .expect("create database");
-    migrate(&admin.clone().database(&db).to_url_lossy().to_string()).await?;
+    migrate(admin.clone().database(&db).to_url_lossy().as_ref()).await?;
 
     let upstream = tokio::net::lookup_host((admin.get_host(), admin.get_port()))
         .await
