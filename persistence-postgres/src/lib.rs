@@ -24,8 +24,32 @@
 //! Each operation is one `SELECT persistence.<operation>(...)`: the function sets the
 //! tenant with `set_config(..., true)` (transaction-local, so safe behind PgBouncer in
 //! transaction mode) and acts, in the statement's own transaction. Statements are
-//! prepared once per pooled connection, so after that first use every operation is one
-//! round trip (measured with `pg_stat_statements` in this crate's tests).
+//! prepared once per pooled connection; after that first use every operation is exactly
+//! one network round trip, counted by a TCP proxy in `tests/security.rs`
+//! (`one_round_trip_per_operation`) and reported by the benchmark. The crate uses its own
+//! small connection pool because sqlx's `Pool` pings each connection when it is returned,
+//! which would double the round trips.
+//!
+//! # Performance
+//! `cargo run --release -p persistence-postgres --example bench` on the project's 2-core
+//! VM against a local PostgreSQL 15 (fsync off), all traffic through the counting proxy,
+//! beside a raw baseline in the same run (one plain `INSERT` of the same row over one sqlx
+//! connection):
+//!
+//! | operation | tasks | ops/s | p50 | round trips/op |
+//! |---|---|---|---|---|
+//! | raw INSERT (baseline) | 1 | 13 070 – 17 200 | 47 – 73 µs | 1 |
+//! | checkpoint put | 1 | 7 300 – 9 360 (0.59× – 0.85× raw; noisy VM) | 101 – 137 µs | 1 |
+//! | checkpoint get latest | 1 | 7 272 | 134 µs | 1 |
+//! | session append, 1 event | 1 | 5 698 | 167 µs | 1 |
+//! | store put / get | 1 | 8 007 / 8 412 | 122 / 119 µs | 1 |
+//! | lock cycle (acquire + release) | 1 | 3 782 | 254 µs | 2 (two operations) |
+//! | checkpoint put | 8 | 13 698 – 14 446 | 333 – 368 µs | 1 |
+//!
+//! `get(Latest)` on a 1 000-checkpoint thread costs 1.39× as much with 1 000 000 other
+//! checkpoints in the table (p50 113 µs vs 157 µs): it is one descending probe of the
+//! primary key. Fenced or guarded puts lock the thread's row first and cost more than the
+//! unguarded fast path measured above.
 //!
 //! # Locks and fences
 //! A lease is a row (tenant, name, token, fence, expires_at) judged by the database
