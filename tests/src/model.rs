@@ -8,7 +8,9 @@
 //! sequences also advance time (expiring TTLs and leases); on a real clock they only use
 //! long TTLs, so results never depend on timing.
 //!
-//! The number of cases comes from `PERSISTENCE_MODEL_CASES` (default 24).
+//! `purge_expired` results are compared only as success: its counts are checked by the
+//! conformance suite. The number of cases comes from `PERSISTENCE_MODEL_CASES`
+//! (default 24).
 
 use std::future::Future;
 use std::time::Duration;
@@ -757,9 +759,11 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 )
             }
             Op::Purge => {
-                let items = fx.store.purge_expired().await?;
-                let sessions = fx.sessions.purge_expired().await?;
-                format!("{items} items, {sessions} sessions")
+                // Counts are checked by the conformance suite, not compared here: a backend
+                // may count bookkeeping it cleans (Redis counts stale index entries).
+                fx.store.purge_expired().await?;
+                fx.sessions.purge_expired().await?;
+                "purged".into()
             }
             Op::TryAcquire { t, l, slot, short } => {
                 let name = LockKey::new(LOCKS[*l])?;

@@ -16,8 +16,10 @@ use std::fmt;
 
 mod postgres;
 mod proxy;
+mod redis;
 pub use postgres::{LocalPostgres, find_bin_dir};
 pub use proxy::CountingProxy;
+pub use redis::{LocalRedis, command as redis_command};
 
 /// A server some backend's tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,393 @@
+//! Checkpoints: one hash tag per thread; content and creation time in hashes, ids in a
+//! sorted set (lexicographic = UUIDv7 order), pending writes in one hash per checkpoint.
+
+use async_trait::async_trait;
+use persistence_core::{
+    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
+    Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, json_values_equal,
+    validate_limit,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{BACKEND, Effect, corrupt, map};
+use crate::keys::{Index, encode};
+use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
+
+/// What is stored per checkpoint; serialized deterministically so an identical retry
+/// compares equal byte for byte.
+#[derive(Serialize, Deserialize)]
+struct Content {
+    id: CheckpointId,
+    parent: Option<CheckpointId>,
+    step: i64,
+    state: Envelope,
+    metadata: Metadata,
+}
+
+fn decode(content: &str, created: &str, operation: &'static str, key: &str) -> Result<Checkpoint> {
+    let c: Content = serde_json::from_str(content).map_err(|e| corrupt(e, operation, key))?;
+    Ok(Checkpoint {
+        id: c.id,
+        parent: c.parent,
+        step: c.step,
+        state: c.state,
+        metadata: c.metadata,
+        created_at: Timestamp(parse_u64(created, operation, key)?),
+    })
+}
+
+fn bad_cursor(c: &Cursor, operation: &'static str, key: &str) -> Error {
+    Error::invalid_input(format!(
+        "cursor {:?} was not made by this backend",
+        c.as_str()
+    ))
+    .context(BACKEND, operation, key)
+}
+
+impl RedisBackend {
+    async fn list_page(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        upper: Option<CheckpointId>,
+        count: usize,
+        key: &str,
+    ) -> Result<Vec<Checkpoint>> {
+        let k = self.keys.thread(t, th);
+        let upper = upper.map(|u| u.to_string()).unwrap_or_default();
+        let flat: Vec<String> = self
+            .read("checkpoint.list", key, || {
+                self.invoke(invocation!(
+                    scripts::CHECKPOINT_LIST,
+                    [k.content(), k.created(), k.ids()],
+                    [&upper, count]
+                ))
+            })
+            .await?;
+        flat.chunks(2)
+            .map(|pair| match pair {
+                [content, created] => decode(content, created, "checkpoint.list", key),
+                _ => Err(corrupt("odd reply", "checkpoint.list", key)),
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Checkpointer for RedisBackend {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        c: NewCheckpoint,
+        options: PutCheckpointOptions,
+    ) -> Result<Checkpoint> {
+        let key = format!("{tenant}/{thread}");
+        let k = self.keys.thread(tenant, thread);
+        let content = Content {
+            id: c.id,
+            parent: c.parent,
+            step: c.step,
+            state: c.state,
+            metadata: c.metadata,
+        };
+        let json =
+            serde_json::to_string(&content).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let (guard, expected) = match options.expect_latest {
+            ExpectLatest::Any => ("0", String::new()),
+            ExpectLatest::Absent => ("1", String::new()),
+            ExpectLatest::Is(id) => ("2", id.to_string()),
+        };
+        let fence = options.fence.map(|f| f.0.to_string()).unwrap_or_default();
+        let script = self.invoke::<Vec<String>>(invocation!(
+            scripts::CHECKPOINT_PUT,
+            [k.content(), k.created(), k.ids(), k.fence()],
+            [c.id.to_string(), &json, guard, &expected, &fence]
+        ));
+        let (index, reply) = tokio::join!(
+            self.index_add(tenant, Index::Threads, thread.as_str()),
+            script
+        );
+        index.map_err(|e| map(e, Effect::Write, "checkpoint.put", &key))?;
+        let created = expect_ok(
+            reply.map_err(|e| map(e, Effect::Write, "checkpoint.put", &key))?,
+            "checkpoint.put",
+            &key,
+        )?;
+        Ok(Checkpoint {
+            id: content.id,
+            parent: content.parent,
+            step: content.step,
+            state: content.state,
+            metadata: content.metadata,
+            created_at: Timestamp(parse_u64(&created, "checkpoint.put", &key)?),
+        })
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        selector: CheckpointSelector,
+    ) -> Result<Option<CheckpointTuple>> {
+        let key = format!("{tenant}/{thread}");
+        let k = self.keys.thread(tenant, thread);
+        let id = match selector {
+            CheckpointSelector::Latest => String::new(),
+            CheckpointSelector::Id(id) => id.to_string(),
+        };
+        let reply: Option<(String, String, Vec<String>)> = self
+            .read("checkpoint.get", &key, || {
+                self.invoke(invocation!(
+                    scripts::CHECKPOINT_GET,
+                    [k.content(), k.created(), k.ids()],
+                    [&id, k.writes_prefix()]
+                ))
+            })
+            .await?;
+        let Some((content, created, writes)) = reply else {
+            return Ok(None);
+        };
+        let checkpoint = decode(&content, &created, "checkpoint.get", &key)?;
+        let mut pending_writes = writes
+            .iter()
+            .map(|w| {
+                serde_json::from_str::<PendingWrite>(w)
+                    .map_err(|e| corrupt(e, "checkpoint.get", &key))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        pending_writes.sort_by(|a, b| (&a.task_id, a.index).cmp(&(&b.task_id, b.index)));
+        Ok(Some(CheckpointTuple {
+            checkpoint,
+            pending_writes,
+        }))
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        query: ListCheckpoints,
+    ) -> Result<Page<Checkpoint>> {
+        let key = format!("{tenant}/{thread}");
+        let limit =
+            validate_limit(query.limit).map_err(|e| e.context(BACKEND, "checkpoint.list", &key))?;
+        let after = query
+            .cursor
+            .as_ref()
+            .map(|c| {
+                c.as_str()
+                    .parse::<CheckpointId>()
+                    .map_err(|_| bad_cursor(c, "checkpoint.list", &key))
+            })
+            .transpose()?;
+        let mut upper = match (query.before, after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let batch = (limit + 1).max(64);
+        let mut items = Vec::new();
+        loop {
+            let page = self.list_page(tenant, thread, upper, batch, &key).await?;
+            let exhausted = page.len() < batch;
+            upper = page.last().map(|c| c.id);
+            items.extend(page.into_iter().filter(|c| {
+                query.metadata.iter().all(|(k, v)| {
+                    c.metadata
+                        .get(k)
+                        .is_some_and(|have| json_values_equal(have, v))
+                })
+            }));
+            if exhausted || items.len() > limit {
+                break;
+            }
+        }
+        items.truncate(limit + 1);
+        Ok(Page::from_overfetch(items, limit, |c| {
+            Cursor::new(c.id.to_string())
+        }))
+    }
+
+    async fn put_writes(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        checkpoint: CheckpointId,
+        task: &TaskId,
+        writes: Vec<Write>,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let key = format!("{tenant}/{thread}/{checkpoint}");
+        let k = self.keys.thread(tenant, thread);
+        let mut invocation = invocation!(
+            scripts::CHECKPOINT_PUT_WRITES,
+            [
+                k.content(),
+                k.fence(),
+                format!("{}{checkpoint}", k.writes_prefix())
+            ],
+            [
+                checkpoint.to_string(),
+                fence.map(|f| f.0.to_string()).unwrap_or_default()
+            ]
+        );
+        for (index, write) in writes.into_iter().enumerate() {
+            let index = u32::try_from(index)
+                .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
+            let record = PendingWrite {
+                task_id: task.clone(),
+                index,
+                channel: write.channel,
+                value: write.value,
+            };
+            let json =
+                serde_json::to_string(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
+            invocation
+                .arg(format!("{}|{index}", encode(task.as_str())))
+                .arg(json);
+        }
+        let reply: Vec<String> = self
+            .invoke(invocation)
+            .await
+            .map_err(|e| map(e, Effect::Write, "checkpoint.put_writes", &key))?;
+        expect_ok(reply, "checkpoint.put_writes", &key).map(|_| ())
+    }
+
+    async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
+        let key = format!("{tenant}/{thread}");
+        let k = self.keys.thread(tenant, thread);
+        let deleted: u64 = self
+            .invoke(invocation!(
+                scripts::CHECKPOINT_PRUNE,
+                [k.content(), k.created(), k.ids()],
+                [0, k.writes_prefix()]
+            ))
+            .await
+            .map_err(|e| map(e, Effect::Write, "checkpoint.delete_thread", &key))?;
+        Ok(deleted > 0)
+    }
+
+    async fn prune(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        keep_latest: usize,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{thread}");
+        if keep_latest == 0 {
+            return Err(Error::invalid_input(
+                "keep_latest must be at least 1; use delete_thread to remove all",
+            )
+            .context(BACKEND, "checkpoint.prune", key));
+        }
+        let k = self.keys.thread(tenant, thread);
+        self.invoke(invocation!(
+            scripts::CHECKPOINT_PRUNE,
+            [k.content(), k.created(), k.ids()],
+            [keep_latest, k.writes_prefix()]
+        ))
+        .await
+        .map_err(|e| map(e, Effect::Write, "checkpoint.prune", &key))
+    }
+
+    async fn copy_thread(
+        &self,
+        tenant: &TenantId,
+        from: &ThreadKey,
+        to: &ThreadKey,
+    ) -> Result<u64> {
+        // The two threads live in different slots: export from one, import into the other
+        // (which must be empty). The source is never modified.
+        let key = format!("{tenant}/{from}->{to}");
+        let (src, dst) = (self.keys.thread(tenant, from), self.keys.thread(tenant, to));
+        let exported: Vec<String> = self
+            .read("checkpoint.copy_thread", &key, || {
+                self.invoke(invocation!(
+                    scripts::CHECKPOINT_EXPORT,
+                    [src.content(), src.created(), src.ids()],
+                    [src.writes_prefix()]
+                ))
+            })
+            .await?;
+        if exported.is_empty() {
+            return Err(
+                Error::not_found(format!("thread {from} has no checkpoint")).context(
+                    BACKEND,
+                    "checkpoint.copy_thread",
+                    key,
+                ),
+            );
+        }
+        let mut invocation = invocation!(
+            scripts::CHECKPOINT_IMPORT,
+            [dst.content(), dst.created(), dst.ids()],
+            [dst.writes_prefix()]
+        );
+        for part in &exported {
+            invocation.arg(part);
+        }
+        let import = self.invoke::<Vec<String>>(invocation);
+        let (index, reply) =
+            tokio::join!(self.index_add(tenant, Index::Threads, to.as_str()), import);
+        index.map_err(|e| map(e, Effect::Write, "checkpoint.copy_thread", &key))?;
+        let copied = expect_ok(
+            reply.map_err(|e| map(e, Effect::Write, "checkpoint.copy_thread", &key))?,
+            "checkpoint.copy_thread",
+            &key,
+        )?;
+        parse_u64(&copied, "checkpoint.copy_thread", &key)
+    }
+
+    async fn list_threads(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<ThreadKey>> {
+        let key = tenant.to_string();
+        let limit = validate_limit(limit)
+            .map_err(|e| e.context(BACKEND, "checkpoint.list_threads", &key))?;
+        let mut after = cursor
+            .as_ref()
+            .map(|c| {
+                ThreadKey::new(c.as_str())
+                    .map_err(|_| bad_cursor(c, "checkpoint.list_threads", &key))
+            })
+            .transpose()?
+            .map(ThreadKey::into_string);
+        let mut items = Vec::new();
+        loop {
+            let page = self
+                .read("checkpoint.list_threads", &key, || {
+                    self.index_page(tenant, Index::Threads, after.as_deref(), limit + 1)
+                })
+                .await?;
+            let exhausted = page.len() <= limit;
+            let candidates: Vec<ThreadKey> = page
+                .iter()
+                .filter_map(|id| ThreadKey::new(id.as_str()).ok())
+                .collect();
+            let ids: Vec<String> = candidates
+                .iter()
+                .map(|th| self.keys.thread(tenant, th).ids())
+                .collect();
+            let live = self
+                .read("checkpoint.list_threads", &key, || self.exists_many(&ids))
+                .await?;
+            for (th, live) in candidates.into_iter().zip(live) {
+                if live {
+                    items.push(th);
+                }
+            }
+            after = page.last().cloned();
+            if exhausted || items.len() > limit {
+                break;
+            }
+        }
+        items.truncate(limit + 1);
+        Ok(Page::from_overfetch(items, limit, |k| {
+            Cursor::new(k.as_str())
+        }))
+    }
+}

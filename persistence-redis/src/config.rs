@@ -1,0 +1,31 @@
+//! Connection settings.
+
+/// Settings of [`RedisBackend::connect`](crate::RedisBackend::connect).
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://host:port/db`, `rediss://...` (TLS), or
+    /// `redis+cluster://host:port,host:port` for a Redis Cluster.
+    pub url: String,
+    /// Prepended to every key, so several applications (or test runs) share a server
+    /// without seeing each other. Must not contain `{` or `}`. Default `"persistence:"`.
+    pub prefix: String,
+    /// Retries of an operation that is safe to repeat (reads, releases) after a lost
+    /// connection, with exponential backoff from 50 ms. Default 3.
+    pub read_retries: u32,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            prefix: "persistence:".into(),
+            read_retries: 3,
+        }
+    }
+    /// Same settings with another key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+}

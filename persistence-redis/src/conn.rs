@@ -1,0 +1,61 @@
+//! One connection type over a single node (auto-reconnecting `ConnectionManager`) or a
+//! cluster, chosen from the URL scheme.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+/// A cloneable, multiplexed connection: concurrent requests share it.
+#[derive(Clone)]
+pub enum Conn {
+    /// A single Redis server.
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// Connects according to the URL: `redis+cluster://h:p,h:p` for a cluster,
+    /// `redis://` or `rediss://` for a single node.
+    pub async fn connect(url: &str) -> redis::RedisResult<Conn> {
+        if let Some(nodes) = url.strip_prefix("redis+cluster://") {
+            let nodes: Vec<String> = nodes
+                .trim_end_matches('/')
+                .split(',')
+                .map(|n| format!("redis://{n}"))
+                .collect();
+            let client = redis::cluster::ClusterClient::new(nodes)?;
+            return Ok(Conn::Cluster(client.get_async_connection().await?));
+        }
+        let client = redis::Client::open(url)?;
+        Ok(Conn::Single(client.get_connection_manager().await?))
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Mapping of Redis errors and script outcomes into [`persistence_core::Error`].
+
+use persistence_core::{Error, ErrorKind};
+
+/// Backend name used in error messages.
+pub const BACKEND: &str = "redis";
+
+/// Whether the write may or may not have happened: a lost connection during a write
+/// leaves its outcome unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Reading, or a write that is safe to repeat.
+    Read,
+    /// A write whose outcome is unknown if the connection drops.
+    Write,
+}
+
+/// Maps a client error of `operation` on `key`.
+pub fn map(
+    e: redis::RedisError,
+    effect: Effect,
+    operation: &'static str,
+    key: impl std::fmt::Display,
+) -> Error {
+    let err =
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_cluster_error() {
+            let outcome = match effect {
+                Effect::Read => "",
+                Effect::Write => "; the write's outcome is unknown",
+            };
+            Error::unavailable(format!("cannot reach Redis (is it running?){outcome}"))
+        } else {
+            Error::backend_error("Redis error")
+        };
+    err.context(BACKEND, operation, key).with_source(e)
+}
+
+/// Maps a script's `{status, message}` reply.
+pub fn status(
+    status: &str,
+    message: &str,
+    operation: &'static str,
+    key: impl std::fmt::Display,
+) -> Error {
+    let err = match status {
+        "conflict" => Error::conflict(message),
+        "notfound" => Error::not_found(message),
+        "fenced" => Error::new(
+            ErrorKind::Fenced,
+            format!("fence is lower than fence {message} already seen"),
+        ),
+        other => Error::backend_error(format!("unexpected script status {other:?}: {message}")),
+    };
+    err.context(BACKEND, operation, key)
+}
+
+/// Stored data that does not decode.
+pub fn corrupt(
+    what: impl std::fmt::Display,
+    operation: &'static str,
+    key: impl std::fmt::Display,
+) -> Error {
+    Error::corrupt(format!("stored data does not decode: {what}")).context(BACKEND, operation, key)
+}

@@ -1,0 +1,254 @@
+//! Redis backend: every multi-step operation is one Lua script (EVALSHA, atomic, one
+//! round trip), keys carry hash tags so each script touches one slot, and it runs on a
+//! single node or a Redis Cluster alike.
+//!
+//! ```no_run
+//! use persistence_redis::{RedisBackend, RedisConfig};
+//! # async fn run() -> persistence_core::Result<()> {
+//! let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+//! let cluster = RedisBackend::connect(RedisConfig::new("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! See [`keys`]: one hash tag per thread, session, namespace and lock; tenant indexes
+//! (sorted sets of thread ids, session ids, namespaces) under a per-tenant tag, so
+//! listing never SCANs the keyspace. Writes that create an entity add it to its tenant
+//! index in the same flight of requests; readers drop index entries whose entity is gone
+//! (expired or deleted), and `purge_expired` cleans the rest.
+//!
+//! # Durability limits
+//! Redis acknowledges a write once it is in memory. With the default persistence
+//! (`appendfsync everysec`) a crash can lose about a second of acknowledged writes;
+//! `appendfsync always` narrows that to none on one node. Replication is asynchronous: a
+//! failover can lose acknowledged writes, and since the fence counter is an ordinary key,
+//! a promoted replica that missed an `INCR` can hand out a fence twice. `WAITAOF` (Redis
+//! 7.2+) or `WAIT` after a write narrows the window; this backend does not issue them
+//! yet. Where a fence must never repeat, use the Postgres or filesystem backend for
+//! locks.
+#![deny(missing_docs)]
+
+mod checkpointer;
+mod config;
+mod conn;
+mod error;
+pub mod keys;
+mod lock;
+mod scripts;
+mod session_log;
+mod store;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use config::RedisConfig;
+use persistence_core::{Capabilities, Error, Result, TenantId};
+use redis::AsyncCommands;
+
+use crate::conn::Conn;
+use crate::error::{BACKEND, Effect, map};
+use crate::keys::{Index, Keys};
+
+/// The Redis backend. Clones share the connection.
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: Conn,
+    keys: Keys,
+    config: RedisConfig,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("keys", &self.keys)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects to a node or a cluster (see [`RedisConfig::url`]).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a prefix with braces; `Unavailable` if Redis cannot be reached.
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        if config.prefix.contains(['{', '}']) {
+            return Err(
+                Error::invalid_input("the key prefix must not contain '{' or '}'").context(
+                    BACKEND,
+                    "connect",
+                    &config.prefix,
+                ),
+            );
+        }
+        let conn = Conn::connect(&config.url)
+            .await
+            .map_err(|e| map(e, Effect::Read, "connect", &config.url))?;
+        let backend = RedisBackend {
+            conn,
+            keys: Keys::new(&config.prefix),
+            config,
+        };
+        // Fail now, not on first use, if the server is unreachable.
+        let _: String = redis::cmd("PING")
+            .query_async(&mut backend.conn())
+            .await
+            .map_err(|e| map(e, Effect::Read, "connect", "ping"))?;
+        Ok(backend)
+    }
+
+    /// TTL, search, multi-process, cluster-safe; not durable in the sense of the
+    /// contract (see the crate docs).
+    pub fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::none();
+        caps.ttl = true;
+        caps.search = true;
+        caps.multi_process = true;
+        caps.cluster_safe = true;
+        caps
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Runs a script invocation on a clone of the connection (the future owns both).
+    fn invoke<T: redis::FromRedisValue + Send>(
+        &self,
+        invocation: redis::ScriptInvocation<'static>,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send + 'static {
+        let mut conn = self.conn();
+        async move { invocation.invoke_async(&mut conn).await }
+    }
+
+    /// Runs a command on a clone of the connection (the future owns both).
+    fn query<T: redis::FromRedisValue + Send>(
+        &self,
+        cmd: redis::Cmd,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send + 'static {
+        let mut conn = self.conn();
+        async move { cmd.query_async(&mut conn).await }
+    }
+
+    /// Adds `member` to a tenant index and the tenant to the tenant list.
+    async fn index_add(&self, t: &TenantId, what: Index, member: &str) -> redis::RedisResult<()> {
+        let mut add_member = redis::cmd("ZADD");
+        add_member
+            .arg(self.keys.index(t, what))
+            .arg("NX")
+            .arg(0)
+            .arg(member);
+        let mut add_tenant = redis::cmd("ZADD");
+        add_tenant
+            .arg(self.keys.tenants())
+            .arg("NX")
+            .arg(0)
+            .arg(t.as_str());
+        let add_member = self.query::<redis::Value>(add_member);
+        let add_tenant = self.query::<redis::Value>(add_tenant);
+        tokio::try_join!(add_member, add_tenant).map(|_| ())
+    }
+
+    /// Members of a tenant index after `after` (exclusive), up to `count`.
+    async fn index_page(
+        &self,
+        t: &TenantId,
+        what: Index,
+        after: Option<&str>,
+        count: usize,
+    ) -> redis::RedisResult<Vec<String>> {
+        let from = after.map_or_else(|| "-".to_string(), |a| format!("({a}"));
+        let mut cmd = redis::cmd("ZRANGEBYLEX");
+        cmd.arg(self.keys.index(t, what))
+            .arg(from)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(count);
+        self.query(cmd).await
+    }
+
+    /// Whether each key exists: one pipeline on a single node, one request per key on a
+    /// cluster (the keys live in different slots).
+    async fn exists_many(&self, keys: &[String]) -> redis::RedisResult<Vec<bool>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn();
+        match &conn {
+            Conn::Single(_) => {
+                let mut pipe = redis::pipe();
+                for k in keys {
+                    pipe.exists(k);
+                }
+                pipe.query_async(&mut conn).await
+            }
+            Conn::Cluster(_) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    out.push(conn.exists(k).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Tenants that ever wrote.
+    async fn tenants(&self) -> redis::RedisResult<Vec<String>> {
+        let mut cmd = redis::cmd("ZRANGE");
+        cmd.arg(self.keys.tenants()).arg(0).arg(-1);
+        self.query(cmd).await
+    }
+
+    /// Runs a read, retrying with backoff after a lost connection.
+    async fn read<T, F, Fut>(&self, operation: &'static str, key: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        let mut attempt = 0;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if attempt < self.config.read_retries
+                        && (e.is_io_error() || e.is_connection_dropped()) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(map(e, Effect::Read, operation, key)),
+            }
+        }
+    }
+}
+
+/// An owned script invocation: `invocation!(SCRIPT, [keys...], [args...])`.
+macro_rules! invocation {
+    ($script:expr, [$($key:expr),* $(,)?], [$($arg:expr),* $(,)?]) => {{
+        let mut invocation = $script.prepare_invoke();
+        $(invocation.key($key);)*
+        $(invocation.arg($arg);)*
+        invocation
+    }};
+}
+pub(crate) use invocation;
+
+/// Parses a script's `{status, value}` reply, mapping non-`ok` statuses to errors.
+fn expect_ok(reply: Vec<String>, operation: &'static str, key: &str) -> Result<String> {
+    match reply.as_slice() {
+        [status, value] if status == "ok" => Ok(value.clone()),
+        [status, message] => Err(error::status(status, message, operation, key)),
+        other => Err(error::corrupt(
+            format!("script reply {other:?}"),
+            operation,
+            key,
+        )),
+    }
+}
+
+fn parse_u64(s: &str, operation: &'static str, key: &str) -> Result<u64> {
+    s.parse()
+        .map_err(|_| error::corrupt(format!("{s:?} is not a number"), operation, key))
+}

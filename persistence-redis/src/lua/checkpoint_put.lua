@@ -1,0 +1,33 @@
+-- Stores a checkpoint unless the fence is stale, the id exists with other content, or
+-- the expect-latest guard fails. Idempotent for identical content.
+-- KEYS: 1 content hash (id -> json), 2 created-at hash (id -> ms), 3 ids zset (lex),
+--       4 fence counter
+-- ARGV: 1 id, 2 content json, 3 guard (0 any, 1 absent, 2 is), 4 expected id, 5 fence or ''
+local fence = tonumber(ARGV[5])
+local high = tonumber(redis.call('GET', KEYS[4]) or '0')
+if fence and fence < high then
+  return {'fenced', tostring(high)}
+end
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  if existing == ARGV[2] then
+    return {'ok', redis.call('HGET', KEYS[2], ARGV[1])}
+  end
+  return {'conflict', 'checkpoint ' .. ARGV[1] .. ' already exists with other content'}
+end
+if ARGV[3] ~= '0' then
+  local latest = redis.call('ZREVRANGEBYLEX', KEYS[3], '+', '-', 'LIMIT', 0, 1)[1]
+  if (ARGV[3] == '1' and latest) or (ARGV[3] == '2' and latest ~= ARGV[4]) then
+    return {'conflict', 'expected latest checkpoint ' .. (ARGV[4] ~= '' and ARGV[4] or 'none')
+      .. ', found ' .. (latest or 'none')}
+  end
+end
+if fence and fence > high then
+  redis.call('SET', KEYS[4], fence)
+end
+local t = redis.call('TIME')
+local now = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], now)
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+return {'ok', now}

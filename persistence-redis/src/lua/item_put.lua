@@ -1,0 +1,30 @@
+-- Writes an item with compare-and-swap on its version and an optional TTL. An expired
+-- item counts as absent (version 0).
+-- KEYS: 1 values hash (key -> envelope json), 2 meta hash (key -> "version|created|updated|exp"),
+--       3 keys zset (lex), 4 expiry zset (score = expiry ms)
+-- ARGV: 1 key, 2 envelope json, 3 ttl ms or '', 4 expected version or ''
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local version, created = 0, now
+local meta = redis.call('HGET', KEYS[2], ARGV[1])
+if meta then
+  local v, c, _, e = string.match(meta, '^(%d+)|(%d+)|(%d+)|(%d*)$')
+  if e == '' or tonumber(e) > now then
+    version, created = tonumber(v), tonumber(c)
+  end
+end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= version then
+  return {'conflict', 'expected version ' .. ARGV[4] .. ', found ' .. version}
+end
+local exp = ''
+if ARGV[3] ~= '' then
+  exp = string.format('%.0f', now + tonumber(ARGV[3]))
+  redis.call('ZADD', KEYS[4], exp, ARGV[1])
+else
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
+version = version + 1
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%.0f|%.0f|%.0f|', version, created, now) .. exp)
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+return {'ok', string.format('%.0f', version)}

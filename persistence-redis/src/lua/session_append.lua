@@ -1,0 +1,36 @@
+-- Appends events with ordinals from the stored head (never from the log's length).
+-- An expired session is gone (its keys expired); the fence counter has no TTL.
+-- KEYS: 1 meta hash (head, exp), 2 events zset (score = ordinal), 3 fence counter
+-- ARGV: 1 expected head or '', 2 fence or '', 3 ttl ms or '', then event jsons
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local fence = tonumber(ARGV[2])
+local high = tonumber(redis.call('GET', KEYS[3]) or '0')
+if fence and fence < high then
+  return {'fenced', tostring(high)}
+end
+local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
+if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= head then
+  return {'conflict', 'expected head ' .. ARGV[1] .. ', found ' .. head}
+end
+local stamp = string.format('%.0f', now)
+for i = 4, #ARGV do
+  head = head + 1
+  redis.call('ZADD', KEYS[2], head, string.format('%.0f', head) .. '|' .. stamp .. '|' .. ARGV[i])
+end
+redis.call('HSET', KEYS[1], 'head', string.format('%.0f', head))
+if ARGV[3] ~= '' then
+  local exp = now + tonumber(ARGV[3])
+  redis.call('HSET', KEYS[1], 'exp', string.format('%.0f', exp))
+  redis.call('PEXPIREAT', KEYS[1], exp)
+  redis.call('PEXPIREAT', KEYS[2], exp)
+else
+  local exp = redis.call('HGET', KEYS[1], 'exp')
+  if exp then
+    redis.call('PEXPIREAT', KEYS[2], tonumber(exp))
+  end
+end
+if fence and fence > high then
+  redis.call('SET', KEYS[3], fence)
+end
+return {'ok', string.format('%.0f', head)}

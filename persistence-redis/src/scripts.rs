@@ -1,0 +1,30 @@
+//! The Lua scripts, loaded from `src/lua/*.lua`. Each runs with EVALSHA (falling back to
+//! EVAL once after a server restart) and touches keys of one hash tag only.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+macro_rules! script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!(concat!("lua/", $file))));
+    };
+}
+
+script!(CHECKPOINT_PUT, "checkpoint_put.lua");
+script!(CHECKPOINT_GET, "checkpoint_get.lua");
+script!(CHECKPOINT_LIST, "checkpoint_list.lua");
+script!(CHECKPOINT_PUT_WRITES, "checkpoint_put_writes.lua");
+script!(CHECKPOINT_PRUNE, "checkpoint_prune.lua");
+script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
+script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
+script!(SESSION_APPEND, "session_append.lua");
+script!(ITEM_PUT, "item_put.lua");
+script!(ITEM_GET, "item_get.lua");
+script!(ITEM_DELETE, "item_delete.lua");
+script!(ITEM_LIST, "item_list.lua");
+script!(ITEM_PURGE, "item_purge.lua");
+script!(LEASE_ACQUIRE, "lease_acquire.lua");
+script!(LEASE_RENEW, "lease_renew.lua");
+script!(LEASE_RELEASE, "lease_release.lua");

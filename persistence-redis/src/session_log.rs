@@ -1,0 +1,247 @@
+//! Session logs: a meta hash (head, expiry) and a sorted set of events scored by ordinal,
+//! under one hash tag. Ordinals come from the stored head, never from the set's size, so
+//! trimming never lets one be reused. Ephemeral sessions expire with native key TTLs;
+//! the fence counter has none.
+
+use async_trait::async_trait;
+use persistence_core::{
+    AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
+    TenantId, Timestamp, validate_limit, validate_ttl,
+};
+use redis::AsyncCommands;
+
+use crate::error::{BACKEND, Effect, corrupt, map};
+use crate::keys::Index;
+use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
+
+fn parse_event(member: &str, key: &str) -> Result<SessionEvent> {
+    let mut parts = member.splitn(3, '|');
+    let (Some(seq), Some(at), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(corrupt("event member without ordinal", "session.read", key));
+    };
+    Ok(SessionEvent {
+        seq: parse_u64(seq, "session.read", key)?,
+        appended_at: Timestamp(parse_u64(at, "session.read", key)?),
+        event: serde_json::from_str(json).map_err(|e| corrupt(e, "session.read", key))?,
+    })
+}
+
+#[async_trait]
+impl SessionLog for RedisBackend {
+    async fn append(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        events: Vec<Envelope>,
+        options: AppendOptions,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{session}");
+        let ctx = |e: Error| e.context(BACKEND, "session.append", &key);
+        if events.is_empty() {
+            return Err(ctx(Error::invalid_input("append needs at least one event")));
+        }
+        let ttl = options
+            .ttl
+            .map(|t| validate_ttl("session ttl", t))
+            .transpose()
+            .map_err(ctx)?;
+        let k = self.keys.session(tenant, session);
+        let mut invocation = invocation!(
+            scripts::SESSION_APPEND,
+            [k.meta(), k.events(), k.fence()],
+            [
+                options
+                    .expect_head
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                options.fence.map(|f| f.0.to_string()).unwrap_or_default(),
+                ttl.map(|t| t.as_millis().to_string()).unwrap_or_default(),
+            ]
+        );
+        for event in &events {
+            invocation.arg(
+                serde_json::to_string(event)
+                    .map_err(|e| ctx(Error::invalid_input(e.to_string())))?,
+            );
+        }
+        let script = self.invoke::<Vec<String>>(invocation);
+        let (index, reply) = tokio::join!(
+            self.index_add(tenant, Index::Sessions, session.as_str()),
+            script
+        );
+        index.map_err(|e| map(e, Effect::Write, "session.append", &key))?;
+        let head = expect_ok(
+            reply.map_err(|e| map(e, Effect::Write, "session.append", &key))?,
+            "session.append",
+            &key,
+        )?;
+        parse_u64(&head, "session.append", &key)
+    }
+
+    async fn read(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SessionEvent>> {
+        let key = format!("{tenant}/{session}");
+        let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
+        let events_key = self.keys.session(tenant, session).events();
+        let members: Vec<String> = self
+            .read("session.read", &key, || {
+                let mut cmd = redis::cmd("ZRANGEBYSCORE");
+                cmd.arg(&events_key)
+                    .arg(format!("({after}"))
+                    .arg("+inf")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit);
+                self.query(cmd)
+            })
+            .await?;
+        members.iter().map(|m| parse_event(m, &key)).collect()
+    }
+
+    async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
+        let key = format!("{tenant}/{session}");
+        let meta = self.keys.session(tenant, session).meta();
+        let head: Option<u64> = self
+            .read("session.head", &key, || {
+                let mut cmd = redis::cmd("HGET");
+                cmd.arg(&meta).arg("head");
+                self.query(cmd)
+            })
+            .await?;
+        Ok(head.unwrap_or(0))
+    }
+
+    async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
+        let key = format!("{tenant}/{session}");
+        let events_key = self.keys.session(tenant, session).events();
+        let mut cmd = redis::cmd("ZREMRANGEBYSCORE");
+        cmd.arg(&events_key).arg("-inf").arg(format!("({seq}"));
+        self.query(cmd)
+            .await
+            .map_err(|e| map(e, Effect::Write, "session.trim_before", &key))
+    }
+
+    async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
+        let key = format!("{tenant}/{session}");
+        let k = self.keys.session(tenant, session);
+        let removed: u64 = self
+            .conn()
+            .del(&[k.meta(), k.events()])
+            .await
+            .map_err(|e| map(e, Effect::Write, "session.delete", &key))?;
+        Ok(removed > 0)
+    }
+
+    async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<Page<SessionKey>> {
+        let key = tenant.to_string();
+        let limit =
+            validate_limit(limit).map_err(|e| e.context(BACKEND, "session.list_sessions", &key))?;
+        let mut after = cursor
+            .as_ref()
+            .map(|c| {
+                SessionKey::new(c.as_str()).map_err(|_| {
+                    Error::invalid_input(format!(
+                        "cursor {:?} was not made by this backend",
+                        c.as_str()
+                    ))
+                    .context(BACKEND, "session.list_sessions", &key)
+                })
+            })
+            .transpose()?
+            .map(SessionKey::into_string);
+        let mut items = Vec::new();
+        loop {
+            let page = self
+                .read("session.list_sessions", &key, || {
+                    self.index_page(tenant, Index::Sessions, after.as_deref(), limit + 1)
+                })
+                .await?;
+            let exhausted = page.len() <= limit;
+            let candidates: Vec<SessionKey> = page
+                .iter()
+                .filter_map(|id| SessionKey::new(id.as_str()).ok())
+                .collect();
+            let metas: Vec<String> = candidates
+                .iter()
+                .map(|s| self.keys.session(tenant, s).meta())
+                .collect();
+            let live = self
+                .read("session.list_sessions", &key, || self.exists_many(&metas))
+                .await?;
+            items.extend(
+                candidates
+                    .into_iter()
+                    .zip(live)
+                    .filter(|(_, l)| *l)
+                    .map(|(s, _)| s),
+            );
+            after = page.last().cloned();
+            if exhausted || items.len() > limit {
+                break;
+            }
+        }
+        items.truncate(limit + 1);
+        Ok(Page::from_overfetch(items, limit, |k| {
+            Cursor::new(k.as_str())
+        }))
+    }
+
+    /// Session data expires by itself (key TTLs); this drops index entries of sessions
+    /// that are gone and counts them.
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut removed = 0;
+        let tenants = self
+            .tenants()
+            .await
+            .map_err(|e| map(e, Effect::Read, "session.purge_expired", "tenants"))?;
+        for t in tenants
+            .iter()
+            .filter_map(|t| TenantId::new(t.as_str()).ok())
+        {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .index_page(&t, Index::Sessions, after.as_deref(), 500)
+                    .await
+                    .map_err(|e| map(e, Effect::Read, "session.purge_expired", &t))?;
+                let candidates: Vec<SessionKey> = page
+                    .iter()
+                    .filter_map(|id| SessionKey::new(id.as_str()).ok())
+                    .collect();
+                let metas: Vec<String> = candidates
+                    .iter()
+                    .map(|s| self.keys.session(&t, s).meta())
+                    .collect();
+                let live = self
+                    .exists_many(&metas)
+                    .await
+                    .map_err(|e| map(e, Effect::Read, "session.purge_expired", &t))?;
+                for (s, live) in candidates.iter().zip(live) {
+                    if !live {
+                        let n: u64 = self
+                            .conn()
+                            .zrem(self.keys.index(&t, Index::Sessions), s.as_str())
+                            .await
+                            .map_err(|e| map(e, Effect::Write, "session.purge_expired", &t))?;
+                        removed += n;
+                    }
+                }
+                if page.len() < 500 {
+                    break;
+                }
+                after = page.last().cloned();
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,344 @@
+//! Store items: per namespace (one hash tag) a hash of values, a hash of
+//! `version|created|updated|expires`, a sorted set of keys and one of expiries. The
+//! tenant's namespace index lists namespaces as labels joined by NUL, which sorts label
+//! by label.
+
+use async_trait::async_trait;
+use persistence_core::{
+    Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
+    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp, validate_limit, validate_ttl,
+};
+use redis::AsyncCommands;
+
+use crate::error::{BACKEND, Effect, corrupt, map};
+use crate::keys::{Index, namespace_member};
+use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
+
+fn parse_items(
+    ns: &Namespace,
+    flat: Vec<String>,
+    operation: &'static str,
+    key: &str,
+) -> Result<Vec<Item>> {
+    flat.chunks(3)
+        .map(|triple| {
+            let [k, value, meta] = triple else {
+                return Err(corrupt("odd reply", operation, key));
+            };
+            let parts: Vec<&str> = meta.split('|').collect();
+            let [version, created, updated, expires] = parts.as_slice() else {
+                return Err(corrupt(format!("item meta {meta:?}"), operation, key));
+            };
+            Ok(Item {
+                namespace: ns.clone(),
+                key: ItemKey::new(k.as_str()).map_err(|e| corrupt(e, operation, key))?,
+                value: serde_json::from_str(value).map_err(|e| corrupt(e, operation, key))?,
+                version: parse_u64(version, operation, key)?,
+                created_at: Timestamp(parse_u64(created, operation, key)?),
+                updated_at: Timestamp(parse_u64(updated, operation, key)?),
+                expires_at: if expires.is_empty() {
+                    None
+                } else {
+                    Some(Timestamp(parse_u64(expires, operation, key)?))
+                },
+            })
+        })
+        .collect()
+}
+
+impl RedisBackend {
+    /// Up to `limit` live items of a namespace after `after`, with key prefix `prefix`.
+    async fn items_page(
+        &self,
+        t: &TenantId,
+        ns: &Namespace,
+        after: &str,
+        prefix: &str,
+        limit: usize,
+        key: &str,
+    ) -> Result<Vec<Item>> {
+        let k = self.keys.namespace(t, ns);
+        let flat: Vec<String> = self
+            .read("store.list", key, || {
+                self.invoke(invocation!(
+                    scripts::ITEM_LIST,
+                    [k.values(), k.meta(), k.keys()],
+                    [after, prefix, limit]
+                ))
+            })
+            .await?;
+        parse_items(ns, flat, "store.list", key)
+    }
+
+    /// Namespaces of a tenant under `prefix` that hold a live item, in order.
+    async fn live_namespaces(
+        &self,
+        t: &TenantId,
+        prefix: Option<&Namespace>,
+        key: &str,
+    ) -> Result<Vec<Namespace>> {
+        let index = self.keys.index(t, Index::Namespaces);
+        let from = prefix.map_or_else(|| "-".to_string(), |p| format!("[{}", namespace_member(p)));
+        let members: Vec<String> = self
+            .read("store.list_namespaces", key, || {
+                let mut cmd = redis::cmd("ZRANGEBYLEX");
+                cmd.arg(&index).arg(&from).arg("+");
+                self.query(cmd)
+            })
+            .await?;
+        let mut out = Vec::new();
+        for member in members {
+            let Ok(ns) = Namespace::new(member.split('\0')) else {
+                continue;
+            };
+            if let Some(p) = prefix
+                && !ns.starts_with(p)
+            {
+                if ns > *p {
+                    break;
+                }
+                continue;
+            }
+            if !self.items_page(t, &ns, "", "", 1, key).await?.is_empty() {
+                out.push(ns);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Store for RedisBackend {
+    async fn put(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        value: Envelope,
+        options: PutItemOptions,
+    ) -> Result<u64> {
+        let err_key = format!("{tenant}/{namespace}/{key}");
+        let ttl = options
+            .ttl
+            .map(|t| validate_ttl("item ttl", t))
+            .transpose()
+            .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
+        let k = self.keys.namespace(tenant, namespace);
+        let json =
+            serde_json::to_string(&value).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let script = self.invoke::<Vec<String>>(invocation!(
+            scripts::ITEM_PUT,
+            [k.values(), k.meta(), k.keys(), k.expiry()],
+            [
+                key.as_str(),
+                &json,
+                ttl.map(|t| t.as_millis().to_string()).unwrap_or_default(),
+                options
+                    .if_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
+            ]
+        ));
+        let member = namespace_member(namespace);
+        let (index, reply) =
+            tokio::join!(self.index_add(tenant, Index::Namespaces, &member), script);
+        index.map_err(|e| map(e, Effect::Write, "store.put", &err_key))?;
+        let version = expect_ok(
+            reply.map_err(|e| map(e, Effect::Write, "store.put", &err_key))?,
+            "store.put",
+            &err_key,
+        )?;
+        parse_u64(&version, "store.put", &err_key)
+    }
+
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+    ) -> Result<Option<Item>> {
+        let err_key = format!("{tenant}/{namespace}/{key}");
+        let k = self.keys.namespace(tenant, namespace);
+        let flat: Vec<String> = self
+            .read("store.get", &err_key, || {
+                self.invoke(invocation!(
+                    scripts::ITEM_GET,
+                    [k.values(), k.meta()],
+                    [key.as_str()]
+                ))
+            })
+            .await?;
+        Ok(parse_items(namespace, flat, "store.get", &err_key)?.pop())
+    }
+
+    async fn delete(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        if_version: Option<u64>,
+    ) -> Result<bool> {
+        let err_key = format!("{tenant}/{namespace}/{key}");
+        let k = self.keys.namespace(tenant, namespace);
+        let reply: Vec<String> = self
+            .invoke(invocation!(
+                scripts::ITEM_DELETE,
+                [k.values(), k.meta(), k.keys(), k.expiry()],
+                [
+                    key.as_str(),
+                    if_version.map(|v| v.to_string()).unwrap_or_default()
+                ]
+            ))
+            .await
+            .map_err(|e| map(e, Effect::Write, "store.delete", &err_key))?;
+        Ok(expect_ok(reply, "store.delete", &err_key)? == "1")
+    }
+
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        query: ListItems,
+    ) -> Result<Page<Item>> {
+        let err_key = format!("{tenant}/{namespace}");
+        let limit =
+            validate_limit(query.limit).map_err(|e| e.context(BACKEND, "store.list", &err_key))?;
+        let after = query
+            .cursor
+            .as_ref()
+            .map(|c| {
+                ItemKey::new(c.as_str()).map_err(|_| {
+                    Error::invalid_input(format!(
+                        "cursor {:?} was not made by this backend",
+                        c.as_str()
+                    ))
+                    .context(BACKEND, "store.list", &err_key)
+                })
+            })
+            .transpose()?;
+        let after = after.as_ref().map_or("", ItemKey::as_str);
+        let prefix = query.key_prefix.unwrap_or_default();
+        let items = self
+            .items_page(tenant, namespace, after, &prefix, limit + 1, &err_key)
+            .await?;
+        Ok(Page::from_overfetch(items, limit, |i| {
+            Cursor::new(i.key.as_str())
+        }))
+    }
+
+    async fn list_namespaces(
+        &self,
+        tenant: &TenantId,
+        query: ListNamespaces,
+    ) -> Result<Page<Namespace>> {
+        let key = tenant.to_string();
+        let ctx = |e: Error| e.context(BACKEND, "store.list_namespaces", &key);
+        let limit = validate_limit(query.limit).map_err(ctx)?;
+        if query.max_depth == Some(0) {
+            return Err(ctx(Error::invalid_input("max_depth must be at least 1")));
+        }
+        let after: Option<Namespace> = query
+            .cursor
+            .as_ref()
+            .map(|c| {
+                serde_json::from_str(c.as_str()).map_err(|_| {
+                    Error::invalid_input(format!(
+                        "cursor {:?} was not made by this backend",
+                        c.as_str()
+                    ))
+                })
+            })
+            .transpose()
+            .map_err(ctx)?;
+        let mut found: Vec<Namespace> = self
+            .live_namespaces(tenant, query.prefix.as_ref(), &key)
+            .await?
+            .into_iter()
+            .map(|ns| {
+                query
+                    .max_depth
+                    .map_or_else(|| ns.clone(), |d| ns.truncated(d))
+            })
+            .filter(|ns| after.as_ref().is_none_or(|a| ns > a))
+            .collect();
+        found.sort();
+        found.dedup();
+        found.truncate(limit + 1);
+        Ok(Page::from_overfetch(found, limit, |ns| {
+            Cursor::new(serde_json::to_string(ns).unwrap_or_default())
+        }))
+    }
+
+    async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
+        let key = tenant.to_string();
+        let limit =
+            validate_limit(query.limit).map_err(|e| e.context(BACKEND, "store.search", &key))?;
+        let mut skipped = 0;
+        let mut out = Vec::new();
+        for ns in self
+            .live_namespaces(tenant, query.namespace_prefix.as_ref(), &key)
+            .await?
+        {
+            let mut after = String::new();
+            loop {
+                let page = self.items_page(tenant, &ns, &after, "", 200, &key).await?;
+                let done = page.len() < 200;
+                if let Some(last) = page.last() {
+                    after = last.key.as_str().to_string();
+                }
+                for item in page {
+                    if !query.filter.matches(&item.value.data) {
+                        continue;
+                    }
+                    if skipped < query.offset {
+                        skipped += 1;
+                        continue;
+                    }
+                    out.push(item);
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+                if done {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn purge_expired(&self) -> Result<u64> {
+        let mut removed = 0;
+        let tenants = self
+            .tenants()
+            .await
+            .map_err(|e| map(e, Effect::Read, "store.purge_expired", "tenants"))?;
+        for t in tenants
+            .iter()
+            .filter_map(|t| TenantId::new(t.as_str()).ok())
+        {
+            let index = self.keys.index(&t, Index::Namespaces);
+            let members: Vec<String> = self
+                .conn()
+                .zrange(&index, 0, -1)
+                .await
+                .map_err(|e| map(e, Effect::Read, "store.purge_expired", &t))?;
+            for member in members {
+                let Ok(ns) = Namespace::new(member.split('\0')) else {
+                    continue;
+                };
+                let k = self.keys.namespace(&t, &ns);
+                let (count, _remaining): (u64, u64) = self
+                    .invoke(invocation!(
+                        scripts::ITEM_PURGE,
+                        [k.values(), k.meta(), k.keys(), k.expiry()],
+                        []
+                    ))
+                    .await
+                    .map_err(|e| map(e, Effect::Write, "store.purge_expired", &t))?;
+                removed += count;
+            }
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,52 @@
+//! The whole conformance suite and the model test against a real Redis 7 node and a real
+//! local 3-master Redis Cluster; every test uses its own key prefix (never FLUSHDB).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use persistence_conformance::harness::{LocalRedis, Server, server_url};
+use persistence_conformance::{Fixture, TimeControl, conformance_suite, model};
+use persistence_redis::{RedisBackend, RedisConfig};
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+async fn fixture(server: Server) -> Option<Fixture> {
+    let url = server_url(server, &LocalRedis)?;
+    let prefix = format!(
+        "test{}-{}:",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let backend = RedisBackend::connect(RedisConfig::new(url).with_prefix(prefix))
+        .await
+        .expect("connect to redis");
+    let caps = backend.capabilities();
+    Some(Fixture::new(
+        server.name(),
+        backend,
+        caps,
+        TimeControl::Real,
+    ))
+}
+
+conformance_suite!(redis_single, fixture(Server::Redis));
+conformance_suite!(redis_cluster, fixture(Server::RedisCluster));
+
+#[test]
+fn redis_matches_the_model() {
+    model::check_model(
+        || async { fixture(Server::Redis).await.expect("redis unavailable") },
+        model::cases_from_env(),
+    );
+}
+
+#[test]
+fn redis_cluster_matches_the_model() {
+    model::check_model(
+        || async {
+            fixture(Server::RedisCluster)
+                .await
+                .expect("redis cluster unavailable")
+        },
+        model::cases_from_env(),
+    );
+}
