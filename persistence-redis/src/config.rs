@@ -12,6 +12,9 @@ pub struct RedisConfig {
     /// Retries of an operation that is safe to repeat (reads, releases) after a lost
     /// connection, with exponential backoff from 50 ms. Default 3.
     pub read_retries: u32,
+    /// Connect and response timeout of a single node; a call fails `Unavailable` after
+    /// about this long when the server is down. Default 5 s.
+    pub timeout: std::time::Duration,
 }
 
 impl RedisConfig {
@@ -21,6 +24,7 @@ impl RedisConfig {
             url: url.into(),
             prefix: "persistence:".into(),
             read_retries: 3,
+            timeout: std::time::Duration::from_secs(5),
         }
     }
     /// Same settings with another key prefix.

@@ -1,7 +1,9 @@
 //! One connection type over a single node (auto-reconnecting `ConnectionManager`) or a
 //! cluster, chosen from the URL scheme.
 
-use redis::aio::{ConnectionLike, ConnectionManager};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -17,7 +19,7 @@ pub enum Conn {
 impl Conn {
     /// Connects according to the URL: `redis+cluster://h:p,h:p` for a cluster,
     /// `redis://` or `rediss://` for a single node.
-    pub async fn connect(url: &str) -> redis::RedisResult<Conn> {
+    pub async fn connect(url: &str, timeout: Duration) -> redis::RedisResult<Conn> {
         if let Some(nodes) = url.strip_prefix("redis+cluster://") {
             let nodes: Vec<String> = nodes
                 .trim_end_matches('/')
@@ -28,7 +30,16 @@ impl Conn {
             return Ok(Conn::Cluster(client.get_async_connection().await?));
         }
         let client = redis::Client::open(url)?;
-        Ok(Conn::Single(client.get_connection_manager().await?))
+        // Reconnect attempts are bounded so a down server fails calls in about `timeout`
+        // instead of holding them; the manager keeps reconnecting in the background.
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500))
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        Ok(Conn::Single(
+            client.get_connection_manager_with_config(config).await?,
+        ))
     }
 }
 

@@ -80,7 +80,7 @@ impl RedisBackend {
                 ),
             );
         }
-        let conn = Conn::connect(&config.url)
+        let conn = Conn::connect(&config.url, config.timeout)
             .await
             .map_err(|e| map(e, Effect::Read, "connect", &config.url))?;
         let backend = RedisBackend {

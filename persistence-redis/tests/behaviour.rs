@@ -1,0 +1,239 @@
+//! Redis-specific behaviour: keys of one entity share a cluster slot whatever the ids
+//! contain; a restarted server is reconnected without a new client; lease edge cases.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use persistence_conformance::checks::HOSTILE_IDS;
+use persistence_conformance::harness::{LocalRedis, Server, server_url};
+use persistence_core::{
+    AppendOptions, Envelope, Error, ErrorKind, LockKey, LockOptions, Namespace, SessionKey,
+    SessionLog, TenantId, ThreadKey, with_lock,
+};
+use persistence_redis::keys::{Index, Keys};
+use persistence_redis::{RedisBackend, RedisConfig};
+
+async fn keyslot(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// Every key of one thread, session, namespace or lock maps to one slot (checked with
+/// `CLUSTER KEYSLOT` on the local cluster), for hostile ids too.
+#[tokio::test]
+async fn one_entity_one_slot() {
+    let Some(url) = server_url(Server::RedisCluster, &LocalRedis) else {
+        return;
+    };
+    let node = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .next()
+        .unwrap();
+    let client = redis::Client::open(format!("redis://{node}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = Keys::new("p:");
+    let t = TenantId::new("tenant.x").unwrap();
+    let mut slots = std::collections::HashSet::new();
+    for id in HOSTILE_IDS {
+        let th = keys.thread(&t, &ThreadKey::new(*id).unwrap());
+        let thread_keys = [
+            th.content(),
+            th.created(),
+            th.ids(),
+            th.fence(),
+            format!("{}some-id", th.writes_prefix()),
+        ];
+        let s = keys.session(&t, &SessionKey::new(*id).unwrap());
+        let ns = keys.namespace(&t, &Namespace::new([*id, "x"]).unwrap());
+        let (lease, fence) = keys.lease(&t, &LockKey::new(*id).unwrap());
+        for group in [
+            thread_keys.to_vec(),
+            vec![s.meta(), s.events(), s.fence()],
+            vec![ns.values(), ns.meta(), ns.keys(), ns.expiry()],
+            vec![lease, fence],
+        ] {
+            let first = keyslot(&mut conn, &group[0]).await;
+            for k in &group {
+                assert_eq!(
+                    keyslot(&mut conn, k).await,
+                    first,
+                    "{k} is not in the slot of {}",
+                    group[0]
+                );
+            }
+            slots.insert(first);
+        }
+    }
+    assert!(
+        slots.len() > 10,
+        "hash tags do not spread entities over slots: {}",
+        slots.len()
+    );
+    let a = keys.index(&t, Index::Threads);
+    let b = keys.index(&t, Index::Sessions);
+    assert_eq!(keyslot(&mut conn, &a).await, keyslot(&mut conn, &b).await);
+}
+
+struct Server1 {
+    child: Child,
+    dir: Option<tempfile::TempDir>,
+    port: u16,
+}
+
+impl Server1 {
+    fn start(port: u16, dir: tempfile::TempDir) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        for _ in 0..200 {
+            if persistence_conformance::harness::redis_command(port, "PING")
+                .is_some_and(|r| r.starts_with("+PONG"))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Server1 {
+            child,
+            dir: Some(dir),
+            port,
+        }
+    }
+    fn stop(mut self) -> (u16, tempfile::TempDir) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        (self.port, self.dir.take().expect("dir"))
+    }
+}
+
+impl Drop for Server1 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// While the server is down operations fail `Unavailable` (retryable); once it is back on
+/// the same port they succeed with the same client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_a_server_restart() {
+    if server_url(Server::Redis, &LocalRedis).is_none() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = Server1::start(port, tempfile::tempdir().unwrap());
+    let mut config = RedisConfig::new(format!("redis://127.0.0.1:{port}"));
+    config.read_retries = 0;
+    config.timeout = Duration::from_millis(500);
+    let backend = RedisBackend::connect(config).await.unwrap();
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    for _ in 0..50 {
+        backend
+            .append(
+                &t,
+                &s,
+                vec![Envelope::new(1, serde_json::json!(1))],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+    }
+    let (port, dir) = server.stop();
+    let mut saw_unavailable = false;
+    for _ in 0..3 {
+        match backend
+            .append(
+                &t,
+                &s,
+                vec![Envelope::new(1, serde_json::json!(2))],
+                AppendOptions::default(),
+            )
+            .await
+        {
+            Err(e) if e.kind() == ErrorKind::Unavailable => {
+                assert!(e.is_retryable());
+                saw_unavailable = true;
+            }
+            Err(e) => panic!("expected Unavailable while down, got {e}"),
+            Ok(_) => panic!("a write succeeded with the server down"),
+        }
+    }
+    assert!(saw_unavailable);
+    let _server = Server1::start(port, dir);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if backend
+            .append(
+                &t,
+                &s,
+                vec![Envelope::new(1, serde_json::json!(3))],
+                AppendOptions::default(),
+            )
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        recovered,
+        "the client did not reconnect to the restarted server"
+    );
+}
+
+/// `with_lock` never panics or underflows its renewal schedule, for 1 ms up to 1 h TTLs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_lock_handles_tiny_and_huge_ttls() {
+    let Some(url) = server_url(Server::Redis, &LocalRedis) else {
+        return;
+    };
+    let backend = RedisBackend::connect(
+        RedisConfig::new(url).with_prefix(format!("ttl{}:", std::process::id())),
+    )
+    .await
+    .unwrap();
+    let t = TenantId::new("t").unwrap();
+    for (i, ttl) in [1u64, 2, 3, 10, 3_600_000].into_iter().enumerate() {
+        let name = LockKey::new(format!("l{i}")).unwrap();
+        let options = LockOptions {
+            ttl: Duration::from_millis(ttl),
+            wait: Duration::from_secs(5),
+        };
+        let result = with_lock(&backend, &t, &name, options, |_lease| async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok::<_, Error>(())
+        })
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::LockLost && ttl < 30 => {}
+            Err(e) => panic!("ttl {ttl} ms: {e}"),
+        }
+    }
+}
