@@ -149,6 +149,35 @@ impl Default for ListCheckpoints {
     }
 }
 
+impl ListCheckpoints {
+    /// The exclusive upper id bound of the page: the lower of `before` and the cursor.
+    /// Every backend encodes checkpoint cursors as the last id returned.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the cursor is not a checkpoint id.
+    pub fn upper_bound(&self) -> Result<Option<CheckpointId>> {
+        let after = self
+            .cursor
+            .as_ref()
+            .map(|c| c.as_str().parse::<CheckpointId>().map_err(|_| c.invalid()))
+            .transpose()?;
+        Ok(match (self.before, after) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
+    }
+
+    /// Whether `metadata` has every key of the query's filter with an equal value
+    /// (numbers compare by value).
+    pub fn matches(&self, metadata: &Metadata) -> bool {
+        self.metadata.iter().all(|(k, v)| {
+            metadata
+                .get(k)
+                .is_some_and(|have| crate::filter::json_values_equal(have, v))
+        })
+    }
+}
+
 /// Snapshots of graph/agent runs, keyed by tenant and thread.
 ///
 /// Ordering is by [`CheckpointId`] (UUIDv7: creation time); "latest" is the greatest id.

@@ -23,6 +23,11 @@ impl Cursor {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The `InvalidInput` error for a cursor a backend cannot decode.
+    pub fn invalid(&self) -> Error {
+        Error::invalid_input(format!("cursor {:?} was not made by this backend", self.0))
+    }
 }
 
 /// One page of results and where the next one starts.

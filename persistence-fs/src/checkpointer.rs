@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
     Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, json_values_equal,
-    validate_limit,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -287,14 +286,7 @@ impl Inner {
 fn cursor_id<T: std::str::FromStr>(cursor: &Option<Cursor>) -> Result<Option<T>> {
     cursor
         .as_ref()
-        .map(|c| {
-            c.as_str().parse::<T>().map_err(|_| {
-                Error::invalid_input(format!(
-                    "cursor {:?} was not made by this backend",
-                    c.as_str()
-                ))
-            })
-        })
+        .map(|c| c.as_str().parse::<T>().map_err(|_| c.invalid()))
         .transpose()
 }
 
@@ -346,11 +338,7 @@ impl Checkpointer for FsBackend {
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.list", format!("{tenant}/{thread}"), move |i| {
             let limit = validate_limit(query.limit)?;
-            let after: Option<CheckpointId> = cursor_id(&query.cursor)?;
-            let upper = match (query.before, after) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let upper = query.upper_bound()?;
             let dir = i.layout.thread(&t, &th);
             let mut items = Vec::new();
             for id in i.checkpoint_ids(&dir)?.into_iter().rev() {
@@ -360,12 +348,7 @@ impl Checkpointer for FsBackend {
                 let Some(c) = i.load_checkpoint(&dir, id)? else {
                     continue;
                 };
-                let matches = query.metadata.iter().all(|(k, v)| {
-                    c.metadata
-                        .get(k)
-                        .is_some_and(|have| json_values_equal(have, v))
-                });
-                if matches {
+                if query.matches(&c.metadata) {
                     items.push(c);
                     if items.len() > limit {
                         break;

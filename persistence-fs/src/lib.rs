@@ -42,7 +42,7 @@
 //! and sessions; checkpoint threads have none, so `purge_expired` never touches them.
 //!
 //! # Performance
-//! `cargo run --release -p persistence-fs --example bench -- --ops 1000` on the project's
+//! `cargo run --release -p persistence-fs --example fs_bench -- --ops 1000` on the project's
 //! 2-core VM (ext4), one task, beside a raw `write` + `fdatasync` loop of a 182-byte
 //! record in the same run:
 //!

@@ -539,14 +539,7 @@ impl SessionLog for FsBackend {
         self.run("session.list_sessions", tenant.to_string(), move |i| {
             let limit = validate_limit(limit)?;
             let after = cursor
-                .map(|c| {
-                    SessionKey::new(c.as_str()).map_err(|_| {
-                        Error::invalid_input(format!(
-                            "cursor {:?} was not made by this backend",
-                            c.as_str()
-                        ))
-                    })
-                })
+                .map(|c| SessionKey::new(c.as_str()).map_err(|_| c.invalid()))
                 .transpose()?;
             let mut items = Vec::new();
             for s in i.session_ids(&t)? {

@@ -63,10 +63,7 @@ fn check_version(if_version: Option<u64>, current: u64) -> Result<()> {
 }
 
 fn bad_cursor(c: &Cursor) -> Error {
-    Error::invalid_input(format!(
-        "cursor {:?} was not made by this backend",
-        c.as_str()
-    ))
+    c.invalid()
 }
 
 impl Inner {

@@ -53,10 +53,7 @@ fn limit_i32(limit: usize) -> Result<i32> {
 }
 
 pub(crate) fn bad_cursor(c: &Cursor) -> Error {
-    Error::invalid_input(format!(
-        "cursor {:?} was not made by this backend",
-        c.as_str()
-    ))
+    c.invalid()
 }
 
 #[async_trait]
@@ -145,20 +142,7 @@ impl Checkpointer for PgBackend {
         let key = format!("{tenant}/{thread}");
         let ctx = |e: Error| e.context(crate::error::BACKEND, "checkpoint.list", &key);
         let limit = limit_i32(query.limit).map_err(ctx)?;
-        let after = query
-            .cursor
-            .as_ref()
-            .map(|c| {
-                c.as_str()
-                    .parse::<CheckpointId>()
-                    .map_err(|_| bad_cursor(c))
-            })
-            .transpose()
-            .map_err(ctx)?;
-        let upper = match (query.before, after) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let upper = query.upper_bound().map_err(ctx)?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
             self.db,
             sqlx::query_scalar(LIST)

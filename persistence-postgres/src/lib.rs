@@ -31,7 +31,7 @@
 //! which would double the round trips.
 //!
 //! # Performance
-//! `cargo run --release -p persistence-postgres --example bench` on the project's 2-core
+//! `cargo run --release -p persistence-postgres --example pg_bench` on the project's 2-core
 //! VM against a local PostgreSQL 15 (fsync off), all traffic through the counting proxy,
 //! beside a raw baseline in the same run (one plain `INSERT` of the same row over one sqlx
 //! connection):

@@ -5,8 +5,7 @@ use async_trait::async_trait;
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
     Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, json_values_equal,
-    validate_limit,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,14 +34,6 @@ fn decode(content: &str, created: &str, operation: &'static str, key: &str) -> R
         metadata: c.metadata,
         created_at: Timestamp(parse_u64(created, operation, key)?),
     })
-}
-
-fn bad_cursor(c: &Cursor, operation: &'static str, key: &str) -> Error {
-    Error::invalid_input(format!(
-        "cursor {:?} was not made by this backend",
-        c.as_str()
-    ))
-    .context(BACKEND, operation, key)
 }
 
 impl RedisBackend {
@@ -173,32 +164,16 @@ impl Checkpointer for RedisBackend {
         let key = format!("{tenant}/{thread}");
         let limit =
             validate_limit(query.limit).map_err(|e| e.context(BACKEND, "checkpoint.list", &key))?;
-        let after = query
-            .cursor
-            .as_ref()
-            .map(|c| {
-                c.as_str()
-                    .parse::<CheckpointId>()
-                    .map_err(|_| bad_cursor(c, "checkpoint.list", &key))
-            })
-            .transpose()?;
-        let mut upper = match (query.before, after) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let mut upper = query
+            .upper_bound()
+            .map_err(|e| e.context(BACKEND, "checkpoint.list", &key))?;
         let batch = (limit + 1).max(64);
         let mut items = Vec::new();
         loop {
             let page = self.list_page(tenant, thread, upper, batch, &key).await?;
             let exhausted = page.len() < batch;
             upper = page.last().map(|c| c.id);
-            items.extend(page.into_iter().filter(|c| {
-                query.metadata.iter().all(|(k, v)| {
-                    c.metadata
-                        .get(k)
-                        .is_some_and(|have| json_values_equal(have, v))
-                })
-            }));
+            items.extend(page.into_iter().filter(|c| query.matches(&c.metadata)));
             if exhausted || items.len() > limit {
                 break;
             }
@@ -348,44 +323,34 @@ impl Checkpointer for RedisBackend {
         let key = tenant.to_string();
         let limit = validate_limit(limit)
             .map_err(|e| e.context(BACKEND, "checkpoint.list_threads", &key))?;
-        let mut after = cursor
+        let after = cursor
             .as_ref()
             .map(|c| {
-                ThreadKey::new(c.as_str())
-                    .map_err(|_| bad_cursor(c, "checkpoint.list_threads", &key))
+                ThreadKey::new(c.as_str()).map_err(|_| {
+                    c.invalid()
+                        .context(BACKEND, "checkpoint.list_threads", &key)
+                })
             })
             .transpose()?
             .map(ThreadKey::into_string);
-        let mut items = Vec::new();
-        loop {
-            let page = self
-                .read("checkpoint.list_threads", &key, || {
-                    self.index_page(tenant, Index::Threads, after.as_deref(), limit + 1)
-                })
-                .await?;
-            let exhausted = page.len() <= limit;
-            let candidates: Vec<ThreadKey> = page
-                .iter()
-                .filter_map(|id| ThreadKey::new(id.as_str()).ok())
-                .collect();
-            let ids: Vec<String> = candidates
-                .iter()
-                .map(|th| self.keys.thread(tenant, th).ids())
-                .collect();
-            let live = self
-                .read("checkpoint.list_threads", &key, || self.exists_many(&ids))
-                .await?;
-            for (th, live) in candidates.into_iter().zip(live) {
-                if live {
-                    items.push(th);
-                }
-            }
-            after = page.last().cloned();
-            if exhausted || items.len() > limit {
-                break;
-            }
-        }
-        items.truncate(limit + 1);
+        let members = self
+            .live_members(
+                tenant,
+                Index::Threads,
+                after,
+                limit,
+                "checkpoint.list_threads",
+                |m| {
+                    ThreadKey::new(m)
+                        .ok()
+                        .map(|th| self.keys.thread(tenant, &th).ids())
+                },
+            )
+            .await?;
+        let items: Vec<ThreadKey> = members
+            .into_iter()
+            .filter_map(|m| ThreadKey::new(m).ok())
+            .collect();
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())
         }))

@@ -32,7 +32,7 @@
 //! create an entity send their tenant-index update concurrently on the same multiplexed
 //! connection, so they still cost one network flight. Listings and searches read the
 //! tenant index and then the entities (a few flights per page). `cargo run --release -p
-//! persistence-redis --example bench` on the project's 2-core VM, Redis 7.0, one task,
+//! persistence-redis --example redis_bench` on the project's 2-core VM, Redis 7.0, one task,
 //! beside raw baselines in the same run (single node through a counting proxy):
 //!
 //! | operation | ops/s | p50 | round trips/op | vs raw EVAL |
@@ -213,6 +213,50 @@ impl RedisBackend {
                 }
                 Ok(out)
             }
+        }
+    }
+
+    /// Up to `limit + 1` members of a tenant index after `after` whose entity still
+    /// exists: `probe` maps a member to the key whose existence proves it (or `None` for a
+    /// member that is not a valid id). Index entries of deleted or expired entities are
+    /// skipped, never returned.
+    async fn live_members(
+        &self,
+        t: &TenantId,
+        what: Index,
+        mut after: Option<String>,
+        limit: usize,
+        operation: &'static str,
+        probe: impl Fn(&str) -> Option<String>,
+    ) -> Result<Vec<String>> {
+        let key = t.to_string();
+        let mut live = Vec::new();
+        loop {
+            let page = self
+                .read(operation, &key, || {
+                    self.index_page(t, what, after.as_deref(), limit + 1)
+                })
+                .await?;
+            let candidates: Vec<(String, String)> = page
+                .iter()
+                .filter_map(|m| probe(m).map(|k| (m.clone(), k)))
+                .collect();
+            let keys: Vec<String> = candidates.iter().map(|(_, k)| k.clone()).collect();
+            let exists = self
+                .read(operation, &key, || self.exists_many(&keys))
+                .await?;
+            live.extend(
+                candidates
+                    .into_iter()
+                    .zip(exists)
+                    .filter(|(_, e)| *e)
+                    .map(|((m, _), _)| m),
+            );
+            if page.len() <= limit || live.len() > limit {
+                live.truncate(limit + 1);
+                return Ok(live);
+            }
+            after = page.last().cloned();
         }
     }
 

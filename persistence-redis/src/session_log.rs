@@ -146,51 +146,32 @@ impl SessionLog for RedisBackend {
         let key = tenant.to_string();
         let limit =
             validate_limit(limit).map_err(|e| e.context(BACKEND, "session.list_sessions", &key))?;
-        let mut after = cursor
+        let after = cursor
             .as_ref()
             .map(|c| {
-                SessionKey::new(c.as_str()).map_err(|_| {
-                    Error::invalid_input(format!(
-                        "cursor {:?} was not made by this backend",
-                        c.as_str()
-                    ))
-                    .context(BACKEND, "session.list_sessions", &key)
-                })
+                SessionKey::new(c.as_str())
+                    .map_err(|_| c.invalid().context(BACKEND, "session.list_sessions", &key))
             })
             .transpose()?
             .map(SessionKey::into_string);
-        let mut items = Vec::new();
-        loop {
-            let page = self
-                .read("session.list_sessions", &key, || {
-                    self.index_page(tenant, Index::Sessions, after.as_deref(), limit + 1)
-                })
-                .await?;
-            let exhausted = page.len() <= limit;
-            let candidates: Vec<SessionKey> = page
-                .iter()
-                .filter_map(|id| SessionKey::new(id.as_str()).ok())
-                .collect();
-            let metas: Vec<String> = candidates
-                .iter()
-                .map(|s| self.keys.session(tenant, s).meta())
-                .collect();
-            let live = self
-                .read("session.list_sessions", &key, || self.exists_many(&metas))
-                .await?;
-            items.extend(
-                candidates
-                    .into_iter()
-                    .zip(live)
-                    .filter(|(_, l)| *l)
-                    .map(|(s, _)| s),
-            );
-            after = page.last().cloned();
-            if exhausted || items.len() > limit {
-                break;
-            }
-        }
-        items.truncate(limit + 1);
+        let members = self
+            .live_members(
+                tenant,
+                Index::Sessions,
+                after,
+                limit,
+                "session.list_sessions",
+                |m| {
+                    SessionKey::new(m)
+                        .ok()
+                        .map(|s| self.keys.session(tenant, &s).meta())
+                },
+            )
+            .await?;
+        let items: Vec<SessionKey> = members
+            .into_iter()
+            .filter_map(|m| SessionKey::new(m).ok())
+            .collect();
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())
         }))

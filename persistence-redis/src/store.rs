@@ -207,13 +207,8 @@ impl Store for RedisBackend {
             .cursor
             .as_ref()
             .map(|c| {
-                ItemKey::new(c.as_str()).map_err(|_| {
-                    Error::invalid_input(format!(
-                        "cursor {:?} was not made by this backend",
-                        c.as_str()
-                    ))
-                    .context(BACKEND, "store.list", &err_key)
-                })
+                ItemKey::new(c.as_str())
+                    .map_err(|_| c.invalid().context(BACKEND, "store.list", &err_key))
             })
             .transpose()?;
         let after = after.as_ref().map_or("", ItemKey::as_str);
@@ -240,14 +235,7 @@ impl Store for RedisBackend {
         let after: Option<Namespace> = query
             .cursor
             .as_ref()
-            .map(|c| {
-                serde_json::from_str(c.as_str()).map_err(|_| {
-                    Error::invalid_input(format!(
-                        "cursor {:?} was not made by this backend",
-                        c.as_str()
-                    ))
-                })
-            })
+            .map(|c| serde_json::from_str(c.as_str()).map_err(|_| c.invalid()))
             .transpose()
             .map_err(ctx)?;
         let mut found: Vec<Namespace> = self

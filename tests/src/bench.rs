@@ -1,6 +1,6 @@
 //! Shared benchmark helpers: run an operation N times on T concurrent tasks, report
 //! ops/s and latency percentiles beside a baseline. Used by each backend's
-//! `examples/bench.rs` (and later by `persistence bench`). Nothing here asserts timing.
+//! `examples/*_bench.rs` (and later by `persistence bench`). Nothing here asserts timing.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -11,7 +11,6 @@ use crate::checkpointer::{
     NewCheckpoint, PendingWrite, PutCheckpointOptions, Write,
 };
 use crate::error::{Error, Result};
-use crate::filter::json_values_equal;
 use crate::ids::{CheckpointId, TaskId, TenantId, ThreadKey};
 use crate::lock::Fence;
 use crate::page::{Cursor, Page, validate_limit};
@@ -103,16 +102,7 @@ impl Checkpointer for MemoryBackend {
     ) -> Result<Page<Checkpoint>> {
         let key = format!("{tenant}/{thread}");
         let limit = validate_limit(query.limit).map_err(ctx("checkpoint.list", &key))?;
-        let after: Option<CheckpointId> = query
-            .cursor
-            .as_ref()
-            .map(decode_cursor)
-            .transpose()
-            .map_err(ctx("checkpoint.list", &key))?;
-        let upper = match (query.before, after) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let upper = query.upper_bound().map_err(ctx("checkpoint.list", &key))?;
         let items: Vec<Checkpoint> = self.with_tenant(tenant, |t| {
             let Some(state) = t.threads.get(thread) else {
                 return Vec::new();
@@ -126,18 +116,14 @@ impl Checkpointer for MemoryBackend {
             range
                 .rev()
                 .map(|(_, c)| c)
-                .filter(|c| {
-                    query.metadata.iter().all(|(k, v)| {
-                        c.metadata
-                            .get(k)
-                            .is_some_and(|have| json_values_equal(have, v))
-                    })
-                })
+                .filter(|c| query.matches(&c.metadata))
                 .take(limit + 1)
                 .cloned()
                 .collect()
         });
-        Ok(Page::from_overfetch(items, limit, |c| encode_cursor(&c.id)))
+        Ok(Page::from_overfetch(items, limit, |c| {
+            Cursor::new(c.id.to_string())
+        }))
     }
 
     async fn put_writes(

@@ -144,12 +144,7 @@ fn encode_cursor<T: Serialize>(position: &T) -> Cursor {
 }
 
 fn decode_cursor<T: DeserializeOwned>(cursor: &Cursor) -> Result<T> {
-    serde_json::from_str(cursor.as_str()).map_err(|_| {
-        Error::invalid_input(format!(
-            "cursor {:?} was not made by this backend",
-            cursor.as_str()
-        ))
-    })
+    serde_json::from_str(cursor.as_str()).map_err(|_| cursor.invalid())
 }
 
 /// Checks `fence` against the high-water mark without recording it.

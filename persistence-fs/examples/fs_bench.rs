@@ -1,6 +1,6 @@
 //! Benchmark of the filesystem backend beside a raw baseline measured in the same run.
 //!
-//! `cargo run --release -p persistence-fs --example bench -- [--ops N] [--dir PATH]`
+//! `cargo run --release -p persistence-fs --example fs_bench -- [--ops N] [--dir PATH]`
 //!
 //! Prints ops/s, p50 and p99 for each operation with `Durability::Fsync` and
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same

@@ -3,7 +3,7 @@
 //! counting proxy that reports round trips per operation; the cluster is measured
 //! directly (its nodes advertise their own addresses).
 //!
-//! `cargo run --release -p persistence-redis --example bench -- [--ops N] [--url URL] [--cluster-url URL]`
+//! `cargo run --release -p persistence-redis --example redis_bench -- [--ops N] [--url URL] [--cluster-url URL]`
 //!
 //! Without URLs (or `PERSISTENCE_TEST_REDIS_URL` / `..._CLUSTER_URL`) it starts throwaway
 //! local servers. Keys go under a fresh prefix; nothing else on the server is touched.

@@ -2,7 +2,7 @@
 //! `INSERT` of the same checkpoint row over one sqlx connection. All traffic goes through
 //! a counting proxy, which reports round trips per operation.
 //!
-//! `cargo run --release -p persistence-postgres --example bench -- [--ops N] [--url ADMIN_URL]`
+//! `cargo run --release -p persistence-postgres --example pg_bench -- [--ops N] [--url ADMIN_URL]`
 //!
 //! Without `--url` (or `PERSISTENCE_TEST_POSTGRES_URL`) it starts a throwaway local server
 //! (fsync off: absolute numbers are optimistic; the ratios are what matter). It creates,
