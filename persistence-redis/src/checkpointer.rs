@@ -106,6 +106,7 @@ impl Checkpointer for RedisBackend {
             "checkpoint.put",
             &key,
         )?;
+        self.confirm_write("checkpoint.put", &key).await?;
         Ok(Checkpoint {
             id: content.id,
             parent: content.parent,
@@ -226,7 +227,8 @@ impl Checkpointer for RedisBackend {
             .invoke(invocation)
             .await
             .map_err(|e| map(e, Effect::Write, "checkpoint.put_writes", &key))?;
-        expect_ok(reply, "checkpoint.put_writes", &key).map(|_| ())
+        expect_ok(reply, "checkpoint.put_writes", &key)?;
+        self.confirm_write("checkpoint.put_writes", &key).await
     }
 
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
@@ -240,6 +242,7 @@ impl Checkpointer for RedisBackend {
             ))
             .await
             .map_err(|e| map(e, Effect::Write, "checkpoint.delete_thread", &key))?;
+        self.confirm_write("checkpoint.delete_thread", &key).await?;
         Ok(deleted > 0)
     }
 
@@ -311,6 +314,7 @@ impl Checkpointer for RedisBackend {
             "checkpoint.copy_thread",
             &key,
         )?;
+        self.confirm_write("checkpoint.copy_thread", &key).await?;
         parse_u64(&copied, "checkpoint.copy_thread", &key)
     }
 

@@ -12,6 +12,10 @@ pub struct RedisConfig {
     /// Retries of an operation that is safe to repeat (reads, releases) after a lost
     /// connection, with exponential backoff from 50 ms. Default 3.
     pub read_retries: u32,
+    /// After each write, wait until this many replicas acknowledged it (Redis `WAIT`),
+    /// narrowing the window in which a failover loses acknowledged writes or hands out a
+    /// fence twice. `None` (default): return once the primary has it. Single node only.
+    pub wait_replicas: Option<WaitReplicas>,
     /// Connect and response timeout of a single node; a call fails `Unavailable` after
     /// about this long when the server is down. Default 5 s.
     pub timeout: std::time::Duration,
@@ -24,6 +28,7 @@ impl RedisConfig {
             url: url.into(),
             prefix: "persistence:".into(),
             read_retries: 3,
+            wait_replicas: None,
             timeout: std::time::Duration::from_secs(5),
         }
     }
@@ -32,4 +37,14 @@ impl RedisConfig {
         self.prefix = prefix.into();
         self
     }
+}
+
+/// See [`RedisConfig::wait_replicas`].
+#[derive(Debug, Clone, Copy)]
+pub struct WaitReplicas {
+    /// Replicas that must acknowledge each write.
+    pub replicas: u32,
+    /// How long to wait for them; a write not confirmed in time fails `Unavailable`
+    /// (it is on the primary, but may not survive a failover).
+    pub timeout: std::time::Duration,
 }

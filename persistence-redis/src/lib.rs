@@ -22,10 +22,11 @@
 //! (`appendfsync everysec`) a crash can lose about a second of acknowledged writes;
 //! `appendfsync always` narrows that to none on one node. Replication is asynchronous: a
 //! failover can lose acknowledged writes, and since the fence counter is an ordinary key,
-//! a promoted replica that missed an `INCR` can hand out a fence twice. `WAITAOF` (Redis
-//! 7.2+) or `WAIT` after a write narrows the window; this backend does not issue them
-//! yet. Where a fence must never repeat, use the Postgres or filesystem backend for
-//! locks.
+//! a promoted replica that missed an `INCR` can hand out a fence twice. Set
+//! [`RedisConfig::wait_replicas`] to issue `WAIT` after every write (leases included),
+//! which narrows that window at the cost of a round trip; with `appendfsync always` on
+//! the replicas it closes most of it (`WAITAOF`, Redis 7.2+, is the stricter form). Where
+//! a fence must never repeat, use the Postgres or filesystem backend for locks.
 //!
 //! # Round trips and performance
 //! Every operation is one script (or one command) on the entity's slot; writes that
@@ -65,7 +66,7 @@ mod store;
 use std::future::Future;
 use std::time::Duration;
 
-pub use config::RedisConfig;
+pub use config::{RedisConfig, WaitReplicas};
 use persistence_core::{Capabilities, Error, Result, TenantId};
 use redis::AsyncCommands;
 
@@ -101,6 +102,15 @@ impl RedisBackend {
                     BACKEND,
                     "connect",
                     &config.prefix,
+                ),
+            );
+        }
+        if config.wait_replicas.is_some() && config.url.starts_with("redis+cluster://") {
+            return Err(
+                Error::invalid_input("wait_replicas needs a single-node connection").context(
+                    BACKEND,
+                    "connect",
+                    &config.url,
                 ),
             );
         }
@@ -258,6 +268,29 @@ impl RedisBackend {
             }
             after = page.last().cloned();
         }
+    }
+
+    /// With [`RedisConfig::wait_replicas`], waits until the configured number of replicas
+    /// acknowledged the writes made so far on this connection.
+    async fn confirm_write(&self, operation: &'static str, key: &str) -> Result<()> {
+        let Some(wait) = self.config.wait_replicas else {
+            return Ok(());
+        };
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wait.replicas).arg(wait.timeout.as_millis() as u64);
+        let acked: u64 = self
+            .query(cmd)
+            .await
+            .map_err(|e| map(e, Effect::Write, operation, key))?;
+        if acked < u64::from(wait.replicas) {
+            return Err(Error::unavailable(format!(
+                "write acknowledged by {acked} of {} replicas within {:?}: it is on the primary but may \
+                 not survive a failover",
+                wait.replicas, wait.timeout
+            ))
+            .context(BACKEND, operation, key));
+        }
+        Ok(())
     }
 
     /// Tenants that ever wrote.

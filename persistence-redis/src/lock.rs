@@ -35,6 +35,7 @@ impl Lock for RedisBackend {
         let Some((fence, expires)) = reply else {
             return Ok(None);
         };
+        self.confirm_write("lock.try_acquire", &key).await?;
         Ok(Some(Lease {
             tenant: tenant.clone(),
             name: name.clone(),

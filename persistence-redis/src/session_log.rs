@@ -75,6 +75,7 @@ impl SessionLog for RedisBackend {
             "session.append",
             &key,
         )?;
+        self.confirm_write("session.append", &key).await?;
         parse_u64(&head, "session.append", &key)
     }
 

@@ -148,6 +148,7 @@ impl Store for RedisBackend {
             "store.put",
             &err_key,
         )?;
+        self.confirm_write("store.put", &err_key).await?;
         parse_u64(&version, "store.put", &err_key)
     }
 
@@ -191,7 +192,9 @@ impl Store for RedisBackend {
             ))
             .await
             .map_err(|e| map(e, Effect::Write, "store.delete", &err_key))?;
-        Ok(expect_ok(reply, "store.delete", &err_key)? == "1")
+        let deleted = expect_ok(reply, "store.delete", &err_key)? == "1";
+        self.confirm_write("store.delete", &err_key).await?;
+        Ok(deleted)
     }
 
     async fn list(

@@ -237,3 +237,44 @@ async fn with_lock_handles_tiny_and_huge_ttls() {
         }
     }
 }
+
+/// With `wait_replicas`, a write no replica confirmed fails `Unavailable` and says so; the
+/// primary still has it.
+#[tokio::test]
+async fn unconfirmed_writes_are_reported() {
+    let Some(url) = server_url(Server::Redis, &LocalRedis) else {
+        return;
+    };
+    let mut config = RedisConfig::new(url).with_prefix(format!("wait{}:", std::process::id()));
+    config.wait_replicas = Some(persistence_redis::WaitReplicas {
+        replicas: 1,
+        timeout: Duration::from_millis(50),
+    });
+    let backend = RedisBackend::connect(config).await.unwrap();
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    let err = backend
+        .append(
+            &t,
+            &s,
+            vec![Envelope::new(1, serde_json::json!(1))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("replicas"), "{err}");
+    assert_eq!(
+        backend.head(&t, &s).await.unwrap(),
+        1,
+        "the write is on the primary"
+    );
+    let cluster = RedisConfig {
+        wait_replicas: Some(persistence_redis::WaitReplicas {
+            replicas: 1,
+            timeout: Duration::from_millis(1),
+        }),
+        ..RedisConfig::new("redis+cluster://127.0.0.1:1")
+    };
+    let err = RedisBackend::connect(cluster).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
