@@ -26,7 +26,6 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod bench;
 pub mod checks;
 mod fixture;
 pub mod harness;
@@ -38,6 +37,8 @@ pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, sk
 
 #[doc(hidden)]
 pub use tokio as __tokio;
+/// The benchmark helpers, re-exported for the backends' `examples/*_bench.rs`.
+pub use persistence_bench as bench;
 
 /// The README's code blocks, compiled as doc tests so they cannot drift.
 #[cfg(doctest)]

@@ -15,10 +15,9 @@
 use std::fmt;
 
 mod postgres;
-mod proxy;
 mod redis;
 pub use postgres::{LocalPostgres, find_bin_dir};
-pub use proxy::CountingProxy;
+pub use persistence_bench::CountingProxy;
 pub use redis::{LocalRedis, command as redis_command};
 
 /// A server some backend's tests need.

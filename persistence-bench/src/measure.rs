@@ -1,13 +1,11 @@
-//! Shared benchmark helpers: run an operation N times on T concurrent tasks, report
-//! ops/s and latency percentiles beside a baseline. Used by each backend's
-//! `examples/*_bench.rs` (and later by `persistence bench`). Nothing here asserts timing.
+//! Concurrent measurement of one operation and the table it is printed in.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Result of one measured operation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Stats {
     /// What was measured.
     pub name: String,
@@ -16,11 +14,18 @@ pub struct Stats {
     /// Throughput over all tasks.
     pub ops_per_sec: f64,
     /// Median latency.
+    #[serde(serialize_with = "micros")]
     pub p50: Duration,
     /// 99th percentile latency.
+    #[serde(serialize_with = "micros")]
     pub p99: Duration,
     /// Network round trips per operation, when measured.
     pub round_trips: Option<f64>,
+}
+
+/// Latencies serialize as microseconds (`p50_us`-style numbers).
+fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e6)
 }
 
 /// Runs `op(i)` for `i in 0..ops`, split over `tasks` concurrent tasks.
