@@ -92,6 +92,14 @@ macro_rules! string_id {
                 $check($what, &value)?;
                 Ok(Self(value))
             }
+            /// Re-validates an id read back from storage.
+            ///
+            /// # Errors
+            /// `Corrupt` (not `InvalidInput`): a stored id that fails validation means the
+            /// stored data was damaged, not that the caller passed bad input.
+            pub fn from_stored(value: impl Into<String>) -> Result<Self> {
+                Self::new(value).map_err(|e| Error::corrupt(format!("stored {}", e.message())))
+            }
             /// The id as given.
             pub fn as_str(&self) -> &str {
                 &self.0

@@ -80,7 +80,7 @@ use std::sync::Arc;
 
 pub use config::{Durability, FsConfig};
 pub use lock::ProcessIdentity;
-use persistence_core::{Capabilities, Error, Result};
+use persistence_core::{Capabilities, Error, Result, TenantId};
 
 use crate::error::{BACKEND, IoContext};
 use crate::layout::Layout;
@@ -135,6 +135,33 @@ impl FsBackend {
         caps.multi_process = true;
         caps.durable = self.inner.durability == Durability::Fsync;
         caps
+    }
+
+    /// Tenants with a directory under the root, ascending.
+    ///
+    /// # Errors
+    /// `Backend` if the directory cannot be read; `Corrupt` for a name that does not
+    /// decode to a valid tenant id.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        self.run("tenants", "all tenants".into(), |inner| {
+            let dir = inner.layout.tenants();
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e).at(&dir),
+            };
+            let mut tenants = Vec::new();
+            for entry in entries {
+                let name = entry.at(&dir)?.file_name();
+                let decoded = name.to_str().and_then(layout::decode).ok_or_else(|| {
+                    Error::corrupt(format!("{name:?} in {} is not a tenant", dir.display()))
+                })?;
+                tenants.push(TenantId::from_stored(decoded)?);
+            }
+            tenants.sort();
+            Ok(tenants)
+        })
+        .await
     }
 
     /// The root's versioned layout.

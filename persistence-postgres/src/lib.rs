@@ -75,13 +75,15 @@ mod store;
 
 pub use config::PgConfig;
 pub use migrate::{MIGRATOR, SCHEMA_VERSION, migrate};
-use persistence_core::{Capabilities, Result};
+use persistence_core::{Capabilities, Result, TenantId};
 use std::sync::Arc;
 
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::error::map;
+
+const LIST_TENANTS: &str = "SELECT persistence.list_tenants()";
 
 /// The PostgreSQL backend. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -115,6 +117,18 @@ impl PgBackend {
         pooled.finish(&Ok::<(), sqlx::Error>(()));
         checked?;
         Ok(PgBackend { db })
+    }
+
+    /// Tenants holding any thread, session, item or lease, ascending (through the
+    /// `persistence.list_tenants()` function, which sees past row-level security and
+    /// returns ids only).
+    ///
+    /// # Errors
+    /// `Unavailable` if the server cannot be reached; `Corrupt` for an invalid stored id.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        let names: Vec<String> = pool::fetch_all!(self.db, sqlx::query_scalar(LIST_TENANTS))
+            .map_err(|e| map(e, "tenants", "all tenants"))?;
+        names.into_iter().map(TenantId::from_stored).collect()
     }
 
     /// Closes idle connections (open ones close when their operation ends).

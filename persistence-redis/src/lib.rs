@@ -293,8 +293,24 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// Tenants that ever wrote.
-    async fn tenants(&self) -> redis::RedisResult<Vec<String>> {
+    /// Tenants that ever wrote, ascending.
+    ///
+    /// # Errors
+    /// `Unavailable` if the server cannot be reached; `Corrupt` for an invalid stored id.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        let names = self
+            .read("tenants", "all tenants", || self.tenant_names())
+            .await?;
+        let mut tenants = names
+            .into_iter()
+            .map(TenantId::from_stored)
+            .collect::<Result<Vec<_>>>()?;
+        tenants.sort();
+        Ok(tenants)
+    }
+
+    /// Tenants that ever wrote, as stored.
+    async fn tenant_names(&self) -> redis::RedisResult<Vec<String>> {
         let mut cmd = redis::cmd("ZRANGE");
         cmd.arg(self.keys.tenants()).arg(0).arg(-1);
         self.query(cmd).await

@@ -182,14 +182,7 @@ impl SessionLog for RedisBackend {
     /// that are gone and counts them.
     async fn purge_expired(&self) -> Result<u64> {
         let mut removed = 0;
-        let tenants = self
-            .tenants()
-            .await
-            .map_err(|e| map(e, Effect::Read, "session.purge_expired", "tenants"))?;
-        for t in tenants
-            .iter()
-            .filter_map(|t| TenantId::new(t.as_str()).ok())
-        {
+        for t in &self.tenants().await? {
             let mut after: Option<String> = None;
             loop {
                 let page = self

@@ -300,14 +300,7 @@ impl Store for RedisBackend {
 
     async fn purge_expired(&self) -> Result<u64> {
         let mut removed = 0;
-        let tenants = self
-            .tenants()
-            .await
-            .map_err(|e| map(e, Effect::Read, "store.purge_expired", "tenants"))?;
-        for t in tenants
-            .iter()
-            .filter_map(|t| TenantId::new(t.as_str()).ok())
-        {
+        for t in &self.tenants().await? {
             let index = self.keys.index(&t, Index::Namespaces);
             let members: Vec<String> = self
                 .conn()

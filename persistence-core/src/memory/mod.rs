@@ -111,6 +111,13 @@ impl MemoryBackend {
         caps
     }
 
+    /// Tenants that ever wrote, ascending.
+    pub fn tenants(&self) -> Vec<TenantId> {
+        let mut tenants: Vec<TenantId> = self.lock_state().tenants.keys().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
     fn now(&self) -> Timestamp {
         self.clock.now()
     }

@@ -1,0 +1,2 @@
+//! The `persistence` command.
+fn main() {}

@@ -1,0 +1,52 @@
+//! Tenant-keyed, schema-versioned state for AI-agent frameworks: checkpoints of graph
+//! runs ([`Checkpointer`]), long-term memory ([`Store`]), session event logs
+//! ([`SessionLog`]) and fenced leases ([`Lock`]), behind one set of object-safe traits.
+//!
+//! This facade picks a backend from a URL and hands back the four traits as
+//! `Arc<dyn ...>`, each call wrapped in a `tracing` span:
+//!
+//! ```
+//! # async fn run() -> persistence::Result<()> {
+//! use persistence::{AppendOptions, Envelope, SessionKey, TenantId};
+//!
+//! let p = persistence::open("memory://").await?;
+//! let tenant = TenantId::new("acme")?;
+//! let session = SessionKey::new("chat-1")?;
+//! let events = vec![Envelope::new(1, serde_json::json!({"role": "user"}))];
+//! let head = p.sessions.append(&tenant, &session, events, AppendOptions::default()).await?;
+//! assert_eq!(head, 1);
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(run()).unwrap();
+//! ```
+//!
+//! | URL | backend | cargo feature |
+//! |---|---|---|
+//! | `memory://` | in-process reference backend (tests, demos) | always |
+//! | `file:///var/lib/agent` or `file://relative/dir`, `?durability=none` to skip fsync | [`fs`] | `fs` (default) |
+//! | `postgres://persistence_app:...@host/db` | [`postgres`], as the app role | `postgres` |
+//! | `redis://host:6379/0`, `rediss://...`, `redis+cluster://h1:p,h2:p`, `?prefix=app:` | [`redis`] | `redis` |
+//!
+//! `full` enables every backend. A URL whose backend is not compiled in fails with
+//! `Unsupported` naming the feature to enable.
+//!
+//! # Tracing
+//! Every operation runs in an `INFO` span named `persistence` with the fields
+//! `backend`, `operation` (e.g. `checkpoint.put`), `tenant`, `duration_us` and, on
+//! failure, `error_kind` and `error`. Payloads (states, events, values) are never
+//! recorded; ids are. Install any `tracing` subscriber to see them.
+
+#![deny(missing_docs)]
+
+mod open;
+mod traced;
+
+pub use open::{Backend, Persistence, PurgeCounts, open};
+pub use persistence_core::*;
+pub use traced::Traced;
+
+#[cfg(feature = "fs")]
+pub use persistence_fs as fs;
+#[cfg(feature = "postgres")]
+pub use persistence_postgres as postgres;
+#[cfg(feature = "redis")]
+pub use persistence_redis as redis;

@@ -1,0 +1,321 @@
+//! Choosing and opening a backend from a URL.
+
+use std::sync::Arc;
+
+use persistence_core::{
+    Capabilities, Checkpointer, Error, Lock, MemoryBackend, Result, SessionLog, Store, TenantId,
+};
+
+use crate::traced::Traced;
+
+/// The four traits of one opened backend, each call traced (see the crate docs).
+///
+/// Cloning is cheap and shares the connection pool or directory handle.
+#[derive(Clone)]
+pub struct Persistence {
+    /// Checkpoints of graph/agent runs.
+    pub checkpointer: Arc<dyn Checkpointer>,
+    /// Long-term memory items.
+    pub store: Arc<dyn Store>,
+    /// Session event logs.
+    pub sessions: Arc<dyn SessionLog>,
+    /// Leases with fences.
+    pub lock: Arc<dyn Lock>,
+    backend: Backend,
+}
+
+/// The concrete backend behind a [`Persistence`], for backend-specific calls
+/// (closing a pool, the filesystem layout, ...).
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `memory://`.
+    Memory(MemoryBackend),
+    /// `file://`.
+    #[cfg(feature = "fs")]
+    Fs(persistence_fs::FsBackend),
+    /// `postgres://`.
+    #[cfg(feature = "postgres")]
+    Postgres(persistence_postgres::PgBackend),
+    /// `redis://`, `rediss://`, `redis+cluster://`.
+    #[cfg(feature = "redis")]
+    Redis(persistence_redis::RedisBackend),
+}
+
+/// What [`Persistence::purge_expired`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Expired store items.
+    pub items: u64,
+    /// Expired sessions.
+    pub sessions: u64,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(Persistence::name_of(self))
+    }
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the backend named by `url` (see the crate docs for the schemes).
+///
+/// # Errors
+/// `InvalidInput` for a URL without a known scheme or with a bad option;
+/// `Unsupported` when the scheme's backend is not compiled in (the message names the
+/// cargo feature); the backend's own errors when it cannot open (`Unavailable` for an
+/// unreachable server, `NotFound` for an unmigrated database, `SchemaTooNew`, ...).
+pub async fn open(url: &str) -> Result<Persistence> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::invalid_input(format!(
+            "{url:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \
+             redis://... or redis+cluster://..."
+        ))
+    })?;
+    let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let options = Options::parse(query)?;
+    let backend = match scheme {
+        "memory" => {
+            options.reject_all(scheme)?;
+            Backend::Memory(MemoryBackend::new())
+        }
+        "file" => open_fs(location, options)?,
+        "postgres" | "postgresql" => open_postgres(url).await?,
+        "redis" | "rediss" | "redis+cluster" => open_redis(scheme, location, options).await?,
+        other => {
+            return Err(Error::invalid_input(format!(
+                "unknown URL scheme {other:?}: expected memory, file, postgres, redis or redis+cluster"
+            )));
+        }
+    };
+    Ok(Persistence::new(backend))
+}
+
+#[cfg_attr(
+    all(feature = "fs", feature = "postgres", feature = "redis"),
+    allow(dead_code)
+)]
+fn feature_off(scheme: &str, feature: &str) -> Error {
+    Error::unsupported(format!(
+        "{scheme}:// needs the `{feature}` feature of the `persistence` crate \
+         (features = [\"{feature}\"] or [\"full\"])"
+    ))
+}
+
+/// `key=value` options after `?`, consumed by the backend that understands them.
+struct Options(Vec<(String, String)>);
+
+impl Options {
+    fn parse(query: &str) -> Result<Self> {
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                Error::invalid_input(format!("URL option {pair:?} is not key=value"))
+            })?;
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        Ok(Options(pairs))
+    }
+
+    #[cfg_attr(not(any(feature = "fs", feature = "redis")), allow(dead_code))]
+    fn take(&mut self, key: &str) -> Option<String> {
+        let at = self.0.iter().position(|(k, _)| k == key)?;
+        Some(self.0.remove(at).1)
+    }
+
+    fn reject_all(self, scheme: &str) -> Result<()> {
+        match self.0.first() {
+            None => Ok(()),
+            Some((k, _)) => Err(Error::invalid_input(format!(
+                "unknown option {k:?} for {scheme}:// URLs"
+            ))),
+        }
+    }
+}
+
+#[cfg(feature = "fs")]
+fn open_fs(location: &str, mut options: Options) -> Result<Backend> {
+    use persistence_fs::{Durability, FsBackend, FsConfig};
+    if location.is_empty() {
+        return Err(Error::invalid_input(
+            "file:// URL without a path: use file:///absolute/dir or file://relative/dir",
+        ));
+    }
+    let durability = match options.take("durability").as_deref() {
+        None | Some("fsync") => Durability::Fsync,
+        Some("none") => Durability::None,
+        Some(other) => {
+            return Err(Error::invalid_input(format!(
+                "durability={other:?}: expected fsync (default) or none"
+            )));
+        }
+    };
+    options.reject_all("file")?;
+    let config = FsConfig::new(location).with_durability(durability);
+    Ok(Backend::Fs(FsBackend::open(config)?))
+}
+
+#[cfg(not(feature = "fs"))]
+fn open_fs(_: &str, _: Options) -> Result<Backend> {
+    Err(feature_off("file", "fs"))
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str) -> Result<Backend> {
+    use persistence_postgres::{PgBackend, PgConfig};
+    Ok(Backend::Postgres(PgBackend::connect(PgConfig::new(url)).await?))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_: &str) -> Result<Backend> {
+    Err(feature_off("postgres", "postgres"))
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Result<Backend> {
+    use persistence_redis::{RedisBackend, RedisConfig};
+    let prefix = options.take("prefix");
+    options.reject_all(scheme)?;
+    let mut config = RedisConfig::new(format!("{scheme}://{location}"));
+    if let Some(prefix) = prefix {
+        config = config.with_prefix(prefix);
+    }
+    Ok(Backend::Redis(RedisBackend::connect(config).await?))
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(scheme: &str, _: &str, _: Options) -> Result<Backend> {
+    Err(feature_off(scheme, "redis"))
+}
+
+impl Persistence {
+    /// Wraps an already opened backend (with tracing), for configurations a URL cannot
+    /// express.
+    pub fn new(backend: Backend) -> Self {
+        fn bundle<B>(name: &'static str, b: B) -> Bundle
+        where
+            B: Checkpointer + Store + SessionLog + Lock + Clone + 'static,
+        {
+            let traced = Arc::new(Traced::new(name, b));
+            (traced.clone(), traced.clone(), traced.clone(), traced)
+        }
+        type Bundle = (
+            Arc<dyn Checkpointer>,
+            Arc<dyn Store>,
+            Arc<dyn SessionLog>,
+            Arc<dyn Lock>,
+        );
+        let (checkpointer, store, sessions, lock) = match &backend {
+            Backend::Memory(b) => bundle(Self::name_of(&backend), b.clone()),
+            #[cfg(feature = "fs")]
+            Backend::Fs(b) => bundle(Self::name_of(&backend), b.clone()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(b) => bundle(Self::name_of(&backend), b.clone()),
+            #[cfg(feature = "redis")]
+            Backend::Redis(b) => bundle(Self::name_of(&backend), b.clone()),
+        };
+        Persistence {
+            checkpointer,
+            store,
+            sessions,
+            lock,
+            backend,
+        }
+    }
+
+    /// The concrete backend.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
+    /// `memory`, `fs`, `postgres` or `redis`.
+    pub fn backend_name(&self) -> &'static str {
+        Self::name_of(&self.backend)
+    }
+
+    fn name_of(backend: &Backend) -> &'static str {
+        match backend {
+            Backend::Memory(_) => "memory",
+            #[cfg(feature = "fs")]
+            Backend::Fs(_) => "fs",
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => "postgres",
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    /// What the backend supports.
+    pub fn capabilities(&self) -> Capabilities {
+        match &self.backend {
+            Backend::Memory(b) => b.capabilities(),
+            #[cfg(feature = "fs")]
+            Backend::Fs(b) => b.capabilities(),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(b) => b.capabilities(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(b) => b.capabilities(),
+        }
+    }
+
+    /// The version of the stored layout: the filesystem layout directory, the
+    /// database schema version, or the key layout.
+    pub fn schema(&self) -> String {
+        match &self.backend {
+            Backend::Memory(_) => "in-process (not stored)".to_string(),
+            #[cfg(feature = "fs")]
+            Backend::Fs(b) => format!("layout {}", b.layout().base().display()),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => {
+                format!("schema version {}", persistence_postgres::SCHEMA_VERSION)
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => "key layout v1".to_string(),
+        }
+    }
+
+    /// Tenants holding any data, ascending. An operations view across tenants: the
+    /// four traits never cross a tenant boundary.
+    ///
+    /// # Errors
+    /// The backend's errors (`Unavailable`, `Corrupt`).
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        match &self.backend {
+            Backend::Memory(b) => Ok(b.tenants()),
+            #[cfg(feature = "fs")]
+            Backend::Fs(b) => b.tenants().await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(b) => b.tenants().await,
+            #[cfg(feature = "redis")]
+            Backend::Redis(b) => b.tenants().await,
+        }
+    }
+
+    /// Removes expired store items and sessions of every tenant: run it periodically
+    /// (`persistence gc`).
+    ///
+    /// # Errors
+    /// The backend's errors.
+    pub async fn purge_expired(&self) -> Result<PurgeCounts> {
+        Ok(PurgeCounts {
+            items: self.store.purge_expired().await?,
+            sessions: self.sessions.purge_expired().await?,
+        })
+    }
+
+    /// Closes pooled connections, where the backend has any. Calls still in flight
+    /// finish.
+    pub async fn close(&self) {
+        #[cfg(feature = "postgres")]
+        if let Backend::Postgres(b) = &self.backend {
+            b.close().await;
+        }
+    }
+}
