@@ -20,6 +20,23 @@ pub use postgres::{LocalPostgres, find_bin_dir};
 pub use persistence_bench::CountingProxy;
 pub use redis::{LocalRedis, command as redis_command};
 
+/// A free loopback port for a throwaway server, below Linux's ephemeral range
+/// (32768..) so that no outgoing connection or `bind(0)` of a concurrent test process
+/// takes it between this check and the server's own bind. Launchers still retry on
+/// another port when the server fails to start (two processes may pick the same one).
+pub(crate) fn free_port() -> Result<u16, String> {
+    for _ in 0..200 {
+        let port = 20_000 + fastrand::u16(..12_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err("no free loopback port in 20000..32000".into())
+}
+
+/// Attempts at starting a throwaway server, each on a fresh port.
+pub(crate) const START_ATTEMPTS: usize = 4;
+
 /// A server some backend's tests need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Server {

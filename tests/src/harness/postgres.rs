@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Launcher, Server};
+use super::{Launcher, START_ATTEMPTS, Server, free_port};
 
 /// Starts one local PostgreSQL per test process, on first use.
 #[derive(Debug, Default, Clone, Copy)]
@@ -80,11 +80,6 @@ fn server_user() -> Result<Option<(u32, u32)>, String> {
     Err("running as root and no 'postgres' or 'nobody' user to run the server as".into())
 }
 
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
-}
-
 fn as_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
     use std::os::unix::process::CommandExt;
     if let Some((uid, gid)) = user {
@@ -129,10 +124,16 @@ fn start() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let port = free_port()?;
-    spawn_watched(&bin, &dir, &data, port, user)?;
-    wait_ready(&bin, port, &dir)?;
-    Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+    let mut last = String::new();
+    for _ in 0..START_ATTEMPTS {
+        let port = free_port()?;
+        let mut watchdog = spawn_watched(&bin, &dir, &data, port, user)?;
+        match wait_ready(&bin, port, &dir, &mut watchdog) {
+            Ok(()) => return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres")),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Runs the server under a shell that stops it when this process is gone.
@@ -142,7 +143,7 @@ fn spawn_watched(
     data: &Path,
     port: u16,
     user: Option<(u32, u32)>,
-) -> Result<(), String> {
+) -> Result<std::process::Child, String> {
     const SCRIPT: &str = r#"
 "$PG_BIN/postgres" -D "$PG_DATA" -p "$PG_PORT" -k "$PG_DIR" -c listen_addresses=127.0.0.1 \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
@@ -157,7 +158,8 @@ for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
 done
 kill -KILL "$pg" 2>/dev/null
 wait "$pg"
-rm -rf "$PG_DIR"
+# A server that did not start (port taken) leaves the directory for the next attempt.
+[ -d "/proc/$PARENT" ] || rm -rf "$PG_DIR"
 "#;
     as_user(&mut Command::new("sh"), user)
         .args(["-c", SCRIPT])
@@ -170,18 +172,30 @@ rm -rf "$PG_DIR"
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start postgres: {e}"))?;
-    Ok(())
+        .map_err(|e| format!("cannot start postgres: {e}"))
 }
 
-fn wait_ready(bin: &Path, port: u16, dir: &Path) -> Result<(), String> {
+fn wait_ready(
+    bin: &Path,
+    port: u16,
+    dir: &Path,
+    watchdog: &mut std::process::Child,
+) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
+        // The watchdog exits as soon as its server does (a port taken, say).
+        if watchdog.try_wait().ok().flatten().is_some() {
+            let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+            return Err(format!("postgres exited at start on port {port}: {log}"));
+        }
         let ready = Command::new(bin.join("pg_isready"))
             .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
             .status()
             .is_ok_and(|s| s.success());
-        if ready {
+        // Answering is not enough: it must be our server (its pid file says ready).
+        let ours = std::fs::read_to_string(dir.join("data").join("postmaster.pid"))
+            .is_ok_and(|pid| pid.lines().nth(7).is_some_and(|l| l.trim() == "ready"));
+        if ready && ours {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));

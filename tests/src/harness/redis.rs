@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{Launcher, Server};
+use super::{Launcher, START_ATTEMPTS, Server, free_port};
 
 /// Starts one local Redis (or one local cluster) per test process, on first use.
 #[derive(Debug, Default, Clone, Copy)]
@@ -25,11 +25,6 @@ impl Launcher for LocalRedis {
             Server::Postgres => Err("LocalRedis cannot start postgres".into()),
         }
     }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 fn redis_server() -> Result<(), String> {
@@ -55,6 +50,22 @@ pub fn command(port: u16, cmd: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// Starts a watched `redis-server` in a fresh temp dir on a free port, retrying on
+/// another port when it does not come up (e.g. a concurrent test process took the port).
+/// Returns the port.
+fn start_server(label: &str, extra: &[&str]) -> Result<u16, String> {
+    let mut last = String::new();
+    for _ in 0..START_ATTEMPTS {
+        let dir = temp_dir(label)?;
+        let port = free_port()?;
+        match spawn_watched(&dir, port, extra) {
+            Ok(()) => return Ok(port),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 fn spawn_watched(dir: &Path, port: u16, extra: &[&str]) -> Result<(), String> {
     const SCRIPT: &str = r#"
 redis-server --port "$R_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$R_DIR" \
@@ -67,7 +78,7 @@ kill -KILL "$rs" 2>/dev/null
 wait "$rs"
 rm -rf "$R_DIR"
 "#;
-    Command::new("sh")
+    let mut watchdog = Command::new("sh")
         .args(["-c", SCRIPT])
         .env("R_DIR", dir)
         .env("R_PORT", port.to_string())
@@ -79,12 +90,19 @@ rm -rf "$R_DIR"
         .spawn()
         .map_err(|e| format!("cannot start redis-server: {e}"))?;
     let deadline = Instant::now() + Duration::from_secs(20);
+    let ours = dir.to_string_lossy().into_owned();
     while Instant::now() < deadline {
-        if command(port, "PING").is_some_and(|r| r.starts_with("+PONG")) {
+        // The watchdog exits as soon as its server does (a port taken, say).
+        if watchdog.try_wait().ok().flatten().is_some() {
+            return Err(format!("redis-server on port {port} exited at start"));
+        }
+        // Answering is not enough: it must be our server, not another process's.
+        if command(port, "CONFIG GET dir").is_some_and(|r| r.contains(&ours)) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = watchdog.kill();
     Err(format!("redis-server on port {port} did not answer PING"))
 }
 
@@ -98,9 +116,7 @@ fn temp_dir(label: &str) -> Result<std::path::PathBuf, String> {
 
 fn start_single() -> Result<String, String> {
     redis_server()?;
-    let dir = temp_dir("single")?;
-    let port = free_port()?;
-    spawn_watched(&dir, port, &[])?;
+    let port = start_server("single", &[])?;
     Ok(format!("redis://127.0.0.1:{port}"))
 }
 
@@ -108,17 +124,14 @@ fn start_cluster() -> Result<String, String> {
     redis_server()?;
     let mut ports = Vec::new();
     for _ in 0..3 {
-        let dir = temp_dir("cluster")?;
-        let port = free_port()?;
-        let conf = format!("nodes-{port}.conf");
-        spawn_watched(
-            &dir,
-            port,
+        // Each node has its own directory, so one config file name serves all.
+        let port = start_server(
+            "cluster",
             &[
                 "--cluster-enabled",
                 "yes",
                 "--cluster-config-file",
-                &conf,
+                "nodes.conf",
                 "--cluster-node-timeout",
                 "2000",
             ],
