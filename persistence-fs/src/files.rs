@@ -25,7 +25,8 @@ pub fn ensure_dir(dir: &Path, durability: Durability) -> io::Result<()> {
     }
     let mut missing = Vec::new();
     let mut cur = dir;
-    while !cur.exists() {
+    // A relative path ends in "" (the current directory), which exists.
+    while !cur.as_os_str().is_empty() && !cur.exists() {
         missing.push(cur.to_path_buf());
         match cur.parent() {
             Some(p) => cur = p,
@@ -47,6 +48,12 @@ pub fn ensure_dir(dir: &Path, durability: Durability) -> io::Result<()> {
 
 /// fsyncs a directory so entries created or renamed in it survive a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    // The parent of a one-component relative path is "", the current directory.
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     File::open(dir)?.sync_all()
 }
 

@@ -170,7 +170,9 @@ fn open_fs(_: &str, _: Options) -> Result<Backend> {
 #[cfg(feature = "postgres")]
 async fn open_postgres(url: &str) -> Result<Backend> {
     use persistence_postgres::{PgBackend, PgConfig};
-    Ok(Backend::Postgres(PgBackend::connect(PgConfig::new(url)).await?))
+    Ok(Backend::Postgres(
+        PgBackend::connect(PgConfig::new(url)).await?,
+    ))
 }
 
 #[cfg(not(feature = "postgres"))]

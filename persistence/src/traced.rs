@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use persistence_core::{
     AppendOptions, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer,
     Cursor, Envelope, Error, ErrorKind, Fence, Item, ItemKey, Lease, ListCheckpoints, ListItems,
-    ListNamespaces, Lock, LockKey, LockOptions, Namespace, NewCheckpoint, Page, PutItemOptions,
-    PutCheckpointOptions, Result, SearchItems, SessionEvent, SessionKey, SessionLog, Store,
-    TaskId, TenantId, ThreadKey, Write,
+    ListNamespaces, Lock, LockKey, LockOptions, Namespace, NewCheckpoint, Page,
+    PutCheckpointOptions, PutItemOptions, Result, SearchItems, SessionEvent, SessionKey,
+    SessionLog, Store, TaskId, TenantId, ThreadKey, Write,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -165,7 +165,8 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
         limit: usize,
     ) -> Result<Page<ThreadKey>> {
         let call = self.inner.list_threads(tenant, cursor, limit);
-        self.run("checkpoint.list_threads", Some(tenant), call).await
+        self.run("checkpoint.list_threads", Some(tenant), call)
+            .await
     }
 }
 

@@ -35,10 +35,10 @@ mod suite;
 pub use fixture::{Fixture, TimeControl};
 pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, skip_reason};
 
-#[doc(hidden)]
-pub use tokio as __tokio;
 /// The benchmark helpers, re-exported for the backends' `examples/*_bench.rs`.
 pub use persistence_bench as bench;
+#[doc(hidden)]
+pub use tokio as __tokio;
 
 /// The README's code blocks, compiled as doc tests so they cannot drift.
 #[cfg(doctest)]

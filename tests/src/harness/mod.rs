@@ -16,8 +16,8 @@ use std::fmt;
 
 mod postgres;
 mod redis;
-pub use postgres::{LocalPostgres, find_bin_dir};
 pub use persistence_bench::CountingProxy;
+pub use postgres::{LocalPostgres, find_bin_dir};
 pub use redis::{LocalRedis, command as redis_command};
 
 /// A free loopback port for a throwaway server, below Linux's ephemeral range

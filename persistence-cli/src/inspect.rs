@@ -1,0 +1,233 @@
+//! `persistence inspect thread|session|namespace`: print what is stored.
+
+use clap::Subcommand;
+use persistence::{
+    CheckpointSelector, Envelope, Error, ItemKey, ListCheckpoints, ListItems, Namespace,
+    Persistence, Result, SessionKey, TenantId, ThreadKey, Timestamp,
+};
+use serde_json::{Value, json};
+
+use crate::output::{Format, cell, print_json, print_table};
+
+/// What to inspect.
+#[derive(Subcommand, Debug)]
+pub enum Target {
+    /// A thread's checkpoints, newest first, and the latest one's pending writes.
+    Thread {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Thread id.
+        thread: String,
+        /// How many checkpoints.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// A session's events in order.
+    Session {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// Session id.
+        session: String,
+        /// Start after this ordinal.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// How many events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// The items of one namespace, given as its labels (`inspect namespace memory t-1`).
+    Namespace {
+        /// Tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// The namespace's labels, outermost first.
+        #[arg(required = true)]
+        labels: Vec<String>,
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// How many items.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+/// Opens `url` and prints the target.
+pub async fn run(url: &str, target: Target, format: Format) -> Result<()> {
+    let p = persistence::open(url).await?;
+    let result = show(&p, target, format).await;
+    p.close().await;
+    result
+}
+
+async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
+    match target {
+        Target::Thread {
+            tenant,
+            thread,
+            limit,
+        } => {
+            let (tenant, thread) = (
+                arg::<TenantId>("--tenant", &tenant)?,
+                arg::<ThreadKey>("THREAD", &thread)?,
+            );
+            let query = ListCheckpoints {
+                limit,
+                ..ListCheckpoints::default()
+            };
+            let page = p.checkpointer.list(&tenant, &thread, query).await?;
+            let latest = p
+                .checkpointer
+                .get(&tenant, &thread, CheckpointSelector::Latest)
+                .await?;
+            let writes: Vec<Value> = latest
+                .map(|t| t.pending_writes)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|w| json!({"task": w.task_id.as_str(), "index": w.index, "channel": w.channel.as_str(), "value": envelope(&w.value)}))
+                .collect();
+            let checkpoints: Vec<Value> = page
+                .items
+                .iter()
+                .map(|c| {
+                    json!({
+                        "id": c.id.to_string(),
+                        "parent": c.parent.map(|p| p.to_string()),
+                        "step": c.step,
+                        "created_at": millis(c.created_at),
+                        "metadata": c.metadata,
+                        "state": envelope(&c.state),
+                    })
+                })
+                .collect();
+            if format == Format::Json {
+                print_json(
+                    &json!({"tenant": tenant.as_str(), "thread": thread.as_str(), "checkpoints": checkpoints, "pending_writes": writes}),
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = checkpoints
+                .iter()
+                .map(|c| {
+                    vec![
+                        c["step"].to_string(),
+                        text(&c["id"]),
+                        c["created_at"].to_string(),
+                        cell(&c["metadata"], 30),
+                        cell(&c["state"], 60),
+                    ]
+                })
+                .collect();
+            print_table(&["step", "id", "created_at", "metadata", "state"], &rows);
+            println!("{} pending writes on the latest checkpoint", writes.len());
+        }
+        Target::Session {
+            tenant,
+            session,
+            after,
+            limit,
+        } => {
+            let (tenant, session) = (
+                arg::<TenantId>("--tenant", &tenant)?,
+                arg::<SessionKey>("SESSION", &session)?,
+            );
+            let head = p.sessions.head(&tenant, &session).await?;
+            let events = p.sessions.read(&tenant, &session, after, limit).await?;
+            let events: Vec<Value> = events
+                .iter()
+                .map(|e| json!({"seq": e.seq, "appended_at": millis(e.appended_at), "event": envelope(&e.event)}))
+                .collect();
+            if format == Format::Json {
+                print_json(
+                    &json!({"tenant": tenant.as_str(), "session": session.as_str(), "head": head, "events": events}),
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    vec![
+                        e["seq"].to_string(),
+                        e["appended_at"].to_string(),
+                        cell(&e["event"], 80),
+                    ]
+                })
+                .collect();
+            print_table(&["seq", "appended_at", "event"], &rows);
+            println!("head {head}");
+        }
+        Target::Namespace {
+            tenant,
+            labels,
+            prefix,
+            limit,
+        } => {
+            let tenant = arg::<TenantId>("--tenant", &tenant)?;
+            let namespace = Namespace::new(labels)
+                .map_err(|e| Error::invalid_input(format!("namespace: {}", e.message())))?;
+            if let Some(prefix) = &prefix {
+                ItemKey::new(prefix.clone())
+                    .map_err(|e| Error::invalid_input(format!("--prefix: {}", e.message())))?;
+            }
+            let query = ListItems {
+                key_prefix: prefix,
+                limit,
+                ..ListItems::default()
+            };
+            let page = p.store.list(&tenant, &namespace, query).await?;
+            let items: Vec<Value> = page
+                .items
+                .iter()
+                .map(|i| {
+                    json!({
+                        "key": i.key.as_str(),
+                        "version": i.version,
+                        "updated_at": millis(i.updated_at),
+                        "expires_at": i.expires_at.map(millis),
+                        "value": envelope(&i.value),
+                    })
+                })
+                .collect();
+            if format == Format::Json {
+                print_json(
+                    &json!({"tenant": tenant.as_str(), "namespace": namespace.labels(), "items": items}),
+                );
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|i| {
+                    vec![
+                        text(&i["key"]),
+                        i["version"].to_string(),
+                        i["expires_at"].to_string(),
+                        cell(&i["value"], 70),
+                    ]
+                })
+                .collect();
+            print_table(&["key", "version", "expires_at", "value"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// Parses an id argument, naming the argument in the error.
+fn arg<T: std::str::FromStr<Err = Error>>(name: &str, value: &str) -> Result<T> {
+    value
+        .parse()
+        .map_err(|e: Error| Error::invalid_input(format!("{name}: {}", e.message())))
+}
+
+fn envelope(e: &Envelope) -> Value {
+    json!({"schema_version": e.schema_version, "data": e.data})
+}
+
+fn millis(t: Timestamp) -> u64 {
+    t.as_millis()
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_string)
+}

@@ -1,0 +1,189 @@
+//! Operations commands: `migrate`, `status`, `gc`.
+
+use persistence::{
+    Capabilities, Cursor, ListItems, ListNamespaces, Page, Persistence, Result, TenantId,
+};
+use serde_json::json;
+
+use crate::output::{Format, print_json, print_table};
+
+/// Page size of the listings that count.
+const PAGE: usize = 500;
+
+/// Applies the embedded Postgres migrations and prints each one applied.
+pub async fn migrate(url: &str) -> Result<()> {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    if !matches!(scheme, "postgres" | "postgresql") {
+        // Opening validates the URL and reports a bad one the same way as elsewhere.
+        persistence::open(url).await?.close().await;
+        println!("nothing to migrate: the {scheme} backend versions its layout by itself");
+        return Ok(());
+    }
+    let applied = persistence::postgres::migrate(url).await?;
+    let names = persistence::postgres::MIGRATOR
+        .iter()
+        .map(|m| (m.version, m.description.to_string()));
+    let names: Vec<(i64, String)> = names.collect();
+    if applied.is_empty() {
+        println!(
+            "already up to date: schema version {}",
+            persistence::postgres::SCHEMA_VERSION
+        );
+    }
+    for version in &applied {
+        let name = names
+            .iter()
+            .find(|(v, _)| v == version)
+            .map_or("", |(_, n)| n.as_str());
+        println!("applied {version:04} {name}");
+    }
+    if !applied.is_empty() {
+        println!(
+            "schema version {}; connect the application as persistence_app",
+            persistence::postgres::SCHEMA_VERSION
+        );
+    }
+    Ok(())
+}
+
+/// What one tenant holds.
+struct TenantCounts {
+    tenant: TenantId,
+    threads: u64,
+    sessions: u64,
+    namespaces: u64,
+    items: u64,
+}
+
+/// Prints the backend, its schema, capabilities and counts per tenant.
+pub async fn status(url: &str, format: Format) -> Result<()> {
+    let p = persistence::open(url).await?;
+    let mut counts = Vec::new();
+    for tenant in p.tenants().await? {
+        counts.push(count(&p, tenant).await?);
+    }
+    let caps = capability_names(p.capabilities());
+    match format {
+        Format::Json => print_json(&json!({
+            "backend": p.backend_name(),
+            "schema": p.schema(),
+            "capabilities": caps,
+            "tenants": counts.iter().map(|c| json!({
+                "tenant": c.tenant.as_str(),
+                "threads": c.threads,
+                "sessions": c.sessions,
+                "namespaces": c.namespaces,
+                "items": c.items,
+            })).collect::<Vec<_>>(),
+        })),
+        Format::Table => {
+            println!("backend       {}", p.backend_name());
+            println!("schema        {}", p.schema());
+            println!("capabilities  {}", caps.join(", "));
+            println!("tenants       {}", counts.len());
+            if !counts.is_empty() {
+                println!();
+                let rows: Vec<Vec<String>> = counts
+                    .iter()
+                    .map(|c| {
+                        vec![
+                            c.tenant.to_string(),
+                            c.threads.to_string(),
+                            c.sessions.to_string(),
+                            c.namespaces.to_string(),
+                            c.items.to_string(),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["tenant", "threads", "sessions", "namespaces", "items"],
+                    &rows,
+                );
+            }
+        }
+    }
+    p.close().await;
+    Ok(())
+}
+
+fn capability_names(c: Capabilities) -> Vec<&'static str> {
+    [
+        (c.ttl, "ttl"),
+        (c.search, "search"),
+        (c.multi_process, "multi-process"),
+        (c.cluster_safe, "cluster-safe"),
+        (c.durable, "durable"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect()
+}
+
+/// Counts by paging through the tenant's listings (never loading one whole).
+async fn count(p: &Persistence, tenant: TenantId) -> Result<TenantCounts> {
+    let threads = count_pages(|cursor| p.checkpointer.list_threads(&tenant, cursor, PAGE)).await?;
+    let sessions = count_pages(|cursor| p.sessions.list_sessions(&tenant, cursor, PAGE)).await?;
+    let (mut namespaces, mut items, mut cursor) = (0, 0, None);
+    loop {
+        let query = ListNamespaces {
+            cursor,
+            limit: PAGE,
+            ..ListNamespaces::default()
+        };
+        let page = p.store.list_namespaces(&tenant, query).await?;
+        for ns in &page.items {
+            namespaces += 1;
+            items += count_pages(|cursor| {
+                let query = ListItems {
+                    cursor,
+                    limit: PAGE,
+                    ..ListItems::default()
+                };
+                p.store.list(&tenant, ns, query)
+            })
+            .await?;
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(TenantCounts {
+        tenant,
+        threads,
+        sessions,
+        namespaces,
+        items,
+    })
+}
+
+async fn count_pages<T, F, Fut>(mut list: F) -> Result<u64>
+where
+    F: FnMut(Option<Cursor>) -> Fut,
+    Fut: std::future::Future<Output = Result<Page<T>>>,
+{
+    let (mut total, mut cursor) = (0u64, None);
+    loop {
+        let page = list(cursor).await?;
+        total += page.items.len() as u64;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(total),
+        }
+    }
+}
+
+/// Runs `purge_expired` and prints what it removed.
+pub async fn gc(url: &str) -> Result<()> {
+    let p = persistence::open(url).await?;
+    let purged = p.purge_expired().await;
+    p.close().await;
+    let purged = purged?;
+    println!(
+        "removed {} expired store items and {} expired sessions ({} backend)",
+        purged.items,
+        purged.sessions,
+        p.backend_name()
+    );
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! How results and errors are printed: aligned tables or JSON, and one-line errors with
+//! a hint.
+
+use persistence::{Error, ErrorKind};
+use serde_json::Value;
+
+/// Output format of commands that print stored data.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON document for programs.
+    Json,
+}
+
+/// Prints rows under a header, columns padded to their widest cell.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// Prints a JSON document, pretty.
+pub fn print_json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+/// A JSON value shortened for a table cell.
+pub fn cell(value: &Value, max: usize) -> String {
+    let text = value.to_string();
+    if text.chars().count() <= max {
+        text
+    } else {
+        let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Prints `error: ...` (one line) and `hint: ...` to stderr.
+pub fn report_error(url: &str, e: &Error) {
+    let message = e.to_string().replace(['\n', '\r'], " ");
+    eprintln!("error: {message}");
+    if let Some(hint) = hint(url, e) {
+        eprintln!("hint: {hint}");
+    }
+}
+
+fn hint(url: &str, e: &Error) -> Option<String> {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    let server = match scheme {
+        "postgres" | "postgresql" => Some(("Postgres", "postgres")),
+        "redis" | "rediss" | "redis+cluster" => Some(("Redis", "redis")),
+        _ => None,
+    };
+    let message = e.message();
+    match e.kind() {
+        ErrorKind::Unavailable => Some(match server {
+            Some((name, service)) => format!(
+                "is {name} running at that address? For a local one: \
+                 `docker compose up -d {service}` (see README)"
+            ),
+            None => "retry later; the store was unreachable".to_string(),
+        }),
+        ErrorKind::InvalidInput if !url.contains("://") || message.contains("URL") => Some(
+            "URLs look like memory://, file://DIR, postgres://USER@HOST:5432/DB, \
+             redis://HOST:6379, redis+cluster://HOST:PORT,HOST:PORT"
+                .to_string(),
+        ),
+        ErrorKind::NotFound if message.contains("migrate") => Some(
+            "run `persistence migrate --url postgres://OWNER@HOST/DB` as the owner role, \
+             then connect as persistence_app"
+                .to_string(),
+        ),
+        ErrorKind::SchemaTooNew => Some(
+            "this store was written by a newer version of persistence: upgrade this tool"
+                .to_string(),
+        ),
+        ErrorKind::Backend if server.is_some() => {
+            Some("check the user, password, database and permissions in the URL".to_string())
+        }
+        ErrorKind::Backend => Some(format!(
+            "check that {} is a writable directory",
+            url.split_once("://").map_or(url, |(_, p)| p)
+        )),
+        _ => None,
+    }
+}
