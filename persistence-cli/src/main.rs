@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod bench;
+mod bench_raw;
 mod demo;
 mod inspect;
 mod ops;
@@ -139,7 +140,7 @@ async fn run(cli: Cli) -> (String, persistence::Result<()>) {
             (url.url, result)
         }
         Command::Bench(args) => {
-            let url = args.url.clone();
+            let url = args.url.clone().unwrap_or_default();
             let result = bench::run(args).await;
             (url, result)
         }

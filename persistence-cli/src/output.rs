@@ -93,6 +93,11 @@ fn hint(url: &str, e: &Error) -> Option<String> {
             "this store was written by a newer version of persistence: upgrade this tool"
                 .to_string(),
         ),
+        ErrorKind::Backend if message.contains("role \"persistence_app\" does not exist") => Some(
+            "the database is not set up: run `persistence migrate --url postgres://OWNER@HOST/DB` \
+                 (it creates the persistence_app role)"
+                .to_string(),
+        ),
         ErrorKind::Backend if server.is_some() => {
             Some("check the user, password, database and permissions in the URL".to_string())
         }

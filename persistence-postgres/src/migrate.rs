@@ -2,7 +2,6 @@
 //! run at connect.
 
 use persistence_core::{Error, Result};
-use sqlx::PgPool;
 
 use crate::error::{BACKEND, map};
 
@@ -19,23 +18,24 @@ pub const SCHEMA_VERSION: i32 = 4;
 /// `Unavailable` if the database cannot be reached; `Backend` if a migration fails or
 /// the database has migrations this code does not know.
 pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect(admin_url)
+    use sqlx::Connection;
+    // One plain connection: a refused or unreachable server fails at once instead of
+    // after a pool's acquire timeout.
+    let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .map_err(|e| map(e, "migrate", "connect"))?;
-    let before: Vec<i64> = applied(&pool).await;
-    MIGRATOR.run(&pool).await.map_err(|e| {
+    let before: Vec<i64> = applied(&mut conn).await;
+    MIGRATOR.run(&mut conn).await.map_err(|e| {
         Error::backend_error(format!("migration failed: {e}")).context(BACKEND, "migrate", "run")
     })?;
-    let after = applied(&pool).await;
-    pool.close().await;
+    let after = applied(&mut conn).await;
+    let _ = conn.close().await;
     Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
 }
 
-async fn applied(pool: &PgPool) -> Vec<i64> {
+async fn applied(conn: &mut sqlx::PgConnection) -> Vec<i64> {
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
         .unwrap_or_default()
 }

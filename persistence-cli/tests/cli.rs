@@ -1,0 +1,349 @@
+//! The real `persistence` binary against the filesystem, memory, PostgreSQL and Redis
+//! (servers from the harness: env URLs or throwaway local ones).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::str::FromStr;
+
+use persistence_conformance::harness::{LocalPostgres, LocalRedis, Server, server_url};
+use serde_json::Value;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Executor};
+
+fn persistence(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_persistence"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("PERSISTENCE_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run the persistence binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs and requires success, returning stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = persistence(dir, args);
+    assert!(
+        o.status.success(),
+        "persistence {args:?} failed: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs and requires a failure with a one-line error, a hint, and no panic.
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let o = persistence(dir, args);
+    let err = stderr(&o);
+    assert!(
+        !o.status.success(),
+        "persistence {args:?} succeeded: {}",
+        stdout(&o)
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {err}");
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with("error:") || l.starts_with("hint:")),
+        "{err}"
+    );
+    err
+}
+
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The demo's checks, on any backend URL: it completes, kills and resumes a worker, is
+/// refused the stale write, shows isolation; a second run continues every thread.
+fn demo_completes_and_resumes(dir: &Path, url: &str) {
+    let first = ok(dir, &["demo", "--url", url]);
+    assert!(
+        first.contains("killed the worker of acme/billing/run-7"),
+        "{first}"
+    );
+    assert!(first.contains("resumed from checkpoint"), "{first}");
+    assert!(first.contains("was refused: fenced"), "{first}");
+    assert!(
+        first.contains("globex reading acme's billing/run-7: nothing"),
+        "{first}"
+    );
+
+    let second = ok(dir, &["demo", "--url", url, "--steps", "4"]);
+    assert!(second.contains("continued from step 8"), "{second}");
+
+    let status = json(&ok(dir, &["status", "--url", url, "--format", "json"]));
+    let tenants = status["tenants"].as_array().unwrap();
+    let names: Vec<&str> = tenants
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme", "globex"], "{status}");
+    for t in tenants {
+        assert_eq!(t["threads"], 2, "{status}");
+        assert_eq!(t["sessions"], 2, "{status}");
+        assert_eq!(t["items"], 2, "{status}");
+    }
+
+    let thread = json(&ok(
+        dir,
+        &[
+            "inspect",
+            "--url",
+            url,
+            "thread",
+            "--tenant",
+            "acme",
+            "billing/run-7",
+            "--format",
+            "json",
+        ],
+    ));
+    let steps: Vec<i64> = thread["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        (1..=12).rev().collect::<Vec<_>>(),
+        "gapless history, newest first"
+    );
+
+    let session = json(&ok(
+        dir,
+        &[
+            "inspect",
+            "--url",
+            url,
+            "session",
+            "--tenant",
+            "globex",
+            "support/ticket-1",
+            "--format",
+            "json",
+            "--limit",
+            "100",
+        ],
+    ));
+    assert_eq!(session["head"], 12, "{session}");
+    let memory = ok(
+        dir,
+        &[
+            "inspect",
+            "--url",
+            url,
+            "namespace",
+            "--tenant",
+            "acme",
+            "memory",
+            "support/ticket-1",
+        ],
+    );
+    assert!(
+        memory.contains("summary") && memory.contains("\"last_step\":12"),
+        "{memory}"
+    );
+
+    let gc = ok(dir, &["gc", "--url", url]);
+    assert!(gc.starts_with("removed "), "{gc}");
+}
+
+#[test]
+fn demo_on_the_default_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    demo_completes_and_resumes(dir.path(), "file://.persistence-demo");
+    assert!(dir.path().join(".persistence-demo/v1").is_dir());
+    // The default URL is the demo's store.
+    let status = ok(dir.path(), &["status"]);
+    assert!(
+        status.contains("backend       fs") && status.contains("acme"),
+        "{status}"
+    );
+}
+
+#[test]
+fn demo_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["demo", "--url", "memory://"]);
+    assert!(
+        out.contains("resumed from checkpoint") && out.contains("refused: fenced"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_urls_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = fails(dir.path(), &["status", "--url", "ftp://example.com/x"]);
+    assert!(err.contains("unknown URL scheme \"ftp\""), "{err}");
+    let err = fails(dir.path(), &["demo", "--url", "not a url"]);
+    assert!(err.contains("hint: URLs look like"), "{err}");
+    let err = fails(
+        dir.path(),
+        &["status", "--url", "file://x?durability=sometimes"],
+    );
+    assert!(err.contains("durability"), "{err}");
+    let err = fails(dir.path(), &["inspect", "thread", "--tenant", "../x", "t"]);
+    assert!(err.contains("--tenant"), "{err}");
+    // A usage error is clap's, also non-zero.
+    assert!(!persistence(dir.path(), &["frobnicate"]).status.success());
+}
+
+#[test]
+fn unreachable_servers_fail_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let pg = format!("postgres://persistence_app@127.0.0.1:{port}/db");
+    let err = fails(dir.path(), &["status", "--url", &pg]);
+    assert!(err.contains("docker compose up -d postgres"), "{err}");
+    let err = fails(dir.path(), &["migrate", "--url", &pg]);
+    assert!(err.contains("hint:"), "{err}");
+    let redis = format!("redis://127.0.0.1:{port}");
+    let err = fails(dir.path(), &["gc", "--url", &redis]);
+    assert!(err.contains("docker compose up -d redis"), "{err}");
+}
+
+#[test]
+fn bench_prints_json_rows_beside_the_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = json(&ok(
+        dir.path(),
+        &["bench", "--ops", "20", "--tasks", "1,2", "--json"],
+    ));
+    assert_eq!(report["backend"], "fs");
+    assert_eq!(report["baseline"]["name"], "raw write+fdatasync");
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 14, "{report}");
+    for row in rows {
+        assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(
+            row["p99"].as_f64().unwrap() >= row["p50"].as_f64().unwrap(),
+            "{row}"
+        );
+        assert!(row["vs_raw"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    fails(dir.path(), &["bench", "--ops", "20", "--tasks", "0"]);
+}
+
+/// A new, empty database on the harness's server: (admin URL, app-role URL).
+fn empty_database() -> Option<(String, String)> {
+    let url = server_url(Server::Postgres, &LocalPostgres)?;
+    let admin = PgConnectOptions::from_str(&url).unwrap();
+    let name = format!("persistence_cli_{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::PgConnection::connect_with(&admin).await.unwrap();
+        conn.execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+            .await
+            .unwrap();
+        conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+            .await
+            .unwrap();
+    });
+    let admin_url = admin.clone().database(&name).to_url_lossy().to_string();
+    let app_url = admin
+        .username("persistence_app")
+        .database(&name)
+        .to_url_lossy()
+        .to_string();
+    Some((admin_url, app_url))
+}
+
+#[test]
+fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
+    let Some((admin_url, app_url)) = empty_database() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Before migrating, the app is told what to do (the app role may not exist yet).
+    let err = fails(dir.path(), &["status", "--url", &app_url]);
+    assert!(err.contains("persistence migrate"), "{err}");
+    let err = fails(dir.path(), &["status", "--url", &admin_url]);
+    assert!(err.contains("persistence migrate"), "{err}");
+
+    let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
+    assert!(
+        first.contains("applied 0001") && first.contains("applied 0004"),
+        "{first}"
+    );
+    let second = ok(dir.path(), &["migrate", "--url", &admin_url]);
+    assert!(second.contains("already up to date"), "{second}");
+
+    demo_completes_and_resumes(dir.path(), &app_url);
+    let status = ok(dir.path(), &["status", "--url", &app_url]);
+    assert!(status.contains("schema version 4"), "{status}");
+
+    let report = json(&ok(
+        dir.path(),
+        &[
+            "bench", "--url", &app_url, "--ops", "20", "--tasks", "1", "--json",
+        ],
+    ));
+    let baseline = &report["baseline"];
+    assert_eq!(baseline["round_trips"], 1.0, "{report}");
+    for row in report["rows"].as_array().unwrap() {
+        let rt = row["round_trips"].as_f64().unwrap();
+        assert!(rt > 0.0 && rt <= 2.05, "{row}");
+    }
+}
+
+fn redis_url(server: Server) -> Option<String> {
+    let url = server_url(server, &LocalRedis)?;
+    Some(format!(
+        "{url}?prefix=cli-{}-{}:",
+        std::process::id(),
+        fastrand_suffix()
+    ))
+}
+
+fn fastrand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+#[test]
+fn redis_demo_status_and_bench() {
+    let Some(url) = redis_url(Server::Redis) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    demo_completes_and_resumes(dir.path(), &url);
+    let report = json(&ok(
+        dir.path(),
+        &[
+            "bench", "--url", &url, "--ops", "20", "--tasks", "1", "--json",
+        ],
+    ));
+    assert_eq!(report["baseline"]["round_trips"], 1.0, "{report}");
+}
+
+#[test]
+fn redis_cluster_demo() {
+    let Some(url) = redis_url(Server::RedisCluster) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    demo_completes_and_resumes(dir.path(), &url);
+}
