@@ -182,7 +182,7 @@ impl SessionLog for RedisBackend {
     /// that are gone and counts them.
     async fn purge_expired(&self) -> Result<u64> {
         let mut removed = 0;
-        for t in &self.tenants().await? {
+        for t in self.tenants().await? {
             let mut after: Option<String> = None;
             loop {
                 let page = self

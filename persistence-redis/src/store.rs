@@ -300,7 +300,7 @@ impl Store for RedisBackend {
 
     async fn purge_expired(&self) -> Result<u64> {
         let mut removed = 0;
-        for t in &self.tenants().await? {
+        for t in self.tenants().await? {
             let index = self.keys.index(&t, Index::Namespaces);
             let members: Vec<String> = self
                 .conn()

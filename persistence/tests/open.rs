@@ -1,0 +1,142 @@
+//! `persistence::open` for every scheme, and the conformance suite through the traced
+//! facade (so the wrapper forwards every operation faithfully).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use persistence::{
+    AppendOptions, Envelope, ErrorKind, ItemKey, MemoryBackend, Namespace, SessionKey, TenantId,
+    Traced, open,
+};
+use persistence_conformance::{Fixture, TimeControl, conformance_suite};
+use serde_json::json;
+
+conformance_suite!(traced_memory, async {
+    let (backend, clock) = MemoryBackend::with_manual_clock();
+    let capabilities = backend.capabilities();
+    Some(Fixture::new(
+        "traced-memory",
+        Traced::new("memory", backend),
+        capabilities,
+        TimeControl::Manual(clock),
+    ))
+});
+
+async fn round_trip(url: &str) -> persistence::Persistence {
+    let p = open(url)
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    let t = TenantId::new("t1").unwrap();
+    let s = SessionKey::new("s").unwrap();
+    let event = Envelope::new(1, json!({"n": 1}));
+    let head = p
+        .sessions
+        .append(&t, &s, vec![event], AppendOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(head, 1);
+    let ns = Namespace::new(["a"]).unwrap();
+    let key = ItemKey::new("k").unwrap();
+    p.store
+        .put(
+            &t,
+            &ns,
+            &key,
+            Envelope::new(1, json!(1)),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(p.store.get(&t, &ns, &key).await.unwrap().is_some());
+    assert_eq!(p.tenants().await.unwrap(), vec![t]);
+    p
+}
+
+#[tokio::test]
+async fn memory_url() {
+    let p = round_trip("memory://").await;
+    assert_eq!(p.backend_name(), "memory");
+    assert!(!p.capabilities().durable);
+}
+
+#[cfg(feature = "fs")]
+#[tokio::test]
+async fn file_url_with_and_without_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let p = round_trip(&url).await;
+    assert_eq!(p.backend_name(), "fs");
+    assert!(p.capabilities().durable);
+    assert_eq!(p.purge_expired().await.unwrap(), Default::default());
+
+    let fast = open(&format!(
+        "file://{}?durability=none",
+        dir.path().join("other").display()
+    ))
+    .await
+    .unwrap();
+    assert!(!fast.capabilities().durable);
+}
+
+#[tokio::test]
+async fn bad_urls_are_invalid_input() {
+    let mut urls = vec![
+        "no-scheme",
+        "ftp://host/x",
+        "memory://?x=1",
+        "memory://?novalue",
+    ];
+    if cfg!(feature = "fs") {
+        urls.extend([
+            "file://",
+            "file:///tmp/x?durability=sometimes",
+            "file:///tmp/x?color=blue",
+        ]);
+    }
+    for url in urls {
+        let e = open(url).await.expect_err(url);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+#[tokio::test]
+async fn postgres_without_its_feature_names_the_feature() {
+    let e = open("postgres://app@localhost/db").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.message().contains("`postgres` feature"), "{e}");
+}
+
+#[cfg(not(feature = "redis"))]
+#[tokio::test]
+async fn redis_without_its_feature_names_the_feature() {
+    for url in ["redis://localhost", "redis+cluster://a:1,b:2", "rediss://x"] {
+        let e = open(url).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.message().contains("`redis` feature"), "{e}");
+    }
+}
+
+#[cfg(not(feature = "fs"))]
+#[tokio::test]
+async fn file_without_its_feature_names_the_feature() {
+    let e = open("file:///tmp/x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.message().contains("`fs` feature"), "{e}");
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_urls_with_a_prefix() {
+    use persistence_conformance::harness::{LocalRedis, Server, server_url};
+    for server in [Server::Redis, Server::RedisCluster] {
+        let Some(url) = server_url(server, &LocalRedis) else {
+            return;
+        };
+        let prefix = format!("facade-{}-{}:", std::process::id(), server);
+        let p = round_trip(&format!("{url}?prefix={prefix}")).await;
+        assert_eq!(p.backend_name(), "redis");
+        // Another prefix is another store.
+        let other = open(&format!("{url}?prefix={prefix}other:")).await.unwrap();
+        assert!(other.tenants().await.unwrap().is_empty());
+    }
+}
