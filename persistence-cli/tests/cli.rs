@@ -12,6 +12,10 @@ use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
+/// The app role's password in test and bench URLs: what `docker-compose.yml` sets; the
+/// throwaway servers trust loopback connections and ignore it.
+const APP_PASSWORD: &str = "persistence_app";
+
 fn persistence(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_persistence"))
         .args(args)
@@ -263,6 +267,7 @@ fn empty_database() -> Option<(String, String)> {
     let admin_url = admin.clone().database(&name).to_url_lossy().to_string();
     let app_url = admin
         .username("persistence_app")
+        .password(APP_PASSWORD)
         .database(&name)
         .to_url_lossy()
         .to_string();

@@ -26,6 +26,10 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 use tokio::sync::Mutex;
 
+/// The app role's password in test and bench URLs: what `docker-compose.yml` sets; the
+/// throwaway servers trust loopback connections and ignore it.
+const APP_PASSWORD: &str = "persistence_app";
+
 async fn with_round_trips<F: std::future::Future<Output = Stats>>(
     proxy: &CountingProxy,
     ops: usize,
@@ -73,6 +77,7 @@ async fn main() -> persistence_core::Result<()> {
     let app_url = via_proxy
         .clone()
         .username("persistence_app")
+        .password(APP_PASSWORD)
         .to_url_lossy()
         .to_string();
     let mut config = PgConfig::new(app_url);

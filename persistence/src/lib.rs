@@ -44,6 +44,11 @@ pub use open::{Backend, Persistence, PurgeCounts, open};
 pub use persistence_core::*;
 pub use traced::Traced;
 
+/// The README's code blocks, compiled as doc tests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 #[cfg(feature = "fs")]
 pub use persistence_fs as fs;
 #[cfg(feature = "postgres")]

@@ -40,7 +40,3 @@ pub use persistence_bench as bench;
 #[doc(hidden)]
 pub use tokio as __tokio;
 
-/// The README's code blocks, compiled as doc tests so they cannot drift.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-pub struct ReadmeDoctests;

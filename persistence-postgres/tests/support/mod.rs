@@ -12,6 +12,10 @@ use persistence_postgres::{MIGRATOR, PgBackend, PgConfig, migrate};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
 
+/// The app role's password in test and bench URLs: what `docker-compose.yml` sets; the
+/// throwaway servers trust loopback connections and ignore it.
+const APP_PASSWORD: &str = "persistence_app";
+
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A database cloned from the migrated template; dropped when this is dropped.
@@ -26,6 +30,7 @@ impl TestDb {
         self.admin
             .clone()
             .username("persistence_app")
+            .password(APP_PASSWORD)
             .database(&self.name)
     }
     /// URL to connect as the application role.
