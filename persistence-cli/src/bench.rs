@@ -157,9 +157,6 @@ fn tempfile_dir() -> Result<tempfile::TempDir> {
 
 /// The URL to open (through the counting proxy where the protocol allows).
 pub struct Target {
-    /// The URL as given.
-    #[allow(dead_code)]
-    pub url: String,
     /// The URL the backend and the baseline connect to.
     pub open_url: String,
     /// Counts round trips; `None` for files, memory, TLS and clusters.
@@ -175,7 +172,6 @@ impl Target {
         };
         let Some((host, port, start, end)) = upstream else {
             return Ok(Target {
-                url: url.to_string(),
                 open_url: url.to_string(),
                 proxy: None,
             });
@@ -195,7 +191,6 @@ impl Target {
             &url[end..]
         );
         Ok(Target {
-            url: url.to_string(),
             open_url,
             proxy: Some(proxy),
         })

@@ -38,7 +38,9 @@ impl Baseline {
         match p.backend() {
             #[allow(unreachable_patterns)]
             Backend::Fs(fs) => {
-                let root = fs.layout().base().to_path_buf();
+                // Beside the layout directory, in the store's root (same filesystem).
+                let base = fs.layout().base();
+                let root = base.parent().unwrap_or(base).to_path_buf();
                 let path = root.join(format!("bench-raw-{}", std::process::id()));
                 let file = std::fs::OpenOptions::new()
                     .create(true)
