@@ -118,8 +118,13 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
             break;
         }
     }
-    let (killed_at, dead_fence) =
-        killed.ok_or_else(|| Error::backend_error("the victim finished before it was killed"))?;
+    let Some((killed_at, dead_fence)) = killed else {
+        // The victim stopped on its own: report its error, if it had one.
+        join(handles.swap_remove(VICTIM)).await?;
+        return Err(Error::backend_error(
+            "the worker to be killed finished before it could be killed",
+        ));
+    };
     let mut outcomes = Vec::new();
     for (i, handle) in handles.into_iter().enumerate() {
         if i == VICTIM {

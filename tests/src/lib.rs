@@ -39,4 +39,3 @@ pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, sk
 pub use persistence_bench as bench;
 #[doc(hidden)]
 pub use tokio as __tokio;
-
