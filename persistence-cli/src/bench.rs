@@ -43,6 +43,50 @@ const WARM_UP: usize = 3;
 /// Threads, sessions and locks are spread over this many ids.
 const SPREAD: usize = 8;
 
+/// The operations measured, one row each per task count.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    CheckpointPut,
+    CheckpointGetLatest,
+    AppendOne,
+    AppendHundred,
+    StorePut,
+    StoreGet,
+    LockCycle,
+}
+
+impl Op {
+    const ALL: [Op; 7] = [
+        Op::CheckpointPut,
+        Op::CheckpointGetLatest,
+        Op::AppendOne,
+        Op::AppendHundred,
+        Op::StorePut,
+        Op::StoreGet,
+        Op::LockCycle,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::CheckpointPut => "checkpoint put",
+            Op::CheckpointGetLatest => "checkpoint get latest",
+            Op::AppendOne => "session append 1 event",
+            Op::AppendHundred => "session append 100 events",
+            Op::StorePut => "store put",
+            Op::StoreGet => "store get",
+            Op::LockCycle => "lock cycle (acquire+release)",
+        }
+    }
+
+    /// Operations in a row of `--ops N`: 100-event batches run a tenth as many.
+    fn count(self, ops: usize) -> usize {
+        match self {
+            Op::AppendHundred => ops / 10,
+            _ => ops,
+        }
+    }
+}
+
 /// One measured row and its ratio to the raw baseline.
 #[derive(serde::Serialize)]
 struct Row {
@@ -61,25 +105,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "--tasks takes counts between 1 and 1024, e.g. 1,8",
         ));
     }
-    let scratch = match &args.url {
-        Some(_) => None,
-        None => Some(tempfile_dir()?),
-    };
-    let url = match (&args.url, &scratch) {
-        (Some(url), _) => url.clone(),
-        (None, dir) => format!(
-            "file://{}",
-            dir.as_ref()
-                .map_or(".".into(), |d| d.path().display().to_string())
-        ),
+    // Without --url: a scratch directory, removed when `_scratch` drops.
+    let (url, _scratch) = match args.url.clone() {
+        Some(url) => (url, None),
+        None => {
+            let dir = tempfile_dir()?;
+            (format!("file://{}", dir.path().display()), Some(dir))
+        }
     };
     let target = Target::prepare(&url).await?;
     let p = persistence::open(&target.open_url).await?;
-    let rows_per_task_count = 7;
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new((1 + rows_per_task_count * args.tasks.len()) as u64)
+        ProgressBar::new((1 + Op::ALL.len() * args.tasks.len()) as u64)
     };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
@@ -99,18 +138,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     let base = raw_stats.ops_per_sec;
     for &tasks in &args.tasks {
-        for (name, count) in [
-            ("checkpoint put", ops),
-            ("checkpoint get latest", ops),
-            ("session append 1 event", ops),
-            ("session append 100 events", ops / 10),
-            ("store put", ops),
-            ("store get", ops),
-            ("lock cycle (acquire+release)", ops),
-        ] {
-            bar.set_message(format!("{name}, {tasks} tasks"));
-            operation(&p, name, WARM_UP * tasks, tasks, &event).await?;
-            let run = operation(&p, name, count, tasks, &event);
+        for op in Op::ALL {
+            let count = op.count(ops);
+            bar.set_message(format!("{}, {tasks} tasks", op.name()));
+            operation(&p, op, WARM_UP * tasks, tasks, &event).await?;
+            let run = operation(&p, op, count, tasks, &event);
             let stats = target.counted(count, run).await?;
             rows.push(Row {
                 vs_raw: Some(stats.ops_per_sec / base),
@@ -239,7 +271,7 @@ fn key(kind: &str, i: usize) -> String {
 /// of failing operations would be meaningless.
 async fn operation(
     p: &Persistence,
-    name: &'static str,
+    op: Op,
     ops: usize,
     tasks: usize,
     event: &Envelope,
@@ -248,10 +280,10 @@ async fn operation(
     let (p, event) = (p.clone(), event.clone());
     let failure = Arc::new(std::sync::Mutex::new(None::<Error>));
     let seen = failure.clone();
-    let stats = measure(name, ops, tasks, move |i| {
+    let stats = measure(op.name(), ops, tasks, move |i| {
         let (p, t, event, seen) = (p.clone(), tenant.clone(), event.clone(), seen.clone());
         async move {
-            if let Err(e) = step(&p, &t, name, i, event).await {
+            if let Err(e) = step(&p, &t, op, i, event).await {
                 seen.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get_or_insert(e);
@@ -266,55 +298,52 @@ async fn operation(
     }
 }
 
-async fn step(p: &Persistence, t: &TenantId, name: &str, i: usize, event: Envelope) -> Result<()> {
+async fn step(p: &Persistence, t: &TenantId, op: Op, i: usize, event: Envelope) -> Result<()> {
     let thread = ThreadKey::new(key("thread", i))?;
-    match name {
-        "checkpoint put" => {
+    match op {
+        Op::CheckpointPut => {
+            let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
             let c = NewCheckpoint {
                 id: CheckpointId::new(),
                 parent: None,
                 step: i as i64,
-                state: Envelope::new(
-                    1,
-                    json!({"messages": [{"role": "user", "text": "x".repeat(200)}]}),
-                ),
+                state: Envelope::new(1, state),
                 metadata: Default::default(),
             };
             p.checkpointer
                 .put(t, &thread, c, Default::default())
                 .await?;
         }
-        "checkpoint get latest" => {
+        Op::CheckpointGetLatest => {
             p.checkpointer
                 .get(t, &thread, CheckpointSelector::Latest)
                 .await?;
         }
-        "session append 1 event" | "session append 100 events" => {
-            let size = if name.ends_with("1 event") { 1 } else { 100 };
+        Op::AppendOne | Op::AppendHundred => {
+            let size = if matches!(op, Op::AppendOne) { 1 } else { 100 };
             let session = SessionKey::new(key(&format!("session-{size}"), i))?;
             p.sessions
                 .append(t, &session, vec![event; size], AppendOptions::default())
                 .await?;
         }
-        "store put" => {
+        Op::StorePut => {
             let key = ItemKey::new(format!("k{}", i % 100))?;
             p.store
                 .put(t, &namespace()?, &key, event, PutItemOptions::default())
                 .await?;
         }
-        "store get" => {
+        Op::StoreGet => {
             let key = ItemKey::new(format!("k{}", i % 100))?;
             p.store.get(t, &namespace()?, &key).await?;
         }
-        _ => {
+        Op::LockCycle => {
             let name = LockKey::new(format!("lock-{i}"))?;
-            if let Some(lease) = p
+            let lease = p
                 .lock
                 .try_acquire(t, &name, Duration::from_secs(30))
                 .await?
-            {
-                p.lock.release(&lease).await?;
-            }
+                .ok_or_else(|| Error::conflict(format!("bench lock {name} is held")))?;
+            p.lock.release(&lease).await?;
         }
     }
     Ok(())
