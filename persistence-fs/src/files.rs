@@ -134,6 +134,20 @@ impl FileLock {
         file.lock()?;
         Ok(FileLock { _file: file })
     }
+
+    /// Takes a shared lock on `path` (created if missing), blocking while an exclusive
+    /// holder has it. Readers share it; writers wait for them.
+    pub fn shared(path: &Path, durability: Durability) -> io::Result<FileLock> {
+        ensure_dir(parent(path)?, durability)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        file.lock_shared()?;
+        Ok(FileLock { _file: file })
+    }
 }
 
 /// Frames `payload` as a record.

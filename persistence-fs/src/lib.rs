@@ -25,7 +25,9 @@
 //! # Concurrency
 //! Every read-modify-write holds an flock (`std::fs::File::lock`) on the entry's lock
 //! file, so tasks in one process and several processes sharing the root serialize
-//! correctly; session ordinals stay gapless across processes.
+//! correctly; session ordinals stay gapless across processes. Session reads (`read`,
+//! `head`, `list_sessions`) take the lock shared, so readers do not wait for each other;
+//! they fall back to the exclusive lock when a torn tail must be repaired first.
 //!
 //! # Locks
 //! Leases are files holding `HOSTNAME:PID:START_TIME` of the owning process (start time

@@ -253,6 +253,55 @@ impl Inner {
         Ok((lock, f, fence, state))
     }
 
+    /// For reads: a shared lock and the read-only fast check, so readers of a session run
+    /// side by side. Falls back to the exclusive [`Self::open_session`] whenever recovery
+    /// (a torn tail, a stale index) or the removal of an expired session is needed.
+    fn open_session_shared(
+        &self,
+        t: &TenantId,
+        s: &SessionKey,
+    ) -> Result<(FileLock, SessionFiles, PathBuf, SessionState)> {
+        let (f, lock_path, fence) = self.session_files(t, s);
+        let lock = FileLock::shared(&lock_path, self.durability).at(&lock_path)?;
+        if let Some(state) = self.recover_read_only(&f)?
+            && !state.expired(Timestamp::now())
+        {
+            return Ok((lock, f, fence, state));
+        }
+        drop(lock);
+        self.open_session(t, s)
+    }
+
+    /// The state when the log and index agree (the fast check), opening both read-only;
+    /// `None` when only a full recovery can tell.
+    fn recover_read_only(&self, f: &SessionFiles) -> Result<Option<SessionState>> {
+        let log = match File::open(&f.log) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Some(SessionState {
+                    head: self.floor(f)?,
+                    ..Default::default()
+                }));
+            }
+            Err(e) => return Err(io_error(&f.log, e)),
+        };
+        let index = match File::open(&f.index) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error(&f.index, e)),
+        };
+        let log_len = log.metadata().at(&f.log)?.len();
+        let Some(mut state) = self.fast_check(f, &log, &index, log_len)? else {
+            return Ok(None);
+        };
+        if state.count == 0 {
+            state.head = self.floor(f)?;
+        }
+        state.log = Some(log);
+        state.index = Some(index);
+        Ok(Some(state))
+    }
+
     fn append(
         &self,
         t: &TenantId,
@@ -338,7 +387,7 @@ impl Inner {
         limit: usize,
     ) -> Result<Vec<SessionEvent>> {
         let limit = validate_limit(limit)?;
-        let (_lock, f, _, state) = self.open_session(t, s)?;
+        let (_lock, f, _, state) = self.open_session_shared(t, s)?;
         if state.count == 0 {
             return Ok(Vec::new());
         }
@@ -504,7 +553,7 @@ impl SessionLog for FsBackend {
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.head", format!("{tenant}/{session}"), move |i| {
-            Ok(i.open_session(&t, &s)?.3.head)
+            Ok(i.open_session_shared(&t, &s)?.3.head)
         })
         .await
     }
@@ -546,7 +595,7 @@ impl SessionLog for FsBackend {
                 if after.as_ref().is_some_and(|a| &s <= a) {
                     continue;
                 }
-                if i.open_session(&t, &s)?.3.exists() {
+                if i.open_session_shared(&t, &s)?.3.exists() {
                     items.push(s);
                     if items.len() > limit {
                         break;

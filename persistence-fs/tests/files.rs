@@ -388,3 +388,47 @@ fn newer_layout_is_refused() {
     let err = FsBackend::open(FsConfig::new(root.path())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
 }
+
+/// Readers share the session's lock (another process reading does not block a read),
+/// and a writer still waits for them: the append completes only after the reader lets go.
+#[tokio::test]
+async fn readers_share_the_session_lock() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, s) = (
+        TenantId::new("t").unwrap(),
+        SessionKey::new("shared").unwrap(),
+    );
+    write_events(&backend, &t, &s, 3).await;
+    let (lock_path, _) = backend.layout().session_guards(&t, &s);
+    let reader = std::fs::File::open(&lock_path).unwrap();
+    reader.lock_shared().unwrap();
+
+    let read = tokio::time::timeout(Duration::from_secs(10), backend.read(&t, &s, 0, 10));
+    assert_eq!(
+        read.await
+            .expect("a read waited for another reader")
+            .unwrap()
+            .len(),
+        3
+    );
+    let head = tokio::time::timeout(Duration::from_secs(10), backend.head(&t, &s));
+    assert_eq!(head.await.expect("head waited for a reader").unwrap(), 3);
+
+    let writer = {
+        let (backend, t, s) = (backend.clone(), t.clone(), s.clone());
+        tokio::spawn(async move {
+            let event = vec![Envelope::new(1, json!("late"))];
+            backend
+                .append(&t, &s, event, AppendOptions::default())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !writer.is_finished(),
+        "an append ran while a reader held the lock"
+    );
+    reader.unlock().unwrap();
+    assert_eq!(writer.await.unwrap().unwrap(), 4);
+}
