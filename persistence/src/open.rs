@@ -184,8 +184,15 @@ async fn open_postgres(_: &str) -> Result<Backend> {
 async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Result<Backend> {
     use persistence_redis::{RedisBackend, RedisConfig};
     let prefix = options.take("prefix");
-    options.reject_all(scheme)?;
-    let mut config = RedisConfig::new(format!("{scheme}://{location}"));
+    // Other options (`protocol=resp3`, ...) belong to the driver's single-node URL.
+    let url = if scheme == "redis+cluster" || options.0.is_empty() {
+        options.reject_all(scheme)?;
+        format!("{scheme}://{location}")
+    } else {
+        let query: Vec<String> = options.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{scheme}://{location}?{}", query.join("&"))
+    };
+    let mut config = RedisConfig::new(url);
     if let Some(prefix) = prefix {
         config = config.with_prefix(prefix);
     }

@@ -138,5 +138,11 @@ async fn redis_urls_with_a_prefix() {
         // Another prefix is another store.
         let other = open(&format!("{url}?prefix={prefix}other:")).await.unwrap();
         assert!(other.tenants().await.unwrap().is_empty());
+        // Options other than the prefix are the driver's (single node), refused on a cluster.
+        let driver = open(&format!("{url}?protocol=resp3&prefix={prefix}")).await;
+        match server {
+            Server::Redis => assert_eq!(driver.unwrap().tenants().await.unwrap().len(), 1),
+            _ => assert_eq!(driver.unwrap_err().kind(), ErrorKind::InvalidInput),
+        }
     }
 }
