@@ -24,7 +24,7 @@ const DEFAULT_URL: &str = "file://.persistence-demo";
 
 /// Tenant-keyed state for AI agents: checkpoints, memory, session logs and fenced locks.
 #[derive(Parser, Debug)]
-#[command(name = "persistence", version, about, propagate_version = true)]
+#[command(name = "persistence", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +35,7 @@ struct Cli {
 struct UrlArg {
     /// Backend URL: memory://, file://DIR, postgres://USER@HOST/DB, redis://HOST:PORT,
     /// redis+cluster://HOST:PORT,HOST:PORT.
-    #[arg(long, env = "PERSISTENCE_URL", default_value = DEFAULT_URL)]
+    #[arg(long, env = "PERSISTENCE_URL", default_value = DEFAULT_URL, global = true)]
     url: String,
 }
 
