@@ -124,13 +124,7 @@ pub struct FileLock {
 impl FileLock {
     /// Takes an exclusive lock on `path` (created if missing), blocking until free.
     pub fn exclusive(path: &Path, durability: Durability) -> io::Result<FileLock> {
-        ensure_dir(parent(path)?, durability)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = Self::open(path, durability)?;
         file.lock()?;
         Ok(FileLock { _file: file })
     }
@@ -138,15 +132,20 @@ impl FileLock {
     /// Takes a shared lock on `path` (created if missing), blocking while an exclusive
     /// holder has it. Readers share it; writers wait for them.
     pub fn shared(path: &Path, durability: Durability) -> io::Result<FileLock> {
+        let file = Self::open(path, durability)?;
+        file.lock_shared()?;
+        Ok(FileLock { _file: file })
+    }
+
+    /// The lock file, created (with its directory) if missing.
+    fn open(path: &Path, durability: Durability) -> io::Result<File> {
         ensure_dir(parent(path)?, durability)?;
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)?;
-        file.lock_shared()?;
-        Ok(FileLock { _file: file })
+            .open(path)
     }
 }
 

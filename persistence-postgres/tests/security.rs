@@ -7,11 +7,10 @@ mod support;
 
 use std::time::Duration;
 
-use persistence_conformance::harness::CountingProxy;
+use persistence_conformance::harness::{CountingProxy, round_trips_per_operation};
 use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ErrorKind, ItemKey,
-    Lock, LockKey, Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TaskId, TenantId,
-    ThreadKey, Write,
+    AppendOptions, CheckpointId, Checkpointer, Envelope, ErrorKind, ItemKey, Lock, LockKey,
+    Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TaskId, TenantId, ThreadKey, Write,
 };
 use persistence_postgres::{PgBackend, PgConfig, SCHEMA_VERSION, migrate};
 use serde_json::json;
@@ -334,90 +333,7 @@ async fn one_round_trip_per_operation() {
     let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string());
     config.max_connections = 1;
     let b = PgBackend::connect(config).await.unwrap();
-    let t = TenantId::new("rt").unwrap();
-    let (th, s, ns, k, l) = (
-        ThreadKey::new("th").unwrap(),
-        SessionKey::new("s").unwrap(),
-        Namespace::new(["n"]).unwrap(),
-        ItemKey::new("k").unwrap(),
-        LockKey::new("l").unwrap(),
-    );
-    let mut report = Vec::new();
-    for round in 0..3 {
-        let mut measure = |name: &'static str, before: u64| {
-            if round == 2 {
-                report.push((name, proxy.flights() - before));
-            }
-        };
-        let c = NewCheckpoint {
-            id: CheckpointId::new(),
-            parent: None,
-            step: round,
-            state: Envelope::new(1, json!({})),
-            metadata: Default::default(),
-        };
-        let id = c.id;
-        let n = proxy.flights();
-        Checkpointer::put(&b, &t, &th, c, Default::default())
-            .await
-            .unwrap();
-        measure("checkpoint put", n);
-        let n = proxy.flights();
-        Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
-            .await
-            .unwrap();
-        measure("checkpoint get latest", n);
-        let n = proxy.flights();
-        let w = Write {
-            channel: persistence_core::ChannelName::new("c").unwrap(),
-            value: Envelope::new(1, json!(1)),
-        };
-        b.put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None)
-            .await
-            .unwrap();
-        measure("checkpoint put_writes", n);
-        let n = proxy.flights();
-        b.append(
-            &t,
-            &s,
-            vec![Envelope::new(1, json!(1))],
-            AppendOptions::default(),
-        )
-        .await
-        .unwrap();
-        measure("session append", n);
-        let n = proxy.flights();
-        b.read(&t, &s, 0, 10).await.unwrap();
-        measure("session read", n);
-        let n = proxy.flights();
-        Store::put(
-            &b,
-            &t,
-            &ns,
-            &k,
-            Envelope::new(1, json!(1)),
-            Default::default(),
-        )
-        .await
-        .unwrap();
-        measure("store put", n);
-        let n = proxy.flights();
-        Store::get(&b, &t, &ns, &k).await.unwrap();
-        measure("store get", n);
-        let n = proxy.flights();
-        let lease = b
-            .try_acquire(&t, &l, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        measure("lock acquire", n);
-        let n = proxy.flights();
-        b.renew(&lease, Duration::from_secs(30)).await.unwrap();
-        measure("lock renew", n);
-        let n = proxy.flights();
-        b.release(&lease).await.unwrap();
-        measure("lock release", n);
-    }
+    let report = round_trips_per_operation(&b, &proxy).await.unwrap();
     for (op, trips) in &report {
         eprintln!("{op:<24} {trips} round trip(s)");
     }

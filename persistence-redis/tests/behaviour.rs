@@ -280,14 +280,10 @@ async fn unconfirmed_writes_are_reported() {
 }
 
 /// Each operation is one network flight to a single node (counted by a proxy), once the
-/// scripts are loaded and the entity is indexed (the third round of the same calls).
+/// scripts are loaded and the entity is indexed.
 #[tokio::test]
 async fn one_round_trip_per_operation() {
-    use persistence_conformance::harness::CountingProxy;
-    use persistence_core::{
-        CheckpointId, CheckpointSelector, Checkpointer, ItemKey, Lock, NewCheckpoint, Store,
-        TaskId, Write,
-    };
+    use persistence_conformance::harness::{CountingProxy, round_trips_per_operation};
     let Some(url) = server_url(Server::Redis, &LocalRedis) else {
         return;
     };
@@ -298,80 +294,7 @@ async fn one_round_trip_per_operation() {
     let config = RedisConfig::new(format!("redis://127.0.0.1:{}", proxy.addr.port()))
         .with_prefix(format!("rt-{}:", std::process::id()));
     let b = RedisBackend::connect(config).await.unwrap();
-    let t = TenantId::new("rt").unwrap();
-    let (th, s, ns, k, l) = (
-        ThreadKey::new("th").unwrap(),
-        SessionKey::new("s").unwrap(),
-        Namespace::new(["n"]).unwrap(),
-        ItemKey::new("k").unwrap(),
-        LockKey::new("l").unwrap(),
-    );
-    let mut report = Vec::new();
-    for round in 0..3 {
-        let mut measure = |name: &'static str, before: u64| {
-            if round == 2 {
-                report.push((name, proxy.flights() - before));
-            }
-        };
-        let c = NewCheckpoint {
-            id: CheckpointId::new(),
-            parent: None,
-            step: round,
-            state: Envelope::new(1, serde_json::json!({})),
-            metadata: Default::default(),
-        };
-        let id = c.id;
-        let n = proxy.flights();
-        Checkpointer::put(&b, &t, &th, c, Default::default())
-            .await
-            .unwrap();
-        measure("checkpoint put", n);
-        let n = proxy.flights();
-        Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
-            .await
-            .unwrap();
-        measure("checkpoint get latest", n);
-        let n = proxy.flights();
-        let w = Write {
-            channel: persistence_core::ChannelName::new("c").unwrap(),
-            value: Envelope::new(1, serde_json::json!(1)),
-        };
-        b.put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None)
-            .await
-            .unwrap();
-        measure("checkpoint put_writes", n);
-        let n = proxy.flights();
-        let event = vec![Envelope::new(1, serde_json::json!(1))];
-        b.append(&t, &s, event, AppendOptions::default())
-            .await
-            .unwrap();
-        measure("session append", n);
-        let n = proxy.flights();
-        b.read(&t, &s, 0, 10).await.unwrap();
-        measure("session read", n);
-        let n = proxy.flights();
-        let value = Envelope::new(1, serde_json::json!(1));
-        Store::put(&b, &t, &ns, &k, value, Default::default())
-            .await
-            .unwrap();
-        measure("store put", n);
-        let n = proxy.flights();
-        Store::get(&b, &t, &ns, &k).await.unwrap();
-        measure("store get", n);
-        let n = proxy.flights();
-        let lease = b
-            .try_acquire(&t, &l, Duration::from_secs(30))
-            .await
-            .unwrap()
-            .unwrap();
-        measure("lock acquire", n);
-        let n = proxy.flights();
-        b.renew(&lease, Duration::from_secs(30)).await.unwrap();
-        measure("lock renew", n);
-        let n = proxy.flights();
-        b.release(&lease).await.unwrap();
-        measure("lock release", n);
-    }
+    let report = round_trips_per_operation(&b, &proxy).await.unwrap();
     for (op, trips) in &report {
         eprintln!("{op:<24} {trips} round trip(s)");
     }

@@ -16,9 +16,11 @@ use std::fmt;
 
 mod postgres;
 mod redis;
+mod round_trips;
 pub use persistence_bench::CountingProxy;
 pub use postgres::{LocalPostgres, find_bin_dir};
 pub use redis::{LocalRedis, command as redis_command};
+pub use round_trips::round_trips_per_operation;
 
 /// A free loopback port for a throwaway server, below Linux's ephemeral range
 /// (32768..) so that no outgoing connection or `bind(0)` of a concurrent test process

@@ -1,0 +1,97 @@
+//! Round trips per operation, counted by a [`CountingProxy`] between a backend and its
+//! server: the Postgres and Redis tests assert each operation is one.
+
+use std::time::Duration;
+
+use persistence_core::{
+    AppendOptions, ChannelName, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey,
+    Lock, LockKey, Namespace, NewCheckpoint, Result, SessionKey, SessionLog, Store, TaskId,
+    TenantId, ThreadKey, Write,
+};
+use serde_json::json;
+
+use super::CountingProxy;
+
+/// Runs each operation three times on `backend` (connected through `proxy`) and returns
+/// the network flights of each in the third round, once statements are prepared, scripts
+/// loaded and entities indexed.
+///
+/// # Errors
+/// The first failed operation.
+pub async fn round_trips_per_operation<B>(
+    backend: &B,
+    proxy: &CountingProxy,
+) -> Result<Vec<(&'static str, u64)>>
+where
+    B: Checkpointer + Store + SessionLog + Lock,
+{
+    let t = TenantId::new("rt")?;
+    let (th, s) = (ThreadKey::new("th")?, SessionKey::new("s")?);
+    let (ns, k, l) = (
+        Namespace::new(["n"])?,
+        ItemKey::new("k")?,
+        LockKey::new("l")?,
+    );
+    let ttl = Duration::from_secs(30);
+    let mut report = Vec::new();
+    for round in 0..3 {
+        let mut count = |name: &'static str, before: u64| {
+            if round == 2 {
+                report.push((name, proxy.flights() - before));
+            }
+        };
+        let c = NewCheckpoint {
+            id: CheckpointId::new(),
+            parent: None,
+            step: round,
+            state: Envelope::new(1, json!({})),
+            metadata: Default::default(),
+        };
+        let id = c.id;
+        let n = proxy.flights();
+        Checkpointer::put(backend, &t, &th, c, Default::default()).await?;
+        count("checkpoint put", n);
+        let n = proxy.flights();
+        Checkpointer::get(backend, &t, &th, CheckpointSelector::Latest).await?;
+        count("checkpoint get latest", n);
+        let n = proxy.flights();
+        let w = Write {
+            channel: ChannelName::new("c")?,
+            value: Envelope::new(1, json!(1)),
+        };
+        let task = TaskId::new("task")?;
+        backend
+            .put_writes(&t, &th, id, &task, vec![w], None)
+            .await?;
+        count("checkpoint put_writes", n);
+        let n = proxy.flights();
+        let events = vec![Envelope::new(1, json!(1))];
+        backend
+            .append(&t, &s, events, AppendOptions::default())
+            .await?;
+        count("session append", n);
+        let n = proxy.flights();
+        backend.read(&t, &s, 0, 10).await?;
+        count("session read", n);
+        let n = proxy.flights();
+        let value = Envelope::new(1, json!(1));
+        Store::put(backend, &t, &ns, &k, value, Default::default()).await?;
+        count("store put", n);
+        let n = proxy.flights();
+        Store::get(backend, &t, &ns, &k).await?;
+        count("store get", n);
+        let n = proxy.flights();
+        let lease = backend
+            .try_acquire(&t, &l, ttl)
+            .await?
+            .ok_or_else(|| persistence_core::Error::conflict("round-trip lock is held"))?;
+        count("lock acquire", n);
+        let n = proxy.flights();
+        backend.renew(&lease, ttl).await?;
+        count("lock renew", n);
+        let n = proxy.flights();
+        backend.release(&lease).await?;
+        count("lock release", n);
+    }
+    Ok(report)
+}
