@@ -163,7 +163,52 @@ fn demo_completes_and_resumes(dir: &Path, url: &str) {
     );
 
     let gc = ok(dir, &["gc", "--url", url]);
-    assert!(gc.starts_with("removed "), "{gc}");
+    assert!(
+        gc.starts_with("removed 0 expired store items and 0 expired sessions"),
+        "{gc}"
+    );
+    gc_removes_expired(dir, url);
+}
+
+/// Writes one store item and one session with a short TTL (through the library), lets
+/// them expire, and expects `persistence gc` to report removing exactly those.
+fn gc_removes_expired(dir: &Path, url: &str) {
+    use persistence::{AppendOptions, Envelope, ItemKey, Namespace, PutItemOptions};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A relative file:// URL means the binary's working directory, `dir`.
+    let absolute = match url.strip_prefix("file://") {
+        Some(path) if !path.starts_with('/') => format!("file://{}/{path}", dir.display()),
+        _ => url.to_string(),
+    };
+    rt.block_on(async {
+        let p = persistence::open(&absolute).await.unwrap();
+        let t = persistence::TenantId::new("gc-tenant").unwrap();
+        let ttl = Some(std::time::Duration::from_millis(50));
+        let item = PutItemOptions {
+            ttl,
+            ..PutItemOptions::default()
+        };
+        let (ns, key) = (Namespace::new(["tmp"]).unwrap(), ItemKey::new("k").unwrap());
+        let value = Envelope::new(1, serde_json::json!(1));
+        p.store.put(&t, &ns, &key, value, item).await.unwrap();
+        let append = AppendOptions {
+            ttl,
+            ..AppendOptions::default()
+        };
+        let session = persistence::SessionKey::new("short").unwrap();
+        let event = vec![Envelope::new(1, serde_json::json!(1))];
+        p.sessions
+            .append(&t, &session, event, append)
+            .await
+            .unwrap();
+        p.close().await;
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let gc = ok(dir, &["gc", "--url", url]);
+    assert!(
+        gc.starts_with("removed 1 expired store items and 1 expired sessions"),
+        "{gc}"
+    );
 }
 
 #[test]
@@ -288,7 +333,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
     assert!(
-        first.contains("applied 0001") && first.contains("applied 0004"),
+        first.contains("applied 0001") && first.contains("applied 0005"),
         "{first}"
     );
     let second = ok(dir.path(), &["migrate", "--url", &admin_url]);
@@ -296,7 +341,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     demo_completes_and_resumes(dir.path(), &app_url);
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 4"), "{status}");
+    assert!(status.contains("schema version 5"), "{status}");
 
     let report = json(&ok(
         dir.path(),

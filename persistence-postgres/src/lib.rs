@@ -58,8 +58,10 @@
 //! same statement that writes. No session-level advisory locks.
 //!
 //! # Expiry
-//! `purge_expired()` calls `persistence.purge_expired()`, a `SECURITY DEFINER` function
-//! owned by the migrator that deletes only expired rows of every tenant. Run it
+//! `Store::purge_expired` and `SessionLog::purge_expired` call
+//! `persistence.purge_expired_items()` and `persistence.purge_expired_sessions()`,
+//! `SECURITY DEFINER` functions owned by the migrator that delete only expired rows of
+//! every tenant; `persistence.purge_expired()` runs both. Run them
 //! periodically (`persistence gc`, or `SELECT * FROM persistence.purge_expired()` from a
 //! scheduler such as pg_cron).
 #![deny(missing_docs)]

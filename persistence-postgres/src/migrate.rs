@@ -9,7 +9,7 @@ use crate::error::{BACKEND, map};
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// Schema version this code was written for (`persistence.schema_version()`).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Applies pending migrations as the migrator role (owner of the schema; superuser or
 /// BYPASSRLS). Idempotent. Returns the versions applied by this call.

@@ -20,7 +20,7 @@ const HEAD: &str = "SELECT persistence.session_head($1, $2)";
 const TRIM: &str = "SELECT persistence.session_trim_before($1, $2, $3)";
 const DELETE: &str = "SELECT persistence.session_delete($1, $2)";
 const LIST: &str = "SELECT persistence.session_list($1, $2, $3)";
-const PURGE: &str = "SELECT items, sessions FROM persistence.purge_expired()";
+const PURGE: &str = "SELECT persistence.purge_expired_sessions()";
 
 #[derive(Deserialize)]
 struct Row {
@@ -31,14 +31,6 @@ struct Row {
 
 fn seq_i64(seq: u64) -> i64 {
     i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-/// Runs the shared purge once and returns (items, sessions) removed.
-pub(crate) async fn purge(backend: &PgBackend, operation: &'static str) -> Result<(u64, u64)> {
-    let (items, sessions): (i64, i64) =
-        crate::pool::fetch_single!(backend.db, sqlx::query_as(PURGE))
-            .map_err(|e| map(e, operation, "all tenants"))?;
-    Ok((items as u64, sessions as u64))
 }
 
 #[async_trait]
@@ -171,6 +163,8 @@ impl SessionLog for PgBackend {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        Ok(purge(self, "session.purge_expired").await?.1)
+        let sessions: i64 = crate::pool::fetch_single!(self.db, sqlx::query_scalar(PURGE))
+            .map_err(|e| map(e, "session.purge_expired", "all tenants"))?;
+        Ok(sessions as u64)
     }
 }

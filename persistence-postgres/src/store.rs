@@ -20,6 +20,7 @@ const DELETE: &str = "SELECT persistence.item_delete($1, $2, $3, $4)";
 const LIST: &str = "SELECT persistence.item_list($1, $2, $3, $4, $5)";
 const LIST_NAMESPACES: &str = "SELECT persistence.item_list_namespaces($1, $2, $3, $4, $5)";
 const SEARCH: &str = "SELECT persistence.item_search($1, $2, $3, $4, $5)";
+const PURGE: &str = "SELECT persistence.purge_expired_items()";
 
 #[derive(Deserialize)]
 struct Row {
@@ -205,8 +206,8 @@ impl Store for PgBackend {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        Ok(crate::session_log::purge(self, "store.purge_expired")
-            .await?
-            .0)
+        let items: i64 = crate::pool::fetch_single!(self.db, sqlx::query_scalar(PURGE))
+            .map_err(|e| map(e, "store.purge_expired", "all tenants"))?;
+        Ok(items as u64)
     }
 }

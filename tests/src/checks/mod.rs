@@ -337,6 +337,7 @@ macro_rules! __for_each_check {
             store::store_search_filters [Search],
             store::store_search_prefix_offset_limit [Search],
             store::store_ttl_expiry [Ttl],
+            store::store_and_session_purges_count_their_own_kind [Ttl],
             store::store_ttl_hidden_before_purge_and_cleared [Ttl, Search],
             store::store_expired_is_absent_for_cas [Ttl],
             store::store_zero_ttl_is_invalid [Ttl],

@@ -2,10 +2,10 @@
 
 use anyhow::{Result, ensure};
 use persistence_core::{
-    Filter, ListItems, ListNamespaces, PutItemOptions, SearchItems, serde_json::json,
+    AppendOptions, Filter, ListItems, ListNamespaces, PutItemOptions, SearchItems, serde_json::json,
 };
 
-use super::{all_item_pages, all_namespace_pages, env, item_key, ns, tenant};
+use super::{all_item_pages, all_namespace_pages, env, item_key, ns, session, tenant};
 use crate::Fixture;
 
 fn cas(v: u64) -> PutItemOptions {
@@ -464,6 +464,39 @@ pub async fn store_ttl_expiry(fx: &Fixture) -> Result<()> {
     ensure!(listed == ["keep"], "listed {listed:?}");
     let namespaces = all_namespace_pages(fx, &t, ListNamespaces::default()).await?;
     ensure!(namespaces == vec![n.clone()], "namespaces {namespaces:?}");
+    Ok(())
+}
+
+/// Each kind's purge reports its own kind across tenants: purging items first neither
+/// removes nor swallows the count of expired sessions, which a later session purge
+/// reports.
+pub async fn store_and_session_purges_count_their_own_kind(fx: &Fixture) -> Result<()> {
+    let ttl = Some(fx.short_ttl());
+    let item = PutItemOptions {
+        ttl,
+        ..Default::default()
+    };
+    for t in [tenant("a"), tenant("b")] {
+        fx.store
+            .put(&t, &ns(&["purge"]), &item_key("k"), env(json!(1)), item)
+            .await?;
+    }
+    let append = AppendOptions {
+        ttl,
+        ..Default::default()
+    };
+    fx.sessions
+        .append(&tenant("a"), &session("short"), vec![env(json!(1))], append)
+        .await?;
+    fx.expire().await;
+    let items = fx.store.purge_expired().await?;
+    ensure!(items >= 2, "store purge counted {items} of 2 expired items");
+    let sessions = fx.sessions.purge_expired().await?;
+    ensure!(
+        sessions >= 1,
+        "session purge counted {sessions} of 1 expired session after the store purge"
+    );
+    ensure!(fx.sessions.head(&tenant("a"), &session("short")).await? == 0);
     Ok(())
 }
 
