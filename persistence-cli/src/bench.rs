@@ -3,17 +3,13 @@
 //! connection for Postgres, one plain `EVAL` for Redis), with network round trips per
 //! operation counted by a loopback proxy.
 //!
-//! It writes under the tenant `persistence-bench` and deletes what it wrote at the end.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The workload is `persistence_bench::workload`, the one the backends' examples run;
+//! it writes under the tenant `persistence-bench` and deletes what it wrote at the end.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use persistence::{
-    AppendOptions, CheckpointId, CheckpointSelector, Envelope, Error, ItemKey, LockKey, Namespace,
-    NewCheckpoint, Persistence, PutItemOptions, Result, SessionKey, TenantId, ThreadKey,
-};
-use persistence_bench::{CountingProxy, Stats, measure, print_header, print_row};
+use persistence::{Error, Result};
+use persistence_bench::workload::{self, Op, Stores};
+use persistence_bench::{CountingProxy, Stats, print_header, print_row};
 use serde_json::json;
 
 use crate::bench_raw::Baseline;
@@ -36,63 +32,12 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
-/// Where the benchmark writes.
-const TENANT: &str = "persistence-bench";
-/// Unmeasured calls before each row, per task.
-const WARM_UP: usize = 3;
-/// Threads, sessions and locks are spread over this many ids.
-const SPREAD: usize = 8;
-
-/// The operations measured, one row each per task count.
-#[derive(Clone, Copy, Debug)]
-enum Op {
-    CheckpointPut,
-    CheckpointGetLatest,
-    AppendOne,
-    AppendHundred,
-    StorePut,
-    StoreGet,
-    LockCycle,
-}
-
-impl Op {
-    const ALL: [Op; 7] = [
-        Op::CheckpointPut,
-        Op::CheckpointGetLatest,
-        Op::AppendOne,
-        Op::AppendHundred,
-        Op::StorePut,
-        Op::StoreGet,
-        Op::LockCycle,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Op::CheckpointPut => "checkpoint put",
-            Op::CheckpointGetLatest => "checkpoint get latest",
-            Op::AppendOne => "session append 1 event",
-            Op::AppendHundred => "session append 100 events",
-            Op::StorePut => "store put",
-            Op::StoreGet => "store get",
-            Op::LockCycle => "lock cycle (acquire+release)",
-        }
-    }
-
-    /// Operations in a row of `--ops N`: 100-event batches run a tenth as many.
-    fn count(self, ops: usize) -> usize {
-        match self {
-            Op::AppendHundred => ops / 10,
-            _ => ops,
-        }
-    }
-}
-
 /// One measured row and its ratio to the raw baseline.
 #[derive(serde::Serialize)]
 struct Row {
     #[serde(flatten)]
     stats: Stats,
-    vs_raw: Option<f64>,
+    vs_raw: f64,
 }
 
 /// Runs the benchmark and prints the table (or JSON).
@@ -126,33 +71,38 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     let ops = args.ops;
-    let event = Envelope::new(1, json!({"role": "assistant", "text": "x".repeat(64)}));
     bar.set_message("raw baseline");
-    let record_size = serde_json::to_vec(&event.data).map_or(100, |v| v.len() + 16);
+    let record_size = serde_json::to_vec(&workload::event().data).map_or(100, |v| v.len() + 16);
     let raw = Baseline::connect(&p, &target, record_size).await?;
     // Warm-ups are not measured: a connection prepares each statement on first use.
-    raw.measure(WARM_UP).await?;
+    raw.measure(workload::WARM_UP).await?;
     let raw_stats = target.counted(ops, raw.measure(ops)).await?;
     bar.inc(1);
 
+    let stores = Stores {
+        checkpointer: p.checkpointer.clone(),
+        store: p.store.clone(),
+        sessions: p.sessions.clone(),
+        lock: p.lock.clone(),
+    };
     let mut rows = Vec::new();
     let base = raw_stats.ops_per_sec;
     for &tasks in &args.tasks {
         for op in Op::ALL {
             let count = op.count(ops);
             bar.set_message(format!("{}, {tasks} tasks", op.name()));
-            operation(&p, op, WARM_UP * tasks, tasks, &event).await?;
-            let run = operation(&p, op, count, tasks, &event);
+            workload::warm_up(&stores, op, tasks).await?;
+            let run = workload::measure_op(&stores, op, count, tasks);
             let stats = target.counted(count, run).await?;
             rows.push(Row {
-                vs_raw: Some(stats.ops_per_sec / base),
+                vs_raw: stats.ops_per_sec / base,
                 stats,
             });
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-    cleanup(&p).await?;
+    workload::cleanup(&stores).await?;
     raw.finish().await;
     p.close().await;
 
@@ -261,114 +211,4 @@ fn authority(url: &str) -> Option<(String, u16, usize, usize)> {
         None => (hostport.to_string(), default_port),
     };
     Some((host, port, host_start, end))
-}
-
-fn key(kind: &str, i: usize) -> String {
-    format!("{kind}-{}", i % SPREAD)
-}
-
-/// Measures one row of the workload. A failed call fails the whole benchmark: figures
-/// of failing operations would be meaningless.
-async fn operation(
-    p: &Persistence,
-    op: Op,
-    ops: usize,
-    tasks: usize,
-    event: &Envelope,
-) -> Result<Stats> {
-    let tenant = Arc::new(TenantId::new(TENANT)?);
-    let (p, event) = (p.clone(), event.clone());
-    let failure = Arc::new(std::sync::Mutex::new(None::<Error>));
-    let seen = failure.clone();
-    let stats = measure(op.name(), ops, tasks, move |i| {
-        let (p, t, event, seen) = (p.clone(), tenant.clone(), event.clone(), seen.clone());
-        async move {
-            if let Err(e) = step(&p, &t, op, i, event).await {
-                seen.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(e);
-            }
-        }
-    })
-    .await;
-    let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(stats),
-    }
-}
-
-async fn step(p: &Persistence, t: &TenantId, op: Op, i: usize, event: Envelope) -> Result<()> {
-    let thread = ThreadKey::new(key("thread", i))?;
-    match op {
-        Op::CheckpointPut => {
-            let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-            let c = NewCheckpoint {
-                id: CheckpointId::new(),
-                parent: None,
-                step: i as i64,
-                state: Envelope::new(1, state),
-                metadata: Default::default(),
-            };
-            p.checkpointer
-                .put(t, &thread, c, Default::default())
-                .await?;
-        }
-        Op::CheckpointGetLatest => {
-            p.checkpointer
-                .get(t, &thread, CheckpointSelector::Latest)
-                .await?;
-        }
-        Op::AppendOne | Op::AppendHundred => {
-            let size = if matches!(op, Op::AppendOne) { 1 } else { 100 };
-            let session = SessionKey::new(key(&format!("session-{size}"), i))?;
-            p.sessions
-                .append(t, &session, vec![event; size], AppendOptions::default())
-                .await?;
-        }
-        Op::StorePut => {
-            let key = ItemKey::new(format!("k{}", i % 100))?;
-            p.store
-                .put(t, &namespace()?, &key, event, PutItemOptions::default())
-                .await?;
-        }
-        Op::StoreGet => {
-            let key = ItemKey::new(format!("k{}", i % 100))?;
-            p.store.get(t, &namespace()?, &key).await?;
-        }
-        Op::LockCycle => {
-            let name = LockKey::new(format!("lock-{i}"))?;
-            let lease = p
-                .lock
-                .try_acquire(t, &name, Duration::from_secs(30))
-                .await?
-                .ok_or_else(|| Error::conflict(format!("bench lock {name} is held")))?;
-            p.lock.release(&lease).await?;
-        }
-    }
-    Ok(())
-}
-
-fn namespace() -> Result<Namespace> {
-    Namespace::new(["bench", "items"])
-}
-
-/// Deletes what the workload wrote (leases expire by themselves).
-async fn cleanup(p: &Persistence) -> Result<()> {
-    let t = TenantId::new(TENANT)?;
-    for i in 0..SPREAD {
-        p.checkpointer
-            .delete_thread(&t, &ThreadKey::new(key("thread", i))?)
-            .await?;
-        for size in [1, 100] {
-            let session = SessionKey::new(key(&format!("session-{size}"), i))?;
-            p.sessions.delete(&t, &session).await?;
-        }
-    }
-    for i in 0..100 {
-        p.store
-            .delete(&t, &namespace()?, &ItemKey::new(format!("k{i}"))?, None)
-            .await?;
-    }
-    Ok(())
 }

@@ -11,15 +11,11 @@
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use persistence_conformance::bench::workload::{self, Op, Stores};
 use persistence_conformance::bench::{arg, measure, print_header, print_row};
-use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey, Lock,
-    LockKey, Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey,
-};
+use persistence_core::{AppendOptions, SessionKey, SessionLog, TenantId};
 use persistence_fs::{Durability, FsBackend, FsConfig};
-use serde_json::json;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> persistence_core::Result<()> {
@@ -29,7 +25,7 @@ async fn main() -> persistence_core::Result<()> {
         .unwrap_or_else(std::env::temp_dir);
     let scratch = tempfile::tempdir_in(&parent).expect("scratch dir");
     let t = TenantId::new("bench")?;
-    let event = Envelope::new(1, json!({"role": "assistant", "text": "x".repeat(64)}));
+    let event = workload::event();
     let record_size = serde_json::to_vec(&event)
         .map(|v| v.len() + 60)
         .unwrap_or(128);
@@ -61,102 +57,20 @@ async fn main() -> persistence_core::Result<()> {
     .await;
     print_row(&raw_stats, None);
 
+    // The workload every backend runs (`persistence_bench::workload`), once per setting.
     for durability in [Durability::Fsync, Durability::None] {
         let b = FsBackend::open(
             FsConfig::new(scratch.path().join(format!("{durability:?}")))
                 .with_durability(durability),
         )?;
+        let stores = Stores::of(b);
         let base = (durability == Durability::Fsync).then_some(raw_stats.ops_per_sec);
-        let label = |op: &str| format!("{op} ({durability:?})");
-        let thread = ThreadKey::new("thread")?;
-        let (b2, t2, th, e) = (b.clone(), t.clone(), thread.clone(), event.clone());
-        let s = measure(&label("checkpoint put"), ops, 1, move |i| {
-            let c = NewCheckpoint {
-                id: CheckpointId::new(),
-                parent: None,
-                step: i as i64,
-                state: e.clone(),
-                metadata: Default::default(),
-            };
-            let (b, t, th) = (b2.clone(), t2.clone(), th.clone());
-            async move {
-                Checkpointer::put(&b, &t, &th, c, Default::default())
-                    .await
-                    .expect("put");
-            }
-        })
-        .await;
-        print_row(&s, base);
-        let (b2, t2, th) = (b.clone(), t.clone(), thread.clone());
-        let s = measure(&label("checkpoint get latest"), ops, 1, move |_| {
-            let (b, t, th) = (b2.clone(), t2.clone(), th.clone());
-            async move {
-                Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
-                    .await
-                    .expect("get");
-            }
-        })
-        .await;
-        print_row(&s, None);
-        for (name, size, count) in [
-            ("session append 1 event", 1, ops),
-            ("session append 100 events", 100, ops / 10),
-        ] {
-            let (b2, t2, e) = (b.clone(), t.clone(), event.clone());
-            let session = SessionKey::new(format!("session-{size}"))?;
-            let s = measure(&label(name), count, 1, move |_| {
-                let (b, t, s, batch) = (
-                    b2.clone(),
-                    t2.clone(),
-                    session.clone(),
-                    vec![e.clone(); size],
-                );
-                async move {
-                    b.append(&t, &s, batch, AppendOptions::default())
-                        .await
-                        .expect("append");
-                }
-            })
-            .await;
+        for op in Op::ALL {
+            workload::warm_up(&stores, op, 1).await?;
+            let mut s = workload::measure_op(&stores, op, op.count(ops), 1).await?;
+            s.name = format!("{} ({durability:?})", s.name);
             print_row(&s, base);
         }
-        let ns = Namespace::new(["users", "u1"])?;
-        let (b2, t2, n2, e) = (b.clone(), t.clone(), ns.clone(), event.clone());
-        let s = measure(&label("store put"), ops, 1, move |i| {
-            let (b, t, n, e) = (b2.clone(), t2.clone(), n2.clone(), e.clone());
-            async move {
-                let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
-                Store::put(&b, &t, &n, &key, e, Default::default())
-                    .await
-                    .expect("put");
-            }
-        })
-        .await;
-        print_row(&s, base);
-        let (b2, t2, n2) = (b.clone(), t.clone(), ns.clone());
-        let s = measure(&label("store get"), ops, 1, move |i| {
-            let (b, t, n) = (b2.clone(), t2.clone(), n2.clone());
-            async move {
-                let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
-                Store::get(&b, &t, &n, &key).await.expect("get");
-            }
-        })
-        .await;
-        print_row(&s, None);
-        let (b2, t2, name) = (b.clone(), t.clone(), LockKey::new("lock")?);
-        let s = measure(&label("lock cycle (acquire+release)"), ops, 1, move |_| {
-            let (b, t, n) = (b2.clone(), t2.clone(), name.clone());
-            async move {
-                let lease = b
-                    .try_acquire(&t, &n, Duration::from_secs(30))
-                    .await
-                    .expect("acquire")
-                    .expect("free");
-                b.release(&lease).await.expect("release");
-            }
-        })
-        .await;
-        print_row(&s, None);
     }
 
     let b = FsBackend::open(

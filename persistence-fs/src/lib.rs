@@ -45,22 +45,25 @@
 //!
 //! # Performance
 //! `cargo run --release -p persistence-fs --example fs_bench -- --ops 1000` on the project's
-//! 2-core VM (ext4), one task, beside a raw `write` + `fdatasync` loop of a 182-byte
+//! 2-core VM (ext4), one task, running the workload every backend runs
+//! (`persistence_bench::workload`: checkpoints over 8 threads, store items over 100 keys,
+//! a fresh lock name per cycle) beside a raw `write` + `fdatasync` loop of a 182-byte
 //! record in the same run:
 //!
 //! | operation | Fsync ops/s | p50 | None ops/s | p50 |
 //! |---|---|---|---|---|
-//! | raw write + fdatasync (baseline) | 9 266 | 105 µs | | |
-//! | session append, 1 event | 5 495 (0.59× raw) | 170 µs | 32 097 | 32 µs |
-//! | session append, 100 events | 3 421 batches | 301 µs | 12 700 batches | 73 µs |
-//! | checkpoint put | 778 | 1.25 ms | 1 044 | 1.0 ms |
-//! | checkpoint get latest (2 000 in thread) | 2 467 | 402 µs | 2 745 | 359 µs |
-//! | store put | 913 | 1.19 ms | 4 728 | 219 µs |
-//! | store get | 39 021 | 20 µs | 44 097 | 19 µs |
-//! | lock cycle (acquire + release) | 1 334 | 727 µs | 2 811 | 344 µs |
+//! | raw write + fdatasync (baseline) | 5 986 | 157 µs | | |
+//! | session append, 1 event | 3 447 (0.58× raw) | 243 µs | 7 795 | 113 µs |
+//! | session append, 100 events | 1 617 batches | 386 µs | 3 120 batches | 173 µs |
+//! | checkpoint put | 777 | 1.31 ms | 1 535 | 690 µs |
+//! | checkpoint get latest | 7 167 | 141 µs | 6 679 | 152 µs |
+//! | store put | 684 | 1.40 ms | 1 308 | 761 µs |
+//! | store get | 18 973 | 55 µs | 14 825 | 68 µs |
+//! | lock cycle (acquire + release, new lock) | 295 | 3.2 ms | 594 | 1.6 ms |
 //!
-//! Reading 100 events after ordinal 999 000 of a 1 000 000-event session costs 1.02× the
-//! same read after ordinal 1 000 (p50 151 µs vs 154 µs).
+//! Reading 100 events after ordinal 999 000 of a 1 000 000-event session costs 0.93× the
+//! same read after ordinal 1 000 (p50 276 µs vs 298 µs). An earlier run on a quieter
+//! machine measured the raw loop at 9 266/s and the one-event append at 0.59× of it.
 //!
 //! A durable one-event append reaches 0.59× the raw loop, short of the 0.8× aimed for:
 //! besides the one `fdatasync` it takes an flock, re-validates the log tail (two record

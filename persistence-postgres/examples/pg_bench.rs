@@ -12,13 +12,12 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use persistence_conformance::bench::workload::{self, Op, Stores};
 use persistence_conformance::bench::{Stats, arg, measure, print_header, print_row};
 use persistence_conformance::harness::{CountingProxy, LocalPostgres, Server, server_url};
 use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey, Lock,
-    LockKey, Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey,
+    CheckpointId, CheckpointSelector, Checkpointer, Envelope, NewCheckpoint, TenantId, ThreadKey,
 };
 use persistence_postgres::{PgBackend, PgConfig, migrate};
 use serde_json::json;
@@ -39,10 +38,6 @@ async fn with_round_trips<F: std::future::Future<Output = Stats>>(
     let mut stats = run.await;
     stats.round_trips = Some((proxy.flights() - before) as f64 / ops as f64);
     stats
-}
-
-fn thread(i: usize) -> ThreadKey {
-    ThreadKey::new(format!("thread-{}", i % 8)).expect("thread")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +88,6 @@ async fn main() -> persistence_core::Result<()> {
     let raw = Arc::new(Mutex::new(raw));
     let t = TenantId::new("bench")?;
     let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-    let event = Envelope::new(1, json!({"role": "assistant", "text": "x".repeat(64)}));
 
     println!(
         "persistence-postgres benchmark, {ops} ops per row, server {}:{}",
@@ -122,92 +116,20 @@ async fn main() -> persistence_core::Result<()> {
     let raw_stats = with_round_trips(&proxy, ops, raw_run).await;
     print_row(&raw_stats, None);
 
+    // The workload every backend runs (`persistence_bench::workload`).
+    let stores = Stores::of(b.clone());
     for tasks in [1usize, 8] {
         let base = (tasks == 1).then_some(raw_stats.ops_per_sec);
-        let (b2, t2, s2) = (b.clone(), t.clone(), state.clone());
-        let run = measure("checkpoint put", ops, tasks, move |i| {
-            let (b, t, s) = (b2.clone(), t2.clone(), s2.clone());
-            async move {
-                let c = NewCheckpoint {
-                    id: CheckpointId::new(),
-                    parent: None,
-                    step: i as i64,
-                    state: Envelope::new(1, s),
-                    metadata: Default::default(),
-                };
-                Checkpointer::put(&b, &t, &thread(i), c, Default::default())
+        for op in Op::ALL {
+            workload::warm_up(&stores, op, tasks).await?;
+            let count = op.count(ops);
+            let run = async {
+                workload::measure_op(&stores, op, count, tasks)
                     .await
-                    .expect("put");
-            }
-        });
-        print_row(&with_round_trips(&proxy, ops, run).await, base);
-
-        let (b2, t2) = (b.clone(), t.clone());
-        let run = measure("checkpoint get latest", ops, tasks, move |i| {
-            let (b, t) = (b2.clone(), t2.clone());
-            async move {
-                Checkpointer::get(&b, &t, &thread(i), CheckpointSelector::Latest)
-                    .await
-                    .expect("get");
-            }
-        });
-        print_row(&with_round_trips(&proxy, ops, run).await, None);
-
-        for (name, size, count) in [
-            ("session append 1 event", 1usize, ops),
-            ("session append 100 events", 100, ops / 10),
-        ] {
-            let (b2, t2, e) = (b.clone(), t.clone(), event.clone());
-            let run = measure(name, count, tasks, move |i| {
-                let (b, t, batch) = (b2.clone(), t2.clone(), vec![e.clone(); size]);
-                async move {
-                    let session =
-                        SessionKey::new(format!("session-{size}-{}", i % 8)).expect("session");
-                    b.append(&t, &session, batch, AppendOptions::default())
-                        .await
-                        .expect("append");
-                }
-            });
-            print_row(&with_round_trips(&proxy, count, run).await, None);
+                    .unwrap_or_else(|e| panic!("{}: {e}", op.name()))
+            };
+            print_row(&with_round_trips(&proxy, count, run).await, base);
         }
-
-        let ns = Namespace::new(["users", "u1"])?;
-        let (b2, t2, n2, e) = (b.clone(), t.clone(), ns.clone(), event.clone());
-        let run = measure("store put", ops, tasks, move |i| {
-            let (b, t, n, e) = (b2.clone(), t2.clone(), n2.clone(), e.clone());
-            async move {
-                let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
-                Store::put(&b, &t, &n, &key, e, Default::default())
-                    .await
-                    .expect("put");
-            }
-        });
-        print_row(&with_round_trips(&proxy, ops, run).await, None);
-
-        let (b2, t2, n2) = (b.clone(), t.clone(), ns.clone());
-        let run = measure("store get", ops, tasks, move |i| {
-            let (b, t, n) = (b2.clone(), t2.clone(), n2.clone());
-            async move {
-                let key = ItemKey::new(format!("k{}", i % 100)).expect("key");
-                Store::get(&b, &t, &n, &key).await.expect("get");
-            }
-        });
-        print_row(&with_round_trips(&proxy, ops, run).await, None);
-
-        let (b2, t2) = (b.clone(), t.clone());
-        let run = measure("lock cycle (acquire+release)", ops, tasks, move |i| {
-            let (b, t) = (b2.clone(), t2.clone());
-            async move {
-                let name = LockKey::new(format!("lock-{i}")).expect("lock");
-                let lease = b
-                    .try_acquire(&t, &name, Duration::from_secs(30))
-                    .await
-                    .expect("acquire")
-                    .expect("free");
-                b.release(&lease).await.expect("release");
-            }
-        });
-        print_row(&with_round_trips(&proxy, ops, run).await, None);
     }
 
     // get latest on a 1 000-checkpoint thread, before and after 1 000 000 rows elsewhere.

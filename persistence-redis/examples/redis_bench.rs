@@ -11,16 +11,11 @@
 #![allow(clippy::expect_used)] // a benchmark: a failed operation should stop it loudly
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use persistence_conformance::bench::workload::{self, Op, Stores};
 use persistence_conformance::bench::{Stats, arg, measure, print_header, print_row};
 use persistence_conformance::harness::{CountingProxy, LocalRedis, Server, server_url};
-use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey, Lock,
-    LockKey, Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey,
-};
 use persistence_redis::{RedisBackend, RedisConfig};
-use serde_json::json;
 
 async fn counted<F: std::future::Future<Output = Stats>>(
     proxy: Option<&CountingProxy>,
@@ -38,9 +33,6 @@ async fn counted<F: std::future::Future<Output = Stats>>(
 async fn run_suite(label: &str, url: String, proxy: Option<&CountingProxy>, ops: usize) {
     let config = RedisConfig::new(url.clone()).with_prefix(format!("bench{}:", std::process::id()));
     let b = RedisBackend::connect(config).await.expect("connect");
-    let t = TenantId::new("bench").expect("tenant");
-    let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-    let event = Envelope::new(1, json!({"role": "assistant", "text": "x".repeat(64)}));
     println!("\n{label}: {ops} ops per row");
     print_header();
 
@@ -93,104 +85,24 @@ async fn run_suite(label: &str, url: String, proxy: Option<&CountingProxy>, ops:
     .await;
     print_row(&set, None);
 
+    // The workload every backend runs (`persistence_bench::workload`).
+    let stores = Stores::of(b);
     for tasks in [1usize, 8] {
         let base = (tasks == 1).then_some(eval.ops_per_sec);
-        let (b2, t2, s2) = (b.clone(), t.clone(), state.clone());
-        let run = measure("checkpoint put", ops, tasks, move |i| {
-            let (b, t, s) = (b2.clone(), t2.clone(), s2.clone());
-            async move {
-                let th = ThreadKey::new(format!("thread-{}", i % 8)).expect("thread");
-                let c = NewCheckpoint {
-                    id: CheckpointId::new(),
-                    parent: None,
-                    step: i as i64,
-                    state: Envelope::new(1, s),
-                    metadata: Default::default(),
-                };
-                Checkpointer::put(&b, &t, &th, c, Default::default())
+        for op in Op::ALL {
+            workload::warm_up(&stores, op, tasks)
+                .await
+                .expect("warm-up");
+            let count = op.count(ops);
+            let run = async {
+                workload::measure_op(&stores, op, count, tasks)
                     .await
-                    .expect("put");
-            }
-        });
-        print_row(&counted(proxy, ops, run).await, base);
-        let (b2, t2) = (b.clone(), t.clone());
-        let run = measure("checkpoint get latest", ops, tasks, move |i| {
-            let (b, t) = (b2.clone(), t2.clone());
-            async move {
-                let th = ThreadKey::new(format!("thread-{}", i % 8)).expect("thread");
-                Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
-                    .await
-                    .expect("get");
-            }
-        });
-        print_row(&counted(proxy, ops, run).await, base);
-        for (name, size, count) in [
-            ("session append 1 event", 1usize, ops),
-            ("session append 100 events", 100, ops / 10),
-        ] {
-            let (b2, t2, e) = (b.clone(), t.clone(), event.clone());
-            let run = measure(name, count, tasks, move |i| {
-                let (b, t, batch) = (b2.clone(), t2.clone(), vec![e.clone(); size]);
-                async move {
-                    let s = SessionKey::new(format!("session-{size}-{}", i % 8)).expect("session");
-                    b.append(&t, &s, batch, AppendOptions::default())
-                        .await
-                        .expect("append");
-                }
-            });
-            print_row(
-                &counted(proxy, count, run).await,
-                if size == 1 { base } else { None },
-            );
+                    .unwrap_or_else(|e| panic!("{}: {e}", op.name()))
+            };
+            print_row(&counted(proxy, count, run).await, base);
         }
-        let ns = Namespace::new(["users", "u1"]).expect("ns");
-        let (b2, t2, n2, e) = (b.clone(), t.clone(), ns.clone(), event.clone());
-        let run = measure("store put", ops, tasks, move |i| {
-            let (b, t, n, e) = (b2.clone(), t2.clone(), n2.clone(), e.clone());
-            async move {
-                Store::put(
-                    &b,
-                    &t,
-                    &n,
-                    &ItemKey::new(format!("k{}", i % 100)).expect("key"),
-                    e,
-                    Default::default(),
-                )
-                .await
-                .expect("put");
-            }
-        });
-        print_row(&counted(proxy, ops, run).await, base);
-        let (b2, t2, n2) = (b.clone(), t.clone(), ns.clone());
-        let run = measure("store get", ops, tasks, move |i| {
-            let (b, t, n) = (b2.clone(), t2.clone(), n2.clone());
-            async move {
-                Store::get(
-                    &b,
-                    &t,
-                    &n,
-                    &ItemKey::new(format!("k{}", i % 100)).expect("key"),
-                )
-                .await
-                .expect("get");
-            }
-        });
-        print_row(&counted(proxy, ops, run).await, base);
-        let (b2, t2) = (b.clone(), t.clone());
-        let run = measure("lock cycle (acquire+release)", ops, tasks, move |i| {
-            let (b, t) = (b2.clone(), t2.clone());
-            async move {
-                let name = LockKey::new(format!("lock-{i}")).expect("lock");
-                let lease = b
-                    .try_acquire(&t, &name, Duration::from_secs(30))
-                    .await
-                    .expect("acquire")
-                    .expect("free");
-                b.release(&lease).await.expect("release");
-            }
-        });
-        print_row(&counted(proxy, ops, run).await, None);
     }
+    workload::cleanup(&stores).await.expect("cleanup");
 }
 
 enum Raw {

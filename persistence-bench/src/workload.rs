@@ -1,0 +1,227 @@
+//! The benchmark workload: the same operations, payloads and key spread on every
+//! backend, so figures compare across backends and with each raw baseline.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use persistence_core::{
+    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, Error, ItemKey, Lock,
+    LockKey, Namespace, NewCheckpoint, PutItemOptions, Result, SessionKey, SessionLog, Store,
+    TenantId, ThreadKey,
+};
+use serde_json::json;
+
+use crate::{Stats, measure};
+
+/// The tenant the workload writes under.
+pub const TENANT: &str = "persistence-bench";
+/// Threads and sessions are spread over this many ids.
+const SPREAD: usize = 8;
+/// Store keys are spread over this many ids.
+const KEYS: usize = 100;
+/// Unmeasured calls per task before a row: connections prepare statements and load
+/// scripts on first use.
+pub const WARM_UP: usize = 3;
+
+/// The four traits of the backend under test.
+#[derive(Clone)]
+pub struct Stores {
+    /// Checkpoints.
+    pub checkpointer: Arc<dyn Checkpointer>,
+    /// Memory items.
+    pub store: Arc<dyn Store>,
+    /// Session logs.
+    pub sessions: Arc<dyn SessionLog>,
+    /// Leases.
+    pub lock: Arc<dyn Lock>,
+}
+
+impl Stores {
+    /// The four traits of one backend value.
+    pub fn of<B>(backend: B) -> Self
+    where
+        B: Checkpointer + Store + SessionLog + Lock + Clone + 'static,
+    {
+        Stores {
+            checkpointer: Arc::new(backend.clone()),
+            store: Arc::new(backend.clone()),
+            sessions: Arc::new(backend.clone()),
+            lock: Arc::new(backend),
+        }
+    }
+}
+
+/// One row of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `Checkpointer::put` of a ~250-byte state, no guard.
+    CheckpointPut,
+    /// `Checkpointer::get(Latest)`.
+    CheckpointGetLatest,
+    /// `SessionLog::append` of one ~90-byte event.
+    AppendOne,
+    /// `SessionLog::append` of a 100-event batch.
+    AppendHundred,
+    /// `Store::put` over 100 keys.
+    StorePut,
+    /// `Store::get` over 100 keys.
+    StoreGet,
+    /// `Lock::try_acquire` then `Lock::release`.
+    LockCycle,
+}
+
+impl Op {
+    /// Every row, in print order.
+    pub const ALL: [Op; 7] = [
+        Op::CheckpointPut,
+        Op::CheckpointGetLatest,
+        Op::AppendOne,
+        Op::AppendHundred,
+        Op::StorePut,
+        Op::StoreGet,
+        Op::LockCycle,
+    ];
+
+    /// The row's label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::CheckpointPut => "checkpoint put",
+            Op::CheckpointGetLatest => "checkpoint get latest",
+            Op::AppendOne => "session append 1 event",
+            Op::AppendHundred => "session append 100 events",
+            Op::StorePut => "store put",
+            Op::StoreGet => "store get",
+            Op::LockCycle => "lock cycle (acquire+release)",
+        }
+    }
+
+    /// Operations in a row of `ops`: 100-event batches run a tenth as many.
+    pub fn count(self, ops: usize) -> usize {
+        match self {
+            Op::AppendHundred => (ops / 10).max(1),
+            _ => ops,
+        }
+    }
+}
+
+/// The one-event payload of the session rows (also the size the raw baselines write).
+pub fn event() -> Envelope {
+    Envelope::new(1, json!({"role": "assistant", "text": "x".repeat(64)}))
+}
+
+/// Runs `op` a few times per task, unmeasured.
+///
+/// # Errors
+/// The first failed call.
+pub async fn warm_up(stores: &Stores, op: Op, tasks: usize) -> Result<Stats> {
+    measure_op(stores, op, WARM_UP * tasks.max(1), tasks).await
+}
+
+/// Measures `op` `ops` times on `tasks` concurrent tasks. A failed call fails the row:
+/// figures of failing operations would be meaningless.
+///
+/// # Errors
+/// The first failed call.
+pub async fn measure_op(stores: &Stores, op: Op, ops: usize, tasks: usize) -> Result<Stats> {
+    let tenant = Arc::new(TenantId::new(TENANT)?);
+    let stores = stores.clone();
+    let failure = Arc::new(Mutex::new(None::<Error>));
+    let seen = failure.clone();
+    let stats = measure(op.name(), ops, tasks, move |i| {
+        let (stores, t, seen) = (stores.clone(), tenant.clone(), seen.clone());
+        async move {
+            if let Err(e) = call(&stores, &t, op, i).await {
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+        }
+    })
+    .await;
+    let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
+}
+
+fn spread(kind: &str, i: usize) -> String {
+    format!("{kind}-{}", i % SPREAD)
+}
+
+fn namespace() -> Result<Namespace> {
+    Namespace::new(["bench", "items"])
+}
+
+async fn call(s: &Stores, t: &TenantId, op: Op, i: usize) -> Result<()> {
+    match op {
+        Op::CheckpointPut => {
+            let thread = ThreadKey::new(spread("thread", i))?;
+            let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
+            let c = NewCheckpoint {
+                id: CheckpointId::new(),
+                parent: None,
+                step: i as i64,
+                state: Envelope::new(1, state),
+                metadata: Default::default(),
+            };
+            s.checkpointer
+                .put(t, &thread, c, Default::default())
+                .await?;
+        }
+        Op::CheckpointGetLatest => {
+            let thread = ThreadKey::new(spread("thread", i))?;
+            s.checkpointer
+                .get(t, &thread, CheckpointSelector::Latest)
+                .await?;
+        }
+        Op::AppendOne | Op::AppendHundred => {
+            let size = if op == Op::AppendOne { 1 } else { 100 };
+            let session = SessionKey::new(spread(&format!("session-{size}"), i))?;
+            s.sessions
+                .append(t, &session, vec![event(); size], AppendOptions::default())
+                .await?;
+        }
+        Op::StorePut => {
+            let key = ItemKey::new(format!("k{}", i % KEYS))?;
+            s.store
+                .put(t, &namespace()?, &key, event(), PutItemOptions::default())
+                .await?;
+        }
+        Op::StoreGet => {
+            let key = ItemKey::new(format!("k{}", i % KEYS))?;
+            s.store.get(t, &namespace()?, &key).await?;
+        }
+        Op::LockCycle => {
+            let name = LockKey::new(format!("lock-{i}"))?;
+            let lease = s
+                .lock
+                .try_acquire(t, &name, Duration::from_secs(30))
+                .await?
+                .ok_or_else(|| Error::conflict(format!("bench lock {name} is held")))?;
+            s.lock.release(&lease).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes what the workload wrote (leases expire by themselves).
+///
+/// # Errors
+/// The first failed delete.
+pub async fn cleanup(s: &Stores) -> Result<()> {
+    let t = TenantId::new(TENANT)?;
+    for i in 0..SPREAD {
+        let thread = ThreadKey::new(spread("thread", i))?;
+        s.checkpointer.delete_thread(&t, &thread).await?;
+        for size in [1, 100] {
+            let session = SessionKey::new(spread(&format!("session-{size}"), i))?;
+            s.sessions.delete(&t, &session).await?;
+        }
+    }
+    for i in 0..KEYS {
+        let key = ItemKey::new(format!("k{i}"))?;
+        s.store.delete(&t, &namespace()?, &key, None).await?;
+    }
+    Ok(())
+}
