@@ -25,8 +25,12 @@ pub enum ErrorKind {
     LockLost,
     /// Waiting (for a lock, for the backend) took longer than allowed.
     Timeout,
-    /// The stored payload was written by a newer schema than this code knows.
+    /// The stored payload was written by a newer schema than this code knows, or the
+    /// database was migrated past what this code stays compatible with.
     SchemaTooNew,
+    /// The database schema is older than this code needs: run the migrations
+    /// (`persistence migrate`) first. Nothing was changed.
+    SchemaTooOld,
     /// Stored data could not be decoded; it was not silently skipped.
     Corrupt,
     /// The backend could not be reached; retrying later may succeed. For writes whose
@@ -49,6 +53,7 @@ impl ErrorKind {
             ErrorKind::LockLost => "lock lost",
             ErrorKind::Timeout => "timeout",
             ErrorKind::SchemaTooNew => "schema too new",
+            ErrorKind::SchemaTooOld => "schema too old",
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unsupported => "unsupported",
@@ -139,6 +144,10 @@ impl Error {
         );
         e.schema = Some(SchemaVersions { found, supported });
         e
+    }
+    /// [`ErrorKind::SchemaTooOld`].
+    pub fn schema_too_old(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::SchemaTooOld, message)
     }
     /// [`ErrorKind::Corrupt`].
     pub fn corrupt(message: impl Into<String>) -> Self {

@@ -59,7 +59,10 @@ pub use ids::{
     ChannelName, CheckpointId, ItemKey, LockKey, MAX_KEY_BYTES, MAX_NAMESPACE_DEPTH,
     MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
 };
-pub use lock::{Fence, Lease, Lock, LockOptions, acquire_with_backoff, new_lease_token, with_lock};
+pub use lock::{
+    Fence, Lease, Lock, LockOptions, acquire_with_backoff, new_lease_token, validate_fence,
+    with_lock,
+};
 pub use memory::MemoryBackend;
 pub use page::{Cursor, MAX_PAGE_LIMIT, Page, validate_limit};
 pub use session_log::{AppendOptions, SessionEvent, SessionLog};

@@ -16,9 +16,43 @@ use crate::ids::{LockKey, TenantId};
 use crate::time::Timestamp;
 
 /// A fencing token: higher means a newer holder.
+///
+/// Fences range over `0..=Fence::MAX` (`i64::MAX`) on every backend, so that each can
+/// store and compare them exactly (Postgres `bigint`, Redis strings compared digit by
+/// digit, not as Lua doubles). A write carrying a fence above [`Fence::MAX`] fails
+/// `InvalidInput` on every backend and writes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Fence(pub u64);
+
+impl Fence {
+    /// The greatest fence any backend hands out or accepts: `i64::MAX`.
+    pub const MAX: Fence = Fence(i64::MAX as u64);
+
+    /// This fence if it is within `0..=Fence::MAX`.
+    ///
+    /// # Errors
+    /// `InvalidInput` naming the value when it is above [`Fence::MAX`].
+    pub fn checked(self) -> Result<Fence> {
+        if self > Fence::MAX {
+            return Err(Error::invalid_input(format!(
+                "fence {} is above the greatest fence {}",
+                self.0,
+                Fence::MAX.0
+            )));
+        }
+        Ok(self)
+    }
+}
+
+/// Checks an optional fence of a write against [`Fence::MAX`]; backends call it before
+/// writing.
+///
+/// # Errors
+/// As [`Fence::checked`].
+pub fn validate_fence(fence: Option<Fence>) -> Result<Option<Fence>> {
+    fence.map(Fence::checked).transpose()
+}
 
 /// Proof of holding a lock until `expires_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,16 +209,30 @@ where
 }
 
 /// Renews `lease` until renewal fails for good; returns the error that ended it.
+///
+/// The lease is known valid until `ttl` after the last successful renewal was *sent*
+/// (not answered). Every renewal attempt has its own deadline, ending a tenth of the TTL
+/// before that point, so a backend that hangs (a paused server, a lost network) ends
+/// the work as `LockLost` while the lease is still ours, never after it lapsed.
 async fn keep_renewed<L: Lock + ?Sized>(lock: &L, lease: &Lease, ttl: Duration) -> Error {
     let period = (ttl / 3).max(Duration::from_millis(1));
+    let margin = ttl / 10;
     let mut valid_until = tokio::time::Instant::now() + ttl;
     loop {
-        tokio::time::sleep(period).await;
-        match lock.renew(lease, ttl).await {
-            Ok(_) => valid_until = tokio::time::Instant::now() + ttl,
-            Err(e) if e.kind() == ErrorKind::LockLost => return e,
-            Err(e) if tokio::time::Instant::now() >= valid_until => return e,
-            Err(_) => {}
+        let give_up_at = valid_until.checked_sub(margin).unwrap_or(valid_until);
+        let next = tokio::time::Instant::now() + period;
+        tokio::time::sleep_until(next.min(give_up_at)).await;
+        let sent = tokio::time::Instant::now();
+        if sent >= give_up_at {
+            return Error::lock_lost("the lease could not be renewed before it would lapse");
+        }
+        match tokio::time::timeout_at(give_up_at, lock.renew(lease, ttl)).await {
+            Ok(Ok(_)) => valid_until = sent + ttl,
+            Ok(Err(e)) if e.kind() == ErrorKind::LockLost => return e,
+            Ok(Err(_)) => {}
+            Err(_) => {
+                return Error::lock_lost("renewing the lease did not finish before it would lapse");
+            }
         }
     }
 }

@@ -45,7 +45,7 @@ impl From<StoredCheckpoint> for Checkpoint {
 
 /// Checks `fence` against the high-water mark in `path`; returns the value to record.
 pub(crate) fn check_fence(path: &Path, fence: Option<Fence>) -> Result<Option<u64>> {
-    let Some(Fence(presented)) = fence else {
+    let Some(Fence(presented)) = persistence_core::validate_fence(fence)? else {
         return Ok(None);
     };
     let highest = files::read_counter(path)

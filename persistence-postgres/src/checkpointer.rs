@@ -84,7 +84,7 @@ impl Checkpointer for PgBackend {
                 .bind(c.id.as_uuid())
                 .bind(c.parent.map(|p| p.as_uuid()))
                 .bind(c.step)
-                .bind(c.state.schema_version as i32)
+                .bind(i64::from(c.state.schema_version))
                 .bind(Json(&c.state.data))
                 .bind(Json(&c.metadata))
                 .bind(expect)
@@ -184,7 +184,7 @@ impl Checkpointer for PgBackend {
                 .bind(thread.as_str())
                 .bind(checkpoint.as_uuid())
                 .bind(task.as_str())
-                .bind(Json(payload))
+                .bind(Json(&payload))
                 .bind(fence)
         )
         .map_err(|e| map(e, "checkpoint.put_writes", &key))?;
@@ -277,7 +277,9 @@ impl Checkpointer for PgBackend {
 }
 
 /// Fences are u64 in the API and bigint in the database.
+/// A fence as the database's `bigint`, after the core range check (`Fence::MAX` is
+/// `i64::MAX`, so every valid fence fits).
 pub(crate) fn fence_i64(f: u64) -> Result<i64> {
-    i64::try_from(f)
-        .map_err(|_| Error::invalid_input(format!("fence {f} exceeds the database's range")))
+    let Fence(f) = Fence(f).checked()?;
+    i64::try_from(f).map_err(|_| Error::invalid_input(format!("fence {f} is out of range")))
 }

@@ -2,20 +2,85 @@
 
 use std::time::Duration;
 
+/// What [`PgBackend::connect`](crate::PgBackend::connect) does when the role it connects
+/// as is a superuser or has BYPASSRLS, which turns off the row-level security that keeps
+/// tenants apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PrivilegedRole {
+    /// Connect, and log a `tracing` warning naming the role's privileges (default).
+    #[default]
+    Warn,
+    /// Fail with `InvalidInput`: production deployments should set this.
+    Refuse,
+    /// Connect silently (tests and tools that run as the owner on purpose).
+    Allow,
+}
+
 /// Settings of [`PgBackend::connect`](crate::PgBackend::connect).
-#[derive(Debug, Clone)]
+///
+/// The `Debug` output never shows the password. URL query options (stripped before the
+/// URL reaches the driver) override the defaults: `operation_timeout_ms`,
+/// `connect_timeout_ms`, `max_connections`, `statement_cache=off`.
+#[derive(Clone)]
+#[non_exhaustive]
 pub struct PgConfig {
     /// `postgres://persistence_app:...@host:5432/db`: connect as the application role
     /// (NOSUPERUSER, NOBYPASSRLS, owning no table), never as the migrator.
     pub url: String,
-    /// Pool size. Default 10.
+    /// Pool size. Default 10. A server or role limit below it is fine: callers queue for
+    /// the connections that work.
     pub max_connections: u32,
-    /// Server-side `statement_timeout` of every statement. Default 30 s.
+    /// Server-side `statement_timeout` of every statement. Default 25 s, below the
+    /// operation deadline, so a slow statement is cancelled by the server (`Timeout`)
+    /// before the client gives up on it.
     pub statement_timeout: Duration,
-    /// How long to wait for a pooled connection before `Unavailable`. Default 10 s.
+    /// Client-side deadline of one operation: waiting for a pooled connection, opening a
+    /// new one and the round trip together. Past it the call fails `Timeout` (its
+    /// message says when a write's outcome is unknown); it holds when the server is
+    /// stopped, partitioned or a listener never answers. Default 30 s.
+    pub operation_timeout: Duration,
+    /// How long opening one connection (TCP, startup, authentication) may take. Default
+    /// 5 s.
+    pub connect_timeout: Duration,
+    /// How long to wait for a free pool slot before `Unavailable`. Default 10 s.
     pub acquire_timeout: Duration,
+    /// Idle connections are closed after this long unused. Default 10 min.
+    pub idle_timeout: Duration,
+    /// Connections are closed once this old, when next returned idle. Default 30 min.
+    pub max_lifetime: Duration,
+    /// A connection idle for longer than this is pinged before use (one extra round trip
+    /// after a quiet period; none on the hot path). Default 30 s.
+    pub check_idle_after: Duration,
+    /// Prepare statements once per connection and reuse them (default `true`). Turn off
+    /// behind PgBouncer in transaction pooling mode before 1.21 (or with
+    /// `max_prepared_statements = 0`), which cannot keep named prepared statements:
+    /// statements are then sent unnamed, still one round trip each.
+    pub statement_cache: bool,
+    /// What to do when connected as a superuser or BYPASSRLS role. Default
+    /// [`PrivilegedRole::Warn`].
+    pub privileged_role: PrivilegedRole,
     /// `application_name` shown in `pg_stat_activity`. Default `"persistence"`.
     pub application_name: String,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConfig")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("check_idle_after", &self.check_idle_after)
+            .field("statement_cache", &self.statement_cache)
+            .field("privileged_role", &self.privileged_role)
+            .field("application_name", &self.application_name)
+            .finish()
+    }
 }
 
 impl PgConfig {
@@ -24,9 +89,78 @@ impl PgConfig {
         PgConfig {
             url: url.into(),
             max_connections: 10,
-            statement_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(25),
+            operation_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            max_lifetime: Duration::from_secs(1800),
+            check_idle_after: Duration::from_secs(30),
+            statement_cache: true,
+            privileged_role: PrivilegedRole::Warn,
             application_name: "persistence".into(),
         }
     }
+    /// Same settings with another pool size.
+    #[must_use]
+    pub fn with_max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+    /// Same settings with another operation deadline.
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+    /// Same settings with another connect timeout.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+    /// Same settings with the statement cache on or off (see
+    /// [`statement_cache`](Self::statement_cache)).
+    #[must_use]
+    pub fn with_statement_cache(mut self, on: bool) -> Self {
+        self.statement_cache = on;
+        self
+    }
+    /// Same settings with another policy for privileged roles.
+    #[must_use]
+    pub fn with_privileged_role(mut self, policy: PrivilegedRole) -> Self {
+        self.privileged_role = policy;
+        self
+    }
+    /// Same settings with another idle-check threshold.
+    #[must_use]
+    pub fn with_check_idle_after(mut self, after: Duration) -> Self {
+        self.check_idle_after = after;
+        self
+    }
+}
+
+/// `url` with any password (userinfo or `password=` option) replaced by `***`: the
+/// only form in which a URL appears in errors, Debug output or logs.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "<unparsable URL>".into();
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(k, v)| {
+            let secret = matches!(&*k, "password" | "sslpassword");
+            (
+                k.into_owned(),
+                if secret { "***".into() } else { v.into_owned() },
+            )
+        })
+        .collect();
+    if !pairs.is_empty() {
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }

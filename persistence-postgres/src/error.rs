@@ -2,37 +2,74 @@
 
 use persistence_core::Error;
 
+use crate::pool::DbError;
+
 /// Backend name used in error messages.
 pub const BACKEND: &str = "postgres";
 
-/// Maps a sqlx error of `operation` on `key`.
+/// Whether `operation` (as named in errors, e.g. `"checkpoint.put"`) may change data.
+fn is_write(operation: &str) -> bool {
+    let verb = operation.rsplit('.').next().unwrap_or(operation);
+    !matches!(
+        verb,
+        "get"
+            | "list"
+            | "list_threads"
+            | "read"
+            | "head"
+            | "list_sessions"
+            | "list_namespaces"
+            | "search"
+            | "tenants"
+            | "connect"
+            | "migrate"
+    )
+}
+
+/// Maps a failed operation `operation` on `key`.
 ///
 /// The SQL functions signal contract failures with custom SQLSTATEs: `PT409` conflict,
-/// `PT423` fenced, `PT404` not found, `PT400` invalid input.
-pub fn map(e: sqlx::Error, operation: &'static str, key: impl std::fmt::Display) -> Error {
-    let err = match &e {
+/// `PT423` fenced, `PT404` not found, `PT400` invalid input. A write's outcome is called
+/// unknown only when its statement was sent and no answer came back.
+pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Display) -> Error {
+    let unknown = if e.sent && is_write(operation) {
+        "; the write's outcome is unknown"
+    } else {
+        ""
+    };
+    let Some(source) = e.error else {
+        return Error::timeout(format!(
+            "no answer from the database within the operation deadline of {:?}{unknown}",
+            e.deadline
+        ))
+        .context(BACKEND, operation, key);
+    };
+    let err = match &source {
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();
             match db.code().as_deref() {
                 Some("PT409") => Error::conflict(message),
                 Some("PT423") => Error::new(persistence_core::ErrorKind::Fenced, message),
                 Some("PT404") => Error::not_found(message),
-                Some("PT400") | Some("22P05") | Some("22021") | Some("54000") => {
-                    Error::invalid_input(message)
-                }
+                Some("PT400") | Some("22P05") | Some("22021") | Some("54000") | Some("22003")
+                | Some("23514") => Error::invalid_input(message),
                 Some("57014") => Error::timeout(format!("statement timed out: {message}")),
-                Some("40001") | Some("40P01") | Some("53300") | Some("57P01") | Some("57P03") => {
+                Some("40001") | Some("40P01") | Some("53300") => {
                     Error::unavailable(format!("{message}; retry"))
+                }
+                Some(code) if code.starts_with("57P") || code.starts_with("08") => {
+                    Error::unavailable(format!("{message}{unknown}"))
                 }
                 _ => Error::backend_error(message),
             }
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => Error::unavailable(
-            "cannot reach the database (is Postgres running?); if this was a write, its outcome is unknown",
-        ),
+        | sqlx::Error::WorkerCrashed => Error::unavailable(format!(
+            "cannot reach the database (is Postgres running?){unknown}"
+        )),
         sqlx::Error::PoolTimedOut => {
             Error::unavailable("no database connection became free in time")
         }
@@ -41,7 +78,16 @@ pub fn map(e: sqlx::Error, operation: &'static str, key: impl std::fmt::Display)
         }
         _ => Error::backend_error("database error"),
     };
-    err.context(BACKEND, operation, key).with_source(e)
+    err.context(BACKEND, operation, key).with_source(source)
+}
+
+/// [`map`] for an error that happened before any statement was sent (connect, setup).
+pub(crate) fn map_unsent(
+    e: sqlx::Error,
+    operation: &'static str,
+    key: impl std::fmt::Display,
+) -> Error {
+    map(DbError::before_send(e), operation, key)
 }
 
 /// A JSON result that does not decode: the database holds something this code did not

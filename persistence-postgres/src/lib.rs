@@ -74,18 +74,51 @@ mod migrate;
 mod pool;
 mod session_log;
 mod store;
+mod url_options;
 
-pub use config::PgConfig;
+pub use config::{PgConfig, PrivilegedRole, redact_url};
 pub use migrate::{MIGRATOR, SCHEMA_VERSION, migrate};
-use persistence_core::{Capabilities, Result, TenantId};
+use persistence_core::{Capabilities, Error, Result, TenantId};
 use std::sync::Arc;
 
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::error::map;
+use crate::error::{BACKEND, map, map_unsent};
 
 const LIST_TENANTS: &str = "SELECT persistence.list_tenants()";
+const ROLE_PRIVILEGES: &str =
+    "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user";
+
+/// Warns about or refuses a role that row-level security does not bind.
+async fn check_role(conn: &mut sqlx::PgConnection, policy: PrivilegedRole) -> Result<()> {
+    if policy == PrivilegedRole::Allow {
+        return Ok(());
+    }
+    let (role, superuser, bypass): (String, bool, bool) = sqlx::query_as(ROLE_PRIVILEGES)
+        .fetch_all(&mut *conn)
+        .await
+        .and_then(pool::single)
+        .map_err(|e| map_unsent(e, "connect", "role"))?;
+    if !(superuser || bypass) {
+        return Ok(());
+    }
+    let what = if superuser { "SUPERUSER" } else { "BYPASSRLS" };
+    if policy == PrivilegedRole::Refuse {
+        return Err(Error::invalid_input(format!(
+            "connected as role {role:?}, which is {what}: row-level security does not \
+             separate tenants for it; connect as persistence_app"
+        ))
+        .context(BACKEND, "connect", "role"));
+    }
+    tracing::warn!(
+        role = %role,
+        privilege = what,
+        "persistence: connected to Postgres as a {what} role; row-level security does not \
+         separate tenants for it (connect as persistence_app, or set PrivilegedRole::Refuse)"
+    );
+    Ok(())
+}
 
 /// The PostgreSQL backend. Clones share one connection pool.
 #[derive(Clone, Debug)]
@@ -94,30 +127,64 @@ pub struct PgBackend {
 }
 
 impl PgBackend {
-    /// Connects a pool and checks the database schema version.
+    /// Connects a pool, checks the database schema and the role's privileges.
+    ///
+    /// The whole call is bounded by [`PgConfig::operation_timeout`].
     ///
     /// # Errors
-    /// `Unavailable` if the server cannot be reached; `NotFound` if the database is not
-    /// migrated (or is older than this code); `SchemaTooNew` if it was migrated by a
-    /// newer version of this library.
+    /// `InvalidInput` for a malformed URL or option, or a privileged role under
+    /// [`PrivilegedRole::Refuse`]; `Unavailable` if the server cannot be reached;
+    /// `Timeout` if it does not answer in time; `SchemaTooOld` if the database is not
+    /// migrated (or older than this code runs against); `SchemaTooNew` if it was
+    /// migrated by a newer version of this library that is not compatible with this one.
     pub async fn connect(config: PgConfig) -> Result<Self> {
-        let timeout_ms = config.statement_timeout.as_millis().to_string();
-        let options: PgConnectOptions = config
-            .url
+        let config = url_options::apply(config)?;
+        let timeout_ms = config.config.statement_timeout.as_millis().to_string();
+        let mut options: PgConnectOptions = config
+            .driver_url
             .parse::<PgConnectOptions>()
-            .map_err(|e| map(e, "connect", "url"))?
-            .application_name(&config.application_name)
+            .map_err(|e| map_unsent(e, "connect", "url"))?
+            .application_name(&config.config.application_name)
             .options([("statement_timeout", timeout_ms.as_str())])
             .disable_statement_logging();
+        if !config.config.statement_cache {
+            options = options.statement_cache_capacity(0);
+        }
+        let c = &config.config;
         let db = Arc::new(pool::ConnPool::new(
             options,
-            config.max_connections,
-            config.acquire_timeout,
+            pool::PoolSettings {
+                max_connections: c.max_connections,
+                acquire_timeout: c.acquire_timeout,
+                connect_timeout: c.connect_timeout,
+                operation_timeout: c.operation_timeout,
+                idle_timeout: c.idle_timeout,
+                max_lifetime: c.max_lifetime,
+                check_idle_after: c.check_idle_after,
+            },
         ));
-        let mut pooled = db.acquire().await.map_err(|e| map(e, "connect", "pool"))?;
-        let checked = migrate::check_schema(pooled.conn()).await;
-        pooled.finish(&Ok::<(), sqlx::Error>(()));
-        checked?;
+        let check = async {
+            let mut pooled = db
+                .acquire(false)
+                .await
+                .map_err(|e| map(e, "connect", "pool"))?;
+            let checked = async {
+                migrate::check_schema(pooled.conn()).await?;
+                check_role(pooled.conn(), c.privileged_role).await
+            }
+            .await;
+            let _ = pooled.finish(Ok::<(), sqlx::Error>(()));
+            checked
+        };
+        tokio::time::timeout(c.operation_timeout, check)
+            .await
+            .map_err(|_| {
+                Error::timeout(format!(
+                    "no answer from the database within the operation deadline of {:?}",
+                    c.operation_timeout
+                ))
+                .context(BACKEND, "connect", "schema")
+            })??;
         Ok(PgBackend { db })
     }
 

@@ -3,13 +3,22 @@
 
 use persistence_core::{Error, Result};
 
-use crate::error::{BACKEND, map};
+use crate::error::{BACKEND, map_unsent};
 
 /// The migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Schema version this code was written for (`persistence.schema_version()`).
-pub const SCHEMA_VERSION: i32 = 5;
+/// Schema version this code was written for (`persistence.schema_version()` after
+/// `migrate`).
+pub const SCHEMA_VERSION: i32 = 6;
+
+/// The oldest database schema this code runs against: older ones fail `SchemaTooOld`
+/// (run `persistence migrate`). Newer ones are opened when they say this code is still
+/// compatible (`persistence.schema_compatible_from()` at most [`SCHEMA_VERSION`]), and
+/// refused with `SchemaTooNew` otherwise, so rolling upgrades work in either order:
+/// migrate first (old instances keep running until the database says they cannot), or
+/// deploy first (new instances refuse an old database with a clear kind).
+pub const MIN_DATABASE_SCHEMA: i32 = 6;
 
 /// Applies pending migrations as the migrator role (owner of the schema; superuser or
 /// BYPASSRLS). Idempotent. Returns the versions applied by this call.
@@ -23,14 +32,38 @@ pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
     // after a pool's acquire timeout.
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
-        .map_err(|e| map(e, "migrate", "connect"))?;
+        .map_err(|e| map_unsent(e, "migrate", "connect"))?;
     let before: Vec<i64> = applied(&mut conn).await;
-    MIGRATOR.run(&mut conn).await.map_err(|e| {
-        Error::backend_error(format!("migration failed: {e}")).context(BACKEND, "migrate", "run")
-    })?;
+    let mut attempt = 0;
+    loop {
+        match MIGRATOR.run(&mut conn).await {
+            Ok(()) => break,
+            // Databases of one cluster share its roles: migrating several at once races
+            // on `CREATE ROLE` (a unique violation in pg_authid). The loser's migration
+            // rolled back; run again, and it finds the role.
+            Err(e) if attempt < 5 && is_role_race(&e) => attempt += 1,
+            Err(e) => {
+                return Err(Error::backend_error(format!("migration failed: {e}"))
+                    .context(BACKEND, "migrate", "run"));
+            }
+        }
+    }
     let after = applied(&mut conn).await;
     let _ = conn.close().await;
     Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
+}
+
+/// Whether a migration failed because a concurrent migration of another database of the
+/// same cluster created a shared object (the app role) first.
+fn is_role_race(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError;
+    let (MigrateError::Execute(sqlx::Error::Database(db))
+    | MigrateError::ExecuteMigration(sqlx::Error::Database(db), _)) = e
+    else {
+        return false;
+    };
+    // 23505 unique violation; XX000 "tuple concurrently updated" (a concurrent GRANT).
+    matches!(db.code().as_deref(), Some("23505") | Some("XX000"))
 }
 
 async fn applied(conn: &mut sqlx::PgConnection) -> Vec<i64> {
@@ -40,39 +73,79 @@ async fn applied(conn: &mut sqlx::PgConnection) -> Vec<i64> {
         .unwrap_or_default()
 }
 
-/// Refuses a database that is not migrated or was migrated by newer code.
+/// What the database says about its schema.
+struct DatabaseSchema {
+    version: i32,
+    compatible_from: i32,
+    applied: Vec<i64>,
+}
+
+/// Refuses a database that is not migrated, older than [`MIN_DATABASE_SCHEMA`], or newer
+/// than this code and not compatible with it (including one holding a migration this code
+/// does not know that did not declare itself compatible).
 pub(crate) async fn check_schema(conn: &mut sqlx::PgConnection) -> Result<()> {
-    let found: i32 = match sqlx::query_scalar("SELECT persistence.schema_version()")
-        .fetch_one(&mut *conn)
+    let version: i32 = match sqlx::query_scalar("SELECT persistence.schema_version()")
+        .fetch_all(&mut *conn)
         .await
+        .and_then(crate::pool::single)
     {
         Ok(v) => v,
         Err(sqlx::Error::Database(db))
             if matches!(db.code().as_deref(), Some("42883") | Some("3F000")) =>
         {
-            return Err(Error::not_found(
+            return Err(Error::schema_too_old(
                 "the database has no persistence schema: run `persistence migrate --url <admin url>`",
             )
             .context(BACKEND, "connect", "schema"));
         }
-        Err(e) => return Err(map(e, "connect", "schema")),
+        Err(e) => return Err(map_unsent(e, "connect", "schema")),
     };
-    if found > SCHEMA_VERSION {
-        return Err(
-            Error::schema_too_new(found as u32, SCHEMA_VERSION as u32).context(
-                BACKEND,
-                "connect",
-                format!(
-                    "database schema version {found}, this library supports up to {SCHEMA_VERSION}"
-                ),
-            ),
-        );
-    }
-    if found < SCHEMA_VERSION {
-        return Err(Error::not_found(format!(
-            "database schema version {found} is older than {SCHEMA_VERSION}: run `persistence migrate`"
+    if version < MIN_DATABASE_SCHEMA {
+        return Err(Error::schema_too_old(format!(
+            "database schema version {version} is older than {MIN_DATABASE_SCHEMA}, the oldest this \
+             library runs against: run `persistence migrate`"
         ))
         .context(BACKEND, "connect", "schema"));
+    }
+    let (compatible_from, applied): (i32, Vec<i64>) = sqlx::query_as(
+        "SELECT persistence.schema_compatible_from(), persistence.applied_migrations()",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .and_then(crate::pool::single)
+    .map_err(|e| map_unsent(e, "connect", "schema"))?;
+    judge(&DatabaseSchema {
+        version,
+        compatible_from,
+        applied,
+    })
+}
+
+fn judge(db: &DatabaseSchema) -> Result<()> {
+    let unknown: Vec<i64> = db
+        .applied
+        .iter()
+        .copied()
+        .filter(|v| MIGRATOR.iter().all(|m| m.version != *v))
+        .collect();
+    let too_new = |why: String| {
+        Err(
+            Error::schema_too_new(db.version.max(0) as u32, SCHEMA_VERSION as u32)
+                .context(BACKEND, "connect", why),
+        )
+    };
+    if db.compatible_from > SCHEMA_VERSION {
+        return too_new(format!(
+            "database schema version {}, compatible only with library schema {} and newer; this \
+             library has schema {SCHEMA_VERSION}: upgrade the library",
+            db.version, db.compatible_from
+        ));
+    }
+    if !unknown.is_empty() && db.version <= SCHEMA_VERSION {
+        return too_new(format!(
+            "the database has migrations {unknown:?} that this library (schema {SCHEMA_VERSION}) \
+             does not know, without a newer schema version declaring itself compatible"
+        ));
     }
     Ok(())
 }

@@ -66,7 +66,7 @@ impl SessionLog for PgBackend {
             sqlx::query_scalar(APPEND)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
-                .bind(Json(payload))
+                .bind(Json(&payload))
                 .bind(options.expect_head.map(seq_i64))
                 .bind(fence)
                 .bind(ttl_ms)

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
     Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_fence,
+    validate_limit,
 };
 use serde::{Deserialize, Serialize};
 
@@ -90,7 +91,10 @@ impl Checkpointer for RedisBackend {
             ExpectLatest::Absent => ("1", String::new()),
             ExpectLatest::Is(id) => ("2", id.to_string()),
         };
-        let fence = options.fence.map(|f| f.0.to_string()).unwrap_or_default();
+        let fence = validate_fence(options.fence)
+            .map_err(|e| e.context(BACKEND, "checkpoint.put", &key))?
+            .map(|f| f.0.to_string())
+            .unwrap_or_default();
         let script = self.invoke::<Vec<String>>(invocation!(
             scripts::CHECKPOINT_PUT,
             [k.content(), k.created(), k.ids(), k.fence()],
@@ -195,6 +199,8 @@ impl Checkpointer for RedisBackend {
         fence: Option<Fence>,
     ) -> Result<()> {
         let key = format!("{tenant}/{thread}/{checkpoint}");
+        let fence =
+            validate_fence(fence).map_err(|e| e.context(BACKEND, "checkpoint.put_writes", &key))?;
         let k = self.keys.thread(tenant, thread);
         let mut invocation = invocation!(
             scripts::CHECKPOINT_PUT_WRITES,

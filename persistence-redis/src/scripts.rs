@@ -12,14 +12,26 @@ macro_rules! script {
     };
 }
 
-script!(CHECKPOINT_PUT, "checkpoint_put.lua");
+/// A script that checks fences: `lua/fence.lua` is prepended.
+macro_rules! fenced_script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/fence.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        });
+    };
+}
+
+fenced_script!(CHECKPOINT_PUT, "checkpoint_put.lua");
 script!(CHECKPOINT_GET, "checkpoint_get.lua");
 script!(CHECKPOINT_LIST, "checkpoint_list.lua");
-script!(CHECKPOINT_PUT_WRITES, "checkpoint_put_writes.lua");
+fenced_script!(CHECKPOINT_PUT_WRITES, "checkpoint_put_writes.lua");
 script!(CHECKPOINT_PRUNE, "checkpoint_prune.lua");
 script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
 script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
-script!(SESSION_APPEND, "session_append.lua");
+fenced_script!(SESSION_APPEND, "session_append.lua");
 script!(ITEM_PUT, "item_put.lua");
 script!(ITEM_GET, "item_get.lua");
 script!(ITEM_DELETE, "item_delete.lua");

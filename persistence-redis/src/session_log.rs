@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use persistence_core::{
     AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
-    TenantId, Timestamp, validate_limit, validate_ttl,
+    TenantId, Timestamp, validate_fence, validate_limit, validate_ttl,
 };
 use redis::AsyncCommands;
 
@@ -45,6 +45,7 @@ impl SessionLog for RedisBackend {
             .map(|t| validate_ttl("session ttl", t))
             .transpose()
             .map_err(ctx)?;
+        let fence = validate_fence(options.fence).map_err(ctx)?;
         let k = self.keys.session(tenant, session);
         let mut invocation = invocation!(
             scripts::SESSION_APPEND,
@@ -54,7 +55,7 @@ impl SessionLog for RedisBackend {
                     .expect_head
                     .map(|h| h.to_string())
                     .unwrap_or_default(),
-                options.fence.map(|f| f.0.to_string()).unwrap_or_default(),
+                fence.map(|f| f.0.to_string()).unwrap_or_default(),
                 ttl.map(|t| t.as_millis().to_string()).unwrap_or_default(),
             ]
         );

@@ -156,6 +156,7 @@ fn decode_cursor<T: DeserializeOwned>(cursor: &Cursor) -> Result<T> {
 
 /// Checks `fence` against the high-water mark without recording it.
 fn check_fence(highest: Option<&u64>, fence: Option<Fence>) -> Result<()> {
+    crate::validate_fence(fence)?;
     match (fence, highest) {
         (Some(Fence(presented)), Some(&highest)) if presented < highest => {
             Err(Error::fenced(presented, highest))

@@ -3,10 +3,9 @@
 -- KEYS: 1 content hash (id -> json), 2 created-at hash (id -> ms), 3 ids zset (lex),
 --       4 fence counter
 -- ARGV: 1 id, 2 content json, 3 guard (0 any, 1 absent, 2 is), 4 expected id, 5 fence or ''
-local fence = tonumber(ARGV[5])
-local high = tonumber(redis.call('GET', KEYS[4]) or '0')
-if fence and fence < high then
-  return {'fenced', tostring(high)}
+local refused, raise = fence_check(KEYS[4], ARGV[5])
+if refused then
+  return refused
 end
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing then
@@ -22,8 +21,8 @@ if ARGV[3] ~= '0' then
       .. ', found ' .. (latest or 'none')}
   end
 end
-if fence and fence > high then
-  redis.call('SET', KEYS[4], fence)
+if raise then
+  redis.call('SET', KEYS[4], raise)
 end
 local t = redis.call('TIME')
 local now = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))

@@ -1,10 +1,9 @@
 -- Records pending writes of a task; an existing (task, index) is kept.
 -- KEYS: 1 content hash, 2 fence counter, 3 writes hash of this checkpoint
 -- ARGV: 1 checkpoint id, 2 fence or '', then pairs (field, write json)
-local fence = tonumber(ARGV[2])
-local high = tonumber(redis.call('GET', KEYS[2]) or '0')
-if fence and fence < high then
-  return {'fenced', tostring(high)}
+local refused, raise = fence_check(KEYS[2], ARGV[2])
+if refused then
+  return refused
 end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   return {'notfound', 'checkpoint ' .. ARGV[1] .. ' does not exist'}
@@ -12,7 +11,7 @@ end
 for i = 3, #ARGV, 2 do
   redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
 end
-if fence and fence > high then
-  redis.call('SET', KEYS[2], fence)
+if raise then
+  redis.call('SET', KEYS[2], raise)
 end
 return {'ok', ''}

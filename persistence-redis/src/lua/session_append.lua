@@ -4,10 +4,9 @@
 -- ARGV: 1 expected head or '', 2 fence or '', 3 ttl ms or '', then event jsons
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local fence = tonumber(ARGV[2])
-local high = tonumber(redis.call('GET', KEYS[3]) or '0')
-if fence and fence < high then
-  return {'fenced', tostring(high)}
+local refused, raise = fence_check(KEYS[3], ARGV[2])
+if refused then
+  return refused
 end
 local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= head then
@@ -30,7 +29,7 @@ else
     redis.call('PEXPIREAT', KEYS[2], tonumber(exp))
   end
 end
-if fence and fence > high then
-  redis.call('SET', KEYS[3], fence)
+if raise then
+  redis.call('SET', KEYS[3], raise)
 end
 return {'ok', string.format('%.0f', head)}

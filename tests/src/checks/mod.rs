@@ -34,6 +34,7 @@ macro_rules! ensure_kind {
 pub mod checkpointer;
 pub mod concurrency;
 pub mod envelope;
+pub mod limits;
 pub mod lock;
 pub mod session_log;
 pub mod store;
@@ -369,6 +370,10 @@ macro_rules! __for_each_check {
             envelope::envelope_schema_too_new_leaves_data [],
             envelope::envelope_garbled_is_corrupt [],
             envelope::envelope_typed_roundtrip [],
+            limits::limits_fences_compare_exactly [],
+            limits::limits_fence_above_range_is_invalid [],
+            limits::limits_schema_version_full_range [],
+            limits::limits_extreme_numbers_round_trip_or_are_refused [],
             concurrency::concurrency_appenders_gapless [],
             concurrency::concurrency_one_lock_holder [],
             concurrency::concurrency_expect_latest_one_winner [],

@@ -183,17 +183,14 @@ pub async fn tenancy_locks_isolated(fx: &Fixture) -> Result<()> {
         .try_acquire(&a, &n, fx.long_ttl())
         .await?
         .ok_or_else(|| anyhow::anyhow!("A refused"))?;
-    let lb = fx
+    let _held_by_b = fx
         .lock
         .try_acquire(&b, &n, fx.long_ttl())
         .await?
         .ok_or_else(|| anyhow::anyhow!("B blocked by A"))?;
-    ensure!(
-        la.fence.0 == 1 && lb.fence.0 == 1,
-        "fences shared: {} {}",
-        la.fence.0,
-        lb.fence.0
-    );
+    // Both are held at once; what a first fence is worth is the backend's business (Redis
+    // floors fences at its clock), so only independence is checked, below and in
+    // `tenancy_fences_isolated`.
     let forged = persistence_core::Lease {
         tenant: b.clone(),
         ..la.clone()
@@ -329,10 +326,8 @@ pub async fn tenancy_hostile_lock_names(fx: &Fixture) -> Result<()> {
                 .lock
                 .try_acquire(&t, &lock_key(id), fx.long_ttl())
                 .await?;
-            ensure!(
-                lease.is_some_and(|l| l.fence.0 == 1),
-                "lock {t}/{id:?} collided with another"
-            );
+            // Every earlier name is still held: a collision would refuse this one.
+            ensure!(lease.is_some(), "lock {t}/{id:?} collided with another");
         }
         for id in HOSTILE_IDS {
             let again = fx

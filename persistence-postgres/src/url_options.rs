@@ -1,0 +1,75 @@
+//! The backend's own URL query options, taken out of the URL before the driver sees it.
+
+use std::time::Duration;
+
+use persistence_core::{Error, Result};
+
+use crate::PgConfig;
+use crate::config::redact_url;
+use crate::error::BACKEND;
+
+/// A config with URL options applied, and the URL to hand to the driver.
+pub(crate) struct Applied {
+    pub config: PgConfig,
+    pub driver_url: String,
+}
+
+/// Applies `operation_timeout_ms`, `connect_timeout_ms`, `max_connections` and
+/// `statement_cache` from the URL's query to `config`.
+///
+/// # Errors
+/// `InvalidInput` naming the option for a value that does not parse, or for a URL that
+/// does not parse (shown without its password).
+pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
+    let bad = |what: String| {
+        Error::invalid_input(what).context(BACKEND, "connect", redact_url(&config.url))
+    };
+    let mut url =
+        url::Url::parse(&config.url).map_err(|e| bad(format!("not a postgres:// URL: {e}")))?;
+    let mut kept = Vec::new();
+    let mut ours = Vec::new();
+    for (key, value) in url.query_pairs() {
+        match &*key {
+            "operation_timeout_ms"
+            | "connect_timeout_ms"
+            | "max_connections"
+            | "statement_cache" => ours.push((key.into_owned(), value.into_owned())),
+            _ => kept.push((key.into_owned(), value.into_owned())),
+        }
+    }
+    for (key, value) in ours {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad(format!("URL option {key}={value:?} is not a whole number")))
+        };
+        match key.as_str() {
+            "operation_timeout_ms" => config.operation_timeout = Duration::from_millis(number()?),
+            "connect_timeout_ms" => config.connect_timeout = Duration::from_millis(number()?),
+            "max_connections" => {
+                config.max_connections = u32::try_from(number()?)
+                    .map_err(|_| bad(format!("URL option max_connections={value} is too large")))?;
+            }
+            _ => {
+                config.statement_cache = match value.as_str() {
+                    "on" | "true" => true,
+                    "off" | "false" => false,
+                    _ => {
+                        return Err(bad(format!(
+                            "URL option statement_cache={value:?}: expected on or off"
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    if kept.is_empty() {
+        url.set_query(None);
+    } else {
+        url.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok(Applied {
+        driver_url: url.to_string(),
+        config,
+    })
+}
