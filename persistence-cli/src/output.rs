@@ -84,7 +84,7 @@ fn hint(url: &str, e: &Error) -> Option<String> {
              redis://HOST:6379, redis+cluster://HOST:PORT,HOST:PORT"
                 .to_string(),
         ),
-        ErrorKind::NotFound if message.contains("migrate") => Some(
+        ErrorKind::SchemaTooOld => Some(
             "run `persistence migrate --url postgres://OWNER@HOST/DB` as the owner role, \
              then connect as persistence_app"
                 .to_string(),

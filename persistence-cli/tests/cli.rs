@@ -333,7 +333,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
     assert!(
-        first.contains("applied 0001") && first.contains("applied 0005"),
+        first.contains("applied 0001") && first.contains("applied 0006"),
         "{first}"
     );
     let second = ok(dir.path(), &["migrate", "--url", &admin_url]);
@@ -341,7 +341,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     demo_completes_and_resumes(dir.path(), &app_url);
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 5"), "{status}");
+    assert!(status.contains("schema version 6"), "{status}");
 
     let report = json(&ok(
         dir.path(),

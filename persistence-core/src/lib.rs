@@ -42,6 +42,7 @@ mod ids;
 mod lock;
 mod memory;
 mod page;
+mod redact;
 mod session_log;
 mod store;
 mod time;
@@ -65,6 +66,7 @@ pub use lock::{
 };
 pub use memory::MemoryBackend;
 pub use page::{Cursor, MAX_PAGE_LIMIT, Page, validate_limit};
+pub use redact::redact_url;
 pub use session_log::{AppendOptions, SessionEvent, SessionLog};
 pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, validate_ttl};

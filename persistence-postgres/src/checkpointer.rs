@@ -114,7 +114,7 @@ impl Checkpointer for PgBackend {
             CheckpointSelector::Id(id) => Some(id.as_uuid()),
         };
         let row: Option<Json<serde_json::Value>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(GET)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
@@ -144,7 +144,7 @@ impl Checkpointer for PgBackend {
         let limit = limit_i32(query.limit).map_err(ctx)?;
         let upper = query.upper_bound().map_err(ctx)?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(LIST)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
@@ -263,7 +263,7 @@ impl Checkpointer for PgBackend {
             .transpose()
             .map_err(ctx)?;
         let Json(items): Json<Vec<ThreadKey>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(LIST_THREADS)
                 .bind(tenant.as_str())
                 .bind(after.as_ref().map(ThreadKey::as_str))

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use persistence_core::redact_url;
+
 /// What [`PgBackend::connect`](crate::PgBackend::connect) does when the role it connects
 /// as is a superuser or has BYPASSRLS, which turns off the row-level security that keeps
 /// tenants apart.
@@ -138,29 +140,4 @@ impl PgConfig {
         self.check_idle_after = after;
         self
     }
-}
-
-/// `url` with any password (userinfo or `password=` option) replaced by `***`: the
-/// only form in which a URL appears in errors, Debug output or logs.
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return "<unparsable URL>".into();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-    }
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .map(|(k, v)| {
-            let secret = matches!(&*k, "password" | "sslpassword");
-            (
-                k.into_owned(),
-                if secret { "***".into() } else { v.into_owned() },
-            )
-        })
-        .collect();
-    if !pairs.is_empty() {
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    parsed.to_string()
 }

@@ -76,7 +76,7 @@ mod session_log;
 mod store;
 mod url_options;
 
-pub use config::{PgConfig, PrivilegedRole, redact_url};
+pub use config::{PgConfig, PrivilegedRole};
 pub use migrate::{MIGRATOR, SCHEMA_VERSION, migrate};
 use persistence_core::{Capabilities, Error, Result, TenantId};
 use std::sync::Arc;
@@ -173,7 +173,7 @@ impl PgBackend {
                 check_role(pooled.conn(), c.privileged_role).await
             }
             .await;
-            let _ = pooled.finish(Ok::<(), sqlx::Error>(()));
+            let _ = pooled.finish(Ok::<(), sqlx::Error>(()), true);
             checked
         };
         tokio::time::timeout(c.operation_timeout, check)
@@ -195,7 +195,7 @@ impl PgBackend {
     /// # Errors
     /// `Unavailable` if the server cannot be reached; `Corrupt` for an invalid stored id.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
-        let names: Vec<String> = pool::fetch_all!(self.db, sqlx::query_scalar(LIST_TENANTS))
+        let names: Vec<String> = pool::fetch_all!(read self.db, sqlx::query_scalar(LIST_TENANTS))
             .map_err(|e| map(e, "tenants", "all tenants"))?;
         names.into_iter().map(TenantId::from_stored).collect()
     }

@@ -228,13 +228,25 @@ impl ConnPool {
                         _permit: permit,
                     });
                 }
-                // Others hold connections that work: wait for one of them.
-                Err(e) if is_too_many_connections(&e) && self.busy() > 1 => {
-                    self.returned.notified().await;
+                // Others hold connections that work (or just gave one back): wait for
+                // one of them. The operation deadline bounds the wait.
+                Err(e) if is_too_many_connections(&e) && (self.busy() > 1 || self.has_idle()) => {
+                    tokio::select! {
+                        () = self.returned.notified() => {}
+                        () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    }
                 }
                 Err(e) => return Err(DbError::before_send(e)),
             }
         }
+    }
+
+    fn has_idle(&self) -> bool {
+        !self
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
     }
 
     /// Connections currently handed out.
@@ -263,7 +275,14 @@ impl Pooled<'_> {
 
     /// Returns the connection to the pool unless `result` says it may be broken, and says
     /// whether the statement must be sent again on a fresh connection.
-    pub(crate) fn finish<T>(mut self, result: Result<T, sqlx::Error>) -> Outcome<T> {
+    ///
+    /// `read_only`: the statement changes nothing, so it may be sent again after an I/O
+    /// error too (a server killed or shut down immediately closes without a FATAL).
+    pub(crate) fn finish<T>(
+        mut self,
+        result: Result<T, sqlx::Error>,
+        read_only: bool,
+    ) -> Outcome<T> {
         let error = match result {
             Ok(v) => {
                 self.give_back();
@@ -280,7 +299,8 @@ impl Pooled<'_> {
             .generation
             .fetch_max(self.generation + 1, Ordering::AcqRel);
         self.pool.returned.notify_one();
-        if self.reused && is_closed_by_server(&error) {
+        let io = matches!(error, sqlx::Error::Io(_) | sqlx::Error::Protocol(_));
+        if self.reused && (is_closed_by_server(&error) || (read_only && io)) {
             return Outcome::Resend;
         }
         Outcome::Done(Err(DbError::sent(error)))
@@ -335,8 +355,17 @@ pub(crate) async fn with_deadline<T>(
 /// to completion: `fetch_all` (not `fetch_one`, which would leave a `Sync` for the next
 /// operation to pay for). The statement is sent again, once, on a fresh connection when
 /// the reused one turns out to have been closed by the server.
+///
+/// `fetch_all!(read self.db, query)` marks a statement that changes nothing: it is also
+/// sent again after an I/O error on a reused connection.
 macro_rules! fetch_all {
-    ($pool:expr, $query:expr) => {{
+    (read $pool:expr, $query:expr) => {
+        $crate::pool::fetch_all!(@run true, $pool, $query)
+    };
+    ($pool:expr, $query:expr) => {
+        $crate::pool::fetch_all!(@run false, $pool, $query)
+    };
+    (@run $read_only:expr, $pool:expr, $query:expr) => {{
         let sent = std::sync::atomic::AtomicBool::new(false);
         $crate::pool::with_deadline(&$pool, &sent, async {
             let mut fresh = false;
@@ -344,7 +373,7 @@ macro_rules! fetch_all {
                 let mut pooled = $pool.acquire(fresh).await?;
                 sent.store(true, std::sync::atomic::Ordering::Release);
                 let result = $query.fetch_all(pooled.conn()).await;
-                match pooled.finish(result) {
+                match pooled.finish(result, $read_only) {
                     $crate::pool::Outcome::Done(result) => break result,
                     // Only a reused connection asks for this, so it happens at most once.
                     $crate::pool::Outcome::Resend => {
@@ -360,6 +389,10 @@ macro_rules! fetch_all {
 
 /// [`fetch_all!`] for a statement returning exactly one row.
 macro_rules! fetch_single {
+    (read $pool:expr, $query:expr) => {
+        $crate::pool::fetch_all!(read $pool, $query)
+            .and_then(|rows| $crate::pool::single(rows).map_err($crate::pool::DbError::sent))
+    };
     ($pool:expr, $query:expr) => {
         $crate::pool::fetch_all!($pool, $query)
             .and_then(|rows| $crate::pool::single(rows).map_err($crate::pool::DbError::sent))

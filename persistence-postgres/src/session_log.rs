@@ -85,7 +85,7 @@ impl SessionLog for PgBackend {
         let key = format!("{tenant}/{session}");
         let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(READ)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
@@ -105,7 +105,7 @@ impl SessionLog for PgBackend {
 
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
         let head: i64 = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(HEAD)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
@@ -150,7 +150,7 @@ impl SessionLog for PgBackend {
             .transpose()
             .map_err(ctx)?;
         let Json(items): Json<Vec<SessionKey>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(LIST)
                 .bind(tenant.as_str())
                 .bind(after.as_ref().map(SessionKey::as_str))

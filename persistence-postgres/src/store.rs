@@ -89,7 +89,7 @@ impl Store for PgBackend {
         key: &ItemKey,
     ) -> Result<Option<Item>> {
         let row: Option<Json<Row>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(GET)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
@@ -133,7 +133,7 @@ impl Store for PgBackend {
             .transpose()
             .map_err(ctx)?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(LIST)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
@@ -168,7 +168,7 @@ impl Store for PgBackend {
             .max_depth
             .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
         let Json(items): Json<Vec<Namespace>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(LIST_NAMESPACES)
                 .bind(tenant.as_str())
                 .bind(query.prefix.as_ref().map(Namespace::labels))
@@ -193,7 +193,7 @@ impl Store for PgBackend {
             .collect();
         let offset = i32::try_from(query.offset).unwrap_or(i32::MAX);
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
-            self.db,
+            read self.db,
             sqlx::query_scalar(SEARCH)
                 .bind(tenant.as_str())
                 .bind(query.namespace_prefix.as_ref().map(Namespace::labels))

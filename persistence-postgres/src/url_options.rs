@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use persistence_core::{Error, Result};
+use persistence_core::{Error, Result, redact_url};
 
 use crate::PgConfig;
-use crate::config::redact_url;
 use crate::error::BACKEND;
 
 /// A config with URL options applied, and the URL to hand to the driver.

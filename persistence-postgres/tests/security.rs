@@ -274,17 +274,32 @@ async fn raw_sql_as_app_role_sees_nothing_of_another_tenant() {
     assert_eq!(admin_counts(&db).await, before, "tenant a's rows changed");
 }
 
+/// Rolling upgrades: a newer database that declares this library compatible opens; one
+/// that does not, or that holds a migration this library does not know without saying
+/// so, is `SchemaTooNew`; an older or unmigrated one is `SchemaTooOld`.
 #[tokio::test]
-async fn newer_or_missing_schema_is_refused() {
+async fn schema_versions_follow_the_compatibility_rules() {
     let Some(db) = support::fresh_db().await else {
         return;
     };
     let mut conn = PgConnection::connect_with(&db.admin_options())
         .await
         .unwrap();
-    conn.execute("CREATE OR REPLACE FUNCTION persistence.schema_version() RETURNS integer LANGUAGE sql AS 'SELECT 99'")
+    let set = |version: i32, compatible_from: i32| {
+        format!(
+            "CREATE OR REPLACE FUNCTION persistence.schema_version() RETURNS integer LANGUAGE sql AS 'SELECT {version}'; \
+             CREATE OR REPLACE FUNCTION persistence.schema_compatible_from() RETURNS integer LANGUAGE sql AS 'SELECT {compatible_from}'"
+        )
+    };
+    // Newer, still compatible: opens.
+    conn.execute(set(99, SCHEMA_VERSION).as_str())
         .await
         .unwrap();
+    PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .expect("a newer but compatible database opens");
+    // Newer and incompatible.
+    conn.execute(set(99, 99).as_str()).await.unwrap();
     let err = PgBackend::connect(PgConfig::new(db.app_url()))
         .await
         .unwrap_err();
@@ -294,12 +309,37 @@ async fn newer_or_missing_schema_is_refused() {
         message.contains("99") && message.contains(&SCHEMA_VERSION.to_string()),
         "{message}"
     );
+    // A migration this library does not know, with no version declaring compatibility.
+    conn.execute(set(SCHEMA_VERSION, 5).as_str()).await.unwrap();
+    conn.execute(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', true, '\\x00', 0)",
+    )
+    .await
+    .unwrap();
+    let err = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaTooNew, "{err}");
+    assert!(err.to_string().contains("9999"), "{err}");
+    conn.execute("DELETE FROM _sqlx_migrations WHERE version = 9999")
+        .await
+        .unwrap();
+    // Older than this library runs against.
+    conn.execute(set(5, 5).as_str()).await.unwrap();
+    let err = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaTooOld, "{err}");
+    assert!(err.to_string().contains("persistence migrate"), "{err}");
+    // Not migrated at all.
     conn.execute("DROP SCHEMA persistence CASCADE")
         .await
         .unwrap();
     let err = PgBackend::connect(PgConfig::new(db.app_url()))
         .await
         .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SchemaTooOld, "{err}");
     assert!(err.to_string().contains("persistence migrate"), "{err}");
 }
 

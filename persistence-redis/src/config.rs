@@ -1,7 +1,9 @@
 //! Connection settings.
 
 /// Settings of [`RedisBackend::connect`](crate::RedisBackend::connect).
-#[derive(Debug, Clone)]
+///
+/// The `Debug` output never shows the password.
+#[derive(Clone)]
 pub struct RedisConfig {
     /// `redis://host:port/db`, `rediss://...` (TLS), or
     /// `redis+cluster://host:port,host:port` for a Redis Cluster.
@@ -16,9 +18,23 @@ pub struct RedisConfig {
     /// narrowing the window in which a failover loses acknowledged writes or hands out a
     /// fence twice. `None` (default): return once the primary has it. Single node only.
     pub wait_replicas: Option<WaitReplicas>,
-    /// Connect and response timeout of a single node; a call fails `Unavailable` after
-    /// about this long when the server is down. Default 5 s.
+    /// Connect and response timeout of a node (single or cluster); a call fails
+    /// `Unavailable` after about this long when the server is down or paused. Every
+    /// request also has a client-side deadline of twice this, whatever the driver does.
+    /// Default 5 s.
     pub timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &persistence_core::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("read_retries", &self.read_retries)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl RedisConfig {

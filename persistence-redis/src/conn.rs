@@ -26,7 +26,14 @@ impl Conn {
                 .split(',')
                 .map(|n| format!("redis://{n}"))
                 .collect();
-            let client = redis::cluster::ClusterClient::new(nodes)?;
+            // The same bounds as a single node: a paused or lost master fails its callers
+            // in about `timeout` instead of holding them for the whole outage.
+            let client = redis::cluster::ClusterClient::builder(nodes)
+                .connection_timeout(timeout)
+                .response_timeout(timeout)
+                .retries(2)
+                .max_retry_wait(500)
+                .build()?;
             return Ok(Conn::Cluster(client.get_async_connection().await?));
         }
         let client = redis::Client::open(url)?;

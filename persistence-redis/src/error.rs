@@ -22,17 +22,31 @@ pub fn map(
     operation: &'static str,
     key: impl std::fmt::Display,
 ) -> Error {
-    let err =
-        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_cluster_error() {
-            let outcome = match effect {
-                Effect::Read => "",
-                Effect::Write => "; the write's outcome is unknown",
-            };
-            Error::unavailable(format!("cannot reach Redis (is it running?){outcome}"))
-        } else {
-            Error::backend_error("Redis error")
+    let err = if is_transient_server_state(&e) {
+        Error::unavailable(
+            "Redis is not serving yet (loading its dataset after a restart, or a failover); retry",
+        )
+    } else if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_cluster_error()
+    {
+        let outcome = match effect {
+            Effect::Read => "",
+            Effect::Write => "; the write's outcome is unknown",
         };
+        Error::unavailable(format!("cannot reach Redis (is it running?){outcome}"))
+    } else {
+        Error::backend_error("Redis error")
+    };
     err.context(BACKEND, operation, key).with_source(e)
+}
+
+/// A reply that means "not now": `LOADING` (a restarted server reading its dataset),
+/// `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`. Retrying later succeeds.
+pub fn is_transient_server_state(e: &redis::RedisError) -> bool {
+    use redis::ServerErrorKind::{BusyLoading, ClusterDown, MasterDown, TryAgain};
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(BusyLoading | TryAgain | MasterDown | ClusterDown)
+    )
 }
 
 /// Maps a script's `{status, message}` reply.

@@ -67,7 +67,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub use config::{RedisConfig, WaitReplicas};
-use persistence_core::{Capabilities, Error, Result, TenantId};
+use persistence_core::{Capabilities, Error, Result, TenantId, redact_url};
 use redis::AsyncCommands;
 
 use crate::conn::Conn;
@@ -110,13 +110,13 @@ impl RedisBackend {
                 Error::invalid_input("wait_replicas needs a single-node connection").context(
                     BACKEND,
                     "connect",
-                    &config.url,
+                    redact_url(&config.url),
                 ),
             );
         }
-        let conn = Conn::connect(&config.url, config.timeout)
+        let conn = within(config.timeout, Conn::connect(&config.url, config.timeout))
             .await
-            .map_err(|e| map(e, Effect::Read, "connect", &config.url))?;
+            .map_err(|e| map(e, Effect::Read, "connect", redact_url(&config.url)))?;
         let backend = RedisBackend {
             conn,
             keys: Keys::new(&config.prefix),
@@ -151,7 +151,8 @@ impl RedisBackend {
         invocation: redis::ScriptInvocation<'static>,
     ) -> impl Future<Output = redis::RedisResult<T>> + Send + 'static {
         let mut conn = self.conn();
-        async move { invocation.invoke_async(&mut conn).await }
+        let deadline = self.config.timeout;
+        async move { within(deadline, invocation.invoke_async(&mut conn)).await }
     }
 
     /// Runs a command on a clone of the connection (the future owns both).
@@ -160,7 +161,8 @@ impl RedisBackend {
         cmd: redis::Cmd,
     ) -> impl Future<Output = redis::RedisResult<T>> + Send + 'static {
         let mut conn = self.conn();
-        async move { cmd.query_async(&mut conn).await }
+        let deadline = self.config.timeout;
+        async move { within(deadline, cmd.query_async(&mut conn)).await }
     }
 
     /// Adds `member` to a tenant index and the tenant to the tenant list.
@@ -329,7 +331,9 @@ impl RedisBackend {
                 Ok(v) => return Ok(v),
                 Err(e)
                     if attempt < self.config.read_retries
-                        && (e.is_io_error() || e.is_connection_dropped()) =>
+                        && (e.is_io_error()
+                            || e.is_connection_dropped()
+                            || error::is_transient_server_state(&e)) =>
                 {
                     attempt += 1;
                     tokio::time::sleep(delay).await;
@@ -338,6 +342,21 @@ impl RedisBackend {
                 Err(e) => return Err(map(e, Effect::Read, operation, key)),
             }
         }
+    }
+}
+
+/// Bounds one request by the client's own clock, whatever the driver does: a request
+/// (and its driver-level retries) ends after about twice the configured timeout at most.
+async fn within<T>(
+    timeout: Duration,
+    request: impl Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(timeout * 2, request).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer from Redis within {:?}", timeout * 2),
+        ))),
     }
 }
 

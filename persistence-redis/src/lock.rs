@@ -35,14 +35,20 @@ impl Lock for RedisBackend {
         let Some((fence, expires)) = reply else {
             return Ok(None);
         };
-        self.confirm_write("lock.try_acquire", &key).await?;
-        Ok(Some(Lease {
+        let lease = Lease {
             tenant: tenant.clone(),
             name: name.clone(),
             token,
             fence: Fence(parse_u64(&fence, "lock.try_acquire", &key)?),
             expires_at: Timestamp(parse_u64(&expires, "lock.try_acquire", &key)?),
-        }))
+        };
+        if let Err(unconfirmed) = self.confirm_write("lock.try_acquire", &key).await {
+            // Nobody will ever hold this token: free the lock now rather than leave it
+            // held for its whole TTL. (If this release fails too, the lease lapses.)
+            let _ = self.release(&lease).await;
+            return Err(unconfirmed);
+        }
+        Ok(Some(lease))
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {

@@ -14,6 +14,7 @@
 
 use std::fmt;
 
+pub mod dedicated;
 mod postgres;
 mod redis;
 mod round_trips;

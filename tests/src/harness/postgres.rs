@@ -54,7 +54,7 @@ pub fn find_bin_dir() -> Option<PathBuf> {
 }
 
 /// `(uid, gid)` to run the server as: the `postgres` user when we are root.
-fn server_user() -> Result<Option<(u32, u32)>, String> {
+pub(crate) fn server_user() -> Result<Option<(u32, u32)>, String> {
     let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
     let uid: u32 = status
         .lines()
@@ -80,7 +80,7 @@ fn server_user() -> Result<Option<(u32, u32)>, String> {
     Err("running as root and no 'postgres' or 'nobody' user to run the server as".into())
 }
 
-fn as_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
+pub(crate) fn as_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
     use std::os::unix::process::CommandExt;
     if let Some((uid, gid)) = user {
         cmd.gid(gid).uid(uid);
@@ -88,9 +88,8 @@ fn as_user(cmd: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
     cmd
 }
 
-fn start() -> Result<String, String> {
-    let bin = find_bin_dir().ok_or("initdb/postgres not found on PATH or under /usr/lib/postgresql (apt-get install postgresql)")?;
-    let user = server_user()?;
+/// A fresh temp dir (owned by the server user) holding an initialised `data` dir.
+pub(crate) fn init_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<PathBuf, String> {
     let dir = tempfile::Builder::new()
         .prefix("persistence-pg-")
         .tempdir()
@@ -124,6 +123,14 @@ fn start() -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    Ok(dir)
+}
+
+fn start() -> Result<String, String> {
+    let bin = find_bin_dir().ok_or("initdb/postgres not found on PATH or under /usr/lib/postgresql (apt-get install postgresql)")?;
+    let user = server_user()?;
+    let dir = init_data_dir(&bin, user)?;
+    let data = dir.join("data");
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port()?;
