@@ -76,3 +76,28 @@ pub fn corrupt(
 ) -> Error {
     Error::corrupt(format!("stored data does not decode: {what}")).context(BACKEND, operation, key)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(kind: redis::ServerErrorKind, text: &'static str) -> redis::RedisError {
+        redis::RedisError::from((redis::ErrorKind::from(kind), text))
+    }
+
+    /// `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN` are "retry later", for reads
+    /// and writes alike; other server errors stay `Backend`.
+    #[test]
+    fn transient_server_states_are_unavailable() {
+        use redis::ServerErrorKind::*;
+        for kind in [BusyLoading, TryAgain, MasterDown, ClusterDown] {
+            for effect in [Effect::Read, Effect::Write] {
+                let e = map(server_error(kind, "LOADING"), effect, "session.head", "t/s");
+                assert_eq!(e.kind(), ErrorKind::Unavailable, "{kind:?}: {e}");
+                assert!(e.is_retryable());
+            }
+        }
+        let e = map(server_error(ResponseError, "ERR"), Effect::Read, "x", "y");
+        assert_eq!(e.kind(), ErrorKind::Backend);
+    }
+}
