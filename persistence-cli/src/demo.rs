@@ -74,7 +74,8 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
         ));
     }
     let p = persistence::open(url).await?;
-    println!("persistence demo on {url} ({} backend)", p.backend_name());
+    let shown = persistence::redact_url(url);
+    println!("persistence demo on {shown} ({} backend)", p.backend_name());
     let workers = THREADS
         .iter()
         .map(|(t, th)| Worker::new(t, th))
@@ -177,8 +178,8 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
     );
     show_isolation(&p, &workers).await?;
     println!();
-    println!("next: persistence status --url {url}");
-    println!("      persistence inspect --url {url} thread --tenant acme billing/run-7");
+    println!("next: persistence status --url {shown}");
+    println!("      persistence inspect --url {shown} thread --tenant acme billing/run-7");
     p.close().await;
     Ok(())
 }

@@ -397,3 +397,26 @@ fn redis_cluster_demo() {
     let dir = tempfile::tempdir().unwrap();
     demo_completes_and_resumes(dir.path(), &url);
 }
+
+/// No password of a URL reaches the terminal, whatever fails.
+#[test]
+fn passwords_in_urls_are_never_printed() {
+    const SECRET: &str = "hunter2-cli-secret";
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        format!("postgres://postgres:{SECRET}@127.0.0.1:1/db?connect_timeout_ms=300"),
+        format!("postgres://u:{SECRET}@127.0.0.1:1/db?operation_timeout_ms=soon"),
+        format!("redis://:{SECRET}@127.0.0.1:1/0"),
+        format!("u:{SECRET}@127.0.0.1:1"),
+    ] {
+        for command in ["status", "demo", "gc"] {
+            let o = persistence(dir.path(), &[command, "--url", &url]);
+            let all = format!("{}{}", stdout(&o), stderr(&o));
+            assert!(!o.status.success(), "{command} {url}: {all}");
+            assert!(
+                !all.contains(SECRET),
+                "{command} printed the password: {all}"
+            );
+        }
+    }
+}

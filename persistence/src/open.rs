@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use persistence_core::{
     Capabilities, Checkpointer, Error, Lock, MemoryBackend, Result, SessionLog, Store, TenantId,
+    redact_url,
 };
 
 use crate::traced::Traced;
@@ -71,12 +72,14 @@ impl std::fmt::Debug for Persistence {
 /// `InvalidInput` for a URL without a known scheme or with a bad option;
 /// `Unsupported` when the scheme's backend is not compiled in (the message names the
 /// cargo feature); the backend's own errors when it cannot open (`Unavailable` for an
-/// unreachable server, `NotFound` for an unmigrated database, `SchemaTooNew`, ...).
+/// unreachable server, `SchemaTooOld` for an unmigrated database, `SchemaTooNew`, ...).
+/// No error carries the URL's password.
 pub async fn open(url: &str) -> Result<Persistence> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::invalid_input(format!(
-            "{url:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \
-             redis://... or redis+cluster://..."
+            "{:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \
+             redis://... or redis+cluster://...",
+            redact_url(url)
         ))
     })?;
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));

@@ -11,6 +11,11 @@
 //! `purge_expired` results are compared only as success: its counts are checked by the
 //! conformance suite. The number of cases comes from `PERSISTENCE_MODEL_CASES`
 //! (default 24).
+//!
+//! Runs are deterministic: the random sequences come from a fixed seed, so CI and every
+//! rerun test the same cases (a flaky model test would block landings at random). Set
+//! `PERSISTENCE_MODEL_SEED` to another number to explore other sequences, or to `random`
+//! for a fresh seed each run; a divergence names the seed that reproduces it.
 
 use std::future::Future;
 use std::time::Duration;
@@ -22,7 +27,7 @@ use persistence_core::{
     TaskId, TenantId, ThreadKey, Write, serde_json::json,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 
 use crate::{Fixture, TimeControl};
 
@@ -325,6 +330,19 @@ where
     F: Fn() -> Fut,
     Fut: Future<Output = Fixture>,
 {
+    check_model_with_seed(setup, cases, seed_from_env());
+}
+
+/// [`check_model`] from a given seed, whatever the environment says: for tests that must
+/// see the same sequences every time (the suite's own bite tests).
+///
+/// # Panics
+/// On the first divergence, with the shrunk operation sequence.
+pub fn check_model_with_seed<F, Fut>(setup: F, cases: u32, seed: u64)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Fixture>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -334,11 +352,14 @@ where
         Err(e) => panic!("cannot start a tokio runtime: {e}"),
     };
     let manual = matches!(runtime.block_on(setup()).time, TimeControl::Manual(_));
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    });
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed)),
+    );
     let strategy = prop::collection::vec(op_strategy(manual), 1..60);
     let result = runner.run(&strategy, |ops| {
         let fixture = runtime.block_on(setup());
@@ -347,8 +368,35 @@ where
             .map_err(TestCaseError::fail)
     });
     if let Err(e) = result {
-        panic!("model test diverged: {e}");
+        panic!("model test diverged (PERSISTENCE_MODEL_SEED={seed} reproduces it): {e}");
     }
+}
+
+/// The seed used when `PERSISTENCE_MODEL_SEED` is not set.
+pub const DEFAULT_SEED: u64 = 0x5eed_0f_ba5e;
+
+/// `PERSISTENCE_MODEL_SEED`: a number, `random` (printed), or [`DEFAULT_SEED`].
+pub fn seed_from_env() -> u64 {
+    match std::env::var("PERSISTENCE_MODEL_SEED").ok().as_deref() {
+        Some("random") => {
+            let seed = fastrand::u64(..);
+            eprintln!("model test: PERSISTENCE_MODEL_SEED={seed}");
+            seed
+        }
+        Some(n) => n.parse().unwrap_or_else(|_| {
+            panic!("PERSISTENCE_MODEL_SEED={n:?}: expected a number or `random`")
+        }),
+        None => DEFAULT_SEED,
+    }
+}
+
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let word = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    bytes
 }
 
 /// Number of model cases: `PERSISTENCE_MODEL_CASES`, default 24.

@@ -251,25 +251,27 @@ async fn ignored_tenants_and_fences_are_caught() {
 #[test]
 #[should_panic(expected = "model test diverged")]
 fn the_model_test_catches_a_leaky_checkpointer() {
-    persistence_conformance::model::check_model(
+    persistence_conformance::model::check_model_with_seed(
         || async {
             let (mut fx, backend) = memory_parts();
             fx.checkpointer = Arc::new(LeakyCheckpointer(backend));
             fx
         },
         200,
+        persistence_conformance::model::DEFAULT_SEED,
     );
 }
 
 #[test]
 #[should_panic(expected = "model test diverged")]
 fn the_model_test_catches_reused_ordinals() {
-    persistence_conformance::model::check_model(
+    persistence_conformance::model::check_model_with_seed(
         || async {
             let (mut fx, backend) = memory_parts();
             fx.sessions = Arc::new(RenumberingLog(backend));
             fx
         },
         200,
+        persistence_conformance::model::DEFAULT_SEED,
     );
 }
