@@ -3,7 +3,11 @@
 -- 1. Payload schema versions are u32 in the contract: the version columns become bigint
 --    (an integer column cannot hold 2^31..=u32::MAX), with the functions that take them.
 -- 2. A refused lease acquire writes nothing: a held lease is seen by a plain read, so
---    contenders no longer lock the row and flush WAL on every failed attempt.
+--    contenders no longer lock the row and flush WAL on every failed attempt. New fences
+--    are floored at the database clock in microseconds, so the lease row of a lock
+--    unused for an hour can be deleted (`purge_stale_leases()`, run by
+--    `purge_expired()`) without a later fence ever repeating an earlier one; a release
+--    keeps its time in `expires_at` for that.
 -- 3. Rolling upgrades: the database records the oldest library schema it stays
 --    compatible with (`schema_compatible_from()`), and the applied migrations are
 --    readable by the app role through `applied_migrations()`, so a library can tell a
@@ -173,6 +177,10 @@ BEGIN
     RETURN v_version;
 END $$;
 
+-- The database clock in microseconds since the epoch: the floor of every new fence.
+CREATE FUNCTION persistence.clock_fence() RETURNS bigint
+LANGUAGE sql VOLATILE AS $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;
+
 -- A held, unexpired lease is refused by a read (no row lock, no transaction id, so no
 -- WAL flush); only a free or expired lease is written.
 CREATE OR REPLACE FUNCTION persistence.lease_acquire(p_tenant text, p_name text, p_token text, p_ttl_ms bigint)
@@ -186,15 +194,59 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO persistence.leases AS l (tenant_id, name, token, fence, expires_at)
-        VALUES (p_tenant, p_name, p_token, 1, now() + p_ttl_ms * interval '1 millisecond')
+        VALUES (p_tenant, p_name, p_token, persistence.clock_fence(),
+                now() + p_ttl_ms * interval '1 millisecond')
         ON CONFLICT (tenant_id, name) DO UPDATE SET
-            token = EXCLUDED.token, fence = l.fence + 1, expires_at = EXCLUDED.expires_at
+            token = EXCLUDED.token, fence = greatest(l.fence + 1, EXCLUDED.fence),
+            expires_at = EXCLUDED.expires_at
         WHERE l.token IS NULL OR l.expires_at <= now()
         RETURNING fence, expires_at INTO v_fence, v_expires;
     IF v_fence IS NULL THEN
         RETURN NULL;
     END IF;
     RETURN jsonb_build_object('fence', v_fence, 'expires_at', persistence.ms(v_expires));
+END $$;
+
+-- Frees the lock only for the holder's token; true if it was still live. The release
+-- time stays in expires_at, so purge_stale_leases() can tell how long it was unused.
+CREATE OR REPLACE FUNCTION persistence.lease_release(p_tenant text, p_name text, p_token text)
+RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE v_expires timestamptz; v_found boolean;
+BEGIN
+    PERFORM set_config('persistence.tenant', p_tenant, true);
+    SELECT expires_at, true INTO v_expires, v_found FROM persistence.leases
+        WHERE tenant_id = p_tenant AND name = p_name AND token = p_token FOR UPDATE;
+    IF v_found IS NULL THEN
+        RETURN false;
+    END IF;
+    UPDATE persistence.leases SET token = NULL, expires_at = least(expires_at, now())
+        WHERE tenant_id = p_tenant AND name = p_name;
+    RETURN v_expires > now();
+END $$;
+
+-- Deletes lease rows of every tenant unused for an hour (released or expired that long
+-- ago, with a fence below the clock floor of an hour ago). A later acquire of the name
+-- starts again at the clock floor, above every fence the row ever held. Returns the
+-- number deleted.
+CREATE FUNCTION persistence.purge_stale_leases() RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE v_leases bigint;
+BEGIN
+    DELETE FROM persistence.leases
+        WHERE coalesce(expires_at, '-infinity') <= now() - interval '1 hour'
+          AND fence < persistence.clock_fence() - 3600000000;
+    GET DIAGNOSTICS v_leases = ROW_COUNT;
+    RETURN v_leases;
+END $$;
+REVOKE ALL ON FUNCTION persistence.purge_stale_leases() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION persistence.purge_stale_leases() TO persistence_app;
+
+CREATE OR REPLACE FUNCTION persistence.purge_expired(OUT items bigint, OUT sessions bigint)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    items := persistence.purge_expired_items();
+    sessions := persistence.purge_expired_sessions();
+    PERFORM persistence.purge_stale_leases();
 END $$;
 
 -- Versions of the migrations applied to this database (sqlx's `_sqlx_migrations`, or

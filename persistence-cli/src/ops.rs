@@ -185,5 +185,11 @@ pub async fn gc(url: &str) -> Result<()> {
         purged.sessions,
         p.backend_name()
     );
+    if purged.leases > 0 {
+        println!(
+            "removed {} lease records of locks unused for an hour",
+            purged.leases
+        );
+    }
     Ok(())
 }

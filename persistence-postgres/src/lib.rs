@@ -87,6 +87,7 @@ use sqlx::postgres::PgConnectOptions;
 use crate::error::{BACKEND, map, map_unsent};
 
 const LIST_TENANTS: &str = "SELECT persistence.list_tenants()";
+const PURGE_STALE_LEASES: &str = "SELECT persistence.purge_stale_leases()";
 const ROLE_PRIVILEGES: &str =
     "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user";
 
@@ -198,6 +199,21 @@ impl PgBackend {
         let names: Vec<String> = pool::fetch_all!(read self.db, sqlx::query_scalar(LIST_TENANTS))
             .map_err(|e| map(e, "tenants", "all tenants"))?;
         names.into_iter().map(TenantId::from_stored).collect()
+    }
+
+    /// Deletes the lease rows of locks unused for an hour, across tenants (through the
+    /// `persistence.purge_stale_leases()` function), so lock names that are never used
+    /// again leave nothing behind. Safe at any time: fences are floored at the database
+    /// clock, so a name taken again later still gets a fence above every earlier one
+    /// (unless the database clock is stepped back by more than an hour). Returns the
+    /// number of rows deleted; `persistence gc` runs it.
+    ///
+    /// # Errors
+    /// `Unavailable` or `Timeout` if the server cannot be reached in time.
+    pub async fn purge_stale_leases(&self) -> Result<u64> {
+        let n: i64 = pool::fetch_single!(self.db, sqlx::query_scalar(PURGE_STALE_LEASES))
+            .map_err(|e| map(e, "lock.purge_stale_leases", "all tenants"))?;
+        Ok(n.max(0) as u64)
     }
 
     /// Closes idle connections (open ones close when their operation ends).

@@ -413,3 +413,60 @@ async fn no_password_in_errors_or_debug() {
     assert_eq!(bad.kind(), ErrorKind::InvalidInput, "{bad}");
     assert!(!bad.to_string().contains(SECRET), "{bad}");
 }
+
+/// Lease rows of locks unused for an hour are deleted, held ones never are, and a name
+/// taken again afterwards still gets a higher fence than it ever had.
+#[tokio::test]
+async fn stale_lease_rows_are_purged_and_fences_still_grow() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap();
+    let t = TenantId::new("t").unwrap();
+    let (idle, held) = (LockKey::new("idle").unwrap(), LockKey::new("held").unwrap());
+    let first = backend
+        .try_acquire(&t, &idle, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend.release(&first).await.unwrap());
+    let _held = backend
+        .try_acquire(&t, &held, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    // Nothing is an hour old yet.
+    assert_eq!(backend.purge_stale_leases().await.unwrap(), 0);
+    // Age every row by two hours (the held one's expiry stays in the future) and make
+    // the idle one's fence look like an old counter.
+    let mut admin = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "UPDATE persistence.leases SET expires_at = expires_at - interval '2 hours' \
+             WHERE name = 'idle'; \
+             UPDATE persistence.leases SET fence = fence - 7200000000 WHERE name = 'idle'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(backend.purge_stale_leases().await.unwrap(), 1);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM persistence.leases")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the held lease must stay");
+    let again = backend
+        .try_acquire(&t, &idle, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        again.fence > first.fence,
+        "fence {} after purge, {} before",
+        again.fence.0,
+        first.fence.0
+    );
+}

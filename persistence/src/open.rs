@@ -50,6 +50,9 @@ pub struct PurgeCounts {
     pub items: u64,
     /// Expired sessions.
     pub sessions: u64,
+    /// Lease records of locks unused for an hour (Postgres; Redis expires its own, the
+    /// other backends report 0).
+    pub leases: u64,
 }
 
 impl std::fmt::Debug for Backend {
@@ -316,9 +319,15 @@ impl Persistence {
     /// # Errors
     /// The backend's errors.
     pub async fn purge_expired(&self) -> Result<PurgeCounts> {
+        let leases = match &self.backend {
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(b) => b.purge_stale_leases().await?,
+            _ => 0,
+        };
         Ok(PurgeCounts {
             items: self.store.purge_expired().await?,
             sessions: self.sessions.purge_expired().await?,
+            leases,
         })
     }
 

@@ -373,7 +373,7 @@ where
 }
 
 /// The seed used when `PERSISTENCE_MODEL_SEED` is not set.
-pub const DEFAULT_SEED: u64 = 0x5eed_0f_ba5e;
+pub const DEFAULT_SEED: u64 = 0x005e_ed0f_ba5e;
 
 /// `PERSISTENCE_MODEL_SEED`: a number, `random` (printed), or [`DEFAULT_SEED`].
 pub fn seed_from_env() -> u64 {
