@@ -16,7 +16,8 @@ use crate::error::{corrupt, map};
 const PUT: &str = "SELECT persistence.checkpoint_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 const GET: &str = "SELECT persistence.checkpoint_get($1, $2, $3)";
 const LIST: &str = "SELECT persistence.checkpoint_list($1, $2, $3, $4, $5)";
-const PUT_WRITES: &str = "SELECT persistence.checkpoint_put_writes($1, $2, $3, $4, $5, $6)";
+const PUT_WRITES: &str =
+    "SELECT 1::bigint FROM persistence.checkpoint_put_writes($1, $2, $3, $4, $5, $6)";
 const DELETE_THREAD: &str = "SELECT persistence.checkpoint_delete_thread($1, $2)";
 const PRUNE: &str = "SELECT persistence.checkpoint_prune($1, $2, $3)";
 const COPY_THREAD: &str = "SELECT persistence.checkpoint_copy_thread($1, $2, $3)";
@@ -78,7 +79,7 @@ impl Checkpointer for PgBackend {
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put", &key))?;
         let created: i64 = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(PUT)
+            crate::statement::Call::new(PUT)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
                 .bind(c.id.as_uuid())
@@ -115,7 +116,7 @@ impl Checkpointer for PgBackend {
         };
         let row: Option<Json<serde_json::Value>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(GET)
+            crate::statement::Call::new(GET)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
                 .bind(id)
@@ -145,7 +146,7 @@ impl Checkpointer for PgBackend {
         let upper = query.upper_bound().map_err(ctx)?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(LIST)
+            crate::statement::Call::new(LIST)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
                 .bind(upper.map(|u| u.as_uuid()))
@@ -177,9 +178,9 @@ impl Checkpointer for PgBackend {
             .iter()
             .map(|w| json!({"channel": w.channel, "schema_version": w.value.schema_version, "data": w.value.data}))
             .collect();
-        crate::pool::fetch_all!(
+        let _: Vec<i64> = crate::pool::fetch_all!(
             self.db,
-            sqlx::query(PUT_WRITES)
+            crate::statement::Call::new(PUT_WRITES)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
                 .bind(checkpoint.as_uuid())
@@ -194,7 +195,7 @@ impl Checkpointer for PgBackend {
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
         crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(DELETE_THREAD)
+            crate::statement::Call::new(DELETE_THREAD)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
         )
@@ -217,7 +218,7 @@ impl Checkpointer for PgBackend {
         let keep = i32::try_from(keep_latest).unwrap_or(i32::MAX);
         let n: i64 = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(PRUNE)
+            crate::statement::Call::new(PRUNE)
                 .bind(tenant.as_str())
                 .bind(thread.as_str())
                 .bind(keep)
@@ -234,7 +235,7 @@ impl Checkpointer for PgBackend {
     ) -> Result<u64> {
         let n: i64 = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(COPY_THREAD)
+            crate::statement::Call::new(COPY_THREAD)
                 .bind(tenant.as_str())
                 .bind(from.as_str())
                 .bind(to.as_str())
@@ -264,7 +265,7 @@ impl Checkpointer for PgBackend {
             .map_err(ctx)?;
         let Json(items): Json<Vec<ThreadKey>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(LIST_THREADS)
+            crate::statement::Call::new(LIST_THREADS)
                 .bind(tenant.as_str())
                 .bind(after.as_ref().map(ThreadKey::as_str))
                 .bind(limit + 1)

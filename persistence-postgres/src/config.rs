@@ -23,7 +23,7 @@ pub enum PrivilegedRole {
 ///
 /// The `Debug` output never shows the password. URL query options (stripped before the
 /// URL reaches the driver) override the defaults: `operation_timeout_ms`,
-/// `connect_timeout_ms`, `max_connections`, `statement_cache=off`.
+/// `connect_timeout_ms`, `max_connections`, `prepared_statements=off`.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PgConfig {
@@ -54,11 +54,12 @@ pub struct PgConfig {
     /// A connection idle for longer than this is pinged before use (one extra round trip
     /// after a quiet period; none on the hot path). Default 30 s.
     pub check_idle_after: Duration,
-    /// Prepare statements once per connection and reuse them (default `true`). Turn off
-    /// behind PgBouncer in transaction pooling mode before 1.21 (or with
-    /// `max_prepared_statements = 0`), which cannot keep named prepared statements:
-    /// statements are then sent unnamed, still one round trip each.
-    pub statement_cache: bool,
+    /// Send each operation as a prepared statement (parsed once per connection, binary
+    /// arguments; default `true`). Set `false` behind a pooler that cannot keep prepared
+    /// statements, such as PgBouncer in transaction pooling mode before 1.21 (Debian 12
+    /// ships 1.18): each operation is then one simple query with its arguments written
+    /// as escaped literals, still one round trip. URL option `prepared_statements=off`.
+    pub prepared_statements: bool,
     /// What to do when connected as a superuser or BYPASSRLS role. Default
     /// [`PrivilegedRole::Warn`].
     pub privileged_role: PrivilegedRole,
@@ -78,7 +79,7 @@ impl std::fmt::Debug for PgConfig {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
             .field("check_idle_after", &self.check_idle_after)
-            .field("statement_cache", &self.statement_cache)
+            .field("prepared_statements", &self.prepared_statements)
             .field("privileged_role", &self.privileged_role)
             .field("application_name", &self.application_name)
             .finish()
@@ -98,7 +99,7 @@ impl PgConfig {
             idle_timeout: Duration::from_secs(600),
             max_lifetime: Duration::from_secs(1800),
             check_idle_after: Duration::from_secs(30),
-            statement_cache: true,
+            prepared_statements: true,
             privileged_role: PrivilegedRole::Warn,
             application_name: "persistence".into(),
         }
@@ -122,10 +123,10 @@ impl PgConfig {
         self
     }
     /// Same settings with the statement cache on or off (see
-    /// [`statement_cache`](Self::statement_cache)).
+    /// [`prepared_statements`](Self::prepared_statements)).
     #[must_use]
-    pub fn with_statement_cache(mut self, on: bool) -> Self {
-        self.statement_cache = on;
+    pub fn with_prepared_statements(mut self, on: bool) -> Self {
+        self.prepared_statements = on;
         self
     }
     /// Same settings with another policy for privileged roles.

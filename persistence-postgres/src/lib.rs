@@ -73,6 +73,7 @@ mod lock;
 mod migrate;
 mod pool;
 mod session_log;
+mod statement;
 mod store;
 mod url_options;
 
@@ -88,16 +89,31 @@ use crate::error::{BACKEND, map, map_unsent};
 
 const LIST_TENANTS: &str = "SELECT persistence.list_tenants()";
 const PURGE_STALE_LEASES: &str = "SELECT persistence.purge_stale_leases()";
-const ROLE_PRIVILEGES: &str =
-    "SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user";
+const ROLE_PRIVILEGES: &str = "SELECT jsonb_build_object('role', current_user::text, \
+    'superuser', rolsuper, 'bypass', rolbypassrls) FROM pg_roles WHERE rolname = current_user";
+
+#[derive(serde::Deserialize)]
+struct RolePrivileges {
+    role: String,
+    superuser: bool,
+    bypass: bool,
+}
 
 /// Warns about or refuses a role that row-level security does not bind.
-async fn check_role(conn: &mut sqlx::PgConnection, policy: PrivilegedRole) -> Result<()> {
+async fn check_role(
+    conn: &mut sqlx::PgConnection,
+    policy: PrivilegedRole,
+    protocol: statement::Protocol,
+) -> Result<()> {
     if policy == PrivilegedRole::Allow {
         return Ok(());
     }
-    let (role, superuser, bypass): (String, bool, bool) = sqlx::query_as(ROLE_PRIVILEGES)
-        .fetch_all(&mut *conn)
+    let sqlx::types::Json(RolePrivileges {
+        role,
+        superuser,
+        bypass,
+    }) = statement::Call::new(ROLE_PRIVILEGES)
+        .fetch_all(&mut *conn, protocol)
         .await
         .and_then(pool::single)
         .map_err(|e| map_unsent(e, "connect", "role"))?;
@@ -146,12 +162,19 @@ impl PgBackend {
             .parse::<PgConnectOptions>()
             .map_err(|e| map_unsent(e, "connect", "url"))?
             .application_name(&config.config.application_name)
-            .options([("statement_timeout", timeout_ms.as_str())])
             .disable_statement_logging();
-        if !config.config.statement_cache {
-            options = options.statement_cache_capacity(0);
-        }
         let c = &config.config;
+        let protocol = if c.prepared_statements {
+            options = options.options([("statement_timeout", timeout_ms.as_str())]);
+            statement::Protocol::Prepared
+        } else {
+            // Poolers refuse (or drop) the `options` startup parameter; each statement
+            // sets its own timeout instead.
+            statement::Protocol::Simple {
+                statement_timeout_ms: u64::try_from(c.statement_timeout.as_millis())
+                    .unwrap_or(u64::MAX),
+            }
+        };
         let db = Arc::new(pool::ConnPool::new(
             options,
             pool::PoolSettings {
@@ -162,6 +185,7 @@ impl PgBackend {
                 idle_timeout: c.idle_timeout,
                 max_lifetime: c.max_lifetime,
                 check_idle_after: c.check_idle_after,
+                protocol,
             },
         ));
         let check = async {
@@ -170,8 +194,8 @@ impl PgBackend {
                 .await
                 .map_err(|e| map(e, "connect", "pool"))?;
             let checked = async {
-                migrate::check_schema(pooled.conn()).await?;
-                check_role(pooled.conn(), c.privileged_role).await
+                migrate::check_schema(pooled.conn(), protocol).await?;
+                check_role(pooled.conn(), c.privileged_role, protocol).await
             }
             .await;
             let _ = pooled.finish(Ok::<(), sqlx::Error>(()), true);
@@ -196,8 +220,9 @@ impl PgBackend {
     /// # Errors
     /// `Unavailable` if the server cannot be reached; `Corrupt` for an invalid stored id.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
-        let names: Vec<String> = pool::fetch_all!(read self.db, sqlx::query_scalar(LIST_TENANTS))
-            .map_err(|e| map(e, "tenants", "all tenants"))?;
+        let names: Vec<String> =
+            pool::fetch_all!(read self.db, crate::statement::Call::new(LIST_TENANTS))
+                .map_err(|e| map(e, "tenants", "all tenants"))?;
         names.into_iter().map(TenantId::from_stored).collect()
     }
 
@@ -211,7 +236,7 @@ impl PgBackend {
     /// # Errors
     /// `Unavailable` or `Timeout` if the server cannot be reached in time.
     pub async fn purge_stale_leases(&self) -> Result<u64> {
-        let n: i64 = pool::fetch_single!(self.db, sqlx::query_scalar(PURGE_STALE_LEASES))
+        let n: i64 = pool::fetch_single!(self.db, crate::statement::Call::new(PURGE_STALE_LEASES))
             .map_err(|e| map(e, "lock.purge_stale_leases", "all tenants"))?;
         Ok(n.max(0) as u64)
     }

@@ -42,7 +42,7 @@ impl Lock for PgBackend {
         let token = new_lease_token();
         let row: Option<Json<Acquired>> = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(ACQUIRE)
+            crate::statement::Call::new(ACQUIRE)
                 .bind(tenant.as_str())
                 .bind(name.as_str())
                 .bind(&token)
@@ -63,7 +63,7 @@ impl Lock for PgBackend {
         let ttl = ttl_ms(ttl, "lock.renew", &key)?;
         let expires: Option<i64> = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(RENEW)
+            crate::statement::Call::new(RENEW)
                 .bind(lease.tenant.as_str())
                 .bind(lease.name.as_str())
                 .bind(&lease.token)
@@ -86,7 +86,7 @@ impl Lock for PgBackend {
     async fn release(&self, lease: &Lease) -> Result<bool> {
         crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(RELEASE)
+            crate::statement::Call::new(RELEASE)
                 .bind(lease.tenant.as_str())
                 .bind(lease.name.as_str())
                 .bind(&lease.token)

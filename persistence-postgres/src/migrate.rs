@@ -3,7 +3,10 @@
 
 use persistence_core::{Error, Result};
 
+use sqlx::types::Json;
+
 use crate::error::{BACKEND, map_unsent};
+use crate::statement::{Call, Protocol};
 
 /// The migrations, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -73,6 +76,17 @@ async fn applied(conn: &mut sqlx::PgConnection) -> Vec<i64> {
         .unwrap_or_default()
 }
 
+const SCHEMA_VERSION_SQL: &str = "SELECT persistence.schema_version()";
+const COMPATIBILITY_SQL: &str = "SELECT jsonb_build_object(\
+    'compatible_from', persistence.schema_compatible_from(), \
+    'applied', persistence.applied_migrations())";
+
+#[derive(serde::Deserialize)]
+struct Compatibility {
+    compatible_from: i32,
+    applied: Vec<i64>,
+}
+
 /// What the database says about its schema.
 struct DatabaseSchema {
     version: i32,
@@ -83,9 +97,9 @@ struct DatabaseSchema {
 /// Refuses a database that is not migrated, older than [`MIN_DATABASE_SCHEMA`], or newer
 /// than this code and not compatible with it (including one holding a migration this code
 /// does not know that did not declare itself compatible).
-pub(crate) async fn check_schema(conn: &mut sqlx::PgConnection) -> Result<()> {
-    let version: i32 = match sqlx::query_scalar("SELECT persistence.schema_version()")
-        .fetch_all(&mut *conn)
+pub(crate) async fn check_schema(conn: &mut sqlx::PgConnection, protocol: Protocol) -> Result<()> {
+    let version: i32 = match Call::new(SCHEMA_VERSION_SQL)
+        .fetch_all(&mut *conn, protocol)
         .await
         .and_then(crate::pool::single)
     {
@@ -107,17 +121,15 @@ pub(crate) async fn check_schema(conn: &mut sqlx::PgConnection) -> Result<()> {
         ))
         .context(BACKEND, "connect", "schema"));
     }
-    let (compatible_from, applied): (i32, Vec<i64>) = sqlx::query_as(
-        "SELECT persistence.schema_compatible_from(), persistence.applied_migrations()",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .and_then(crate::pool::single)
-    .map_err(|e| map_unsent(e, "connect", "schema"))?;
+    let Json(compat): Json<Compatibility> = Call::new(COMPATIBILITY_SQL)
+        .fetch_all(&mut *conn, protocol)
+        .await
+        .and_then(crate::pool::single)
+        .map_err(|e| map_unsent(e, "connect", "schema"))?;
     judge(&DatabaseSchema {
         version,
-        compatible_from,
-        applied,
+        compatible_from: compat.compatible_from,
+        applied: compat.applied,
     })
 }
 

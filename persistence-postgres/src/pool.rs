@@ -34,6 +34,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
+use crate::statement::Protocol;
+
 /// Limits of a [`ConnPool`], from [`PgConfig`](crate::PgConfig).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolSettings {
@@ -44,6 +46,7 @@ pub(crate) struct PoolSettings {
     pub idle_timeout: Duration,
     pub max_lifetime: Duration,
     pub check_idle_after: Duration,
+    pub protocol: Protocol,
 }
 
 struct IdleConn {
@@ -149,6 +152,11 @@ impl ConnPool {
             returned: Notify::new(),
             settings,
         }
+    }
+
+    /// How statements are sent.
+    pub(crate) fn protocol(&self) -> Protocol {
+        self.settings.protocol
     }
 
     pub(crate) fn operation_timeout(&self) -> Duration {
@@ -372,7 +380,8 @@ macro_rules! fetch_all {
             loop {
                 let mut pooled = $pool.acquire(fresh).await?;
                 sent.store(true, std::sync::atomic::Ordering::Release);
-                let result = $query.fetch_all(pooled.conn()).await;
+                let protocol = $pool.protocol();
+                let result = $query.fetch_all(pooled.conn(), protocol).await;
                 match pooled.finish(result, $read_only) {
                     $crate::pool::Outcome::Done(result) => break result,
                     // Only a reused connection asks for this, so it happens at most once.

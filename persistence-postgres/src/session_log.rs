@@ -63,7 +63,7 @@ impl SessionLog for PgBackend {
             .collect();
         let head: i64 = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(APPEND)
+            crate::statement::Call::new(APPEND)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
                 .bind(Json(&payload))
@@ -86,7 +86,7 @@ impl SessionLog for PgBackend {
         let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(READ)
+            crate::statement::Call::new(READ)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
                 .bind(seq_i64(after))
@@ -106,7 +106,7 @@ impl SessionLog for PgBackend {
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
         let head: i64 = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(HEAD)
+            crate::statement::Call::new(HEAD)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
         )
@@ -117,7 +117,7 @@ impl SessionLog for PgBackend {
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
         let n: i64 = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(TRIM)
+            crate::statement::Call::new(TRIM)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
                 .bind(seq_i64(seq))
@@ -129,7 +129,7 @@ impl SessionLog for PgBackend {
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
         crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(DELETE)
+            crate::statement::Call::new(DELETE)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
         )
@@ -151,7 +151,7 @@ impl SessionLog for PgBackend {
             .map_err(ctx)?;
         let Json(items): Json<Vec<SessionKey>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(LIST)
+            crate::statement::Call::new(LIST)
                 .bind(tenant.as_str())
                 .bind(after.as_ref().map(SessionKey::as_str))
                 .bind(limit as i32 + 1)
@@ -163,7 +163,7 @@ impl SessionLog for PgBackend {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let sessions: i64 = crate::pool::fetch_single!(self.db, sqlx::query_scalar(PURGE))
+        let sessions: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
             .map_err(|e| map(e, "session.purge_expired", "all tenants"))?;
         Ok(sessions as u64)
     }

@@ -69,7 +69,7 @@ impl Store for PgBackend {
             .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
         let version: i64 = crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(PUT)
+            crate::statement::Call::new(PUT)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
                 .bind(key.as_str())
@@ -90,7 +90,7 @@ impl Store for PgBackend {
     ) -> Result<Option<Item>> {
         let row: Option<Json<Row>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(GET)
+            crate::statement::Call::new(GET)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
                 .bind(key.as_str())
@@ -108,7 +108,7 @@ impl Store for PgBackend {
     ) -> Result<bool> {
         crate::pool::fetch_single!(
             self.db,
-            sqlx::query_scalar(DELETE)
+            crate::statement::Call::new(DELETE)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
                 .bind(key.as_str())
@@ -134,7 +134,7 @@ impl Store for PgBackend {
             .map_err(ctx)?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(LIST)
+            crate::statement::Call::new(LIST)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
                 .bind(query.key_prefix.as_deref())
@@ -169,7 +169,7 @@ impl Store for PgBackend {
             .map(|d| i32::try_from(d).unwrap_or(i32::MAX));
         let Json(items): Json<Vec<Namespace>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(LIST_NAMESPACES)
+            crate::statement::Call::new(LIST_NAMESPACES)
                 .bind(tenant.as_str())
                 .bind(query.prefix.as_ref().map(Namespace::labels))
                 .bind(depth)
@@ -194,7 +194,7 @@ impl Store for PgBackend {
         let offset = i32::try_from(query.offset).unwrap_or(i32::MAX);
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
             read self.db,
-            sqlx::query_scalar(SEARCH)
+            crate::statement::Call::new(SEARCH)
                 .bind(tenant.as_str())
                 .bind(query.namespace_prefix.as_ref().map(Namespace::labels))
                 .bind(Json(&conditions))
@@ -206,7 +206,7 @@ impl Store for PgBackend {
     }
 
     async fn purge_expired(&self) -> Result<u64> {
-        let items: i64 = crate::pool::fetch_single!(self.db, sqlx::query_scalar(PURGE))
+        let items: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
             .map_err(|e| map(e, "store.purge_expired", "all tenants"))?;
         Ok(items as u64)
     }

@@ -14,7 +14,7 @@ pub(crate) struct Applied {
 }
 
 /// Applies `operation_timeout_ms`, `connect_timeout_ms`, `max_connections` and
-/// `statement_cache` from the URL's query to `config`.
+/// `prepared_statements` from the URL's query to `config`.
 ///
 /// # Errors
 /// `InvalidInput` naming the option for a value that does not parse, or for a URL that
@@ -32,7 +32,7 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
             "operation_timeout_ms"
             | "connect_timeout_ms"
             | "max_connections"
-            | "statement_cache" => ours.push((key.into_owned(), value.into_owned())),
+            | "prepared_statements" => ours.push((key.into_owned(), value.into_owned())),
             _ => kept.push((key.into_owned(), value.into_owned())),
         }
     }
@@ -50,12 +50,12 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
                     .map_err(|_| bad(format!("URL option max_connections={value} is too large")))?;
             }
             _ => {
-                config.statement_cache = match value.as_str() {
+                config.prepared_statements = match value.as_str() {
                     "on" | "true" => true,
                     "off" | "false" => false,
                     _ => {
                         return Err(bad(format!(
-                            "URL option statement_cache={value:?}: expected on or off"
+                            "URL option prepared_statements={value:?}: expected on or off"
                         )));
                     }
                 }

@@ -7,6 +7,10 @@ use persistence_conformance::{conformance_suite, model};
 
 conformance_suite!(postgres, support::fixture());
 
+// The same suite through PgBouncer in transaction pooling mode (simple queries, no
+// prepared statements), as deployments behind a pooler connect.
+conformance_suite!(postgres_pgbouncer, support::pgbouncer_fixture());
+
 #[test]
 fn postgres_matches_the_model() {
     model::check_model(

@@ -410,6 +410,9 @@ pub fn cases_from_env() -> u32 {
 struct Side {
     fx: Fixture,
     leases: Vec<Option<persistence_core::Lease>>,
+    /// Per (tenant, lock): the last fence handed out and how many leases so far. Fences
+    /// are compared by order, not value: backends may floor them at a clock.
+    fences: std::collections::HashMap<(usize, usize), (u64, u32)>,
 }
 
 async fn run_sequence(backend: &Fixture, ops: &[Op]) -> Result<(), String> {
@@ -426,10 +429,12 @@ async fn run_sequence(backend: &Fixture, ops: &[Op]) -> Result<(), String> {
         Side {
             fx: model,
             leases: vec![None; LEASE_SLOTS],
+            fences: std::collections::HashMap::new(),
         },
         Side {
             fx: backend.clone(),
             leases: vec![None; LEASE_SLOTS],
+            fences: std::collections::HashMap::new(),
         },
     ];
     for (i, op) in ops.iter().enumerate() {
@@ -819,18 +824,30 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                     .lock
                     .try_acquire(&tenant(*t), &name, ttl_for(*short))
                     .await?;
-                let rendered = lease.as_ref().map(|l| l.fence.0);
-                if lease.is_some() {
-                    side.leases[*slot] = lease;
-                }
-                format!("{rendered:?}")
+                let Some(lease) = lease else {
+                    return Ok("held".to_string());
+                };
+                let (last, count) = side.fences.entry((*t, *l)).or_insert((0, 0));
+                let rendered = if lease.fence.0 > *last {
+                    *count += 1;
+                    format!("lease #{count}")
+                } else {
+                    format!("fence {} not above {last}", lease.fence.0)
+                };
+                *last = lease.fence.0;
+                side.leases[*slot] = Some(lease);
+                rendered
             }
             Op::Renew { slot } => match side.leases[*slot].clone() {
                 None => "no lease".into(),
-                Some(lease) => format!(
-                    "fence {}",
-                    fx.lock.renew(&lease, ttl_for(true)).await?.fence.0
-                ),
+                Some(lease) => {
+                    let renewed = fx.lock.renew(&lease, ttl_for(true)).await?;
+                    if renewed.fence == lease.fence {
+                        "renewed, same fence".to_string()
+                    } else {
+                        format!("renew changed the fence to {}", renewed.fence.0)
+                    }
+                }
             },
             Op::Release { slot } => match side.leases[*slot].clone() {
                 None => "no lease".into(),

@@ -126,6 +126,23 @@ pub async fn fixture() -> Option<Fixture> {
     Some(Fixture::new("postgres", backend, caps, TimeControl::Real).holding(db))
 }
 
+/// A fixture on a fresh database reached through a PgBouncer in transaction pooling
+/// mode (few server connections, so consecutive operations change server connection),
+/// without prepared statements.
+pub async fn pgbouncer_fixture() -> Option<Fixture> {
+    let db = fresh_db().await?;
+    let port =
+        persistence_conformance::harness::pgbouncer_port(db.admin.get_host(), db.admin.get_port())?;
+    let url = db.app_options().port(port).to_url_lossy().to_string();
+    let mut config = PgConfig::new(url).with_prepared_statements(false);
+    config.max_connections = 20;
+    let backend = PgBackend::connect(config)
+        .await
+        .expect("connect as app role through pgbouncer");
+    let caps = backend.capabilities();
+    Some(Fixture::new("postgres-pgbouncer", backend, caps, TimeControl::Real).holding(db))
+}
+
 /// A raw pool as the application role, for the security tests.
 pub async fn app_pool(db: &TestDb) -> sqlx::PgPool {
     PgPoolOptions::new()

@@ -15,10 +15,12 @@
 use std::fmt;
 
 pub mod dedicated;
+mod pgbouncer;
 mod postgres;
 mod redis;
 mod round_trips;
 pub use persistence_bench::CountingProxy;
+pub use pgbouncer::{POOL_SIZE as PGBOUNCER_POOL_SIZE, pgbouncer_port};
 pub use postgres::{LocalPostgres, find_bin_dir};
 pub use redis::{LocalRedis, command as redis_command};
 pub use round_trips::round_trips_per_operation;
