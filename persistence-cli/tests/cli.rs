@@ -420,3 +420,31 @@ fn passwords_in_urls_are_never_printed() {
         }
     }
 }
+
+/// A Postgres address that accepts connections and never answers: `status` fails within
+/// the connect deadline instead of hanging.
+#[test]
+fn status_against_a_silent_server_ends() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _holder = std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(held);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let err = fails(
+        dir.path(),
+        &[
+            "status",
+            "--url",
+            &format!("postgres://persistence_app@127.0.0.1:{port}/db"),
+        ],
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < std::time::Duration::from_secs(20),
+        "status took {elapsed:?}: {err}"
+    );
+}

@@ -2,8 +2,10 @@
 //!
 //! A [`Lease`] carries a random token (proof of ownership for `renew`/`release`) and a
 //! [`Fence`]: a number that strictly increases per (tenant, name) across all holders and
-//! survives restarts. Pass the fence to checkpoint and session writes: a worker that lost
-//! its lease and still writes is refused with `Fenced` once a newer holder has written.
+//! survives restarts. Only the order of fences is part of the contract: backends may
+//! floor them at a clock (Postgres and Redis do, so that a lost counter cannot repeat a
+//! value). Pass the fence to checkpoint and session writes: a worker that lost its lease
+//! and still writes is refused with `Fenced` once a newer holder has written.
 
 use std::future::Future;
 use std::time::Duration;
@@ -169,7 +171,9 @@ pub async fn acquire_with_backoff<L: Lock + ?Sized>(
 ///
 /// The lease (and so its fence) is handed to `work`; pass `lease.fence` to writes.
 /// Renewal runs every `ttl / 3` on the same task, concurrently with `work`; transient
-/// renewal errors are retried until the lease would have expired. If the lease is lost,
+/// renewal errors are retried, each attempt bounded by the lease's remaining validity,
+/// until a tenth of the TTL before the lease would lapse. If the lease is lost (or can
+/// no longer be proven held, e.g. the backend stopped answering),
 /// `work` is dropped (stopped at its next await) and `LockLost` is returned. The lease is
 /// released when `work` finishes.
 ///

@@ -53,9 +53,39 @@
 //!
 //! # Locks and fences
 //! A lease is a row (tenant, name, token, fence, expires_at) judged by the database
-//! clock; acquire, renew and release are one statement each; the row stays after release
-//! so the fence only grows. Checkpoint writes and session appends check the fence in the
-//! same statement that writes. No session-level advisory locks.
+//! clock; acquire, renew and release are one statement each. A refused acquire only
+//! reads (no row lock, no WAL). New fences are one more than the row's and never less
+//! than the database clock in microseconds, so [`PgBackend::purge_stale_leases`] (run by
+//! `persistence gc` and `persistence.purge_expired()`) may delete the rows of locks
+//! unused for an hour without a later fence repeating an earlier one. Fences are
+//! `bigint`, `0..=Fence::MAX`. Checkpoint writes and session appends check the fence in
+//! the same statement that writes. No session-level advisory locks.
+//!
+//! # Deadlines and connections
+//! Every operation has one client-side deadline, [`PgConfig::operation_timeout`]
+//! (default 30 s), covering the pool wait, a new connection
+//! ([`PgConfig::connect_timeout`], 5 s) and the round trip, so a stopped server or a
+//! listener that never answers cannot hold a caller; the server's own
+//! `statement_timeout` (25 s) fires first for slow statements. A write that times out
+//! after it was sent says its outcome is unknown. The pool's rules are in `pool.rs`: a
+//! connection that hit an I/O or FATAL error never serves another call, idle
+//! connections older than such a failure are dropped, and a statement that met a
+//! connection the server had already closed (FATAL shutdown notice) is sent again on a
+//! fresh one, as are reads after an I/O error on a reused connection.
+//!
+//! # Behind PgBouncer
+//! With [`PgConfig::prepared_statements`] off (`?prepared_statements=off`), each
+//! operation is one simple query with its arguments as escaped `E'...'` literals and its
+//! own `SET LOCAL statement_timeout`: it works in transaction pooling mode on PgBouncer
+//! versions that cannot keep prepared statements (before 1.21). The conformance suite
+//! runs that way through a PgBouncer the tests start.
+//!
+//! # Schema versions and upgrades
+//! [`SCHEMA_VERSION`] is what `migrate` brings a database to; [`MIN_DATABASE_SCHEMA`] is
+//! the oldest this code opens (older: `SchemaTooOld`). A newer database is opened when
+//! its `persistence.schema_compatible_from()` is at most [`SCHEMA_VERSION`], refused
+//! with `SchemaTooNew` otherwise, and also when it records a migration this code does
+//! not know without a newer schema version declaring compatibility.
 //!
 //! # Expiry
 //! `Store::purge_expired` and `SessionLog::purge_expired` call
@@ -78,7 +108,7 @@ mod store;
 mod url_options;
 
 pub use config::{PgConfig, PrivilegedRole};
-pub use migrate::{MIGRATOR, SCHEMA_VERSION, migrate};
+pub use migrate::{MIGRATOR, MIN_DATABASE_SCHEMA, SCHEMA_VERSION, migrate};
 use persistence_core::{Capabilities, Error, Result, TenantId};
 use std::sync::Arc;
 

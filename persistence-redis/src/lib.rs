@@ -18,15 +18,36 @@
 //! (expired or deleted), and `purge_expired` cleans the rest.
 //!
 //! # Durability limits
-//! Redis acknowledges a write once it is in memory. With the default persistence
-//! (`appendfsync everysec`) a crash can lose about a second of acknowledged writes;
-//! `appendfsync always` narrows that to none on one node. Replication is asynchronous: a
-//! failover can lose acknowledged writes, and since the fence counter is an ordinary key,
-//! a promoted replica that missed an `INCR` can hand out a fence twice. Set
-//! [`RedisConfig::wait_replicas`] to issue `WAIT` after every write (leases included),
-//! which narrows that window at the cost of a round trip; with `appendfsync always` on
-//! the replicas it closes most of it (`WAITAOF`, Redis 7.2+, is the stricter form). Where
-//! a fence must never repeat, use the Postgres or filesystem backend for locks.
+//! Redis acknowledges a write once it is in memory; what survives a crash depends on the
+//! server's settings, and the default is snapshots only (`appendonly no`, `save 3600 1
+//! 300 100 60 10000`): a crash or restart loses every write since the last snapshot, and
+//! a server started with `--save ""` and no AOF loses everything. `appendonly yes` with
+//! `appendfsync everysec` loses about a second; `appendfsync always` none on one node.
+//! Replication is asynchronous: a failover can lose acknowledged writes. Set
+//! [`RedisConfig::wait_replicas`] to issue `WAIT` after every write (leases included;
+//! a lease whose confirmation fails is released, not left held), which narrows that
+//! window at the cost of a round trip. Never use an evicting `maxmemory-policy`: an
+//! evicted lease frees a lock early, an evicted item or event is lost.
+//!
+//! # Fences
+//! Fences are decimal strings of up to 19 digits (`0..=Fence::MAX`), compared digit by
+//! digit in the scripts, never as Lua doubles (exact only to 2^53). A new lease's fence
+//! is one more than the lock's counter and never less than the server clock in
+//! microseconds (`TIME`), so fences never go backwards even when the counter is lost
+//! (restart without persistence, failover to a replica that missed it, eviction),
+//! provided the server clock does not step back by more than the time since the
+//! earlier fence. Because of that floor the counter expires an hour after its lease:
+//! lock names used once leave no key behind. What a data loss does lose is a thread's
+//! or session's record of the highest fence seen: until the new holder writes, a
+//! stale holder's write can be accepted (tested in `tests/faults.rs`).
+//!
+//! # Deadlines and errors
+//! [`RedisConfig::timeout`] bounds connecting and each response, on a single node and
+//! a cluster alike; every request also has a client-side deadline of twice that. A
+//! paused or lost server fails calls `Unavailable` within it. `LOADING` (a restarted
+//! server reading its dataset), `TRYAGAIN`, `MASTERDOWN` and `CLUSTERDOWN` are
+//! `Unavailable` too, and reads retry through them. No error, `Debug` output or span
+//! shows the URL's password.
 //!
 //! # Round trips and performance
 //! Every operation is one script (or one command) on the entity's slot; writes that

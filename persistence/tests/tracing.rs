@@ -129,3 +129,59 @@ async fn operations_are_spans_without_payloads() {
         "a payload was recorded: {everything}"
     );
 }
+
+/// Runs the whole conformance suite through `open(url)` (so through the traced wrapper)
+/// under a recording subscriber, and returns every span, event and failure as text.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+async fn suite_output(url_for_check: impl Fn(usize) -> String) -> (String, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let recorded = Recorded::default();
+    let subscriber = tracing_subscriber::registry().with(recorded.clone());
+    // Global: the suite's checks spawn tasks onto other threads.
+    let _ = tracing::subscriber::set_global_default(subscriber);
+    let counter = AtomicUsize::new(0);
+    let report = persistence_conformance::run_suite(|| async {
+        let url = url_for_check(counter.fetch_add(1, Ordering::SeqCst));
+        let p = open(&url).await.unwrap_or_else(|e| panic!("open: {e}"));
+        let (backend, clock) = persistence::MemoryBackend::with_manual_clock();
+        let caps = backend.capabilities();
+        let mut fx = persistence_conformance::Fixture::new(
+            "facade",
+            backend,
+            caps,
+            persistence_conformance::TimeControl::Manual(clock),
+        );
+        fx.checkpointer = p.checkpointer.clone();
+        fx.store = p.store.clone();
+        fx.sessions = p.sessions.clone();
+        fx.lock = p.lock.clone();
+        fx.capabilities = p.capabilities();
+        fx.time = persistence_conformance::TimeControl::Real;
+        fx
+    })
+    .await;
+    let text = format!(
+        "{:?}{:?}{:?}",
+        recorded.spans.lock().unwrap(),
+        recorded.events.lock().unwrap(),
+        report.failed
+    );
+    (text, report.passed.len())
+}
+
+/// With a password the server really checks (`requirepass`), nothing the whole suite
+/// produces (spans, events, errors) contains it.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_in_any_span_or_error_of_the_suite_on_redis() {
+    const SECRET: &str = "suite-redis-secret-7f3a";
+    use persistence_conformance::harness::dedicated::DedicatedRedis;
+    let Some(server) = DedicatedRedis::start(&["--save", "", "--requirepass", SECRET]) else {
+        return;
+    };
+    let port = server.port();
+    let (text, passed) =
+        suite_output(|i| format!("redis://:{SECRET}@127.0.0.1:{port}/0?prefix=suite{i}:")).await;
+    assert!(passed > 50, "the suite did not run: {passed} checks passed");
+    assert!(!text.contains(SECRET), "the password was recorded");
+}
