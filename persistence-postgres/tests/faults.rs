@@ -181,16 +181,23 @@ async fn terminated_connections_never_serve_another_call() {
     .unwrap();
     assert!(!killed.is_empty(), "no app connection to terminate");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut failures = Vec::new();
-    for _ in 0..20 {
-        if let Err(e) = backend.head(&t, &s).await {
-            failures.push(e.to_string());
-        }
-    }
+    let failures = failed_reads(&backend, 20).await;
     assert!(
         failures.is_empty(),
         "calls failed after termination: {failures:?}"
     );
+}
+
+/// The errors of `n` sequential reads.
+async fn failed_reads(backend: &PgBackend, n: usize) -> Vec<String> {
+    let (t, s) = session();
+    let mut failures = Vec::new();
+    for _ in 0..n {
+        if let Err(e) = backend.head(&t, &s).await {
+            failures.push(e.to_string());
+        }
+    }
+    failures
 }
 
 /// Ten idle connections, via ten concurrent calls.
@@ -222,12 +229,7 @@ async fn a_restart_costs_no_call_that_starts_after_it() {
     for mode in ["fast", "immediate"] {
         fill_pool(&backend).await;
         server.restart(mode);
-        let mut failures = Vec::new();
-        for _ in 0..20 {
-            if let Err(e) = backend.head(&t, &s).await {
-                failures.push(e.to_string());
-            }
-        }
+        let failures = failed_reads(&backend, 20).await;
         assert!(
             failures.is_empty(),
             "{mode} restart: reads failed: {failures:?}"
