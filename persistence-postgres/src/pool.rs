@@ -120,13 +120,20 @@ pub(crate) enum Outcome<T> {
     Resend,
 }
 
-/// Codes after which a connection must not be used again.
+/// Errors after which a connection must not be used again: the server ended it (FATAL
+/// `57P..`, connection class `08`) or the transport failed. Ordinary database errors and
+/// results that do not decode leave it usable (every result was read to the end).
 fn is_fatal(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => db
             .code()
             .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
-        sqlx::Error::RowNotFound => false,
+        sqlx::Error::RowNotFound
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::Encode(_) => false,
         _ => true,
     }
 }

@@ -15,8 +15,9 @@ pub struct RedisConfig {
     /// connection, with exponential backoff from 50 ms. Default 3.
     pub read_retries: u32,
     /// After each write, wait until this many replicas acknowledged it (Redis `WAIT`),
-    /// narrowing the window in which a failover loses acknowledged writes or hands out a
-    /// fence twice. `None` (default): return once the primary has it. Single node only.
+    /// narrowing the window in which a failover loses acknowledged writes. A lease whose
+    /// confirmation fails is released and the acquire fails `Unavailable`. `None`
+    /// (default): return once the primary has it. Single node only.
     pub wait_replicas: Option<WaitReplicas>,
     /// Connect and response timeout of a node (single or cluster); a call fails
     /// `Unavailable` after about this long when the server is down or paused. Every

@@ -350,8 +350,11 @@ impl RedisBackend {
         loop {
             match f().await {
                 Ok(v) => return Ok(v),
+                // A timed-out request is not retried: the server is not answering, and
+                // retrying would multiply the caller's wait.
                 Err(e)
                     if attempt < self.config.read_retries
+                        && !e.is_timeout()
                         && (e.is_io_error()
                             || e.is_connection_dropped()
                             || error::is_transient_server_state(&e)) =>

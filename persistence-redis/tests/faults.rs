@@ -236,6 +236,11 @@ async fn a_paused_cluster_master_times_out() {
     )
     .await;
     let elapsed = started.elapsed();
+    // A read is not retried past its deadline either.
+    let read_started = Instant::now();
+    let (tenant, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    let read = tokio::time::timeout(Duration::from_secs(15), b.head(&tenant, &s)).await;
+    let read_elapsed = read_started.elapsed();
     for pid in &pids {
         signal(*pid, "CONT");
     }
@@ -244,6 +249,14 @@ async fn a_paused_cluster_master_times_out() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+    let err = read
+        .expect("a read on a paused cluster must end within its deadline")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        read_elapsed < Duration::from_secs(5),
+        "read took {read_elapsed:?}"
+    );
 }
 
 /// A lease whose replica confirmation failed is released, not left held by a token
