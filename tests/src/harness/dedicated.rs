@@ -6,6 +6,8 @@
 //! shell kills whatever PID the test last recorded (resuming it first) and deletes the
 //! dir once the test process is gone, even after SIGKILL; `Drop` does the same at once.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -276,7 +278,8 @@ impl DedicatedRedis {
                 return Err("redis-server exited at start".into());
             }
             // LOADING replies count as up: the server is ours and answering.
-            if command(self.port, "CONFIG GET dir")
+            if self
+                .config_dir()
                 .is_some_and(|r| r.contains(&ours) || r.contains("LOADING"))
             {
                 return Ok(());
@@ -284,6 +287,38 @@ impl DedicatedRedis {
             std::thread::sleep(Duration::from_millis(20));
         }
         Err("redis-server did not answer".into())
+    }
+
+    /// The reply to `CONFIG GET dir`, after `AUTH` when the server was started with
+    /// `--requirepass`.
+    fn config_dir(&self) -> Option<String> {
+        let password = self
+            .args
+            .iter()
+            .position(|a| a == "--requirepass")
+            .and_then(|i| self.args.get(i + 1));
+        let Some(password) = password else {
+            return command(self.port, "CONFIG GET dir");
+        };
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        // RESP arrays, so the password needs no quoting.
+        let auth = format!("*2\r\n$4\r\nAUTH\r\n${}\r\n{password}\r\n", password.len());
+        stream.write_all(auth.as_bytes()).ok()?;
+        stream.write_all(b"CONFIG GET dir\r\n").ok()?;
+        let mut reply = String::new();
+        let mut buf = [0u8; 4096];
+        for _ in 0..4 {
+            let n = stream.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if reply.matches("\r\n").count() >= 6 || reply.contains("LOADING") {
+                break;
+            }
+        }
+        Some(reply)
     }
 
     /// `redis://127.0.0.1:PORT`.
