@@ -28,9 +28,10 @@ pub fn map(
         )
     } else if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || e.is_cluster_error()
     {
+        // A refused connection never carried the write; anything else may have.
         let outcome = match effect {
-            Effect::Read => "",
-            Effect::Write => "; the write's outcome is unknown",
+            Effect::Write if !e.is_connection_refusal() => "; the write's outcome is unknown",
+            _ => "",
         };
         Error::unavailable(format!("cannot reach Redis (is it running?){outcome}"))
     } else {

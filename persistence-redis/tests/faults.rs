@@ -303,3 +303,32 @@ async fn no_password_in_errors_or_debug() {
     let err = RedisBackend::connect(cluster).await.unwrap_err();
     assert!(!err.to_string().contains(SECRET), "{err}");
 }
+
+/// A write to a server that is gone fails `Unavailable`; it says its outcome is unknown
+/// only when it may have reached the server.
+#[tokio::test]
+async fn a_refused_write_does_not_claim_an_unknown_outcome() {
+    let Some(mut server) = DedicatedRedis::start(&["--save", "", "--appendonly", "no"]) else {
+        return;
+    };
+    let b = backend(server.url(), Duration::from_secs(1)).await;
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    server.stop();
+    let mut messages = Vec::new();
+    for _ in 0..3 {
+        let e = b
+            .append(
+                &t,
+                &s,
+                vec![persistence_core::Envelope::new(1, serde_json::json!(1))],
+                Default::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+        messages.push(e.to_string());
+    }
+    // The first may meet the connection as it drops; later ones are refused outright.
+    let last = messages.last().unwrap();
+    assert!(!last.contains("outcome is unknown"), "{messages:?}");
+}

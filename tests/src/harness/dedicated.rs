@@ -336,6 +336,13 @@ impl DedicatedRedis {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Kills the server (SIGKILL) and leaves it down.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child);
+        }
+    }
+
     /// Kills the server (SIGKILL: nothing is saved on the way out) and starts it again on
     /// the same port and dir, with what its persistence settings kept.
     ///
