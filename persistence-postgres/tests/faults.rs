@@ -472,3 +472,79 @@ async fn stale_lease_rows_are_purged_and_fences_still_grow() {
         first.fence.0
     );
 }
+
+/// Backend PIDs of the app role's connections to `db`.
+async fn app_backends(admin: &mut PgConnection) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+         WHERE datname = current_database() AND usename = 'persistence_app' ORDER BY pid",
+    )
+    .fetch_all(admin)
+    .await
+    .unwrap()
+}
+
+/// The app connections once the closed ones are gone (a server notices a dropped
+/// socket a moment later): polls until there is one, for up to 5 s.
+async fn settled_backends(admin: &mut PgConnection) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let pids = app_backends(admin).await;
+        if pids.len() <= 1 || Instant::now() > deadline {
+            return pids;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An idle connection past `idle_timeout` is closed, not reused; a connection past
+/// `max_lifetime` is closed when it comes back, even if used all the time.
+#[tokio::test]
+async fn idle_and_old_connections_are_replaced() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let mut admin = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
+    let (t, s) = session();
+
+    let mut config = PgConfig::new(db.app_url()).with_max_connections(1);
+    config.idle_timeout = Duration::from_millis(300);
+    let idle = PgBackend::connect(config).await.unwrap();
+    idle.head(&t, &s).await.unwrap();
+    let first = app_backends(&mut admin).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    idle.head(&t, &s).await.unwrap();
+    assert_eq!(app_backends(&mut admin).await, first, "reused while fresh");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    idle.head(&t, &s).await.unwrap();
+    let second = settled_backends(&mut admin).await;
+    assert_eq!(
+        second.len(),
+        1,
+        "the idle connection was not closed: {second:?}"
+    );
+    assert_ne!(
+        second, first,
+        "an idle connection past idle_timeout was reused"
+    );
+    drop(idle);
+
+    let mut config = PgConfig::new(db.app_url()).with_max_connections(1);
+    config.max_lifetime = Duration::from_millis(300);
+    let aging = PgBackend::connect(config).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    aging.head(&t, &s).await.unwrap();
+    let young: Vec<i32> = app_backends(&mut admin).await;
+    let deadline = Instant::now() + Duration::from_millis(600);
+    while Instant::now() < deadline {
+        aging.head(&t, &s).await.unwrap();
+    }
+    let later = settled_backends(&mut admin).await;
+    assert_eq!(later.len(), 1, "{later:?}");
+    assert!(
+        later.iter().all(|p| !young.contains(p)),
+        "a connection past max_lifetime is still in use: {young:?} -> {later:?}"
+    );
+}

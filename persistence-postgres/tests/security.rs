@@ -359,6 +359,16 @@ async fn migrate_is_idempotent() {
 /// connection, counted by a proxy between the pool and the server.
 #[tokio::test]
 async fn one_round_trip_per_operation() {
+    assert_one_round_trip(true).await;
+}
+
+/// The simple-query form (for PgBouncer) is one round trip per operation too.
+#[tokio::test]
+async fn one_round_trip_per_operation_without_prepared_statements() {
+    assert_one_round_trip(false).await;
+}
+
+async fn assert_one_round_trip(prepared_statements: bool) {
     let Some(db) = support::fresh_db().await else {
         return;
     };
@@ -370,7 +380,8 @@ async fn one_round_trip_per_operation() {
         .unwrap();
     let proxy = CountingProxy::start(upstream).await.unwrap();
     let via_proxy = opts.host("127.0.0.1").port(proxy.addr.port());
-    let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string());
+    let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string())
+        .with_prepared_statements(prepared_statements);
     config.max_connections = 1;
     let b = PgBackend::connect(config).await.unwrap();
     let report = round_trips_per_operation(&b, &proxy).await.unwrap();
