@@ -24,6 +24,12 @@ pub struct RedisConfig {
     /// request also has a client-side deadline of twice this, whatever the driver does.
     /// Default 5 s.
     pub timeout: std::time::Duration,
+    /// Connect even when the server's `maxmemory-policy` evicts keys (`allkeys-*`,
+    /// `volatile-*`). Eviction drops leases (another worker then takes a lock its holder
+    /// still uses), items and events, so by default `connect` refuses such a server with
+    /// `InvalidInput` naming the setting. Default `false`. Servers that hide `CONFIG` are
+    /// not checked.
+    pub allow_eviction: bool,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -34,6 +40,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("read_retries", &self.read_retries)
             .field("wait_replicas", &self.wait_replicas)
             .field("timeout", &self.timeout)
+            .field("allow_eviction", &self.allow_eviction)
             .finish()
     }
 }
@@ -47,6 +54,7 @@ impl RedisConfig {
             read_retries: 3,
             wait_replicas: None,
             timeout: std::time::Duration::from_secs(5),
+            allow_eviction: false,
         }
     }
     /// Same settings with another key prefix.

@@ -26,8 +26,9 @@
 //! Replication is asynchronous: a failover can lose acknowledged writes. Set
 //! [`RedisConfig::wait_replicas`] to issue `WAIT` after every write (leases included;
 //! a lease whose confirmation fails is released, not left held), which narrows that
-//! window at the cost of a round trip. Never use an evicting `maxmemory-policy`: an
-//! evicted lease frees a lock early, an evicted item or event is lost.
+//! window at the cost of a round trip. An evicting `maxmemory-policy` frees a held lock
+//! early and loses items and events: `connect` refuses such a server unless
+//! [`RedisConfig::allow_eviction`] is set.
 //!
 //! # Fences
 //! Fences are decimal strings of up to 19 digits (`0..=Fence::MAX`), compared digit by
@@ -115,7 +116,9 @@ impl RedisBackend {
     /// Connects to a node or a cluster (see [`RedisConfig::url`]).
     ///
     /// # Errors
-    /// `InvalidInput` for a prefix with braces; `Unavailable` if Redis cannot be reached.
+    /// `InvalidInput` for a prefix with braces, or a server whose `maxmemory-policy`
+    /// evicts keys (unless [`RedisConfig::allow_eviction`]); `Unavailable` if Redis
+    /// cannot be reached.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         if config.prefix.contains(['{', '}']) {
             return Err(
@@ -144,11 +147,35 @@ impl RedisBackend {
             config,
         };
         // Fail now, not on first use, if the server is unreachable.
-        let _: String = redis::cmd("PING")
-            .query_async(&mut backend.conn())
-            .await
-            .map_err(|e| map(e, Effect::Read, "connect", "ping"))?;
+        let _: String = within(backend.config.timeout, async {
+            redis::cmd("PING").query_async(&mut backend.conn()).await
+        })
+        .await
+        .map_err(|e| map(e, Effect::Read, "connect", "ping"))?;
+        if !backend.config.allow_eviction {
+            backend.refuse_eviction().await?;
+        }
         Ok(backend)
+    }
+
+    /// Refuses a server whose `maxmemory-policy` evicts keys (see
+    /// [`RedisConfig::allow_eviction`]). A server that hides `CONFIG` is not judged.
+    async fn refuse_eviction(&self) -> Result<()> {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("GET").arg("maxmemory-policy");
+        let Ok(reply) = self.query::<Vec<String>>(cmd).await else {
+            return Ok(());
+        };
+        let policy = reply.get(1).map(String::as_str).unwrap_or("noeviction");
+        if policy.starts_with("allkeys-") || policy.starts_with("volatile-") {
+            return Err(Error::invalid_input(format!(
+                "the server's maxmemory-policy is {policy}: evictions would drop leases (a \
+                 second worker would take a held lock), items and events; set \
+                 maxmemory-policy noeviction, or RedisConfig::allow_eviction to accept it"
+            ))
+            .context(BACKEND, "connect", "maxmemory-policy"));
+        }
+        Ok(())
     }
 
     /// TTL, search, multi-process, cluster-safe; not durable in the sense of the

@@ -332,3 +332,24 @@ async fn a_refused_write_does_not_claim_an_unknown_outcome() {
     let last = messages.last().unwrap();
     assert!(!last.contains("outcome is unknown"), "{messages:?}");
 }
+
+/// A server that evicts keys would drop leases: `connect` refuses it, naming the
+/// setting, unless eviction is accepted explicitly.
+#[tokio::test]
+async fn an_evicting_server_is_refused_unless_accepted() {
+    let Some(server) = DedicatedRedis::start(&["--save", "", "--maxmemory-policy", "allkeys-lru"])
+    else {
+        return;
+    };
+    let err = RedisBackend::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string().contains("maxmemory-policy is allkeys-lru"),
+        "{err}"
+    );
+    let mut accepted = RedisConfig::new(server.url());
+    accepted.allow_eviction = true;
+    RedisBackend::connect(accepted).await.unwrap();
+}
