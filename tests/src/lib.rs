@@ -5,7 +5,7 @@
 //!   [`ErrorKind`](persistence_core::ErrorKind), never on message text.
 //! - [`conformance_suite!`]: emits one `#[tokio::test]` per check for a backend, skipping
 //!   (with a printed reason) the checks whose [`Requirement`] the backend's
-//!   [`Capabilities`] do not declare.
+//!   [`Capabilities`](persistence_core::Capabilities) do not declare.
 //! - [`model`]: a model-based test comparing a backend with
 //!   [`MemoryBackend`](persistence_core::MemoryBackend) on random operation sequences.
 //! - [`harness`]: where tests find servers (env URL, throwaway local process), and

@@ -52,7 +52,7 @@ pub struct SuiteReport {
 }
 
 /// Runs every check, each on a fresh fixture from `setup`, and reports. Used to show the
-/// suite fails broken backends; backends themselves use [`conformance_suite!`].
+/// suite fails broken backends; backends themselves use [`conformance_suite!`](crate::conformance_suite).
 pub async fn run_suite<F, Fut>(setup: F) -> SuiteReport
 where
     F: Fn() -> Fut,
