@@ -368,6 +368,35 @@ async fn one_round_trip_per_operation_without_prepared_statements() {
     assert_one_round_trip(false).await;
 }
 
+/// A connection idle for longer than `check_idle_after` is pinged before use: with the
+/// threshold at zero every operation pays that extra round trip (which is why the
+/// default keeps it to connections idle for 30 s).
+#[tokio::test]
+async fn idle_connections_past_the_threshold_are_pinged() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let opts = db.app_options();
+    let upstream = tokio::net::lookup_host((opts.get_host(), opts.get_port()))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = CountingProxy::start(upstream).await.unwrap();
+    let via_proxy = opts.host("127.0.0.1").port(proxy.addr.port());
+    let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string())
+        .with_check_idle_after(std::time::Duration::ZERO);
+    config.max_connections = 1;
+    let b = PgBackend::connect(config).await.unwrap();
+    let report = round_trips_per_operation(&b, &proxy).await.unwrap();
+    for (op, trips) in &report {
+        assert_eq!(
+            *trips, 2,
+            "{op} took {trips} round trips, expected ping + statement"
+        );
+    }
+}
+
 async fn assert_one_round_trip(prepared_statements: bool) {
     let Some(db) = support::fresh_db().await else {
         return;
