@@ -359,13 +359,13 @@ async fn migrate_is_idempotent() {
 /// connection, counted by a proxy between the pool and the server.
 #[tokio::test]
 async fn one_round_trip_per_operation() {
-    assert_one_round_trip(true).await;
+    assert_round_trips(1, |c| c).await;
 }
 
 /// The simple-query form (for PgBouncer) is one round trip per operation too.
 #[tokio::test]
 async fn one_round_trip_per_operation_without_prepared_statements() {
-    assert_one_round_trip(false).await;
+    assert_round_trips(1, |c| c.with_prepared_statements(false)).await;
 }
 
 /// A connection idle for longer than `check_idle_after` is pinged before use: with the
@@ -373,31 +373,12 @@ async fn one_round_trip_per_operation_without_prepared_statements() {
 /// default keeps it to connections idle for 30 s).
 #[tokio::test]
 async fn idle_connections_past_the_threshold_are_pinged() {
-    let Some(db) = support::fresh_db().await else {
-        return;
-    };
-    let opts = db.app_options();
-    let upstream = tokio::net::lookup_host((opts.get_host(), opts.get_port()))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = CountingProxy::start(upstream).await.unwrap();
-    let via_proxy = opts.host("127.0.0.1").port(proxy.addr.port());
-    let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string())
-        .with_check_idle_after(std::time::Duration::ZERO);
-    config.max_connections = 1;
-    let b = PgBackend::connect(config).await.unwrap();
-    let report = round_trips_per_operation(&b, &proxy).await.unwrap();
-    for (op, trips) in &report {
-        assert_eq!(
-            *trips, 2,
-            "{op} took {trips} round trips, expected ping + statement"
-        );
-    }
+    assert_round_trips(2, |c| c.with_check_idle_after(std::time::Duration::ZERO)).await;
 }
 
-async fn assert_one_round_trip(prepared_statements: bool) {
+/// Every operation of a one-connection backend (configured by `tweak`) through the
+/// counting proxy takes `expected` round trips.
+async fn assert_round_trips(expected: u64, tweak: impl Fn(PgConfig) -> PgConfig) {
     let Some(db) = support::fresh_db().await else {
         return;
     };
@@ -409,8 +390,9 @@ async fn assert_one_round_trip(prepared_statements: bool) {
         .unwrap();
     let proxy = CountingProxy::start(upstream).await.unwrap();
     let via_proxy = opts.host("127.0.0.1").port(proxy.addr.port());
-    let mut config = PgConfig::new(sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string())
-        .with_prepared_statements(prepared_statements);
+    let mut config = tweak(PgConfig::new(
+        sqlx::ConnectOptions::to_url_lossy(&via_proxy).to_string(),
+    ));
     config.max_connections = 1;
     let b = PgBackend::connect(config).await.unwrap();
     let report = round_trips_per_operation(&b, &proxy).await.unwrap();
@@ -418,6 +400,6 @@ async fn assert_one_round_trip(prepared_statements: bool) {
         eprintln!("{op:<24} {trips} round trip(s)");
     }
     for (op, trips) in &report {
-        assert_eq!(*trips, 1, "{op} took {trips} round trips");
+        assert_eq!(*trips, expected, "{op} took {trips} round trips");
     }
 }
