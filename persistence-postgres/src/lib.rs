@@ -24,9 +24,10 @@
 //! Each operation is one `SELECT persistence.<operation>(...)`: the function sets the
 //! tenant with `set_config(..., true)` (transaction-local, so safe behind PgBouncer in
 //! transaction mode) and acts, in the statement's own transaction. Statements are
-//! prepared once per pooled connection; after that first use every operation is exactly
-//! one network round trip, counted by a TCP proxy in `tests/security.rs`
-//! (`one_round_trip_per_operation`) and reported by the benchmark. The crate uses its own
+//! prepared once per pooled connection (or, with [`PgConfig::prepared_statements`] off,
+//! sent as one simple query each); after that first use every operation is exactly one
+//! network round trip, counted by a TCP proxy in `tests/security.rs`
+//! (`one_round_trip_per_operation*`) and reported by the benchmark. The crate uses its own
 //! small connection pool because sqlx's `Pool` pings each connection when it is returned,
 //! which would double the round trips.
 //!

@@ -149,26 +149,7 @@ async fn terminated_connections_never_serve_another_call() {
     let backend = PgBackend::connect(PgConfig::new(db.app_url()).with_max_connections(10))
         .await
         .unwrap();
-    let (t, s) = session();
-    // Ten idle connections, via ten concurrent calls.
-    let tasks: Vec<_> = (0..10)
-        .map(|_| {
-            let b = backend.clone();
-            let (t, s) = (t.clone(), s.clone());
-            tokio::spawn(async move {
-                b.append(
-                    &t,
-                    &s,
-                    vec![persistence_core::Envelope::new(1, serde_json::json!(1))],
-                    Default::default(),
-                )
-                .await
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap().unwrap();
-    }
+    fill_pool(&backend).await;
     let mut admin = PgConnection::connect_with(&db.admin_options())
         .await
         .unwrap();
@@ -546,5 +527,50 @@ async fn idle_and_old_connections_are_replaced() {
     assert!(
         later.iter().all(|p| !young.contains(p)),
         "a connection past max_lifetime is still in use: {young:?} -> {later:?}"
+    );
+}
+
+/// `with_lock` on a Postgres server that stops answering ends as `LockLost` before the
+/// lease lapses, not after the operation deadline (or never).
+#[tokio::test]
+async fn with_lock_on_a_paused_server_is_lock_lost_in_time() {
+    let Some(server) = DedicatedPostgres::start() else {
+        return;
+    };
+    // The client would wait 10 s for an answer; the lease lasts 3 s.
+    let backend = migrated(&server, |c| {
+        c.with_operation_timeout(Duration::from_secs(10))
+            .with_connect_timeout(Duration::from_secs(10))
+    })
+    .await;
+    let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("worker").unwrap());
+    let options = persistence_core::LockOptions {
+        ttl: Duration::from_secs(3),
+        wait: Duration::from_secs(1),
+    };
+    let postmaster = server.pid();
+    let started = Instant::now();
+    let paused = std::sync::Mutex::new(Vec::new());
+    let outcome: Result<(), persistence_core::Error> =
+        persistence_core::with_lock(&backend, &t, &name, options, |_lease| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let pids = server_processes(postmaster);
+            for pid in &pids {
+                signal(*pid, "STOP");
+            }
+            *paused.lock().unwrap() = pids;
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok(())
+        })
+        .await;
+    let elapsed = started.elapsed();
+    for pid in paused.lock().unwrap().iter() {
+        signal(*pid, "CONT");
+    }
+    let err = outcome.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LockLost, "{err}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "LockLost after {elapsed:?}, past the 3 s lease"
     );
 }
