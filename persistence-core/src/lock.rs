@@ -172,7 +172,7 @@ pub async fn acquire_with_backoff<L: Lock + ?Sized>(
 /// The lease (and so its fence) is handed to `work`; pass `lease.fence` to writes.
 /// Renewal runs every `ttl / 3` on the same task, concurrently with `work`; transient
 /// renewal errors are retried, each attempt bounded by the lease's remaining validity,
-/// until a tenth of the TTL before the lease would lapse. If the lease is lost (or can
+/// until just before the lease would lapse. If the lease is lost (or can
 /// no longer be proven held, e.g. the backend stopped answering),
 /// `work` is dropped (stopped at its next await) and `LockLost` is returned. The lease is
 /// released when `work` finishes.
@@ -195,41 +195,47 @@ where
 {
     let lease = lock.acquire(tenant, name, options).await?;
     let outcome = tokio::select! {
-        result = work(lease.clone()) => Some(result),
-        lost = keep_renewed(lock, &lease, options.ttl) => { let _: Error = lost; None }
+        result = work(lease.clone()) => Ok(result),
+        lost = keep_renewed(lock, &lease, options.ttl) => Err(lost),
     };
     match outcome {
-        Some(result) => {
+        Ok(result) => {
             // A failed release only means the lease lapses at its TTL.
             let _ = lock.release(&lease).await;
             result
         }
-        None => Err(
-            Error::lock_lost("lease was lost while the work was running")
-                .context("core", "lock.with_lock", format!("{tenant}/{name}"))
-                .into(),
-        ),
+        Err(lost) => Err(Error::lock_lost(format!(
+            "lease was lost while the work was running: {}",
+            lost.message()
+        ))
+        .context("core", "lock.with_lock", format!("{tenant}/{name}"))
+        .with_source(lost)
+        .into()),
     }
 }
 
 /// Renews `lease` until renewal fails for good; returns the error that ended it.
 ///
 /// The lease is known valid until `ttl` after the last successful renewal was *sent*
-/// (not answered). Every renewal attempt has its own deadline, ending a tenth of the TTL
-/// before that point, so a backend that hangs (a paused server, a lost network) ends
-/// the work as `LockLost` while the lease is still ours, never after it lapsed.
+/// (not answered): the backend judged its expiry from a later moment, so this estimate
+/// errs early. Attempts start a period after the previous one was sent, however long
+/// that one took, and each has its own deadline a twentieth of the TTL (slack for clocks
+/// and timers) before the estimate, so a backend that hangs (a paused server, a lost network)
+/// ends the work as `LockLost` while the lease is still ours, never after it lapsed.
 async fn keep_renewed<L: Lock + ?Sized>(lock: &L, lease: &Lease, ttl: Duration) -> Error {
     let period = (ttl / 3).max(Duration::from_millis(1));
-    let margin = ttl / 10;
-    let mut valid_until = tokio::time::Instant::now() + ttl;
+    let margin = ttl / 20;
+    let start = tokio::time::Instant::now();
+    let mut valid_until = start + ttl;
+    let mut next = start + period;
     loop {
         let give_up_at = valid_until.checked_sub(margin).unwrap_or(valid_until);
-        let next = tokio::time::Instant::now() + period;
         tokio::time::sleep_until(next.min(give_up_at)).await;
         let sent = tokio::time::Instant::now();
         if sent >= give_up_at {
             return Error::lock_lost("the lease could not be renewed before it would lapse");
         }
+        next = sent + period;
         match tokio::time::timeout_at(give_up_at, lock.renew(lease, ttl)).await {
             Ok(Ok(_)) => valid_until = sent + ttl,
             Ok(Err(e)) if e.kind() == ErrorKind::LockLost => return e,

@@ -256,7 +256,9 @@ pub async fn lock_with_lock_runs_and_releases(fx: &Fixture) -> Result<()> {
 /// `with_lock` keeps renewing, so work longer than the TTL keeps the lock.
 pub async fn lock_with_lock_renews_in_background(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), lock_key("long-work"));
-    let ttl = Duration::from_millis(300);
+    // Work of 2.5 TTLs: the lease must be renewed at least twice. A TTL of a second
+    // keeps the check meaningful on a loaded machine, where a task can wake 100 ms late.
+    let ttl = Duration::from_secs(1);
     let opts = LockOptions {
         ttl,
         wait: Duration::from_secs(5),
@@ -266,7 +268,7 @@ pub async fn lock_with_lock_renews_in_background(fx: &Fixture) -> Result<()> {
     fx.lock
         .with_lock(&t, &n, opts, |_lease| async move {
             for _ in 0..10 {
-                inner.pass_real(Duration::from_millis(100)).await;
+                inner.pass_real(Duration::from_millis(250)).await;
                 if inner
                     .lock
                     .try_acquire(&t2, &n2, inner.long_ttl())
