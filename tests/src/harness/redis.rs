@@ -106,12 +106,21 @@ rm -rf "$R_DIR"
     Err(format!("redis-server on port {port} did not answer PING"))
 }
 
+/// A fresh server directory, on `/dev/shm` where it exists: a cluster node rewrites and
+/// fsyncs `nodes.conf` on every configuration change, and on a busy disk (parallel Postgres
+/// tests) one such fsync stalls the single-threaded server for seconds, long enough for a
+/// client's 5 s response timeout. The tests are about our client, not the test host's disk.
 fn temp_dir(label: &str) -> Result<std::path::PathBuf, String> {
-    Ok(tempfile::Builder::new()
-        .prefix(&format!("persistence-redis-{label}-"))
-        .tempdir()
-        .map_err(|e| e.to_string())?
-        .keep())
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!("persistence-redis-{label}-");
+    builder.prefix(&prefix);
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        builder.tempdir_in(shm).or_else(|_| builder.tempdir())
+    } else {
+        builder.tempdir()
+    };
+    Ok(dir.map_err(|e| e.to_string())?.keep())
 }
 
 fn start_single() -> Result<String, String> {
