@@ -38,6 +38,11 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend does not support the operation (see its capabilities).
     Unsupported,
+    /// A TLS connection could not be set up: the server's certificate is not trusted or
+    /// does not name the host, the server does not offer TLS, or it refused the client's
+    /// certificate. Not retryable: the configuration (or the server's) must change; the
+    /// message names the host and what to set (see [`TlsFailure`](crate::TlsFailure)).
+    Tls,
     /// Any other backend failure.
     Backend,
 }
@@ -57,6 +62,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Tls => "tls",
             ErrorKind::Backend => "backend error",
         }
     }

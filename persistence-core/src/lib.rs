@@ -46,6 +46,7 @@ mod redact;
 mod session_log;
 mod store;
 mod time;
+mod tls;
 mod typed;
 
 pub use capabilities::Capabilities;
@@ -70,6 +71,7 @@ pub use redact::redact_url;
 pub use session_log::{AppendOptions, SessionEvent, SessionLog};
 pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, validate_ttl};
+pub use tls::{ClientPem, TlsFailure, TlsPem};
 pub use typed::{
     CheckpointerExt, SessionLogExt, StoreExt, TypedCheckpointTuple, TypedCheckpointer,
     TypedSessionLog, TypedStore,

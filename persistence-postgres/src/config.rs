@@ -1,8 +1,11 @@
 //! Connection settings.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use persistence_core::redact_url;
+
+use crate::SslMode;
 
 /// What [`PgBackend::connect`](crate::PgBackend::connect) does when the role it connects
 /// as is a superuser or has BYPASSRLS, which turns off the row-level security that keeps
@@ -22,8 +25,11 @@ pub enum PrivilegedRole {
 /// Settings of [`PgBackend::connect`](crate::PgBackend::connect).
 ///
 /// The `Debug` output never shows the password. URL query options (stripped before the
-/// URL reaches the driver) override the defaults: `operation_timeout_ms`,
-/// `connect_timeout_ms`, `max_connections`, `prepared_statements=off`.
+/// URL reaches the driver) override these settings: `operation_timeout_ms`,
+/// `connect_timeout_ms`, `max_connections`, `prepared_statements=off`, and TLS's
+/// `sslmode`, `sslrootcert`, `sslcert`, `sslkey` (libpq's names and meanings). Unset TLS
+/// settings fall back to libpq's environment variables (`PGSSLMODE`, `PGSSLROOTCERT`,
+/// ...), then to `sslmode=prefer`.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct PgConfig {
@@ -65,6 +71,20 @@ pub struct PgConfig {
     pub privileged_role: PrivilegedRole,
     /// `application_name` shown in `pg_stat_activity`. Default `"persistence"`.
     pub application_name: String,
+    /// TLS policy (URL option `sslmode`). `None` (default): `PGSSLMODE`, else
+    /// [`SslMode::VerifyFull`] when [`tls_root_cert`](Self::tls_root_cert) is set (a CA
+    /// file given is a CA to check against), else [`SslMode::Prefer`] as in libpq.
+    /// `Require` with a root certificate checks the CA, as in libpq (`VerifyCa`).
+    pub ssl_mode: Option<SslMode>,
+    /// PEM file of the CA certificates to trust instead of the system's roots (URL option
+    /// `sslrootcert`). Default `None`. Read at every new connection, so a renewed file
+    /// is picked up without a restart.
+    pub tls_root_cert: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS (URL option `sslcert`); needs
+    /// [`tls_client_key`](Self::tls_client_key). Default `None`.
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of the client certificate (URL option `sslkey`). Default `None`.
+    pub tls_client_key: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PgConfig {
@@ -82,6 +102,10 @@ impl std::fmt::Debug for PgConfig {
             .field("prepared_statements", &self.prepared_statements)
             .field("privileged_role", &self.privileged_role)
             .field("application_name", &self.application_name)
+            .field("ssl_mode", &self.ssl_mode)
+            .field("tls_root_cert", &self.tls_root_cert)
+            .field("tls_client_cert", &self.tls_client_cert)
+            .field("tls_client_key", &self.tls_client_key)
             .finish()
     }
 }
@@ -102,7 +126,35 @@ impl PgConfig {
             prepared_statements: true,
             privileged_role: PrivilegedRole::Warn,
             application_name: "persistence".into(),
+            ssl_mode: None,
+            tls_root_cert: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         }
+    }
+    /// Same settings with another TLS policy (see [`ssl_mode`](Self::ssl_mode)).
+    #[must_use]
+    pub fn with_ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = Some(mode);
+        self
+    }
+    /// Same settings trusting the CA certificates in `pem_file` (see
+    /// [`tls_root_cert`](Self::tls_root_cert)).
+    #[must_use]
+    pub fn with_tls_root_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_root_cert = Some(pem_file.into());
+        self
+    }
+    /// Same settings presenting a client certificate for mutual TLS.
+    #[must_use]
+    pub fn with_tls_client_cert(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls_client_cert = Some(cert_file.into());
+        self.tls_client_key = Some(key_file.into());
+        self
     }
     /// Same settings with another pool size.
     #[must_use]

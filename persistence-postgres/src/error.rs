@@ -2,7 +2,10 @@
 
 use persistence_core::Error;
 
+use persistence_core::TlsFailure;
+
 use crate::pool::DbError;
+use crate::tls::TlsConnectError;
 
 /// Backend name used in error messages.
 pub const BACKEND: &str = "postgres";
@@ -45,6 +48,11 @@ pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Displ
         .context(BACKEND, operation, key);
     };
     let err = match &source {
+        // The pool names the failure and the host (see `tls::name_failure`).
+        sqlx::Error::Tls(inner) => match inner.downcast_ref::<TlsConnectError>() {
+            Some(tls) => Error::tls(tls.failure, &tls.host),
+            None => Error::tls(TlsFailure::Handshake, "the database server"),
+        },
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();
             match db.code().as_deref() {
@@ -64,7 +72,6 @@ pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Displ
             }
         }
         sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => Error::unavailable(format!(

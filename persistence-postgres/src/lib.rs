@@ -106,12 +106,14 @@ mod pool;
 mod session_log;
 mod statement;
 mod store;
+mod tls;
 mod url_options;
 
 pub use config::{PgConfig, PrivilegedRole};
 pub use migrate::{MIGRATOR, MIN_DATABASE_SCHEMA, SCHEMA_VERSION, migrate};
 use persistence_core::{Capabilities, Error, Result, TenantId};
 use std::sync::Arc;
+pub use tls::SslMode;
 
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
@@ -195,6 +197,7 @@ impl PgBackend {
             .application_name(&config.config.application_name)
             .disable_statement_logging();
         let c = &config.config;
+        options = tls::apply(options, c)?;
         let protocol = if c.prepared_statements {
             options = options.options([("statement_timeout", timeout_ms.as_str())]);
             statement::Protocol::Prepared

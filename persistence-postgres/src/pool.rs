@@ -197,17 +197,22 @@ impl ConnPool {
 
     /// A new connection within the connect timeout.
     async fn connect(&self) -> Result<PgConnection, sqlx::Error> {
-        tokio::time::timeout(self.settings.connect_timeout, self.options.connect())
-            .await
-            .map_err(|_| {
-                sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "the server did not complete a connection within {:?}",
-                        self.settings.connect_timeout
-                    ),
-                ))
-            })?
+        tokio::time::timeout(self.settings.connect_timeout, async {
+            self.options
+                .connect()
+                .await
+                .map_err(|e| crate::tls::name_failure(e, &self.options))
+        })
+        .await
+        .map_err(|_| {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the server did not complete a connection within {:?}",
+                    self.settings.connect_timeout
+                ),
+            ))
+        })?
     }
 
     /// An idle connection (unless `fresh`), or a new one, waiting at most the acquire

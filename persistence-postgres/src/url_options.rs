@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use persistence_core::{Error, Result, redact_url};
 
-use crate::PgConfig;
 use crate::error::BACKEND;
+use crate::{PgConfig, SslMode};
 
 /// A config with URL options applied, and the URL to hand to the driver.
 pub(crate) struct Applied {
@@ -13,8 +13,9 @@ pub(crate) struct Applied {
     pub driver_url: String,
 }
 
-/// Applies `operation_timeout_ms`, `connect_timeout_ms`, `max_connections` and
-/// `prepared_statements` from the URL's query to `config`.
+/// Applies `operation_timeout_ms`, `connect_timeout_ms`, `max_connections`,
+/// `prepared_statements` and the TLS options (`sslmode`, `sslrootcert`, `sslcert`,
+/// `sslkey`) from the URL's query to `config`.
 ///
 /// # Errors
 /// `InvalidInput` naming the option for a value that does not parse, or for a URL that
@@ -32,7 +33,11 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
             "operation_timeout_ms"
             | "connect_timeout_ms"
             | "max_connections"
-            | "prepared_statements" => ours.push((key.into_owned(), value.into_owned())),
+            | "prepared_statements"
+            | "sslmode"
+            | "sslrootcert"
+            | "sslcert"
+            | "sslkey" => ours.push((key.into_owned(), value.into_owned())),
             _ => kept.push((key.into_owned(), value.into_owned())),
         }
     }
@@ -49,6 +54,10 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
                 config.max_connections = u32::try_from(number()?)
                     .map_err(|_| bad(format!("URL option max_connections={value} is too large")))?;
             }
+            "sslmode" => config.ssl_mode = Some(SslMode::parse(&value).map_err(bad)?),
+            "sslrootcert" => config.tls_root_cert = Some(value.into()),
+            "sslcert" => config.tls_client_cert = Some(value.into()),
+            "sslkey" => config.tls_client_key = Some(value.into()),
             _ => {
                 config.prepared_statements = match value.as_str() {
                     "on" | "true" => true,

@@ -1,13 +1,28 @@
 //! Connection settings.
 
+use std::path::PathBuf;
+
 /// Settings of [`RedisBackend::connect`](crate::RedisBackend::connect).
 ///
 /// The `Debug` output never shows the password.
 #[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`, `rediss://...` (TLS), or
-    /// `redis+cluster://host:port,host:port` for a Redis Cluster.
+    /// `redis://host:port/db`, `rediss://host:port/db` (TLS), or
+    /// `redis+cluster://host:port,host:port` (`rediss+cluster://` over TLS) for a Redis
+    /// Cluster. Query options `sslrootcert`, `sslcert` and `sslkey` set the TLS files
+    /// below (and override them); they are taken out before the URL reaches the driver.
     pub url: String,
+    /// PEM file of the CA certificates to trust for TLS instead of the system's roots
+    /// (`/etc/ssl/certs` through `rustls-native-certs`). URL option `sslrootcert`.
+    /// Default `None`. The server's certificate is always verified, its name included.
+    pub tls_root_cert: Option<PathBuf>,
+    /// PEM client certificate (chain) presented for mutual TLS (`tls-auth-clients yes`).
+    /// URL option `sslcert`; needs [`tls_client_key`](Self::tls_client_key). Default
+    /// `None`.
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM private key of [`tls_client_cert`](Self::tls_client_cert). URL option
+    /// `sslkey`. Default `None`.
+    pub tls_client_key: Option<PathBuf>,
     /// Prepended to every key, so several applications (or test runs) share a server
     /// without seeing each other. Must not contain `{` or `}`. Default `"persistence:"`.
     pub prefix: String,
@@ -36,6 +51,9 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &persistence_core::redact_url(&self.url))
+            .field("tls_root_cert", &self.tls_root_cert)
+            .field("tls_client_cert", &self.tls_client_cert)
+            .field("tls_client_key", &self.tls_client_key)
             .field("prefix", &self.prefix)
             .field("read_retries", &self.read_retries)
             .field("wait_replicas", &self.wait_replicas)
@@ -50,6 +68,9 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: url.into(),
+            tls_root_cert: None,
+            tls_client_cert: None,
+            tls_client_key: None,
             prefix: "persistence:".into(),
             read_retries: 3,
             wait_replicas: None,
@@ -58,8 +79,28 @@ impl RedisConfig {
         }
     }
     /// Same settings with another key prefix.
+    #[must_use]
     pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+    /// Same settings trusting the CA certificates in `pem_file` (see
+    /// [`tls_root_cert`](Self::tls_root_cert)).
+    #[must_use]
+    pub fn with_tls_root_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_root_cert = Some(pem_file.into());
+        self
+    }
+    /// Same settings presenting a client certificate for mutual TLS (see
+    /// [`tls_client_cert`](Self::tls_client_cert)).
+    #[must_use]
+    pub fn with_tls_client_cert(
+        mut self,
+        cert_file: impl Into<PathBuf>,
+        key_file: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls_client_cert = Some(cert_file.into());
+        self.tls_client_key = Some(key_file.into());
         self
     }
 }

@@ -7,6 +7,8 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
+use crate::tls::Endpoint;
+
 /// A cloneable, multiplexed connection: concurrent requests share it.
 #[derive(Clone)]
 pub enum Conn {
@@ -17,26 +19,30 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects according to the URL: `redis+cluster://h:p,h:p` for a cluster,
-    /// `redis://` or `rediss://` for a single node.
-    pub async fn connect(url: &str, timeout: Duration) -> redis::RedisResult<Conn> {
-        if let Some(nodes) = url.strip_prefix("redis+cluster://") {
-            let nodes: Vec<String> = nodes
-                .trim_end_matches('/')
-                .split(',')
-                .map(|n| format!("redis://{n}"))
-                .collect();
+    /// Connects to `endpoint`: a cluster or a single node, with TLS when its URL said so.
+    pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> redis::RedisResult<Conn> {
+        if endpoint.tls {
+            crate::tls::ensure_crypto_provider();
+        }
+        if endpoint.cluster {
             // The same bounds as a single node: a paused or lost master fails its callers
             // in about `timeout` instead of holding them for the whole outage.
-            let client = redis::cluster::ClusterClient::builder(nodes)
+            let mut builder = redis::cluster::ClusterClient::builder(endpoint.nodes.clone())
                 .connection_timeout(timeout)
                 .response_timeout(timeout)
                 .retries(2)
-                .max_retry_wait(500)
-                .build()?;
+                .max_retry_wait(500);
+            if let Some(certs) = &endpoint.certs {
+                builder = builder.certs(certs.clone());
+            }
+            let client = builder.build()?;
             return Ok(Conn::Cluster(client.get_async_connection().await?));
         }
-        let client = redis::Client::open(url)?;
+        let url = endpoint.nodes.first().map_or("", String::as_str);
+        let client = match &endpoint.certs {
+            Some(certs) => redis::Client::build_with_tls(url, certs.clone())?,
+            None => redis::Client::open(url)?,
+        };
         // Reconnect attempts are bounded so a down server fails calls in about `timeout`
         // instead of holding them; the manager keeps reconnecting in the background.
         let config = ConnectionManagerConfig::new()

@@ -84,6 +84,7 @@ mod lock;
 mod scripts;
 mod session_log;
 mod store;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -129,7 +130,8 @@ impl RedisBackend {
                 ),
             );
         }
-        if config.wait_replicas.is_some() && config.url.starts_with("redis+cluster://") {
+        let endpoint = tls::Endpoint::parse(&config)?;
+        if config.wait_replicas.is_some() && endpoint.cluster {
             return Err(
                 Error::invalid_input("wait_replicas needs a single-node connection").context(
                     BACKEND,
@@ -138,9 +140,14 @@ impl RedisBackend {
                 ),
             );
         }
-        let conn = within(config.timeout, Conn::connect(&config.url, config.timeout))
+        let url = redact_url(&config.url);
+        let at_connect = |e: redis::RedisError, key: &str| match endpoint.tls_error(&e) {
+            Some(tls) => tls.context(BACKEND, "connect", &url).with_source(e),
+            None => map(e, Effect::Read, "connect", key),
+        };
+        let conn = within(config.timeout, Conn::connect(&endpoint, config.timeout))
             .await
-            .map_err(|e| map(e, Effect::Read, "connect", redact_url(&config.url)))?;
+            .map_err(|e| at_connect(e, &url))?;
         let backend = RedisBackend {
             conn,
             keys: Keys::new(&config.prefix),
@@ -151,7 +158,7 @@ impl RedisBackend {
             redis::cmd("PING").query_async(&mut backend.conn()).await
         })
         .await
-        .map_err(|e| map(e, Effect::Read, "connect", "ping"))?;
+        .map_err(|e| at_connect(e, "ping"))?;
         if !backend.config.allow_eviction {
             backend.refuse_eviction().await?;
         }

@@ -31,6 +31,11 @@ async fn fixture(server: Server) -> Option<Fixture> {
 conformance_suite!(redis_single, fixture(Server::Redis));
 conformance_suite!(redis_cluster, fixture(Server::RedisCluster));
 
+// The same suite over TLS with a client certificate (mutual TLS), on a node and on a
+// cluster whose bus is TLS too; the servers have no plaintext client port in the URL.
+conformance_suite!(redis_tls, fixture(Server::RedisTls));
+conformance_suite!(redis_cluster_tls, fixture(Server::RedisClusterTls));
+
 #[test]
 fn redis_matches_the_model() {
     model::check_model(

@@ -19,6 +19,7 @@ mod pgbouncer;
 mod postgres;
 mod redis;
 mod round_trips;
+pub mod tls;
 pub use persistence_bench::CountingProxy;
 pub use pgbouncer::{POOL_SIZE as PGBOUNCER_POOL_SIZE, pgbouncer_port};
 pub use postgres::{LocalPostgres, find_bin_dir};
@@ -51,6 +52,13 @@ pub enum Server {
     Redis,
     /// A Redis Cluster (3 masters).
     RedisCluster,
+    /// PostgreSQL speaking TLS only, requiring a client certificate (its URL carries
+    /// `sslmode=verify-full` and the test CA and client files, see [`tls::TlsFiles`]).
+    PostgresTls,
+    /// A single Redis node on a TLS port, requiring a client certificate.
+    RedisTls,
+    /// A Redis Cluster (3 masters) over TLS, cluster bus included.
+    RedisClusterTls,
 }
 
 impl Server {
@@ -60,6 +68,18 @@ impl Server {
             Server::Postgres => "postgres",
             Server::Redis => "redis",
             Server::RedisCluster => "redis-cluster",
+            Server::PostgresTls => "postgres-tls",
+            Server::RedisTls => "redis-tls",
+            Server::RedisClusterTls => "redis-cluster-tls",
+        }
+    }
+    /// The same server without TLS.
+    pub fn plaintext(self) -> Server {
+        match self {
+            Server::PostgresTls => Server::Postgres,
+            Server::RedisTls => Server::Redis,
+            Server::RedisClusterTls => Server::RedisCluster,
+            plain => plain,
         }
     }
     /// The variable holding a URL to use instead of starting a server.
@@ -68,6 +88,9 @@ impl Server {
             Server::Postgres => "PERSISTENCE_TEST_POSTGRES_URL",
             Server::Redis => "PERSISTENCE_TEST_REDIS_URL",
             Server::RedisCluster => "PERSISTENCE_TEST_REDIS_CLUSTER_URL",
+            Server::PostgresTls => "PERSISTENCE_TEST_POSTGRES_TLS_URL",
+            Server::RedisTls => "PERSISTENCE_TEST_REDIS_TLS_URL",
+            Server::RedisClusterTls => "PERSISTENCE_TEST_REDIS_CLUSTER_TLS_URL",
         }
     }
 }
@@ -82,12 +105,15 @@ impl fmt::Display for Server {
 pub const REQUIRE_VAR: &str = "PERSISTENCE_TEST_REQUIRE";
 
 /// Whether the comma-separated `spec` (the value of [`REQUIRE_VAR`]) names `server`.
-/// `all` names every server; `redis` also names the cluster.
+/// `all` names every server; `redis` also names the cluster; a server's name also names
+/// its TLS variant (`postgres` requires `postgres-tls`).
 pub fn is_required(spec: &str, server: Server) -> bool {
+    let plain = server.plaintext();
     spec.split(',').map(str::trim).any(|name| {
         name == "all"
             || name == server.name()
-            || (name == "redis" && server == Server::RedisCluster)
+            || name == plain.name()
+            || (name == "redis" && plain == Server::RedisCluster)
     })
 }
 

@@ -16,11 +16,13 @@ pub struct LocalPostgres;
 
 impl Launcher for LocalPostgres {
     fn launch(&self, server: Server) -> Result<String, String> {
-        if server != Server::Postgres {
-            return Err(format!("LocalPostgres cannot start {server}"));
+        static PLAIN: OnceLock<Result<String, String>> = OnceLock::new();
+        static TLS: OnceLock<Result<String, String>> = OnceLock::new();
+        match server {
+            Server::Postgres => PLAIN.get_or_init(|| start(Tls::Off)).clone(),
+            Server::PostgresTls => TLS.get_or_init(|| start(Tls::Mutual)).clone(),
+            _ => Err(format!("LocalPostgres cannot start {server}")),
         }
-        static STARTED: OnceLock<Result<String, String>> = OnceLock::new();
-        STARTED.get_or_init(start).clone()
     }
 }
 
@@ -126,17 +128,55 @@ pub(crate) fn init_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<Path
     Ok(dir)
 }
 
-fn start() -> Result<String, String> {
+/// Whether a throwaway server speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    /// Plaintext only (`ssl = off`).
+    Off,
+    /// TLS only, with a client certificate signed by the test CA required
+    /// (`hostssl ... clientcert=verify-ca`, `hostnossl ... reject`).
+    Mutual,
+}
+
+/// `pg_hba.conf` of a TLS server: plaintext TCP is refused, so a test that passes ran
+/// over TLS.
+const TLS_HBA: &str = "local all all trust
+hostssl all all 127.0.0.1/32 trust clientcert=verify-ca
+hostnossl all all 127.0.0.1/32 reject
+";
+
+fn start(tls: Tls) -> Result<String, String> {
     let bin = find_bin_dir().ok_or("initdb/postgres not found on PATH or under /usr/lib/postgresql (apt-get install postgresql)")?;
     let user = server_user()?;
     let dir = init_data_dir(&bin, user)?;
     let data = dir.join("data");
+    let (extra, query) = match tls {
+        Tls::Off => (String::new(), String::new()),
+        Tls::Mutual => {
+            let files = super::tls::generate(&dir, user)?;
+            std::fs::write(data.join("pg_hba.conf"), TLS_HBA)
+                .map_err(|e| format!("write pg_hba.conf: {e}"))?;
+            (
+                format!(
+                    "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={} -c ssl_ca_file={}",
+                    files.server_cert.display(),
+                    files.server_key.display(),
+                    files.ca.display()
+                ),
+                format!("?sslmode=verify-full&{}", files.mutual_query()),
+            )
+        }
+    };
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port()?;
-        let mut watchdog = spawn_watched(&bin, &dir, &data, port, user)?;
+        let mut watchdog = spawn_watched(&bin, &dir, &data, port, user, &extra)?;
         match wait_ready(&bin, port, &dir, &mut watchdog) {
-            Ok(()) => return Ok(format!("postgres://postgres@127.0.0.1:{port}/postgres")),
+            Ok(()) => {
+                return Ok(format!(
+                    "postgres://postgres@127.0.0.1:{port}/postgres{query}"
+                ));
+            }
             Err(e) => last = e,
         }
     }
@@ -150,11 +190,12 @@ fn spawn_watched(
     data: &Path,
     port: u16,
     user: Option<(u32, u32)>,
+    extra: &str,
 ) -> Result<std::process::Child, String> {
     const SCRIPT: &str = r#"
 "$PG_BIN/postgres" -D "$PG_DATA" -p "$PG_PORT" -k "$PG_DIR" -c listen_addresses=127.0.0.1 \
     -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 \
-    -c shared_preload_libraries=pg_stat_statements >"$PG_DIR/server.log" 2>&1 &
+    -c shared_preload_libraries=pg_stat_statements $PG_EXTRA >"$PG_DIR/server.log" 2>&1 &
 pg=$!
 # /proc works across users, unlike `kill -0` on a root-owned parent.
 while [ -d "/proc/$PARENT" ] && kill -0 "$pg" 2>/dev/null; do sleep 0.2; done
@@ -174,6 +215,7 @@ wait "$pg"
         .env("PG_DATA", data)
         .env("PG_DIR", dir)
         .env("PG_PORT", port.to_string())
+        .env("PG_EXTRA", extra)
         .env("PARENT", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
