@@ -145,9 +145,14 @@ impl RedisBackend {
             Some(tls) => tls.context(BACKEND, "connect", &url).with_source(e),
             None => map(e, Effect::Read, "connect", key),
         };
-        let conn = within(config.timeout, Conn::connect(&endpoint, config.timeout))
-            .await
-            .map_err(|e| at_connect(e, &url))?;
+        let conn = match within(config.timeout, Conn::connect(&endpoint, config.timeout)).await {
+            Ok(conn) => conn,
+            Err(e) if e.is_timeout() || e.is_io_error() => match endpoint.plaintext_probe().await {
+                Some(tls) => return Err(tls.context(BACKEND, "connect", &url).with_source(e)),
+                None => return Err(at_connect(e, &url)),
+            },
+            Err(e) => return Err(at_connect(e, &url)),
+        };
         let backend = RedisBackend {
             conn,
             keys: Keys::new(&config.prefix),

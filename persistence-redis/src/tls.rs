@@ -125,6 +125,33 @@ impl Endpoint {
     }
 }
 
+impl Endpoint {
+    /// After a TLS connect failed without a TLS error (no answer): whether the first
+    /// node answers a plaintext `PING` instead, which means it does not offer TLS on that
+    /// port (a plaintext Redis waits for a line end that a TLS hello never sends). Costs
+    /// one short probe on the failure path only.
+    pub(crate) async fn plaintext_probe(&self) -> Option<Error> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if !self.tls {
+            return None;
+        }
+        let host = self.hosts.split(',').next()?;
+        let probe = async {
+            let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+            stream.write_all(b"PING\r\n").await.ok()?;
+            let mut first = [0u8; 1];
+            stream.read_exact(&mut first).await.ok()?;
+            // `+PONG`, or `-NOAUTH ...` / `-ERR ...`: a RESP reply, not a TLS record.
+            matches!(first[0], b'+' | b'-').then_some(())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(1), probe)
+            .await
+            .ok()
+            .flatten()
+            .map(|()| Error::tls(TlsFailure::NotOffered, host))
+    }
+}
+
 /// rustls needs a process-wide crypto provider when the driver builds its config; install
 /// ring's unless the application installed one.
 pub(crate) fn ensure_crypto_provider() {

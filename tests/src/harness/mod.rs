@@ -24,7 +24,7 @@ pub use persistence_bench::CountingProxy;
 pub use pgbouncer::{POOL_SIZE as PGBOUNCER_POOL_SIZE, pgbouncer_port};
 pub use postgres::{LocalPostgres, find_bin_dir};
 pub use redis::{LocalRedis, command as redis_command};
-pub use round_trips::round_trips_per_operation;
+pub use round_trips::{counted_per_operation, round_trips_per_operation};
 
 /// A free loopback port for a throwaway server, below Linux's ephemeral range
 /// (32768..) so that no outgoing connection or `bind(0)` of a concurrent test process

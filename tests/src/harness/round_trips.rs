@@ -25,6 +25,25 @@ pub async fn round_trips_per_operation<B>(
 where
     B: Checkpointer + Store + SessionLog + Lock,
 {
+    counted_per_operation(backend, || async { Ok(proxy.flights()) }).await
+}
+
+/// [`round_trips_per_operation`] with any monotonic counter read by `counter`: the
+/// server's own statistics (Redis `INFO commandstats`, Postgres `pg_stat_statements`)
+/// where a proxy cannot read the traffic (TLS). Returns the counter's growth across
+/// each operation of the third round.
+///
+/// # Errors
+/// The first failed operation or counter read.
+pub async fn counted_per_operation<B, F, Fut>(
+    backend: &B,
+    counter: F,
+) -> Result<Vec<(&'static str, u64)>>
+where
+    B: Checkpointer + Store + SessionLog + Lock,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<u64>>,
+{
     let t = TenantId::new("rt")?;
     let (th, s) = (ThreadKey::new("th")?, SessionKey::new("s")?);
     let (ns, k, l) = (
@@ -35,11 +54,13 @@ where
     let ttl = Duration::from_secs(30);
     let mut report = Vec::new();
     for round in 0..3 {
-        let mut count = |name: &'static str, before: u64| {
-            if round == 2 {
-                report.push((name, proxy.flights() - before));
-            }
-        };
+        macro_rules! count {
+            ($name:expr, $before:expr) => {
+                if round == 2 {
+                    report.push(($name, counter().await?.saturating_sub($before)));
+                }
+            };
+        }
         let c = NewCheckpoint {
             id: CheckpointId::new(),
             parent: None,
@@ -48,13 +69,13 @@ where
             metadata: Default::default(),
         };
         let id = c.id;
-        let n = proxy.flights();
+        let n = counter().await?;
         Checkpointer::put(backend, &t, &th, c, Default::default()).await?;
-        count("checkpoint put", n);
-        let n = proxy.flights();
+        count!("checkpoint put", n);
+        let n = counter().await?;
         Checkpointer::get(backend, &t, &th, CheckpointSelector::Latest).await?;
-        count("checkpoint get latest", n);
-        let n = proxy.flights();
+        count!("checkpoint get latest", n);
+        let n = counter().await?;
         let w = Write {
             channel: ChannelName::new("c")?,
             value: Envelope::new(1, json!(1)),
@@ -63,35 +84,35 @@ where
         backend
             .put_writes(&t, &th, id, &task, vec![w], None)
             .await?;
-        count("checkpoint put_writes", n);
-        let n = proxy.flights();
+        count!("checkpoint put_writes", n);
+        let n = counter().await?;
         let events = vec![Envelope::new(1, json!(1))];
         backend
             .append(&t, &s, events, AppendOptions::default())
             .await?;
-        count("session append", n);
-        let n = proxy.flights();
+        count!("session append", n);
+        let n = counter().await?;
         backend.read(&t, &s, 0, 10).await?;
-        count("session read", n);
-        let n = proxy.flights();
+        count!("session read", n);
+        let n = counter().await?;
         let value = Envelope::new(1, json!(1));
         Store::put(backend, &t, &ns, &k, value, Default::default()).await?;
-        count("store put", n);
-        let n = proxy.flights();
+        count!("store put", n);
+        let n = counter().await?;
         Store::get(backend, &t, &ns, &k).await?;
-        count("store get", n);
-        let n = proxy.flights();
+        count!("store get", n);
+        let n = counter().await?;
         let lease = backend
             .try_acquire(&t, &l, ttl)
             .await?
             .ok_or_else(|| persistence_core::Error::conflict("round-trip lock is held"))?;
-        count("lock acquire", n);
-        let n = proxy.flights();
+        count!("lock acquire", n);
+        let n = counter().await?;
         backend.renew(&lease, ttl).await?;
-        count("lock renew", n);
-        let n = proxy.flights();
+        count!("lock renew", n);
+        let n = counter().await?;
         backend.release(&lease).await?;
-        count("lock release", n);
+        count!("lock release", n);
     }
     Ok(report)
 }
