@@ -216,8 +216,7 @@ impl TlsFailure {
                  CA that signed the server's certificate, or renew an expired certificate"
             }
             TlsFailure::NameMismatch => {
-                "connect with a host name (or IP address) the certificate lists; for \
-                 Postgres, sslmode=verify-ca checks the CA without the name"
+                "connect with a host name (or IP address) the certificate lists"
             }
             TlsFailure::NotOffered => {
                 "enable TLS on the server, connect to its TLS port, or connect without TLS \

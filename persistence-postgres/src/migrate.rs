@@ -30,12 +30,27 @@ pub const MIN_DATABASE_SCHEMA: i32 = 6;
 /// `Unavailable` if the database cannot be reached; `Backend` if a migration fails or
 /// the database has migrations this code does not know.
 pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
-    use sqlx::Connection;
+    use sqlx::{ConnectOptions, Connection};
     // One plain connection: a refused or unreachable server fails at once instead of
-    // after a pool's acquire timeout.
-    let mut conn = sqlx::PgConnection::connect(admin_url)
+    // after a pool's acquire timeout. The URL's options (TLS, connect timeout) apply as
+    // for `PgBackend::connect`.
+    let settings = crate::url_options::apply(crate::PgConfig::new(admin_url))?;
+    let options = settings
+        .driver_url
+        .parse::<sqlx::postgres::PgConnectOptions>()
+        .map_err(|e| map_unsent(e, "migrate", "url"))?
+        .disable_statement_logging();
+    let options = crate::tls::apply(options, &settings.config)?;
+    let limit = settings.config.connect_timeout;
+    let mut conn = tokio::time::timeout(limit, options.connect())
         .await
-        .map_err(|e| map_unsent(e, "migrate", "connect"))?;
+        .map_err(|_| {
+            Error::timeout(format!(
+                "the server did not complete a connection within {limit:?}"
+            ))
+            .context(BACKEND, "migrate", "connect")
+        })?
+        .map_err(|e| map_unsent(crate::tls::name_failure(e, &options), "migrate", "connect"))?;
     let before: Vec<i64> = applied(&mut conn).await;
     let mut attempt = 0;
     loop {

@@ -20,7 +20,10 @@ pub enum SslMode {
     /// not checked.
     Require,
     /// TLS, and the server's certificate must be signed by a trusted CA (the
-    /// `sslrootcert` file, else the system's roots); its name is not checked.
+    /// `sslrootcert` file, else the system's roots). libpq does not check the name here;
+    /// the driver this crate uses (sqlx 0.8.6 with rustls 0.23.24+) checks it too, so
+    /// today `VerifyCa` is as strict as `VerifyFull` (upstream issue
+    /// launchbadge/sqlx#3793, fixed after 0.8.6). Stricter, never weaker.
     VerifyCa,
     /// TLS, a trusted certificate, and it must name the host connected to.
     VerifyFull,

@@ -55,9 +55,9 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
                     .map_err(|_| bad(format!("URL option max_connections={value} is too large")))?;
             }
             "sslmode" => config.ssl_mode = Some(SslMode::parse(&value).map_err(bad)?),
-            "sslrootcert" => config.tls_root_cert = Some(value.into()),
-            "sslcert" => config.tls_client_cert = Some(value.into()),
-            "sslkey" => config.tls_client_key = Some(value.into()),
+            "sslrootcert" => config.tls_root_cert = Some(file_path(&value)),
+            "sslcert" => config.tls_client_cert = Some(file_path(&value)),
+            "sslkey" => config.tls_client_key = Some(file_path(&value)),
             _ => {
                 config.prepared_statements = match value.as_str() {
                     "on" | "true" => true,
@@ -80,4 +80,13 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
         driver_url: url.to_string(),
         config,
     })
+}
+
+/// A TLS file option's path: as given, or after the `file: ` prefix sqlx's
+/// `PgConnectOptions::to_url_lossy` writes, so URLs built that way work too.
+fn file_path(value: &str) -> std::path::PathBuf {
+    value
+        .strip_prefix("file:")
+        .map_or(value, str::trim_start)
+        .into()
 }

@@ -11,6 +11,10 @@ conformance_suite!(postgres, support::fixture());
 // prepared statements), as deployments behind a pooler connect.
 conformance_suite!(postgres_pgbouncer, support::pgbouncer_fixture());
 
+// The same suite over TLS only (the server refuses plaintext), verify-full, with a
+// client certificate (mutual TLS).
+conformance_suite!(postgres_tls, support::tls_fixture());
+
 #[test]
 fn postgres_matches_the_model() {
     model::check_model(

@@ -76,7 +76,12 @@ fn template_name() -> String {
 
 /// A fresh migrated database, or `None` when no server is available (and not required).
 pub async fn fresh_db() -> Option<TestDb> {
-    let url = server_url(Server::Postgres, &LocalPostgres)?;
+    fresh_db_on(Server::Postgres).await
+}
+
+/// [`fresh_db`] on `server` (the plaintext or the TLS one).
+pub async fn fresh_db_on(server: Server) -> Option<TestDb> {
+    let url = server_url(server, &LocalPostgres)?;
     let admin = PgConnectOptions::from_str(&url)
         .expect("admin URL")
         .disable_statement_logging();
@@ -124,6 +129,19 @@ pub async fn fixture() -> Option<Fixture> {
         .expect("connect as app role");
     let caps = backend.capabilities();
     Some(Fixture::new("postgres", backend, caps, TimeControl::Real).holding(db))
+}
+
+/// A fixture on a fresh database of the TLS-only server, connected as the application
+/// role with `sslmode=verify-full` and a client certificate.
+pub async fn tls_fixture() -> Option<Fixture> {
+    let db = fresh_db_on(Server::PostgresTls).await?;
+    let mut config = PgConfig::new(db.app_url());
+    config.max_connections = 20;
+    let backend = PgBackend::connect(config)
+        .await
+        .expect("connect as app role over TLS");
+    let caps = backend.capabilities();
+    Some(Fixture::new("postgres-tls", backend, caps, TimeControl::Real).holding(db))
 }
 
 /// A fixture on a fresh database reached through a PgBouncer in transaction pooling
