@@ -32,6 +32,9 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+/// New connections opened to measure connection setup.
+const SETUP_CONNECTIONS: usize = 20;
+
 /// One measured row and its ratio to the raw baseline.
 #[derive(serde::Serialize)]
 struct Row {
@@ -77,6 +80,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     // Warm-ups are not measured: a connection prepares each statement on first use.
     raw.measure(workload::WARM_UP).await?;
     let raw_stats = target.counted(ops, raw.measure(ops)).await?;
+    // What TLS (and authentication) cost: once per connection, shown beside the
+    // per-operation rows.
+    let setup = if raw.opens_connections() {
+        let count = SETUP_CONNECTIONS;
+        Some(
+            target
+                .counted(count, raw.connection_setup(&target, count))
+                .await?,
+        )
+    } else {
+        None
+    };
     bar.inc(1);
 
     let stores = Stores {
@@ -111,6 +126,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "backend": p.backend_name(),
             "ops": ops,
             "baseline": raw_stats,
+            "connection_setup": setup,
+            "tls": target.tls,
             "rows": rows,
         }));
     } else {
@@ -123,8 +140,23 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         for row in &rows {
             print_row(&row.stats, Some(base));
         }
+        if let Some(setup) = &setup {
+            print_row(setup, None);
+            println!(
+                "(a pool opens a connection once{}: the rows above are per operation on open \
+                 connections)",
+                if target.tls {
+                    ", TLS handshake included"
+                } else {
+                    ""
+                }
+            );
+        }
         if target.proxy.is_none() {
-            println!("(round trips are counted for postgres:// and redis:// URLs only)");
+            println!(
+                "(round trips are counted for single-node postgres:// and redis[s]:// URLs; \
+                 TLS only when the host is 127.0.0.1, which the certificate must name)"
+            );
         }
     }
     Ok(())
@@ -141,21 +173,36 @@ fn tempfile_dir() -> Result<tempfile::TempDir> {
 pub struct Target {
     /// The URL the backend and the baseline connect to.
     pub open_url: String,
-    /// Counts round trips; `None` for files, memory, TLS and clusters.
+    /// Counts round trips; `None` for files, memory, clusters and TLS to a host other
+    /// than `127.0.0.1` (the proxy's address would not match its certificate).
     pub proxy: Option<CountingProxy>,
+    /// Whether the URL asks for TLS (`rediss://`, or a Postgres `sslmode` other than
+    /// `disable`/`prefer`, or a root certificate).
+    pub tls: bool,
 }
 
 impl Target {
     async fn prepare(url: &str) -> Result<Self> {
-        let (scheme, _) = url.split_once("://").unwrap_or(("", ""));
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", ""));
+        let query = rest.split_once('?').map_or("", |(_, q)| q);
+        let tls = scheme.starts_with("rediss")
+            || query.split('&').any(|kv| {
+                kv.starts_with("sslrootcert=")
+                    || ["require", "verify-ca", "verify-full"]
+                        .iter()
+                        .any(|m| kv == format!("sslmode={m}"))
+            });
         let upstream = match scheme {
-            "postgres" | "postgresql" | "redis" => authority(url),
+            "postgres" | "postgresql" | "redis" | "rediss" => authority(url),
             _ => None,
-        };
+        }
+        // Through the proxy a TLS client checks the certificate against 127.0.0.1.
+        .filter(|(host, ..)| !tls || host == "127.0.0.1");
         let Some((host, port, start, end)) = upstream else {
             return Ok(Target {
                 open_url: url.to_string(),
                 proxy: None,
+                tls,
             });
         };
         let addr = tokio::net::lookup_host((host.as_str(), port))
@@ -175,6 +222,7 @@ impl Target {
         Ok(Target {
             open_url,
             proxy: Some(proxy),
+            tls,
         })
     }
 

@@ -23,7 +23,12 @@ pub enum Baseline {
     /// One plain `INSERT` of a checkpoint-sized row over one connection.
     Postgres(Arc<Mutex<sqlx::PgConnection>>),
     /// One plain `EVAL` returning a constant.
-    Redis(redis::aio::MultiplexedConnection),
+    Redis {
+        /// The client (TLS files applied), for new connections.
+        client: redis::Client,
+        /// The connection the `EVAL`s use.
+        conn: redis::aio::MultiplexedConnection,
+    },
     /// An insert into a map under a mutex (the memory backend has no storage below it).
     Memory(Arc<std::sync::Mutex<std::collections::HashMap<usize, usize>>>),
 }
@@ -69,13 +74,12 @@ impl Baseline {
                 Ok(Baseline::Postgres(Arc::new(Mutex::new(conn))))
             }
             Backend::Redis(_) => {
-                let url = first_node(&target.open_url);
-                let client = redis::Client::open(url.as_str()).map_err(|e| raw_error("url", e))?;
+                let client = redis_client(&target.open_url)?;
                 let conn = client
                     .get_multiplexed_async_connection()
                     .await
                     .map_err(|e| raw_error("connect", e))?;
-                Ok(Baseline::Redis(conn))
+                Ok(Baseline::Redis { client, conn })
             }
             _ => Ok(Baseline::Memory(Arc::default())),
         }
@@ -137,7 +141,7 @@ impl Baseline {
                 })
                 .await
             }
-            Baseline::Redis(conn) => {
+            Baseline::Redis { conn, .. } => {
                 let conn = conn.clone();
                 measure("raw EVAL returning a constant", ops, 1, move |_| {
                     let (mut conn, fail) = (conn.clone(), fail.clone());
@@ -169,6 +173,73 @@ impl Baseline {
         }
     }
 
+    /// Whether the baseline talks to a server (so [`Self::connection_setup`] applies).
+    pub fn opens_connections(&self) -> bool {
+        matches!(self, Baseline::Postgres(_) | Baseline::Redis { .. })
+    }
+
+    /// Opens `count` new raw connections one after another (TCP, TLS handshake when the
+    /// URL asks for it, authentication): what a pool pays once per connection, never per
+    /// operation.
+    ///
+    /// # Errors
+    /// The first failed connection; `InvalidInput` for a baseline without a server
+    /// (see [`Self::opens_connections`]).
+    pub async fn connection_setup(&self, target: &Target, count: usize) -> Result<Stats> {
+        let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+        let seen = failure.clone();
+        let fail = move |e: String| {
+            seen.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        };
+        let name = if target.tls {
+            "new connection (with TLS)"
+        } else {
+            "new connection"
+        };
+        let stats = match self {
+            Baseline::Postgres(_) => {
+                let url = target.open_url.clone();
+                measure(name, count, 1, move |_| {
+                    let (url, fail) = (url.clone(), fail.clone());
+                    async move {
+                        use sqlx::Connection;
+                        match sqlx::PgConnection::connect(&url).await {
+                            Ok(conn) => {
+                                let _ = conn.close().await;
+                            }
+                            Err(e) => fail(e.to_string()),
+                        }
+                    }
+                })
+                .await
+            }
+            Baseline::Redis { client, .. } => {
+                let client = client.clone();
+                measure(name, count, 1, move |_| {
+                    let (client, fail) = (client.clone(), fail.clone());
+                    async move {
+                        if let Err(e) = client.get_multiplexed_async_connection().await {
+                            fail(e.to_string());
+                        }
+                    }
+                })
+                .await
+            }
+            _ => {
+                return Err(Error::invalid_input(
+                    "connection setup is measured for server backends only",
+                ));
+            }
+        };
+        let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match failed {
+            Some(e) => Err(raw_error("connect", e)),
+            None => Ok(stats),
+        }
+    }
+
     /// Removes the baseline's file; connections close when dropped.
     pub async fn finish(self) {
         if let Baseline::File { path, .. } = self {
@@ -177,12 +248,38 @@ impl Baseline {
     }
 }
 
-/// `redis://first-host:port` of a `redis+cluster://h1:p1,h2:p2` URL (an `EVAL` without
-/// keys runs on any node); other URLs without their `?options`.
-fn first_node(url: &str) -> String {
-    let url = url.split('?').next().unwrap_or(url);
-    match url.strip_prefix("redis+cluster://") {
-        Some(nodes) => format!("redis://{}", nodes.split(',').next().unwrap_or(nodes)),
-        None => url.to_string(),
+/// A client of the first node of a Redis URL (an `EVAL` without keys runs on any node of
+/// a cluster), with the URL's TLS files (`sslrootcert`, `sslcert`, `sslkey`) applied.
+fn redis_client(url: &str) -> Result<redis::Client> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let node = match base.split_once("+cluster://") {
+        Some((scheme, nodes)) => format!(
+            "{scheme}://{}",
+            nodes
+                .split(',')
+                .next()
+                .unwrap_or(nodes)
+                .trim_end_matches('/')
+        ),
+        None => base.to_string(),
+    };
+    let option = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .map(std::path::PathBuf::from)
+    };
+    let (root, cert, key) = (option("sslrootcert"), option("sslcert"), option("sslkey"));
+    let pem = persistence::TlsPem::read(root.as_deref(), cert.as_deref(), key.as_deref())?;
+    if pem.is_empty() {
+        return redis::Client::open(node.as_str()).map_err(|e| raw_error("url", e));
     }
+    let certs = redis::TlsCertificates {
+        client_tls: pem.client.map(|c| redis::ClientTlsConfig {
+            client_cert: c.cert,
+            client_key: c.key,
+        }),
+        root_cert: pem.root_cert,
+    };
+    redis::Client::build_with_tls(node.as_str(), certs).map_err(|e| raw_error("url", e))
 }

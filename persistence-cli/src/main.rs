@@ -30,11 +30,13 @@ struct Cli {
     command: Command,
 }
 
-/// The backend to use: memory://, file://DIR, postgres://..., redis://..., redis+cluster://...
+/// The backend to use: memory://, file://DIR, postgres://..., redis[s]://...,
+/// redis[s]+cluster://...
 #[derive(clap::Args, Debug, Clone)]
 struct UrlArg {
     /// Backend URL: memory://, file://DIR, postgres://USER@HOST/DB, redis://HOST:PORT,
-    /// redis+cluster://HOST:PORT,HOST:PORT.
+    /// redis+cluster://HOST:PORT,HOST:PORT; TLS: rediss://, rediss+cluster://,
+    /// postgres://...?sslmode=verify-full, with sslrootcert=, sslcert=, sslkey= files.
     #[arg(long, env = "PERSISTENCE_URL", default_value = DEFAULT_URL, global = true)]
     url: String,
 }

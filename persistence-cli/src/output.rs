@@ -67,7 +67,7 @@ fn hint(url: &str, e: &Error) -> Option<String> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     let server = match scheme {
         "postgres" | "postgresql" => Some(("Postgres", "postgres")),
-        "redis" | "rediss" | "redis+cluster" => Some(("Redis", "redis")),
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Some(("Redis", "redis")),
         _ => None,
     };
     let message = e.message();
@@ -81,7 +81,12 @@ fn hint(url: &str, e: &Error) -> Option<String> {
         }),
         ErrorKind::InvalidInput if !url.contains("://") || message.contains("URL") => Some(
             "URLs look like memory://, file://DIR, postgres://USER@HOST:5432/DB, \
-             redis://HOST:6379, redis+cluster://HOST:PORT,HOST:PORT"
+             redis://HOST:6379, rediss://HOST:6379 (TLS), redis+cluster://HOST:PORT,HOST:PORT"
+                .to_string(),
+        ),
+        ErrorKind::Tls => Some(
+            "TLS URL options: sslrootcert=CA.pem, sslcert=CLIENT.pem, sslkey=CLIENT.key \
+             (Postgres also sslmode=disable|prefer|require|verify-ca|verify-full); see README, TLS"
                 .to_string(),
         ),
         ErrorKind::SchemaTooOld => Some(

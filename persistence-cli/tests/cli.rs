@@ -293,9 +293,18 @@ fn bench_prints_json_rows_beside_the_baseline() {
 
 /// A new, empty database on the harness's server: (admin URL, app-role URL).
 fn empty_database() -> Option<(String, String)> {
-    let url = server_url(Server::Postgres, &LocalPostgres)?;
+    empty_database_on(Server::Postgres)
+}
+
+/// An empty database on `server` (the plaintext or the TLS Postgres): admin and app URLs.
+fn empty_database_on(server: Server) -> Option<(String, String)> {
+    let url = server_url(server, &LocalPostgres)?;
     let admin = PgConnectOptions::from_str(&url).unwrap();
-    let name = format!("persistence_cli_{}", std::process::id());
+    let name = format!(
+        "persistence_cli_{}_{}",
+        std::process::id(),
+        server.name().replace('-', "_")
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -316,7 +325,9 @@ fn empty_database() -> Option<(String, String)> {
         .database(&name)
         .to_url_lossy()
         .to_string();
-    Some((admin_url, app_url))
+    // sqlx writes TLS files as `file: PATH`; plain paths are what users pass.
+    let plain = |url: String| url.replace("file%3A+", "");
+    Some((plain(admin_url), plain(app_url)))
 }
 
 #[test]
@@ -359,8 +370,9 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
 fn redis_url(server: Server) -> Option<String> {
     let url = server_url(server, &LocalRedis)?;
+    let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!(
-        "{url}?prefix=cli-{}-{}:",
+        "{url}{sep}prefix=cli-{}-{}:",
         std::process::id(),
         fastrand_suffix()
     ))
@@ -447,4 +459,74 @@ fn status_against_a_silent_server_ends() {
         elapsed < std::time::Duration::from_secs(20),
         "status took {elapsed:?}: {err}"
     );
+}
+
+/// A bench report's checks for a TLS URL: it says TLS, shows connection setup apart,
+/// and its operations cost what they cost in plaintext (counted by the proxy, which
+/// forwards TLS records unread: the certificate names 127.0.0.1).
+fn bench_over_tls_shows_setup_apart(dir: &Path, url: &str) {
+    let report = json(&ok(
+        dir,
+        &[
+            "bench", "--url", url, "--ops", "20", "--tasks", "1", "--json",
+        ],
+    ));
+    assert_eq!(report["tls"], true, "{report}");
+    let setup = &report["connection_setup"];
+    assert!(setup["name"].as_str().unwrap().contains("TLS"), "{report}");
+    assert!(setup["round_trips"].as_f64().unwrap() >= 2.0, "{report}");
+    assert_eq!(report["baseline"]["round_trips"], 1.0, "{report}");
+    for row in report["rows"].as_array().unwrap() {
+        let rt = row["round_trips"].as_f64().unwrap();
+        assert!(rt > 0.0 && rt <= 2.05, "{row}");
+    }
+}
+
+#[test]
+fn redis_over_tls_status_demo_and_bench() {
+    let Some(url) = redis_url(Server::RedisTls) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let status = ok(dir.path(), &["status", "--url", &url]);
+    assert!(status.contains("redis"), "{status}");
+    demo_completes_and_resumes(dir.path(), &url);
+    bench_over_tls_shows_setup_apart(dir.path(), &url);
+    // The wrong CA: the TLS error and a TLS hint, not "is Redis running?".
+    let files = persistence_conformance::harness::tls::TlsFiles::of_url(&url).unwrap();
+    let wrong = url.replace(
+        &files.ca.display().to_string(),
+        &files.other_ca.display().to_string(),
+    );
+    let err = fails(dir.path(), &["status", "--url", &wrong]);
+    assert!(err.contains("TLS to 127.0.0.1"), "{err}");
+    assert!(err.contains("hint: TLS URL options"), "{err}");
+    assert!(!err.contains("docker compose"), "{err}");
+}
+
+#[test]
+fn redis_cluster_over_tls_demo() {
+    let Some(url) = redis_url(Server::RedisClusterTls) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    demo_completes_and_resumes(dir.path(), &url);
+}
+
+#[test]
+fn postgres_over_tls_migrate_status_and_bench() {
+    let Some((admin_url, app_url)) = empty_database_on(Server::PostgresTls) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
+    assert!(first.contains("applied 0006"), "{first}");
+    let status = ok(dir.path(), &["status", "--url", &app_url]);
+    assert!(status.contains("schema version 6"), "{status}");
+    bench_over_tls_shows_setup_apart(dir.path(), &app_url);
+    // Without the client certificate the server refuses: a TLS error naming sslcert.
+    let bare = format!("{}?sslmode=require", app_url.split('?').next().unwrap());
+    let err = fails(dir.path(), &["status", "--url", &bare]);
+    assert!(err.contains("sslcert"), "{err}");
+    assert!(!err.contains("docker compose"), "{err}");
 }

@@ -24,7 +24,7 @@
 //! | `memory://` | in-process reference backend (tests, demos) | always |
 //! | `file:///var/lib/agent` or `file://relative/dir`, `?durability=none` to skip fsync | [`fs`] | `fs` (default) |
 //! | `postgres://persistence_app:...@host/db` | [`postgres`], as the app role | `postgres` |
-//! | `redis://host:6379/0`, `rediss://...`, `redis+cluster://h1:p,h2:p`; `?prefix=app:` (other options go to the driver) | [`redis`] | `redis` |
+//! | `redis://host:6379/0`, `rediss://...` (TLS), `redis+cluster://h1:p,h2:p`, `rediss+cluster://...`; `?prefix=app:`, TLS files `sslrootcert=`, `sslcert=`, `sslkey=` (other options go to the driver) | [`redis`] | `redis` |
 //!
 //! `full` enables every backend. A URL whose backend is not compiled in fails with
 //! `Unsupported` naming the feature to enable.

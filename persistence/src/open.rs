@@ -38,7 +38,7 @@ pub enum Backend {
     /// `postgres://`.
     #[cfg(feature = "postgres")]
     Postgres(persistence_postgres::PgBackend),
-    /// `redis://`, `rediss://`, `redis+cluster://`.
+    /// `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`.
     #[cfg(feature = "redis")]
     Redis(persistence_redis::RedisBackend),
 }
@@ -94,10 +94,13 @@ pub async fn open(url: &str) -> Result<Persistence> {
         }
         "file" => open_fs(location, options)?,
         "postgres" | "postgresql" => open_postgres(url).await?,
-        "redis" | "rediss" | "redis+cluster" => open_redis(scheme, location, options).await?,
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            open_redis(scheme, location, options).await?
+        }
         other => {
             return Err(Error::invalid_input(format!(
-                "unknown URL scheme {other:?}: expected memory, file, postgres, redis or redis+cluster"
+                "unknown URL scheme {other:?}: expected memory, file, postgres, redis, rediss, \
+                 redis+cluster or rediss+cluster"
             )));
         }
     };
@@ -190,9 +193,9 @@ async fn open_postgres(_: &str) -> Result<Backend> {
 async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Result<Backend> {
     use persistence_redis::{RedisBackend, RedisConfig};
     let prefix = options.take("prefix");
-    // Other options (`protocol=resp3`, ...) belong to the driver's single-node URL.
-    let url = if scheme == "redis+cluster" || options.0.is_empty() {
-        options.reject_all(scheme)?;
+    // Other options (TLS files, `protocol=resp3`, ...) belong to the backend and the
+    // driver (for a cluster, to every node).
+    let url = if options.0.is_empty() {
         format!("{scheme}://{location}")
     } else {
         let query: Vec<String> = options.0.iter().map(|(k, v)| format!("{k}={v}")).collect();

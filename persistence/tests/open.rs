@@ -109,7 +109,12 @@ async fn postgres_without_its_feature_names_the_feature() {
 #[cfg(not(feature = "redis"))]
 #[tokio::test]
 async fn redis_without_its_feature_names_the_feature() {
-    for url in ["redis://localhost", "redis+cluster://a:1,b:2", "rediss://x"] {
+    for url in [
+        "redis://localhost",
+        "redis+cluster://a:1,b:2",
+        "rediss://x",
+        "rediss+cluster://a:1,b:2",
+    ] {
         let e = open(url).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unsupported);
         assert!(e.message().contains("`redis` feature"), "{e}");
@@ -128,21 +133,34 @@ async fn file_without_its_feature_names_the_feature() {
 #[tokio::test]
 async fn redis_urls_with_a_prefix() {
     use persistence_conformance::harness::{LocalRedis, Server, server_url};
-    for server in [Server::Redis, Server::RedisCluster] {
+    // TLS URLs carry their files as options (`rediss://...?sslrootcert=...`).
+    for server in [
+        Server::Redis,
+        Server::RedisCluster,
+        Server::RedisTls,
+        Server::RedisClusterTls,
+    ] {
         let Some(url) = server_url(server, &LocalRedis) else {
             return;
         };
+        let sep = if url.contains('?') { '&' } else { '?' };
         let prefix = format!("facade-{}-{}:", std::process::id(), server);
-        let p = round_trip(&format!("{url}?prefix={prefix}")).await;
+        let p = round_trip(&format!("{url}{sep}prefix={prefix}")).await;
         assert_eq!(p.backend_name(), "redis");
         // Another prefix is another store.
-        let other = open(&format!("{url}?prefix={prefix}other:")).await.unwrap();
+        let other = open(&format!("{url}{sep}prefix={prefix}other:"))
+            .await
+            .unwrap();
         assert!(other.tenants().await.unwrap().is_empty());
-        // Options other than the prefix are the driver's (single node), refused on a cluster.
-        let driver = open(&format!("{url}?protocol=resp3&prefix={prefix}")).await;
-        match server {
-            Server::Redis => assert_eq!(driver.unwrap().tenants().await.unwrap().len(), 1),
-            _ => assert_eq!(driver.unwrap_err().kind(), ErrorKind::InvalidInput),
-        }
+        // Options other than the prefix and TLS files are the driver's (for a cluster,
+        // every node's).
+        let driver = open(&format!("{url}{sep}protocol=resp3&prefix={prefix}")).await;
+        assert_eq!(
+            driver.unwrap().tenants().await.unwrap().len(),
+            1,
+            "{server}"
+        );
+        let bogus = open(&format!("{url}{sep}protocol=bogus")).await;
+        assert!(bogus.is_err(), "{server}");
     }
 }
