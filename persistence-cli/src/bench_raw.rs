@@ -25,7 +25,7 @@ pub enum Baseline {
     /// One plain `EVAL` returning a constant.
     Redis {
         /// The client (TLS files applied), for new connections.
-        client: redis::Client,
+        client: Box<redis::Client>,
         /// The connection the `EVAL`s use.
         conn: redis::aio::MultiplexedConnection,
     },
@@ -79,7 +79,10 @@ impl Baseline {
                     .get_multiplexed_async_connection()
                     .await
                     .map_err(|e| raw_error("connect", e))?;
-                Ok(Baseline::Redis { client, conn })
+                Ok(Baseline::Redis {
+                    client: Box::new(client),
+                    conn,
+                })
             }
             _ => Ok(Baseline::Memory(Arc::default())),
         }
@@ -216,7 +219,7 @@ impl Baseline {
                 .await
             }
             Baseline::Redis { client, .. } => {
-                let client = client.clone();
+                let client = (**client).clone();
                 measure(name, count, 1, move |_| {
                     let (client, fail) = (client.clone(), fail.clone());
                     async move {

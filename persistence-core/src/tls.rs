@@ -302,6 +302,42 @@ mod tests {
         }
     }
 
+    /// Missing, non-PEM and half-given files are `InvalidInput` naming option and path;
+    /// the key never shows in `Debug`.
+    #[test]
+    fn tls_files_are_checked_at_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name);
+        std::fs::write(path("junk.pem"), "not a certificate").unwrap();
+        let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUP4U=\n-----END CERTIFICATE-----\n";
+        std::fs::write(path("cert.pem"), cert).unwrap();
+        let key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n";
+        std::fs::write(path("key.pem"), key).unwrap();
+        let cases: [(Option<&str>, Option<&str>, Option<&str>, &str); 5] = [
+            (Some("missing.pem"), None, None, "sslrootcert file"),
+            (Some("junk.pem"), None, None, "expected PEM certificates"),
+            (None, Some("cert.pem"), None, "both sslcert and sslkey"),
+            (None, None, Some("key.pem"), "both sslcert and sslkey"),
+            (None, Some("cert.pem"), Some("junk.pem"), "sslkey file"),
+        ];
+        for (root, cert, key, want) in cases {
+            let (root, cert, key) = (root.map(path), cert.map(path), key.map(path));
+            let e = TlsPem::read(root.as_deref(), cert.as_deref(), key.as_deref()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+            assert!(e.message().contains(want), "{want}: {e}");
+        }
+        let read = TlsPem::read(
+            Some(&path("cert.pem")),
+            Some(&path("cert.pem")),
+            Some(&path("key.pem")),
+        )
+        .unwrap();
+        assert!(!read.is_empty());
+        let shown = format!("{read:?}");
+        assert!(!shown.contains("c2VjcmV0"), "{shown}");
+        assert!(TlsPem::read(None, None, None).unwrap().is_empty());
+    }
+
     #[test]
     fn the_message_names_host_and_option() {
         let e = Error::tls(TlsFailure::UntrustedCertificate, "db.example:5432");

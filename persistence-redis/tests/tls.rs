@@ -180,7 +180,7 @@ async fn commands_per_operation(
 ) -> Vec<(&'static str, u64)> {
     let conn = tokio::sync::Mutex::new(&mut conn);
     counted_per_operation(backend, || async {
-        server_calls(&mut *conn.lock().await).await
+        server_calls(*conn.lock().await).await
     })
     .await
     .expect("operations")
