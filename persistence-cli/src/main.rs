@@ -30,8 +30,8 @@ struct Cli {
     command: Command,
 }
 
-/// The backend to use: memory://, file://DIR, postgres://..., redis[s]://...,
-/// redis[s]+cluster://...
+/// The backend to use: memory://, file://DIR, postgres://..., redis://..., rediss://...,
+/// redis+cluster://..., rediss+cluster://...
 #[derive(clap::Args, Debug, Clone)]
 struct UrlArg {
     /// Backend URL: memory://, file://DIR, postgres://USER@HOST/DB, redis://HOST:PORT,

@@ -309,9 +309,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = |name: &str| dir.path().join(name);
         std::fs::write(path("junk.pem"), "not a certificate").unwrap();
-        let cert = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUP4U=\n-----END CERTIFICATE-----\n";
+        let cert =
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUP4U=\n-----END CERTIFICATE-----\n";
         std::fs::write(path("cert.pem"), cert).unwrap();
-        let key = "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n";
+        let key =
+            "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n";
         std::fs::write(path("key.pem"), key).unwrap();
         let cases: [(Option<&str>, Option<&str>, Option<&str>, &str); 5] = [
             (Some("missing.pem"), None, None, "sslrootcert file"),

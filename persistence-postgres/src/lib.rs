@@ -74,6 +74,22 @@
 //! connection the server had already closed (FATAL shutdown notice) is sent again on a
 //! fresh one, as are reads after an I/O error on a reused connection.
 //!
+//! # TLS
+//! rustls (ring, no OpenSSL), libpq's options in the URL or [`PgConfig`]: `sslmode`
+//! ([`SslMode`]: `disable`, `prefer` (default, as libpq), `require`, `verify-ca`,
+//! `verify-full`; `allow` is refused), `sslrootcert` (PEM CA file; default the system's
+//! roots from `/etc/ssl/certs`), `sslcert` + `sslkey` (client certificate for mutual
+//! TLS). A root certificate without an `sslmode` means `verify-full`. Only
+//! `verify-full` proves who answers; with sqlx 0.8.6 `verify-ca` checks the name too
+//! (see [`SslMode::VerifyCa`]). Files are checked at connect (`InvalidInput` naming the
+//! option) and read again by every new connection, so renewed files are picked up.
+//! Failures are `ErrorKind::Tls` naming the host and what to set: untrusted certificate
+//! (`sslrootcert`), name mismatch, server without TLS under `require` or stricter,
+//! client certificate refused (`sslcert`/`sslkey`, including the server's
+//! `clientcert=` rejection). TLS costs a handshake per new connection; each operation
+//! stays one statement (`tests/tls.rs` counts them with `pg_stat_statements`), and the
+//! whole conformance suite runs over mutual TLS with `verify-full` in CI.
+//!
 //! # Behind PgBouncer
 //! With [`PgConfig::prepared_statements`] off (`?prepared_statements=off`), each
 //! operation is one simple query with its arguments as escaped `E'...'` literals and its
@@ -182,8 +198,10 @@ impl PgBackend {
     /// The whole call is bounded by [`PgConfig::operation_timeout`].
     ///
     /// # Errors
-    /// `InvalidInput` for a malformed URL or option, or a privileged role under
-    /// [`PrivilegedRole::Refuse`]; `Unavailable` if the server cannot be reached;
+    /// `InvalidInput` for a malformed URL or option (TLS files included), or a privileged
+    /// role under [`PrivilegedRole::Refuse`]; `Tls` when TLS cannot be set up (the
+    /// message names the host and what to set); `Unavailable` if the server cannot be
+    /// reached;
     /// `Timeout` if it does not answer in time; `SchemaTooOld` if the database is not
     /// migrated (or older than this code runs against); `SchemaTooNew` if it was
     /// migrated by a newer version of this library that is not compatible with this one.

@@ -27,8 +27,10 @@ pub const MIN_DATABASE_SCHEMA: i32 = 6;
 /// BYPASSRLS). Idempotent. Returns the versions applied by this call.
 ///
 /// # Errors
-/// `Unavailable` if the database cannot be reached; `Backend` if a migration fails or
-/// the database has migrations this code does not know.
+/// `InvalidInput` for a malformed URL or TLS option; `Tls` when TLS cannot be set up;
+/// `Timeout` when no connection completes within the connect timeout; `Unavailable` if
+/// the database cannot be reached; `Backend` if a migration fails or the database has
+/// migrations this code does not know.
 pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
     use sqlx::{ConnectOptions, Connection};
     // One plain connection: a refused or unreachable server fails at once instead of

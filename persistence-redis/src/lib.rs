@@ -7,6 +7,10 @@
 //! # async fn run() -> persistence_core::Result<()> {
 //! let backend = RedisBackend::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
 //! let cluster = RedisBackend::connect(RedisConfig::new("redis+cluster://10.0.0.1:7000,10.0.0.2:7000")).await?;
+//! let tls = RedisBackend::connect(
+//!     RedisConfig::new("rediss://redis.internal:6380").with_tls_root_cert("/etc/app/redis-ca.pem"),
+//! )
+//! .await?;
 //! # Ok(()) }
 //! ```
 //!
@@ -49,6 +53,23 @@
 //! server reading its dataset), `TRYAGAIN`, `MASTERDOWN` and `CLUSTERDOWN` are
 //! `Unavailable` too, and reads retry through them. No error, `Debug` output or span
 //! shows the URL's password.
+//!
+//! # TLS
+//! `rediss://host:port` (single node) and `rediss+cluster://h1:p1,h2:p2` (every node over
+//! TLS; run the cluster with `tls-cluster yes` so it announces its TLS ports), through
+//! rustls (ring, no OpenSSL). The server's certificate and name are always verified,
+//! against the system's roots (`/etc/ssl/certs`) or the PEM CA file in
+//! [`RedisConfig::tls_root_cert`] (URL option `sslrootcert`); a client certificate for
+//! `tls-auth-clients yes` comes from [`RedisConfig::tls_client_cert`] and
+//! [`RedisConfig::tls_client_key`] (`sslcert`, `sslkey`). Files are read and checked at
+//! connect (`InvalidInput` naming the option); giving them with `redis://` is refused.
+//! Failures are `ErrorKind::Tls` naming the host and what to set: untrusted
+//! certificate, name mismatch, plaintext server (a silent handshake is followed by one
+//! plaintext `PING` probe to tell it from an outage), client certificate refused. The
+//! whole conformance suite runs over mutual TLS on a node and on a cluster (TLS bus);
+//! each operation makes the server run the same commands as in plaintext
+//! (`tests/tls.rs`, `INFO commandstats`). The process-wide rustls crypto provider is
+//! ring's unless the application installed one first.
 //!
 //! # Round trips and performance
 //! Every operation is one script (or one command) on the entity's slot; writes that
@@ -117,9 +138,11 @@ impl RedisBackend {
     /// Connects to a node or a cluster (see [`RedisConfig::url`]).
     ///
     /// # Errors
-    /// `InvalidInput` for a prefix with braces, or a server whose `maxmemory-policy`
-    /// evicts keys (unless [`RedisConfig::allow_eviction`]); `Unavailable` if Redis
-    /// cannot be reached.
+    /// `InvalidInput` for a prefix with braces, TLS files that cannot be read or are not
+    /// PEM (or given with a plaintext URL), or a server whose `maxmemory-policy` evicts
+    /// keys (unless [`RedisConfig::allow_eviction`]); `Tls` when the TLS handshake fails
+    /// (the message names the host and what to set); `Unavailable` if Redis cannot be
+    /// reached.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
         if config.prefix.contains(['{', '}']) {
             return Err(

@@ -179,11 +179,9 @@ async fn commands_per_operation(
     mut conn: redis::aio::MultiplexedConnection,
 ) -> Vec<(&'static str, u64)> {
     let conn = tokio::sync::Mutex::new(&mut conn);
-    counted_per_operation(backend, || async {
-        server_calls(*conn.lock().await).await
-    })
-    .await
-    .expect("operations")
+    counted_per_operation(backend, || async { server_calls(*conn.lock().await).await })
+        .await
+        .expect("operations")
 }
 
 /// Every operation makes the server run the same commands over TLS as in plaintext
