@@ -315,7 +315,14 @@ mod tests {
         let key =
             "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n";
         std::fs::write(path("key.pem"), key).unwrap();
-        let cases: [(Option<&str>, Option<&str>, Option<&str>, &str); 5] = [
+        // (sslrootcert, sslcert, sslkey, what the message must say)
+        type Case = (
+            Option<&'static str>,
+            Option<&'static str>,
+            Option<&'static str>,
+            &'static str,
+        );
+        let cases: [Case; 5] = [
             (Some("missing.pem"), None, None, "sslrootcert file"),
             (Some("junk.pem"), None, None, "expected PEM certificates"),
             (None, Some("cert.pem"), None, "both sslcert and sslkey"),
