@@ -15,6 +15,7 @@ use crate::config::Durability;
 use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
 use crate::layout::{ID_FILE, decode};
+use crate::records;
 use crate::{FsBackend, Inner};
 
 const CHECKPOINTS: &str = "checkpoints";
@@ -144,7 +145,7 @@ impl Inner {
 
     fn load_writes(&self, dir: &Path, id: CheckpointId) -> Result<Vec<PendingWrite>> {
         let path = dir.join(WRITES).join(id.to_string());
-        let records = files::read_all_records(&path, false)
+        let records = records::read_all(&path, false)
             .at(&path)?
             .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
         let mut writes = Vec::with_capacity(records.len());
@@ -234,12 +235,12 @@ impl Inner {
             return Err(Error::not_found(format!("checkpoint {id} does not exist")));
         }
         let path = dir.join(WRITES).join(id.to_string());
-        // Under the lock: repair a torn tail left by a crash before appending after it.
-        files::read_all_records(&path, true)
+        // Under the lock: cut a torn batch left by a crash before appending after it.
+        records::read_all(&path, true)
             .at(&path)?
             .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
         let existing = self.load_writes(&dir, id)?;
-        let mut batch = Vec::new();
+        let mut payloads = Vec::new();
         for (index, write) in writes.into_iter().enumerate() {
             let index = u32::try_from(index)
                 .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
@@ -257,11 +258,14 @@ impl Inner {
             };
             let payload =
                 serde_json::to_vec(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
-            files::frame(&payload, &mut batch);
+            payloads.push(payload);
         }
         record_fence(&fence_path, raise, self.durability)?;
-        if !batch.is_empty() {
-            files::append(&path, &batch, self.durability).at(&path)?;
+        if !payloads.is_empty() {
+            // One batch: after a crash or a failed write, all of it or none is there.
+            let mut batch = Vec::new();
+            records::frame_batch(payloads.iter().map(Vec::as_slice), &mut batch);
+            records::append(&path, &batch, self.durability).at(&path)?;
         }
         Ok(())
     }

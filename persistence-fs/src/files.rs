@@ -1,22 +1,11 @@
-//! File primitives: atomic replace, durable directories, flock guards, record logs,
-//! counters.
-//!
-//! Record format (session logs, pending writes): a 12-byte header — payload length
-//! (u32 LE), CRC32 of the payload (u32 LE), CRC32 of those 8 bytes (u32 LE) — then the
-//! payload. A damaged record is a torn tail when nothing valid follows it (a crash in the
-//! middle of an append), and corruption otherwise.
+//! File primitives: atomic replace, durable directories, flock guards, counters. Record
+//! files are in [`crate::records`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::config::Durability;
-
-/// Header size of a record.
-pub const HEADER: usize = 12;
-/// Largest payload accepted in a record.
-pub const MAX_RECORD: usize = 64 << 20;
 
 /// Creates `dir` and any missing parents, fsyncing each new entry's parent.
 pub fn ensure_dir(dir: &Path, durability: Durability) -> io::Result<()> {
@@ -147,124 +136,6 @@ impl FileLock {
             .truncate(false)
             .open(path)
     }
-}
-
-/// Frames `payload` as a record.
-pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    let len = u32::try_from(payload.len())
-        .unwrap_or(u32::MAX)
-        .to_le_bytes();
-    let crc = crc32fast::hash(payload).to_le_bytes();
-    let mut head = [0u8; 8];
-    head[..4].copy_from_slice(&len);
-    head[4..].copy_from_slice(&crc);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&crc32fast::hash(&head).to_le_bytes());
-    out.extend_from_slice(payload);
-}
-
-/// What lies at an offset of a record file.
-#[derive(Debug)]
-pub enum RecordAt {
-    /// A valid record and the offset after it.
-    Valid { payload: Vec<u8>, end: u64 },
-    /// End of file exactly.
-    End,
-    /// Not a valid record.
-    Damaged,
-}
-
-/// Reads the record at `offset` of a file of length `len`.
-pub fn read_record(file: &File, offset: u64, len: u64) -> io::Result<RecordAt> {
-    if offset == len {
-        return Ok(RecordAt::End);
-    }
-    if offset + HEADER as u64 > len {
-        return Ok(RecordAt::Damaged);
-    }
-    let mut head = [0u8; HEADER];
-    file.read_exact_at(&mut head, offset)?;
-    let stored_head_crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-    if crc32fast::hash(&head[..8]) != stored_head_crc {
-        return Ok(RecordAt::Damaged);
-    }
-    let size = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    let end = offset + (HEADER + size) as u64;
-    if size > MAX_RECORD || end > len {
-        return Ok(RecordAt::Damaged);
-    }
-    let mut payload = vec![0u8; size];
-    file.read_exact_at(&mut payload, offset + HEADER as u64)?;
-    if crc32fast::hash(&payload) != crc {
-        return Ok(RecordAt::Damaged);
-    }
-    Ok(RecordAt::Valid { payload, end })
-}
-
-/// Whether a valid record starts anywhere in `file` at or after `from`: if so, damage at
-/// `from` is corruption in the middle, not a torn tail.
-pub fn valid_record_after(file: &File, from: u64, len: u64) -> io::Result<bool> {
-    let mut offset = from + 1;
-    while offset + HEADER as u64 <= len {
-        if let RecordAt::Valid { .. } = read_record(file, offset, len)? {
-            return Ok(true);
-        }
-        offset += 1;
-    }
-    Ok(false)
-}
-
-/// All records of a small record file (pending writes), truncating a torn tail when
-/// `repair` is set.
-///
-/// # Errors
-/// `Err(Some(offset))` for damage before the tail; I/O errors as `Err(None)` with the
-/// error returned separately via `io`.
-pub fn read_all_records(path: &Path, repair: bool) -> io::Result<Result<Vec<Vec<u8>>, u64>> {
-    let file = match OpenOptions::new().read(true).write(repair).open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Ok(Vec::new())),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    let mut out = Vec::new();
-    let mut offset = 0;
-    loop {
-        match read_record(&file, offset, len)? {
-            RecordAt::Valid { payload, end } => {
-                out.push(payload);
-                offset = end;
-            }
-            RecordAt::End => return Ok(Ok(out)),
-            RecordAt::Damaged => {
-                if valid_record_after(&file, offset, len)? {
-                    return Ok(Err(offset));
-                }
-                if repair {
-                    file.set_len(offset)?;
-                    file.sync_all()?;
-                }
-                return Ok(Ok(out));
-            }
-        }
-    }
-}
-
-/// Appends bytes to a file (created if missing) and fsyncs its data.
-pub fn append(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
-    let dir = parent(path)?;
-    ensure_dir(dir, durability)?;
-    let existed = path.exists();
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
-    file.write_all(bytes)?;
-    if durability == Durability::Fsync {
-        file.sync_data()?;
-        if !existed {
-            sync_dir(dir)?;
-        }
-    }
-    Ok(())
 }
 
 /// A durable u64 counter in a text file (fences). Missing means 0.

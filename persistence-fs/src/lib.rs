@@ -78,6 +78,7 @@ mod error;
 mod files;
 pub mod layout;
 mod lock;
+mod records;
 mod session_log;
 mod store;
 

@@ -1,8 +1,12 @@
 //! Session logs: an append-only record file per session plus a fixed-width offset index
 //! (entry `i` is the byte offset of ordinal `first + i`), so reading from any ordinal is
 //! one seek. The index is a cache: it is not fsynced and is rebuilt from the log whenever
-//! it disagrees with it (after a crash). A `~floor` file keeps the head when a trim
-//! empties the log, so ordinals are never reused.
+//! it disagrees with it (after a crash). It is written only after the log's batch is
+//! durable, so an entry always points at an acknowledged record: an index that lists
+//! records the log no longer holds means lost data (`Corrupt`), not a crash. Reads check
+//! every record's ordinal against the one asked for. A `~floor` file keeps the head when a
+//! trim empties the log, so ordinals are never reused. One append is one batch of
+//! records ([`crate::records`]): after a crash or a failed write, all of it or none.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -19,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use crate::checkpointer::{check_fence, ensure_entry, entry_id, record_fence};
 use crate::config::Durability;
 use crate::error::{IoContext, corrupt, io_error};
-use crate::files::{self, FileLock, RecordAt};
+use crate::files::{self, FileLock};
+use crate::records::{self, HEADER, RecordAt, ScanError};
 use crate::{FsBackend, Inner};
 
 const LOG: &str = "log";
@@ -88,6 +93,16 @@ fn decode_event(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEvent>
         .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))
 }
 
+/// The offset of the last record an index lists, `None` when it lists none (or is not a
+/// whole number of entries, as a torn write of it can leave).
+fn last_listed(index: &File, path: &Path) -> Result<Option<u64>> {
+    let len = index.metadata().at(path)?.len();
+    if len == 0 || len % 8 != 0 {
+        return Ok(None);
+    }
+    Ok(Some(read_index_entry(index, len / 8 - 1).at(path)?))
+}
+
 fn read_index_entry(index: &File, i: u64) -> io::Result<u64> {
     let mut buf = [0u8; 8];
     index.read_exact_at(&mut buf, i * 8)?;
@@ -121,7 +136,7 @@ impl Inner {
         let index = open_index()?;
         let mut state = match self.fast_check(f, &log, &index, log_len)? {
             Some(state) => state,
-            None => self.rebuild(f, &log, log_len)?,
+            None => self.rebuild(f, &log, Some(&index), log_len)?,
         };
         if state.count == 0 {
             state.head = self.floor(f)?;
@@ -158,10 +173,18 @@ impl Inner {
         }
         let first_offset = read_index_entry(index, 0).at(&f.index)?;
         let last_offset = read_index_entry(index, n - 1).at(&f.index)?;
-        let (RecordAt::Valid { payload: first, .. }, RecordAt::Valid { payload: last, end }) = (
-            files::read_record(log, first_offset, log_len).at(&f.log)?,
-            files::read_record(log, last_offset, log_len).at(&f.log)?,
-        ) else {
+        let (
+            RecordAt::Valid { payload: first, .. },
+            RecordAt::Valid {
+                payload: last,
+                end,
+                more: false,
+            },
+        ) = (
+            records::read_record(log, first_offset, log_len).at(&f.log)?,
+            records::read_record(log, last_offset, log_len).at(&f.log)?,
+        )
+        else {
             return Ok(None);
         };
         let first = decode_event(&f.log, first_offset, &first)?;
@@ -179,55 +202,71 @@ impl Inner {
         }))
     }
 
-    /// Scans the whole log: truncates a torn tail, fails on damage before it, and writes
-    /// a fresh index.
-    fn rebuild(&self, f: &SessionFiles, log: &File, mut log_len: u64) -> Result<SessionState> {
-        let mut offsets = Vec::new();
+    /// Scans the whole log: cuts a torn batch (or tail), fails on corruption and on an
+    /// index listing records the log no longer holds (acknowledged events lost), and
+    /// writes a fresh index.
+    fn rebuild(
+        &self,
+        f: &SessionFiles,
+        log: &File,
+        index: Option<&File>,
+        log_len: u64,
+    ) -> Result<SessionState> {
+        let scan = match records::scan(log) {
+            Ok(scan) => scan,
+            Err(ScanError::Io(e)) => return Err(io_error(&f.log, e)),
+            Err(ScanError::Corrupt(offset)) => {
+                return Err(corrupt(
+                    &f.log,
+                    format!("damaged record at offset {offset} (not a torn tail)"),
+                ));
+            }
+        };
         let mut state = SessionState {
             rebuilt: true,
             ..Default::default()
         };
-        let mut offset = 0;
-        loop {
-            match files::read_record(log, offset, log_len).at(&f.log)? {
-                RecordAt::End => break,
-                RecordAt::Valid { payload, end } => {
-                    let event = decode_event(&f.log, offset, &payload)?;
-                    if state.count > 0 && event.seq != state.first + state.count {
-                        return Err(corrupt(
-                            &f.log,
-                            format!(
-                                "ordinal {} at offset {offset} breaks the sequence",
-                                event.seq
-                            ),
-                        ));
-                    }
-                    if state.count == 0 {
-                        state.first = event.seq;
-                    }
-                    state.count += 1;
-                    state.head = event.seq;
-                    state.expires_at = event.exp;
-                    offsets.extend_from_slice(&offset.to_le_bytes());
-                    offset = end;
-                }
-                RecordAt::Damaged => {
-                    if files::valid_record_after(log, offset, log_len).at(&f.log)? {
-                        return Err(corrupt(
-                            &f.log,
-                            format!(
-                                "damaged record at offset {offset} with valid records after it"
-                            ),
-                        ));
-                    }
-                    log.set_len(offset).at(&f.log)?;
-                    log.sync_all().at(&f.log)?;
-                    log_len = offset;
-                    break;
-                }
+        let mut offsets = Vec::with_capacity(scan.records.len() * 8);
+        for (offset, payload) in &scan.records {
+            let event = decode_event(&f.log, *offset, payload)?;
+            if state.count > 0 && event.seq != state.first + state.count {
+                return Err(corrupt(
+                    &f.log,
+                    format!(
+                        "ordinal {} at offset {offset} breaks the sequence",
+                        event.seq
+                    ),
+                ));
             }
+            if state.count == 0 {
+                state.first = event.seq;
+            }
+            state.count += 1;
+            state.head = event.seq;
+            state.expires_at = event.exp;
+            offsets.extend_from_slice(&offset.to_le_bytes());
         }
-        state.log_len = log_len;
+        if self.durability == Durability::Fsync
+            && let Some(listed) = index
+                .map(|i| last_listed(i, &f.index))
+                .transpose()?
+                .flatten()
+            && listed >= scan.committed_end
+        {
+            return Err(corrupt(
+                &f.log,
+                format!(
+                    "the index lists a record at offset {listed} but the log's acknowledged \
+                     records end at {}: acknowledged events are missing",
+                    scan.committed_end
+                ),
+            ));
+        }
+        if scan.committed_end < log_len {
+            log.set_len(scan.committed_end).at(&f.log)?;
+            log.sync_all().at(&f.log)?;
+        }
+        state.log_len = scan.committed_end;
         files::write_atomic(&f.index, &offsets, Durability::None).at(&f.index)?;
         Ok(state)
     }
@@ -328,12 +367,12 @@ impl Inner {
         }
         let now = Timestamp::now();
         let exp = ttl.map(|ttl| now.saturating_add(ttl)).or(state.expires_at);
-        let mut batch = Vec::new();
-        let mut offsets = Vec::new();
+        let mut payloads = Vec::with_capacity(events.len());
+        let mut offsets = Vec::with_capacity(events.len() * 8);
+        let mut next_offset = state.log_len;
         let mut seq = state.head;
         for event in events {
             seq += 1;
-            offsets.extend_from_slice(&(state.log_len + batch.len() as u64).to_le_bytes());
             let payload = serde_json::to_vec(&StoredEvent {
                 seq,
                 at: now,
@@ -341,8 +380,12 @@ impl Inner {
                 event,
             })
             .map_err(|e| Error::invalid_input(format!("event does not serialize: {e}")))?;
-            files::frame(&payload, &mut batch);
+            offsets.extend_from_slice(&next_offset.to_le_bytes());
+            next_offset += (HEADER + payload.len()) as u64;
+            payloads.push(payload);
         }
+        let mut batch = Vec::with_capacity((next_offset - state.log_len) as usize);
+        records::frame_batch(payloads.iter().map(Vec::as_slice), &mut batch);
         record_fence(&fence_path, raise, self.durability)?;
         let (log, index) = match (state.log, state.index) {
             (Some(log), Some(index)) => (log, index),
@@ -364,17 +407,22 @@ impl Inner {
                 pair
             }
         };
-        if state.count == 0 {
+        // The batch first, durable, or nothing: a failed write is cut back.
+        records::append_at(&log, state.log_len, &batch, self.durability).at(&f.log)?;
+        // Then the index, a cache never fsynced: written only once the batch is durable,
+        // so it never lists a record a crash could tear. The events are acknowledged
+        // whatever happens to it; an index that disagrees is rebuilt on the next call.
+        let start = state.count * 8;
+        let indexed = if state.count == 0 {
             // Empty log (new, or emptied by a trim): the index restarts with this batch.
-            index.set_len(0).at(&f.index)?;
-        }
-        // The index is a cache, rebuilt from the log when they disagree after a crash: it
-        // is never fsynced. Writing it first lets the log's fdatasync carry its metadata
-        // in the same journal commit.
-        index.write_all_at(&offsets, state.count * 8).at(&f.index)?;
-        log.write_all_at(&batch, state.log_len).at(&f.log)?;
-        if self.durability == Durability::Fsync {
-            log.sync_data().at(&f.log)?;
+            index
+                .set_len(0)
+                .and_then(|()| index.write_all_at(&offsets, 0))
+        } else {
+            index.write_all_at(&offsets, start)
+        };
+        if indexed.is_err() {
+            let _ = index.set_len(start);
         }
         Ok(seq)
     }
@@ -387,31 +435,58 @@ impl Inner {
         limit: usize,
     ) -> Result<Vec<SessionEvent>> {
         let limit = validate_limit(limit)?;
-        let (_lock, f, _, state) = self.open_session_shared(t, s)?;
+        let (lock, f, _, state) = self.open_session_shared(t, s)?;
+        if let Some(events) = self.read_indexed(&f, &state, after, limit)? {
+            return Ok(events);
+        }
+        // The index points elsewhere than the ordinals asked for (a stale cache): rebuild
+        // it from the log under the exclusive lock, and read again.
+        drop((lock, state));
+        let (f, lock_path, _) = self.session_files(t, s);
+        let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
+        match std::fs::remove_file(&f.index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&f.index, e)),
+        }
+        let state = self.recover(&f)?;
+        self.read_indexed(&f, &state, after, limit)?.ok_or_else(|| {
+            corrupt(
+                &f.log,
+                format!("records after ordinal {after} do not hold the ordinals that follow it"),
+            )
+        })
+    }
+
+    /// Up to `limit` events after `after` through the index; `None` when a record found
+    /// through it does not hold the ordinal expected there.
+    fn read_indexed(
+        &self,
+        f: &SessionFiles,
+        state: &SessionState,
+        after: u64,
+        limit: usize,
+    ) -> Result<Option<Vec<SessionEvent>>> {
         if state.count == 0 {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let start = after.saturating_add(1).max(state.first);
         let last = state.first + state.count - 1;
         if start > last {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let (Some(index), Some(log)) = (&state.index, &state.log) else {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         };
         let mut offset = read_index_entry(index, start - state.first).at(&f.index)?;
         let mut out = Vec::new();
-        while out.len() < limit {
-            match files::read_record(log, offset, state.log_len).at(&f.log)? {
-                RecordAt::End => break,
-                RecordAt::Damaged => {
-                    return Err(corrupt(
-                        &f.log,
-                        format!("damaged record at offset {offset}"),
-                    ));
-                }
-                RecordAt::Valid { payload, end } => {
+        while out.len() < limit && start + (out.len() as u64) <= last {
+            match records::read_record(log, offset, state.log_len).at(&f.log)? {
+                RecordAt::Valid { payload, end, .. } => {
                     let e = decode_event(&f.log, offset, &payload)?;
+                    if e.seq != start + out.len() as u64 {
+                        return Ok(None);
+                    }
                     out.push(SessionEvent {
                         seq: e.seq,
                         event: e.event,
@@ -419,9 +494,19 @@ impl Inner {
                     });
                     offset = end;
                 }
+                RecordAt::End | RecordAt::Torn | RecordAt::Corrupt => {
+                    // Inside the acknowledged log: a bad index entry, or damage.
+                    if out.is_empty() {
+                        return Ok(None);
+                    }
+                    return Err(corrupt(
+                        &f.log,
+                        format!("damaged record at offset {offset}"),
+                    ));
+                }
             }
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn trim(&self, t: &TenantId, s: &SessionKey, seq: u64) -> Result<u64> {

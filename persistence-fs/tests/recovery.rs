@@ -1,0 +1,436 @@
+//! Batches are all or nothing, and damage is never mistaken for a torn tail: a full disk
+//! (a small tmpfs), a crash cutting a batch at every offset, a flipped byte in the last
+//! record, an index that points elsewhere or lists records the log lost.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+
+use persistence_core::{
+    AppendOptions, ChannelName, CheckpointSelector, Checkpointer, Envelope, ErrorKind,
+    NewCheckpoint, SessionKey, SessionLog, TaskId, TenantId, ThreadKey, Write,
+};
+use persistence_fs::{FsBackend, FsConfig};
+use serde_json::json;
+
+fn open(root: &Path) -> FsBackend {
+    FsBackend::open(FsConfig::new(root)).unwrap()
+}
+
+fn ids() -> (TenantId, SessionKey) {
+    (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap())
+}
+
+fn session_dir(backend: &FsBackend) -> PathBuf {
+    let (t, s) = ids();
+    backend.layout().session(&t, &s)
+}
+
+async fn append(
+    backend: &FsBackend,
+    events: &[serde_json::Value],
+) -> persistence_core::Result<u64> {
+    let (t, s) = ids();
+    let events = events.iter().map(|e| Envelope::new(1, e.clone())).collect();
+    backend
+        .append(&t, &s, events, AppendOptions::default())
+        .await
+}
+
+async fn ordinals(backend: &FsBackend) -> persistence_core::Result<Vec<u64>> {
+    let (t, s) = ids();
+    Ok(backend
+        .read(&t, &s, 0, 1000)
+        .await?
+        .into_iter()
+        .map(|e| e.seq)
+        .collect())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn cut(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// A crash that tears the last 3-event batch, at every byte offset inside it, leaves
+/// exactly the earlier events (never 1 or 2 of the 3), and the next append continues
+/// the ordinals without a gap or a reuse.
+#[tokio::test]
+async fn a_torn_batch_is_never_partly_visible() {
+    let base = tempfile::tempdir().unwrap();
+    let original = base.path().join("original");
+    let backend = open(&original);
+    for i in 0..5 {
+        append(&backend, &[json!({"single": i})]).await.unwrap();
+    }
+    let log = session_dir(&backend).join("log");
+    let committed = std::fs::metadata(&log).unwrap().len();
+    append(&backend, &[json!("a"), json!("b"), json!("c")])
+        .await
+        .unwrap();
+    let full = std::fs::metadata(&log).unwrap().len();
+    drop(backend);
+    for at in committed..full {
+        let root = base.path().join(format!("cut-{at}"));
+        copy_dir(&original, &root);
+        let backend = open(&root);
+        let dir = session_dir(&backend);
+        cut(&dir.join("log"), at);
+        // The index never lists a batch that was not durable when the crash came.
+        cut(&dir.join("index"), 5 * 8);
+        assert_eq!(
+            ordinals(&backend).await.unwrap(),
+            [1, 2, 3, 4, 5],
+            "cut at {at}"
+        );
+        assert_eq!(
+            append(&backend, &[json!("next")]).await.unwrap(),
+            6,
+            "cut at {at}"
+        );
+        assert_eq!(
+            ordinals(&backend).await.unwrap(),
+            [1, 2, 3, 4, 5, 6],
+            "cut at {at}"
+        );
+        drop(backend);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+/// The same for pending writes: a torn `put_writes` batch is never partly returned.
+#[tokio::test]
+async fn a_torn_pending_writes_batch_is_never_partly_visible() {
+    let base = tempfile::tempdir().unwrap();
+    let original = base.path().join("original");
+    let backend = open(&original);
+    let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
+    let c = NewCheckpoint {
+        id: Default::default(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    let id = c.id;
+    Checkpointer::put(&backend, &t, &th, c, Default::default())
+        .await
+        .unwrap();
+    let write = |v: i64| Write {
+        channel: ChannelName::new("c").unwrap(),
+        value: Envelope::new(1, json!(v)),
+    };
+    let first = TaskId::new("first").unwrap();
+    backend
+        .put_writes(&t, &th, id, &first, vec![write(1)], None)
+        .await
+        .unwrap();
+    let writes_file = backend
+        .layout()
+        .thread(&t, &th)
+        .join("writes")
+        .join(id.to_string());
+    let committed = std::fs::metadata(&writes_file).unwrap().len();
+    let second = TaskId::new("second").unwrap();
+    backend
+        .put_writes(
+            &t,
+            &th,
+            id,
+            &second,
+            vec![write(2), write(3), write(4)],
+            None,
+        )
+        .await
+        .unwrap();
+    let full = std::fs::metadata(&writes_file).unwrap().len();
+    drop(backend);
+    for at in committed..full {
+        let root = base.path().join(format!("cut-{at}"));
+        copy_dir(&original, &root);
+        let backend = open(&root);
+        cut(
+            &backend
+                .layout()
+                .thread(&t, &th)
+                .join("writes")
+                .join(id.to_string()),
+            at,
+        );
+        let got = backend
+            .get(&t, &th, CheckpointSelector::Id(id))
+            .await
+            .unwrap()
+            .unwrap();
+        let tasks: Vec<&str> = got
+            .pending_writes
+            .iter()
+            .map(|w| w.task_id.as_str())
+            .collect();
+        assert_eq!(tasks, ["first"], "cut at {at}");
+        drop(backend);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
+
+/// One flipped byte in the last of 10 fsynced events is `Corrupt` for head, read and
+/// append: not a torn tail to cut (which would hand ordinal 10 to other content).
+#[tokio::test]
+async fn damage_to_the_last_record_is_corrupt() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    for i in 0..10 {
+        append(&backend, &[json!({"i": i, "pad": "x".repeat(40)})])
+            .await
+            .unwrap();
+    }
+    let log = session_dir(&backend).join("log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let at = bytes.len() - 10;
+    bytes[at] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let (t, s) = ids();
+    let head = backend.head(&t, &s).await.unwrap_err();
+    assert_eq!(head.kind(), ErrorKind::Corrupt, "{head}");
+    let appended = append(&backend, &[json!("other")]).await.unwrap_err();
+    assert_eq!(appended.kind(), ErrorKind::Corrupt, "{appended}");
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "a corrupt log was modified"
+    );
+}
+
+/// The same for pending writes: the damaged last write is `Corrupt`, not dropped.
+#[tokio::test]
+async fn damage_to_the_last_pending_write_is_corrupt() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
+    let c = NewCheckpoint {
+        id: Default::default(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    let id = c.id;
+    Checkpointer::put(&backend, &t, &th, c, Default::default())
+        .await
+        .unwrap();
+    for task in ["a", "b"] {
+        let w = Write {
+            channel: ChannelName::new("c").unwrap(),
+            value: Envelope::new(1, json!({"task": task, "pad": "y".repeat(40)})),
+        };
+        backend
+            .put_writes(&t, &th, id, &TaskId::new(task).unwrap(), vec![w], None)
+            .await
+            .unwrap();
+    }
+    let path = backend
+        .layout()
+        .thread(&t, &th)
+        .join("writes")
+        .join(id.to_string());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = backend
+        .get(&t, &th, CheckpointSelector::Id(id))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+}
+
+/// Reads check ordinals: an index entry pointing at the wrong record (the index is a
+/// cache, never fsynced) is repaired, never followed.
+#[tokio::test]
+async fn reads_never_follow_a_wrong_index_entry() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    for i in 0..20 {
+        append(&backend, &[json!(i)]).await.unwrap();
+    }
+    let index = session_dir(&backend).join("index");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&index)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &0u64.to_le_bytes(), 10 * 8).unwrap();
+    let (t, s) = ids();
+    let got: Vec<u64> = backend
+        .read(&t, &s, 10, 3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(got, [11, 12, 13]);
+}
+
+/// A log emptied behind the backend's back while its index lists events: acknowledged
+/// events are gone, which is `Corrupt`, not a fresh session restarting at ordinal 1.
+#[tokio::test]
+async fn an_emptied_log_is_corrupt_not_a_new_session() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    append(&backend, &[json!(1)]).await.unwrap();
+    append(&backend, &[json!(2)]).await.unwrap();
+    cut(&session_dir(&backend).join("log"), 0);
+    let (t, s) = ids();
+    let e = backend.head(&t, &s).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    let e = append(&backend, &[json!(3)]).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+}
+
+/// A tmpfs of `size` mounted at a fresh directory, unmounted on drop; `None` (printed)
+/// where this process cannot mount.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(SmallDisk { dir }),
+            Ok(out) => {
+                eprintln!(
+                    "SKIP: cannot mount a tmpfs (needs root): {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIP: cannot run mount: {e}");
+                None
+            }
+        }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Fills the disk with a file until writes fail, then frees 8 KiB, so a batch of
+/// several 3 KB records starts to land and then fails part way (a short write and
+/// `ENOSPC`). Returns the file, to free the rest.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![7u8; 4096];
+    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+    let len = file.metadata().unwrap().len();
+    file.set_len(len.saturating_sub(8192)).unwrap();
+    path
+}
+
+/// On a full disk a batch fails whole: after freeing space the log holds only what was
+/// there before, and the next append gets the next ordinal (a retry does not duplicate).
+#[tokio::test]
+async fn a_failed_append_on_a_full_disk_leaves_nothing() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        return;
+    };
+    let backend = open(&disk.path().join("store"));
+    append(&backend, &[json!(1)]).await.unwrap();
+    append(&backend, &[json!(2)]).await.unwrap();
+    let filler = fill(disk.path());
+    let big: Vec<_> = (0..5)
+        .map(|i| json!({"i": i, "pad": "z".repeat(3000)}))
+        .collect();
+    let e = append(&backend, &big).await.unwrap_err();
+    assert_ne!(e.kind(), ErrorKind::Corrupt, "{e}");
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(ordinals(&backend).await.unwrap(), [1, 2]);
+    assert_eq!(append(&backend, &big).await.unwrap(), 7);
+    assert_eq!(ordinals(&backend).await.unwrap(), [1, 2, 3, 4, 5, 6, 7]);
+}
+
+/// The same for pending writes on a full disk.
+#[tokio::test]
+async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        return;
+    };
+    let backend = open(&disk.path().join("store"));
+    let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
+    let c = NewCheckpoint {
+        id: Default::default(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    let id = c.id;
+    Checkpointer::put(&backend, &t, &th, c, Default::default())
+        .await
+        .unwrap();
+    let filler = fill(disk.path());
+    let writes: Vec<Write> = (0..5)
+        .map(|i| Write {
+            channel: ChannelName::new("c").unwrap(),
+            value: Envelope::new(1, json!({"i": i, "pad": "w".repeat(3000)})),
+        })
+        .collect();
+    let task = TaskId::new("task").unwrap();
+    assert!(
+        backend
+            .put_writes(&t, &th, id, &task, writes.clone(), None)
+            .await
+            .is_err()
+    );
+    std::fs::remove_file(filler).unwrap();
+    let got = backend
+        .get(&t, &th, CheckpointSelector::Id(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        got.pending_writes.is_empty(),
+        "{:?}",
+        got.pending_writes.len()
+    );
+    backend
+        .put_writes(&t, &th, id, &task, writes, None)
+        .await
+        .unwrap();
+    let got = backend
+        .get(&t, &th, CheckpointSelector::Id(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.pending_writes.len(), 5);
+}
