@@ -118,6 +118,32 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
+    /// Takes an exclusive lock on `path` (created if missing) within `wait`: `None` when
+    /// another holder keeps it longer (a paused process, say), so no caller waits without
+    /// limit on a lock file.
+    pub fn exclusive_within(
+        path: &Path,
+        durability: Durability,
+        wait: std::time::Duration,
+    ) -> io::Result<Option<FileLock>> {
+        let file = Self::open(path, durability)?;
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_micros(200);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(FileLock { _file: file })),
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(std::time::Duration::from_millis(10));
+        }
+    }
+
     /// Takes a shared lock on `path` (created if missing), blocking while an exclusive
     /// holder has it. Readers share it; writers wait for them.
     pub fn shared(path: &Path, durability: Durability) -> io::Result<FileLock> {

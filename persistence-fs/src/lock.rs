@@ -1,7 +1,15 @@
-//! Leases in files. A lease names its owner process as `HOSTNAME:PID:START_TIME`; the
-//! start time (from `/proc/<pid>/stat`) keeps a recycled PID from passing for the owner.
+//! Leases in files. A lease names its owner process as
+//! `HOSTNAME@BOOT_ID@PID_NAMESPACE:PID:START_TIME`: the boot id and the PID namespace say
+//! which PID space the PID belongs to (two containers of one pod share a host name, not
+//! a PID namespace; a reboot starts a new one), and the start time (from
+//! `/proc/<pid>/stat`) keeps a recycled PID from passing for the owner. A lease is broken
+//! before it expires only when its owner is proven dead: same host, same boot, same PID
+//! namespace, and no such process (or a zombie). Anything else — another host, another
+//! container, an identity this process cannot establish, a lease written by an older
+//! version without namespace — waits for expiry.
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,12 +23,24 @@ use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
 use crate::{FsBackend, Inner};
 
-/// The `HOSTNAME:PID:START_TIME` of a process.
+/// How long a lease operation waits for the lock file guarding the lease (held only for
+/// a few file operations, but for as long as its holder is paused): past it,
+/// `try_acquire` reports the lock as held and `renew`/`release` fail `Timeout`, so an
+/// `acquire` never overruns its wait by more than this.
+pub(crate) const GUARD_WAIT: Duration = Duration::from_millis(500);
+
+/// The identity of a process, as written into the leases it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessIdentity {
-    /// Host name (`/proc/sys/kernel/hostname`).
+    /// Host name (`/proc/sys/kernel/hostname`); `"unknown-host"` when none could be read
+    /// (then [`is_proven_dead`](Self::is_proven_dead) never proves anything).
     pub host: String,
-    /// Process id.
+    /// `/proc/sys/kernel/random/boot_id`: which boot of the host; `None` if unknown (or
+    /// a lease written before this field existed).
+    pub boot_id: Option<String>,
+    /// Inode of the PID namespace (`/proc/self/ns/pid`); `None` if unknown.
+    pub pid_namespace: Option<u64>,
+    /// Process id, in that namespace.
     pub pid: u32,
     /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22); 0 if unknown.
     pub start_time: u64,
@@ -29,61 +49,150 @@ pub struct ProcessIdentity {
 impl ProcessIdentity {
     /// This process.
     pub fn current() -> Self {
+        static ME: OnceLock<(String, Option<String>, Option<u64>)> = OnceLock::new();
+        let (host, boot_id, pid_namespace) = ME
+            .get_or_init(|| {
+                let host = hostname();
+                let (boot, ns) = (boot_id(), pid_namespace());
+                if host.is_none() || boot.is_none() || ns.is_none() {
+                    tracing::warn!(
+                        host = host.is_some(),
+                        boot_id = boot.is_some(),
+                        pid_namespace = ns.is_some(),
+                        "persistence-fs: cannot establish this process's host, boot or PID \
+                         namespace; leases of dead holders will only be taken over once \
+                         they expire"
+                    );
+                }
+                (host.unwrap_or_else(|| UNKNOWN_HOST.into()), boot, ns)
+            })
+            .clone();
         let pid = std::process::id();
         ProcessIdentity {
-            host: hostname(),
+            host,
+            boot_id,
+            pid_namespace,
             pid,
             start_time: start_time(pid).unwrap_or(0),
         }
     }
 
-    /// Parses `HOSTNAME:PID:START_TIME`.
+    /// Parses `HOSTNAME@BOOT_ID@PID_NAMESPACE:PID:START_TIME`, or the older
+    /// `HOSTNAME:PID:START_TIME` (boot and namespace unknown).
     pub fn parse(s: &str) -> Option<Self> {
         let mut parts = s.rsplitn(3, ':');
         let start_time = parts.next()?.parse().ok()?;
         let pid = parts.next()?.parse().ok()?;
-        let host = parts.next()?.to_string();
+        let machine = parts.next()?;
+        let mut fields = machine.split('@');
+        let host = fields.next()?.to_string();
+        let (boot_id, pid_namespace) = match (fields.next(), fields.next(), fields.next()) {
+            (None, _, _) => (None, None),
+            (Some(boot), Some(ns), None) => (
+                (!boot.is_empty()).then(|| boot.to_string()),
+                if ns.is_empty() {
+                    None
+                } else {
+                    Some(ns.parse().ok()?)
+                },
+            ),
+            _ => return None,
+        };
         (!host.is_empty()).then_some(ProcessIdentity {
             host,
+            boot_id,
+            pid_namespace,
             pid,
             start_time,
         })
     }
 
-    /// Whether this process is proven dead: same host as `me`, and no process with this
-    /// PID and start time exists. A process on another host is never proven dead.
+    /// Whether `me` can see this process's PID: same host, boot and PID namespace, all
+    /// known.
+    pub fn shares_pid_space_with(&self, me: &ProcessIdentity) -> bool {
+        me.host != UNKNOWN_HOST
+            && self.host == me.host
+            && self.boot_id.is_some()
+            && self.boot_id == me.boot_id
+            && self.pid_namespace.is_some()
+            && self.pid_namespace == me.pid_namespace
+    }
+
+    /// Whether this process is proven dead: it shares `me`'s PID space
+    /// ([`shares_pid_space_with`](Self::shares_pid_space_with)) and no process with its
+    /// PID and start time runs (a zombie, killed but not yet reaped, is dead). A process
+    /// `me` cannot see is never proven dead.
     pub fn is_proven_dead(&self, me: &ProcessIdentity) -> bool {
-        if self.host != me.host || !Path::new("/proc/self/stat").exists() {
+        if !self.shares_pid_space_with(me) || !Path::new("/proc/self/stat").exists() {
             return false;
         }
-        match start_time(self.pid) {
+        match process_stat(self.pid) {
             None => true,
-            Some(t) => t != self.start_time,
+            Some(stat) => {
+                stat.start_time != self.start_time || stat.state == 'Z' || stat.state == 'X'
+            }
         }
     }
 }
 
 impl std::fmt::Display for ProcessIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.host, self.pid, self.start_time)
+        write!(
+            f,
+            "{}@{}@{}:{}:{}",
+            self.host,
+            self.boot_id.as_deref().unwrap_or(""),
+            self.pid_namespace
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
+            self.pid,
+            self.start_time
+        )
     }
 }
 
-fn hostname() -> String {
+const UNKNOWN_HOST: &str = "unknown-host";
+
+fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
         .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown-host".into())
+        .filter(|s| !s.is_empty() && !s.contains(['@', ':']))
 }
 
-/// Field 22 of `/proc/<pid>/stat`, `None` if the process does not exist.
-fn start_time(pid: u32) -> Option<u64> {
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty() && !s.contains(['@', ':']))
+}
+
+/// The inode in `pid:[4026531836]`, the link `/proc/self/ns/pid` points to.
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Fields 3 (state) and 22 (start time) of `/proc/<pid>/stat`.
+struct ProcessStat {
+    state: char,
+    start_time: u64,
+}
+
+/// `None` if the process does not exist.
+fn process_stat(pid: u32) -> Option<ProcessStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
+    let mut after = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = after.next()?.chars().next()?;
+    let start_time = after.nth(18)?.parse().ok()?;
+    Some(ProcessStat { state, start_time })
+}
+
+fn start_time(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|s| s.start_time)
 }
 
 /// The lease file's content.
@@ -117,11 +226,32 @@ fn read_lease(path: &Path) -> Result<Option<(LeaseFile, ProcessIdentity)>> {
     Ok(Some((lease, owner)))
 }
 
+/// The lease's guard within [`GUARD_WAIT`].
+///
+/// # Errors
+/// `Timeout` when another process keeps it longer.
+fn guard(path: &Path, durability: crate::config::Durability) -> Result<FileLock> {
+    FileLock::exclusive_within(path, durability, GUARD_WAIT)
+        .at(path)?
+        .ok_or_else(|| {
+            Error::timeout(format!(
+                "the lease's lock file {} stayed locked for {GUARD_WAIT:?} (its holder is \
+                 paused or stuck)",
+                path.display()
+            ))
+        })
+}
+
 impl Inner {
     fn try_acquire(&self, t: &TenantId, name: &LockKey, ttl: Duration) -> Result<Option<Lease>> {
         let ttl = validate_ttl("lease ttl", ttl)?;
         let (lock, lease_path, fence_path) = self.layout.lease(t, name);
-        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        // A guard held past GUARD_WAIT (its holder paused mid-operation): the lock is busy.
+        let Some(_guard) =
+            FileLock::exclusive_within(&lock, self.durability, GUARD_WAIT).at(&lock)?
+        else {
+            return Ok(None);
+        };
         let now = Timestamp::now();
         if let Some((held, owner)) = read_lease(&lease_path)?
             && held.expires_at > now
@@ -154,7 +284,7 @@ impl Inner {
     fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let ttl = validate_ttl("lease ttl", ttl)?;
         let (lock, lease_path, _) = self.layout.lease(&lease.tenant, &lease.name);
-        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        let _guard = guard(&lock, self.durability)?;
         let now = Timestamp::now();
         match read_lease(&lease_path)? {
             Some((mut held, _)) if held.token == lease.token && held.expires_at > now => {
@@ -173,7 +303,7 @@ impl Inner {
 
     fn release(&self, lease: &Lease) -> Result<bool> {
         let (lock, lease_path, _) = self.layout.lease(&lease.tenant, &lease.name);
-        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        let _guard = guard(&lock, self.durability)?;
         match read_lease(&lease_path)? {
             Some((held, _)) if held.token == lease.token => {
                 std::fs::remove_file(&lease_path).at(&lease_path)?;
@@ -187,9 +317,9 @@ impl Inner {
     fn describe_holder(&self, t: &TenantId, name: &LockKey) -> String {
         let (_, lease_path, _) = self.layout.lease(t, name);
         match read_lease(&lease_path) {
-            Ok(Some((held, owner))) if owner.host != self.me.host => format!(
-                "held by {owner} on another host until {} ms; a lease from another host is never \
-                 broken early, only when it expires",
+            Ok(Some((held, owner))) if !owner.shares_pid_space_with(&self.me) => format!(
+                "held by {owner} on another host, boot or PID namespace (container) until {} \
+                 ms; such a lease is never broken early, only when it expires",
                 held.expires_at.as_millis()
             ),
             Ok(Some((held, owner))) => {
@@ -283,12 +413,41 @@ mod tests {
             ..me.clone()
         };
         assert!(recycled.is_proven_dead(&me));
-        let foreign = ProcessIdentity {
-            host: "elsewhere".into(),
-            pid: 999_999,
-            start_time: 1,
+        let gone = ProcessIdentity {
+            pid: 999_999_999,
+            ..me.clone()
         };
-        assert!(!foreign.is_proven_dead(&me));
+        assert!(gone.is_proven_dead(&me));
+        // Another host, another boot, another PID namespace (a container of the same
+        // pod), an older lease without namespace, an unknown host: never proven dead.
+        let others = [
+            ProcessIdentity {
+                host: "elsewhere".into(),
+                ..gone.clone()
+            },
+            ProcessIdentity {
+                boot_id: Some("another-boot".into()),
+                ..gone.clone()
+            },
+            ProcessIdentity {
+                pid_namespace: me.pid_namespace.map(|n| n + 1),
+                ..gone.clone()
+            },
+            ProcessIdentity::parse(&format!("{}:999999999:1", me.host)).unwrap(),
+        ];
+        for other in others {
+            assert!(!other.is_proven_dead(&me), "{other}");
+        }
+        let unknown = ProcessIdentity {
+            host: UNKNOWN_HOST.into(),
+            ..me.clone()
+        };
+        let gone_unknown = ProcessIdentity {
+            pid: 999_999_999,
+            ..unknown.clone()
+        };
+        assert!(!gone_unknown.is_proven_dead(&unknown));
         assert_eq!(ProcessIdentity::parse("garbage"), None);
+        assert_eq!(ProcessIdentity::parse("a@b:1:2"), None);
     }
 }

@@ -439,3 +439,41 @@ async fn readers_share_the_session_lock() {
     reader.unlock().unwrap();
     assert_eq!(writer.await.unwrap().unwrap(), 4);
 }
+
+/// A paused process holding a lease's lock file (mid-operation) does not stretch an
+/// acquire past its wait: the wait is a hard limit (plus the guard's half second).
+#[tokio::test]
+async fn acquire_waits_no_longer_than_asked_when_the_lock_file_is_held() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("l").unwrap());
+    let (guard, _, _) = backend.layout().lease(&t, &name);
+    std::fs::create_dir_all(guard.parent().unwrap()).unwrap();
+    // Another open file description: excluded like another process.
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&guard)
+        .unwrap();
+    held.lock().unwrap();
+    let started = std::time::Instant::now();
+    let e = backend
+        .acquire(
+            &t,
+            &name,
+            LockOptions {
+                ttl: Duration::from_secs(10),
+                wait: Duration::from_secs(2),
+            },
+        )
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert!(
+        took < Duration::from_millis(3_000),
+        "waited {took:?} for a 2 s wait"
+    );
+    drop(held);
+}

@@ -213,3 +213,89 @@ fn four_processes_exclude_each_other_under_the_lock() {
         "fences repeated or skipped"
     );
 }
+
+/// Runs the worker with `args`, in a new PID namespace when `own_pid_namespace` (as a
+/// container would), and returns it once it printed its first line (that line too).
+fn spawn_worker(args: &[&str], own_pid_namespace: bool) -> Option<(std::process::Child, String)> {
+    let mut cmd = if own_pid_namespace {
+        let mut c = Command::new("unshare");
+        c.args(["--pid", "--fork", "--mount-proc", WORKER]);
+        c
+    } else {
+        Command::new(WORKER)
+    };
+    let mut child = cmd
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take()?)
+        .read_line(&mut line)
+        .ok()?;
+    if line.is_empty() {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut err);
+        }
+        let _ = child.wait();
+        eprintln!("SKIP: cannot run a worker in a new PID namespace (needs root): {err}");
+        return None;
+    }
+    Some((child, line.trim().to_string()))
+}
+
+/// A holder in another PID namespace on the same host (another container of the same
+/// pod: same host name, its own PIDs) keeps its lease: a process outside cannot prove it
+/// dead by looking its PID up in its own /proc, and the reverse holds too.
+#[test]
+fn a_holder_in_another_pid_namespace_keeps_its_lease() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().to_str().unwrap();
+    let Some((mut holder, line)) = spawn_worker(&["hold", dir, "inside", "30"], true) else {
+        return;
+    };
+    assert!(line.starts_with("held "), "{line}");
+    let (mut outside, verdict) = spawn_worker(&["try", dir, "inside"], false).unwrap();
+    outside.wait().unwrap();
+    assert_eq!(
+        verdict, "refused",
+        "a live holder in a container lost its lease"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+
+    let (mut holder, line) = spawn_worker(&["hold", dir, "outside", "30"], false).unwrap();
+    assert!(line.starts_with("held "), "{line}");
+    let (mut inside, verdict) = spawn_worker(&["try", dir, "outside"], true).unwrap();
+    inside.wait().unwrap();
+    assert_eq!(verdict, "refused", "a container took a live holder's lease");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+}
+
+/// A holder killed but not yet reaped (a zombie) is dead: its lease is taken over at
+/// once, not when its parent gets round to `wait`.
+#[test]
+fn a_zombie_holder_is_dead() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().to_str().unwrap();
+    let (mut holder, line) = spawn_worker(&["hold", dir, "z", "30"], false).unwrap();
+    assert!(line.starts_with("held "), "{line}");
+    holder.kill().unwrap();
+    // Not reaped: wait until the kernel shows it as a zombie.
+    let stat = format!("/proc/{}/stat", holder.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stat).is_ok_and(|s| s.contains(") Z ")) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not become a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (mut taker, verdict) = spawn_worker(&["try", dir, "z"], false).unwrap();
+    taker.wait().unwrap();
+    assert_eq!(verdict, "acquired", "a zombie's lease was not taken over");
+    holder.wait().unwrap();
+}

@@ -6,6 +6,9 @@
 //! persistence-fs-worker crash-loop ROOT            append + checkpoint until killed
 //! persistence-fs-worker append ROOT SESSION N      N single-event appends
 //! persistence-fs-worker lock-cycles ROOT N FILE    N lock cycles incrementing FILE
+//! persistence-fs-worker hold ROOT LOCK SECONDS      take LOCK (tenant `t`), print
+//!                                                  `held FENCE`, keep it SECONDS
+//! persistence-fs-worker try ROOT LOCK              print `acquired` or `refused`
 //! ```
 
 use std::io::Write as _;
@@ -33,6 +36,8 @@ fn main() {
             ["crash-loop", root] => crash_loop(root).await,
             ["append", root, session, n] => append(root, session, n.parse().unwrap_or(0)).await,
             ["lock-cycles", root, n, file] => lock_cycles(root, n.parse().unwrap_or(0), file).await,
+            ["hold", root, name, secs] => hold(root, name, secs.parse().unwrap_or(0)).await,
+            ["try", root, name] => try_once(root, name).await,
             _ => Err(persistence_core::Error::invalid_input(format!(
                 "usage: see source; got {args:?}"
             ))),
@@ -119,6 +124,31 @@ async fn lock_cycles(root: &str, n: u64, file: &str) -> persistence_core::Result
         std::fs::write(file, (current + 1).to_string()).map_err(io)?;
         ack(format!("fence {}", lease.fence.0));
         backend.release(&lease).await?;
+    }
+    Ok(())
+}
+
+async fn hold(root: &str, name: &str, secs: u64) -> persistence_core::Result<()> {
+    let backend = FsBackend::open(FsConfig::new(root))?;
+    let (t, name) = (TenantId::new("t")?, LockKey::new(name)?);
+    let lease = backend
+        .try_acquire(&t, &name, Duration::from_secs(60))
+        .await?
+        .ok_or_else(|| persistence_core::Error::conflict("the lock is held"))?;
+    ack(format!("held {}", lease.fence.0));
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    Ok(())
+}
+
+async fn try_once(root: &str, name: &str) -> persistence_core::Result<()> {
+    let backend = FsBackend::open(FsConfig::new(root))?;
+    let (t, name) = (TenantId::new("t")?, LockKey::new(name)?);
+    match backend
+        .try_acquire(&t, &name, Duration::from_secs(60))
+        .await?
+    {
+        Some(_) => ack("acquired".into()),
+        None => ack("refused".into()),
     }
     Ok(())
 }
