@@ -178,9 +178,11 @@ impl Inner {
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
         let (lock, fence_path) = self.layout.thread_guards(t, th);
+        let lock = self.inside(lock)?;
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
         let raise = check_fence(&fence_path, options.fence)?;
-        let dir = self.layout.thread(t, th);
+        let dir = self.inside(self.layout.thread(t, th))?;
+        self.inside(dir.join(CHECKPOINTS))?;
         if let Some(existing) = self.load_checkpoint(&dir, c.id)? {
             return if existing.same_as(&c) {
                 Ok(existing)
@@ -228,13 +230,14 @@ impl Inner {
         fence: Option<Fence>,
     ) -> Result<()> {
         let (lock, fence_path) = self.layout.thread_guards(t, th);
+        let lock = self.inside(lock)?;
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
         let raise = check_fence(&fence_path, fence)?;
-        let dir = self.layout.thread(t, th);
+        let dir = self.inside(self.layout.thread(t, th))?;
         if self.load_checkpoint(&dir, id)?.is_none() {
             return Err(Error::not_found(format!("checkpoint {id} does not exist")));
         }
-        let path = dir.join(WRITES).join(id.to_string());
+        let path = self.inside(dir.join(WRITES).join(id.to_string()))?;
         // Under the lock: cut a torn batch left by a crash before appending after it.
         records::read_all(&path, true)
             .at(&path)?
@@ -271,7 +274,7 @@ impl Inner {
     }
 
     fn thread_ids(&self, t: &TenantId) -> Result<Vec<(ThreadKey, PathBuf)>> {
-        let dir = self.layout.threads(t);
+        let dir = self.inside(self.layout.threads(t))?;
         let mut out = Vec::new();
         for name in files::list_names(&dir).at(&dir)? {
             let Some(id) = entry_id(&dir, &name)? else {
@@ -318,7 +321,8 @@ impl Checkpointer for FsBackend {
     ) -> Result<Option<CheckpointTuple>> {
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.get", format!("{tenant}/{thread}"), move |i| {
-            let dir = i.layout.thread(&t, &th);
+            let dir = i.inside(i.layout.thread(&t, &th))?;
+            i.inside(dir.join(CHECKPOINTS))?;
             let id = match selector {
                 CheckpointSelector::Id(id) => id,
                 CheckpointSelector::Latest => match i.latest_id(&dir)? {
@@ -343,7 +347,8 @@ impl Checkpointer for FsBackend {
         self.run("checkpoint.list", format!("{tenant}/{thread}"), move |i| {
             let limit = validate_limit(query.limit)?;
             let upper = query.upper_bound()?;
-            let dir = i.layout.thread(&t, &th);
+            let dir = i.inside(i.layout.thread(&t, &th))?;
+            i.inside(dir.join(CHECKPOINTS))?;
             let mut items = Vec::new();
             for id in i.checkpoint_ids(&dir)?.into_iter().rev() {
                 if upper.is_some_and(|u| id >= u) {
@@ -392,7 +397,8 @@ impl Checkpointer for FsBackend {
             move |i| {
                 let (lock, _) = i.layout.thread_guards(&t, &th);
                 let _guard = FileLock::exclusive(&lock, i.durability).at(&lock)?;
-                let dir = i.layout.thread(&t, &th);
+                let dir = i.inside(i.layout.thread(&t, &th))?;
+                i.inside(dir.join(CHECKPOINTS))?;
                 let had = !i.checkpoint_ids(&dir)?.is_empty();
                 files::remove_dir_atomic(&dir, i.durability).at(&dir)?;
                 Ok(had)
@@ -416,7 +422,8 @@ impl Checkpointer for FsBackend {
             }
             let (lock, _) = i.layout.thread_guards(&t, &th);
             let _guard = FileLock::exclusive(&lock, i.durability).at(&lock)?;
-            let dir = i.layout.thread(&t, &th);
+            let dir = i.inside(i.layout.thread(&t, &th))?;
+            i.inside(dir.join(CHECKPOINTS))?;
             let ids = i.checkpoint_ids(&dir)?;
             let doomed = ids.len().saturating_sub(keep_latest);
             for id in &ids[..doomed] {
@@ -449,8 +456,8 @@ impl Checkpointer for FsBackend {
             "checkpoint.copy_thread",
             format!("{tenant}/{from}->{to}"),
             move |i| {
-                let src = i.layout.thread(&t, &from);
-                let dst = i.layout.thread(&t, &to);
+                let src = i.inside(i.layout.thread(&t, &from))?;
+                let dst = i.inside(i.layout.thread(&t, &to))?;
                 let (src_lock, _) = i.layout.thread_guards(&t, &from);
                 let (dst_lock, _) = i.layout.thread_guards(&t, &to);
                 // Lock in path order so two opposite copies cannot deadlock.
@@ -472,7 +479,7 @@ impl Checkpointer for FsBackend {
                     return Err(Error::conflict(format!("target thread {to} is not empty")));
                 }
                 // Build the copy beside the target and rename it into place in one step.
-                let parent = i.layout.threads(&t);
+                let parent = i.inside(i.layout.threads(&t))?;
                 let staging = parent.join(format!(".copy-{}", CheckpointId::new()));
                 for sub in [CHECKPOINTS, WRITES] {
                     for name in files::list_names(&src.join(sub)).at(&src)? {

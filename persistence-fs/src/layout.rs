@@ -138,6 +138,38 @@ impl Layout {
         }
         p
     }
+    /// Refuses a path with a symbolic link anywhere below the root (the root itself may
+    /// be one: that is the user's choice): a link planted inside the store would make
+    /// writes land outside it. Components that do not exist yet are fine (they are
+    /// created as directories, never followed).
+    ///
+    /// # Errors
+    /// `InvalidData` naming the link; other I/O errors of `lstat`.
+    pub fn refuse_links(&self, path: &Path) -> std::io::Result<()> {
+        let Ok(below) = path.strip_prefix(self.base.parent().unwrap_or(&self.base)) else {
+            return Ok(());
+        };
+        let mut at = self.base.parent().unwrap_or(&self.base).to_path_buf();
+        for part in below.components() {
+            at.push(part);
+            match std::fs::symlink_metadata(&at) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "{} is a symbolic link: links inside the store are never followed",
+                            at.display()
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Files of one lock: `(flock target, lease, fence)`.
     pub fn lease(&self, t: &TenantId, name: &LockKey) -> (PathBuf, PathBuf, PathBuf) {
         let dir = self.tenant(t).join("leases");

@@ -104,6 +104,23 @@ pub(crate) struct Inner {
     pub(crate) me: ProcessIdentity,
 }
 
+impl Inner {
+    /// `path`, once no component below the root is a symbolic link (see
+    /// [`Layout::refuse_links`]).
+    ///
+    /// # Errors
+    /// `Corrupt` naming the link.
+    pub(crate) fn inside(&self, path: std::path::PathBuf) -> Result<std::path::PathBuf> {
+        match self.layout.refuse_links(&path) {
+            Ok(()) => Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                Err(Error::corrupt(e.to_string()))
+            }
+            Err(e) => Err(crate::error::io_error(&path, e)),
+        }
+    }
+}
+
 impl FsBackend {
     /// Opens (creating if needed) a backend rooted at `config.root`.
     ///

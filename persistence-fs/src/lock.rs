@@ -246,6 +246,7 @@ impl Inner {
     fn try_acquire(&self, t: &TenantId, name: &LockKey, ttl: Duration) -> Result<Option<Lease>> {
         let ttl = validate_ttl("lease ttl", ttl)?;
         let (lock, lease_path, fence_path) = self.layout.lease(t, name);
+        let lock = self.inside(lock)?;
         // A guard held past GUARD_WAIT (its holder paused mid-operation): the lock is busy.
         let Some(_guard) =
             FileLock::exclusive_within(&lock, self.durability, GUARD_WAIT).at(&lock)?
@@ -284,6 +285,7 @@ impl Inner {
     fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
         let ttl = validate_ttl("lease ttl", ttl)?;
         let (lock, lease_path, _) = self.layout.lease(&lease.tenant, &lease.name);
+        let lock = self.inside(lock)?;
         let _guard = guard(&lock, self.durability)?;
         let now = Timestamp::now();
         match read_lease(&lease_path)? {
@@ -303,6 +305,7 @@ impl Inner {
 
     fn release(&self, lease: &Lease) -> Result<bool> {
         let (lock, lease_path, _) = self.layout.lease(&lease.tenant, &lease.name);
+        let lock = self.inside(lock)?;
         let _guard = guard(&lock, self.durability)?;
         match read_lease(&lease_path)? {
             Some((held, _)) if held.token == lease.token => {

@@ -271,9 +271,18 @@ impl Inner {
         Ok(state)
     }
 
-    fn session_files(&self, t: &TenantId, s: &SessionKey) -> (SessionFiles, PathBuf, PathBuf) {
+    fn session_files(
+        &self,
+        t: &TenantId,
+        s: &SessionKey,
+    ) -> Result<(SessionFiles, PathBuf, PathBuf)> {
         let (lock, fence) = self.layout.session_guards(t, s);
-        (SessionFiles::new(self.layout.session(t, s)), lock, fence)
+        let lock = self.inside(lock)?;
+        let dir = self.inside(self.layout.session(t, s))?;
+        let files = SessionFiles::new(dir);
+        self.inside(files.log.clone())?;
+        self.inside(files.index.clone())?;
+        Ok((files, lock, fence))
     }
 
     /// Locks and recovers a session; an expired session is deleted and reported empty.
@@ -282,7 +291,7 @@ impl Inner {
         t: &TenantId,
         s: &SessionKey,
     ) -> Result<(FileLock, SessionFiles, PathBuf, SessionState)> {
-        let (f, lock_path, fence) = self.session_files(t, s);
+        let (f, lock_path, fence) = self.session_files(t, s)?;
         let lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
         let mut state = self.recover(&f)?;
         if state.expired(Timestamp::now()) {
@@ -300,7 +309,7 @@ impl Inner {
         t: &TenantId,
         s: &SessionKey,
     ) -> Result<(FileLock, SessionFiles, PathBuf, SessionState)> {
-        let (f, lock_path, fence) = self.session_files(t, s);
+        let (f, lock_path, fence) = self.session_files(t, s)?;
         let lock = FileLock::shared(&lock_path, self.durability).at(&lock_path)?;
         if let Some(state) = self.recover_read_only(&f)?
             && !state.expired(Timestamp::now())
@@ -442,7 +451,7 @@ impl Inner {
         // The index points elsewhere than the ordinals asked for (a stale cache): rebuild
         // it from the log under the exclusive lock, and read again.
         drop((lock, state));
-        let (f, lock_path, _) = self.session_files(t, s);
+        let (f, lock_path, _) = self.session_files(t, s)?;
         let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
         match std::fs::remove_file(&f.index) {
             Ok(()) => {}
@@ -556,7 +565,7 @@ impl Inner {
 
     /// Sessions of a tenant in id order, with their directories.
     fn session_ids(&self, t: &TenantId) -> Result<Vec<SessionKey>> {
-        let dir = self.layout.sessions(t);
+        let dir = self.inside(self.layout.sessions(t))?;
         let mut out = Vec::new();
         for name in files::list_names(&dir).at(&dir)? {
             if let Some(id) = entry_id(&dir, &name)?
@@ -578,7 +587,7 @@ impl Inner {
                 continue;
             };
             for s in self.session_ids(&t)? {
-                let (f, lock_path, _) = self.session_files(&t, &s);
+                let (f, lock_path, _) = self.session_files(&t, &s)?;
                 let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
                 let state = self.recover(&f)?;
                 if state.exists() && state.expired(Timestamp::now()) {

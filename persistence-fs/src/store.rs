@@ -67,15 +67,17 @@ fn bad_cursor(c: &Cursor) -> Error {
 }
 
 impl Inner {
-    fn item_path(&self, t: &TenantId, ns: &Namespace, key: &ItemKey) -> PathBuf {
-        self.layout
-            .namespace(t, ns)
-            .join(ITEMS_DIR)
-            .join(encode(key.as_str()))
+    fn item_path(&self, t: &TenantId, ns: &Namespace, key: &ItemKey) -> Result<PathBuf> {
+        self.inside(
+            self.layout
+                .namespace(t, ns)
+                .join(ITEMS_DIR)
+                .join(encode(key.as_str())),
+        )
     }
 
     fn namespace_lock(&self, t: &TenantId, ns: &Namespace) -> Result<FileLock> {
-        let path = self.layout.namespace(t, ns).join(NAMESPACE_LOCK);
+        let path = self.inside(self.layout.namespace(t, ns).join(NAMESPACE_LOCK))?;
         FileLock::exclusive(&path, self.durability).at(&path)
     }
 
@@ -93,13 +95,13 @@ impl Inner {
             .transpose()?;
         let _lock = self.namespace_lock(t, ns)?;
         let now = Timestamp::now();
-        let path = self.item_path(t, ns, key);
+        let path = self.item_path(t, ns, key)?;
         let current = load(&path)?.filter(|i| i.live(now));
         check_version(
             options.if_version,
             current.as_ref().map_or(0, |i| i.version),
         )?;
-        let mut dir = self.layout.store(t);
+        let mut dir = self.inside(self.layout.store(t))?;
         for label in ns.labels() {
             dir.push(encode(label));
             ensure_entry(&dir, label, self.durability)?;
@@ -127,7 +129,7 @@ impl Inner {
         if_version: Option<u64>,
     ) -> Result<bool> {
         let _lock = self.namespace_lock(t, ns)?;
-        let path = self.item_path(t, ns, key);
+        let path = self.item_path(t, ns, key)?;
         let current = load(&path)?;
         let live = current.filter(|i| i.live(Timestamp::now()));
         check_version(if_version, live.as_ref().map_or(0, |i| i.version))?;
@@ -211,8 +213,11 @@ impl Inner {
         prefix: Option<&Namespace>,
     ) -> Result<Vec<(Namespace, PathBuf)>> {
         let (start, mut labels) = match prefix {
-            Some(p) => (self.layout.namespace(t, p), p.labels().to_vec()),
-            None => (self.layout.store(t), Vec::new()),
+            Some(p) => (
+                self.inside(self.layout.namespace(t, p))?,
+                p.labels().to_vec(),
+            ),
+            None => (self.inside(self.layout.store(t))?, Vec::new()),
         };
         let mut out = Vec::new();
         if start.is_dir() {
@@ -293,7 +298,7 @@ impl Store for FsBackend {
             "store.get",
             format!("{tenant}/{namespace}/{key}"),
             move |i| {
-                Ok(load(&i.item_path(&t, &ns, &k))?
+                Ok(load(&i.item_path(&t, &ns, &k)?)?
                     .filter(|x| x.live(Timestamp::now()))
                     .map(StoredItem::into_item))
             },
@@ -334,7 +339,7 @@ impl Store for FsBackend {
             let prefix = query.key_prefix.unwrap_or_default();
             let now = Timestamp::now();
             let mut items = Vec::new();
-            for (key, path) in i.item_keys(&i.layout.namespace(&t, &ns))? {
+            for (key, path) in i.item_keys(&i.inside(i.layout.namespace(&t, &ns))?)? {
                 if after.as_ref().is_some_and(|a| &key <= a) || !key.as_str().starts_with(&prefix) {
                     continue;
                 }

@@ -477,3 +477,106 @@ async fn acquire_waits_no_longer_than_asked_when_the_lock_file_is_held() {
     );
     drop(held);
 }
+
+/// A symbolic link planted inside the root — a session, namespace or checkpoints
+/// directory, or a session's log file, pointing outside — is never followed: the write
+/// fails `Corrupt` naming the link and nothing lands outside the root.
+#[tokio::test]
+async fn planted_symlinks_are_never_followed() {
+    let parent = tempfile::tempdir().unwrap();
+    let (root, outside) = (parent.path().join("root"), parent.path().join("outside"));
+    std::fs::create_dir_all(&outside).unwrap();
+    let backend = open(&root);
+    let t = TenantId::new("t").unwrap();
+    let (s, th) = (SessionKey::new("s").unwrap(), ThreadKey::new("th").unwrap());
+    let ns = Namespace::new(["ns"]).unwrap();
+    let key = ItemKey::new("k").unwrap();
+    let event = || vec![Envelope::new(1, json!(1))];
+    let checkpoint = || NewCheckpoint {
+        id: Default::default(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    // Create everything once, then replace pieces with links.
+    backend
+        .append(&t, &s, event(), AppendOptions::default())
+        .await
+        .unwrap();
+    Store::put(
+        &backend,
+        &t,
+        &ns,
+        &key,
+        Envelope::new(1, json!(1)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    Checkpointer::put(&backend, &t, &th, checkpoint(), Default::default())
+        .await
+        .unwrap();
+    let plant = |path: &Path| {
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, path).unwrap();
+    };
+    let assert_refused = |e: persistence_core::Error, link: &Path| {
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(e.to_string().contains(&link.display().to_string()), "{e}");
+    };
+
+    let session_dir = backend.layout().session(&t, &s);
+    plant(&session_dir);
+    let e = backend
+        .append(&t, &s, event(), AppendOptions::default())
+        .await
+        .unwrap_err();
+    assert_refused(e, &session_dir);
+    let e = backend.read(&t, &s, 0, 10).await.unwrap_err();
+    assert_refused(e, &session_dir);
+    std::fs::remove_file(&session_dir).unwrap();
+
+    backend
+        .append(&t, &s, event(), AppendOptions::default())
+        .await
+        .unwrap();
+    let log = session_dir.join("log");
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(outside.join("stolen-log"), &log).unwrap();
+    let e = backend
+        .append(&t, &s, event(), AppendOptions::default())
+        .await
+        .unwrap_err();
+    assert_refused(e, &log);
+
+    let namespace_dir = backend.layout().namespace(&t, &ns);
+    plant(&namespace_dir);
+    let e = Store::put(
+        &backend,
+        &t,
+        &ns,
+        &key,
+        Envelope::new(1, json!(2)),
+        Default::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_refused(e, &namespace_dir);
+
+    let checkpoints = backend.layout().thread(&t, &th).join("checkpoints");
+    plant(&checkpoints);
+    let e = Checkpointer::put(&backend, &t, &th, checkpoint(), Default::default())
+        .await
+        .unwrap_err();
+    assert_refused(e, &checkpoints);
+
+    let mut leaked = Vec::new();
+    walk(&outside, &mut leaked);
+    assert!(leaked.is_empty(), "written outside the root: {leaked:?}");
+}
