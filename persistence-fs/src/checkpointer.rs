@@ -276,7 +276,7 @@ impl Inner {
     fn thread_ids(&self, t: &TenantId) -> Result<Vec<(ThreadKey, PathBuf)>> {
         let dir = self.inside(self.layout.threads(t))?;
         let mut out = Vec::new();
-        for name in files::list_names(&dir).at(&dir)? {
+        for name in files::list_dirs(&dir).at(&dir)? {
             let Some(id) = entry_id(&dir, &name)? else {
                 continue;
             };

@@ -128,8 +128,18 @@ impl FsBackend {
     /// `SchemaTooNew` if the root was written by a newer layout version; `Backend` for
     /// I/O errors creating it.
     pub fn open(config: FsConfig) -> Result<Self> {
+        let opening = |e: Error| {
+            if e.backend().is_empty() {
+                e.context(BACKEND, "open", config.root.display())
+            } else {
+                e
+            }
+        };
         let layout = Layout::new(&config.root);
-        for name in files::list_names(&config.root).at(&config.root)? {
+        for name in files::list_names(&config.root)
+            .at(&config.root)
+            .map_err(opening)?
+        {
             if let Some(v) = name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok())
                 && v > 1
             {
@@ -140,7 +150,9 @@ impl FsBackend {
                 ));
             }
         }
-        files::ensure_dir(layout.base(), config.durability).at(layout.base())?;
+        files::ensure_dir(layout.base(), config.durability)
+            .at(layout.base())
+            .map_err(opening)?;
         Ok(FsBackend {
             inner: Arc::new(Inner {
                 layout,
@@ -167,19 +179,21 @@ impl FsBackend {
     /// decode to a valid tenant id.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
         self.run("tenants", "all tenants".into(), |inner| {
-            let dir = inner.layout.tenants();
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(e).at(&dir),
-            };
+            let dir = inner.inside(inner.layout.tenants())?;
             let mut tenants = Vec::new();
-            for entry in entries {
-                let name = entry.at(&dir)?.file_name();
-                let decoded = name.to_str().and_then(layout::decode).ok_or_else(|| {
-                    Error::corrupt(format!("{name:?} in {} is not a tenant", dir.display()))
-                })?;
-                tenants.push(TenantId::from_stored(decoded)?);
+            // Files and names this backend never writes (`.DS_Store`, a stray file) are
+            // not tenants; a directory named like one whose id is invalid is corrupt.
+            for name in files::list_dirs(&dir).at(&dir)? {
+                let Some(decoded) = layout::decode(&name) else {
+                    continue;
+                };
+                tenants.push(TenantId::from_stored(decoded).map_err(|e| {
+                    Error::corrupt(format!(
+                        "{name:?} in {} is not a valid tenant id: {}",
+                        dir.display(),
+                        e.message()
+                    ))
+                })?);
             }
             tenants.sort();
             Ok(tenants)

@@ -567,7 +567,7 @@ impl Inner {
     fn session_ids(&self, t: &TenantId) -> Result<Vec<SessionKey>> {
         let dir = self.inside(self.layout.sessions(t))?;
         let mut out = Vec::new();
-        for name in files::list_names(&dir).at(&dir)? {
+        for name in files::list_dirs(&dir).at(&dir)? {
             if let Some(id) = entry_id(&dir, &name)?
                 && let Ok(key) = SessionKey::new(id)
             {
@@ -582,7 +582,7 @@ impl Inner {
     pub(crate) fn purge_sessions(&self) -> Result<u64> {
         let tenants = self.layout.tenants();
         let mut removed = 0;
-        for name in files::list_names(&tenants).at(&tenants)? {
+        for name in files::list_dirs(&tenants).at(&tenants)? {
             let Ok(t) = TenantId::new(crate::layout::decode(&name).unwrap_or_default()) else {
                 continue;
             };

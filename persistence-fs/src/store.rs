@@ -44,12 +44,40 @@ impl StoredItem {
     }
 }
 
-fn load(path: &Path) -> Result<Option<StoredItem>> {
+/// The item stored at `path`.
+///
+/// # Errors
+/// `Corrupt` naming the file (and `key` when known) when it does not decode.
+fn load_key(path: &Path, key: Option<&ItemKey>) -> Result<Option<StoredItem>> {
     match files::read_optional(path).at(path)? {
         None => Ok(None),
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|e| corrupt(path, e)),
+            .map_err(|e| match key {
+                Some(key) => corrupt(path, format!("item {key:?} does not decode: {e}")),
+                None => corrupt(path, e),
+            }),
+    }
+}
+
+fn load(path: &Path) -> Result<Option<StoredItem>> {
+    load_key(path, None)
+}
+
+/// What a write finds at its item's path: the item, nothing, or a corrupt file (which a
+/// put replaces and a delete removes, so damage can always be cleared through the API).
+enum Current {
+    Item(StoredItem),
+    Absent,
+    Corrupt(Error),
+}
+
+fn current(path: &Path, key: &ItemKey) -> Result<Current> {
+    match load_key(path, Some(key)) {
+        Ok(Some(item)) => Ok(Current::Item(item)),
+        Ok(None) => Ok(Current::Absent),
+        Err(e) if e.kind() == persistence_core::ErrorKind::Corrupt => Ok(Current::Corrupt(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -96,7 +124,13 @@ impl Inner {
         let _lock = self.namespace_lock(t, ns)?;
         let now = Timestamp::now();
         let path = self.item_path(t, ns, key)?;
-        let current = load(&path)?.filter(|i| i.live(now));
+        let current = match current(&path, key)? {
+            Current::Item(item) => Some(item).filter(|i| i.live(now)),
+            Current::Absent => None,
+            // A conditional put cannot know what it would replace.
+            Current::Corrupt(e) if options.if_version.is_some() => return Err(e),
+            Current::Corrupt(_) => None,
+        };
         check_version(
             options.if_version,
             current.as_ref().map_or(0, |i| i.version),
@@ -130,8 +164,12 @@ impl Inner {
     ) -> Result<bool> {
         let _lock = self.namespace_lock(t, ns)?;
         let path = self.item_path(t, ns, key)?;
-        let current = load(&path)?;
-        let live = current.filter(|i| i.live(Timestamp::now()));
+        let (live, was_corrupt) = match current(&path, key)? {
+            Current::Item(item) => (Some(item).filter(|i| i.live(Timestamp::now())), false),
+            Current::Absent => (None, false),
+            Current::Corrupt(e) if if_version.is_some() => return Err(e),
+            Current::Corrupt(_) => (None, true),
+        };
         check_version(if_version, live.as_ref().map_or(0, |i| i.version))?;
         match std::fs::remove_file(&path) {
             Ok(()) => {}
@@ -143,7 +181,7 @@ impl Inner {
         {
             files::sync_dir(dir).at(dir)?;
         }
-        Ok(live.is_some())
+        Ok(live.is_some() || was_corrupt)
     }
 
     /// Items of one namespace directory, in key order (keys only read from file names,
@@ -176,8 +214,8 @@ impl Inner {
     ) -> Result<()> {
         if !labels.is_empty() {
             let mut has_live = false;
-            for (_, path) in self.item_keys(dir)? {
-                if load(&path)?.is_some_and(|i| i.live(now)) {
+            for (key, path) in self.item_keys(dir)? {
+                if load_key(&path, Some(&key))?.is_some_and(|i| i.live(now)) {
                     has_live = true;
                     break;
                 }
@@ -229,8 +267,9 @@ impl Inner {
 
     pub(crate) fn purge_items(&self) -> Result<u64> {
         let tenants = self.layout.tenants();
+        let tenants = self.inside(tenants)?;
         let mut removed = 0;
-        for name in files::list_names(&tenants).at(&tenants)? {
+        for name in files::list_dirs(&tenants).at(&tenants)? {
             let Ok(t) = TenantId::new(decode(&name).unwrap_or_default()) else {
                 continue;
             };
@@ -343,7 +382,7 @@ impl Store for FsBackend {
                 if after.as_ref().is_some_and(|a| &key <= a) || !key.as_str().starts_with(&prefix) {
                     continue;
                 }
-                if let Some(item) = load(&path)?.filter(|x| x.live(now)) {
+                if let Some(item) = load_key(&path, Some(&key))?.filter(|x| x.live(now)) {
                     items.push(item.into_item());
                     if items.len() > limit {
                         break;
@@ -401,8 +440,8 @@ impl Store for FsBackend {
             let mut skipped = 0;
             let mut out = Vec::new();
             for (_, dir) in i.namespaces_under(&t, query.namespace_prefix.as_ref())? {
-                for (_, path) in i.item_keys(&dir)? {
-                    let Some(item) = load(&path)?.filter(|x| x.live(now)) else {
+                for (key, path) in i.item_keys(&dir)? {
+                    let Some(item) = load_key(&path, Some(&key))?.filter(|x| x.live(now)) else {
                         continue;
                     };
                     if !query.filter.matches(&item.value.data) {

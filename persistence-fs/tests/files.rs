@@ -580,3 +580,117 @@ async fn planted_symlinks_are_never_followed() {
     walk(&outside, &mut leaked);
     assert!(leaked.is_empty(), "written outside the root: {leaked:?}");
 }
+
+/// Entries this backend never writes (a stray file among sessions, `.DS_Store` among
+/// tenants) are skipped; a corrupt item is reported with its key by listings and can be
+/// replaced by a put or removed by a delete.
+#[tokio::test]
+async fn one_bad_entry_does_not_break_a_tenant() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let t = TenantId::new("t").unwrap();
+    let s = SessionKey::new("s").unwrap();
+    backend
+        .append(
+            &t,
+            &s,
+            vec![Envelope::new(1, json!(1))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    let sessions = backend
+        .layout()
+        .session(&t, &s)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::fs::write(sessions.join("stray-file"), b"x").unwrap();
+    std::fs::write(sessions.join("=stray-hashed"), b"x").unwrap();
+    let page = backend.list_sessions(&t, None, 10).await.unwrap();
+    assert_eq!(page.items, vec![s.clone()]);
+    std::fs::write(backend.layout().tenants().join(".DS_Store"), b"x").unwrap();
+    std::fs::write(backend.layout().tenants().join("stray"), b"x").unwrap();
+    assert_eq!(backend.tenants().await.unwrap(), vec![t.clone()]);
+
+    let ns = Namespace::new(["ns"]).unwrap();
+    let (good, bad) = (ItemKey::new("good").unwrap(), ItemKey::new("bad").unwrap());
+    for k in [&good, &bad] {
+        Store::put(
+            &backend,
+            &t,
+            &ns,
+            k,
+            Envelope::new(1, json!(1)),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let bad_path = backend
+        .layout()
+        .namespace(&t, &ns)
+        .join("~items")
+        .join("bad");
+    std::fs::write(&bad_path, b"{not json").unwrap();
+    let e = Store::list(&backend, &t, &ns, Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("\"bad\""), "names the key: {e}");
+    // A conditional write cannot know what it replaces; an unconditional one can.
+    let e = Store::put(
+        &backend,
+        &t,
+        &ns,
+        &bad,
+        Envelope::new(1, json!(2)),
+        persistence_core::PutItemOptions {
+            if_version: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    Store::put(
+        &backend,
+        &t,
+        &ns,
+        &bad,
+        Envelope::new(1, json!(2)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        Store::list(&backend, &t, &ns, Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        2
+    );
+    std::fs::write(&bad_path, b"{not json").unwrap();
+    assert!(Store::delete(&backend, &t, &ns, &bad, None).await.unwrap());
+    let items = Store::list(&backend, &t, &ns, Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(),
+        vec![good]
+    );
+}
+
+/// `open` errors name the backend and the operation besides the path.
+#[test]
+fn open_errors_carry_their_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let e = FsBackend::open(FsConfig::new(&file)).unwrap_err();
+    assert_eq!(e.backend(), "fs", "{e}");
+    assert_eq!(e.operation(), "open", "{e}");
+    assert!(e.to_string().contains("a-file"), "{e}");
+}
