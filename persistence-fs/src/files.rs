@@ -222,3 +222,58 @@ pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
     names.sort();
     Ok(names)
 }
+
+/// How old a temp file or staging directory must be before [`remove_leftovers`] deletes
+/// it: a live writer keeps one for milliseconds; one this old was left by a process that
+/// died (or is paused so long that its unacknowledged write may fail).
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Deletes what interrupted writes leave under `dir`, recursively: temp files of atomic
+/// replaces (`.tmp*`), trash of atomic deletes (`.trash-*`) and staging copies
+/// (`.copy-*`) older than [`LEFTOVER_AGE`]. Symbolic links are neither followed nor
+/// removed. Returns how many entries were removed.
+pub fn remove_leftovers(dir: &Path) -> io::Result<u64> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_symlink() {
+            continue;
+        }
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let leftover =
+            name.starts_with(".tmp") || name.starts_with(".trash-") || name.starts_with(".copy-");
+        if !leftover {
+            if kind.is_dir() {
+                removed += remove_leftovers(&entry.path())?;
+            }
+            continue;
+        }
+        let old = entry
+            .metadata()?
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= LEFTOVER_AGE);
+        if !old {
+            continue;
+        }
+        let gone = if kind.is_dir() {
+            fs::remove_dir_all(entry.path())
+        } else {
+            fs::remove_file(entry.path())
+        };
+        match gone {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(removed)
+}

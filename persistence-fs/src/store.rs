@@ -462,8 +462,14 @@ impl Store for FsBackend {
         .await
     }
 
+    /// Also deletes what interrupted writes left behind (temp files, trash, staging
+    /// copies older than ten minutes), which are not items and are not counted.
     async fn purge_expired(&self) -> Result<u64> {
-        self.run("store.purge_expired", String::new(), |i| i.purge_items())
-            .await
+        self.run("store.purge_expired", String::new(), |i| {
+            let base = i.layout.base();
+            files::remove_leftovers(base).at(base)?;
+            i.purge_items()
+        })
+        .await
     }
 }

@@ -694,3 +694,50 @@ fn open_errors_carry_their_context() {
     assert_eq!(e.operation(), "open", "{e}");
     assert!(e.to_string().contains("a-file"), "{e}");
 }
+
+/// `purge_expired` (what `persistence gc` runs) deletes what interrupted writes left
+/// behind — temp files, trash and staging copies — once they are ten minutes old, and
+/// leaves a fresh temp file (a live writer's) alone.
+#[tokio::test]
+async fn gc_removes_leftovers_of_interrupted_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let t = TenantId::new("t").unwrap();
+    let s = SessionKey::new("s").unwrap();
+    backend
+        .append(
+            &t,
+            &s,
+            vec![Envelope::new(1, json!(1))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    let dir = backend.layout().session(&t, &s);
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let age = |path: &Path| {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    };
+    let (tmp, trash, copy, fresh) = (
+        dir.join(".tmpAbC123"),
+        dir.parent().unwrap().join(".trash-00ff"),
+        dir.parent().unwrap().join(".copy-0194"),
+        dir.join(".tmpFresh1"),
+    );
+    std::fs::write(&tmp, b"half a write").unwrap();
+    std::fs::create_dir_all(trash.join("inner")).unwrap();
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::write(&fresh, b"in flight").unwrap();
+    for p in [&tmp, &trash, &copy] {
+        age(p);
+    }
+    Store::purge_expired(&backend).await.unwrap();
+    for p in [&tmp, &trash, &copy] {
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+    assert!(fresh.exists(), "a live writer's temp file was removed");
+    assert_eq!(backend.head(&t, &s).await.unwrap(), 1);
+}
