@@ -7,6 +7,17 @@ use std::path::Path;
 
 use crate::config::Durability;
 
+/// Whether `e` says this process may not write here: a missing directory, a read-only
+/// file system, or no permission.
+pub fn cannot_write(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::NotFound
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 /// Creates `dir` and any missing parents, fsyncing each new entry's parent.
 pub fn ensure_dir(dir: &Path, durability: Durability) -> io::Result<()> {
     if dir.is_dir() {
@@ -144,12 +155,31 @@ impl FileLock {
         }
     }
 
-    /// Takes a shared lock on `path` (created if missing), blocking while an exclusive
-    /// holder has it. Readers share it; writers wait for them.
-    pub fn shared(path: &Path, durability: Durability) -> io::Result<FileLock> {
-        let file = Self::open(path, durability)?;
+    /// Takes a shared lock on `path`, blocking while an exclusive holder has it. Readers
+    /// share it; writers wait for them. The lock file is opened read-only, so a reader
+    /// needs no write access; `None` (no lock needed) when there is no lock file and none
+    /// can be made (its directory missing, a read-only root or a read-only user): then no
+    /// writer can be writing either.
+    pub fn shared(path: &Path) -> io::Result<Option<FileLock>> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let created = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path);
+                match created {
+                    Ok(file) => file,
+                    Err(e) if cannot_write(&e) => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         file.lock_shared()?;
-        Ok(FileLock { _file: file })
+        Ok(Some(FileLock { _file: file }))
     }
 
     /// The lock file, created (with its directory) if missing.

@@ -308,16 +308,17 @@ impl Inner {
         &self,
         t: &TenantId,
         s: &SessionKey,
-    ) -> Result<(FileLock, SessionFiles, PathBuf, SessionState)> {
+    ) -> Result<(Option<FileLock>, SessionFiles, PathBuf, SessionState)> {
         let (f, lock_path, fence) = self.session_files(t, s)?;
-        let lock = FileLock::shared(&lock_path, self.durability).at(&lock_path)?;
+        let lock = FileLock::shared(&lock_path).at(&lock_path)?;
         if let Some(state) = self.recover_read_only(&f)?
             && !state.expired(Timestamp::now())
         {
             return Ok((lock, f, fence, state));
         }
         drop(lock);
-        self.open_session(t, s)
+        let (lock, f, fence, state) = self.open_session(t, s)?;
+        Ok((Some(lock), f, fence, state))
     }
 
     /// The state when the log and index agree (the fast check), opening both read-only;

@@ -434,3 +434,68 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
         .unwrap();
     assert_eq!(got.pending_writes.len(), 5);
 }
+
+/// Everything reads from a read-only root (a read-only mount here; a user with read
+/// permission only is the same): sessions too, whose readers used to open the lock file
+/// for writing.
+#[tokio::test]
+async fn a_read_only_root_reads_everything() {
+    let Some(disk) = SmallDisk::mount("4m") else {
+        return;
+    };
+    let root = disk.path().join("store");
+    let backend = open(&root);
+    let (t, s) = ids();
+    append(&backend, &[json!(1), json!(2)]).await.unwrap();
+    let th = ThreadKey::new("th").unwrap();
+    let c = NewCheckpoint {
+        id: Default::default(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({"x": 1})),
+        metadata: Default::default(),
+    };
+    Checkpointer::put(&backend, &t, &th, c, Default::default())
+        .await
+        .unwrap();
+    let ns = persistence_core::Namespace::new(["ns"]).unwrap();
+    let key = persistence_core::ItemKey::new("k").unwrap();
+    persistence_core::Store::put(
+        &backend,
+        &t,
+        &ns,
+        &key,
+        Envelope::new(1, json!(1)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    drop(backend);
+    let remounted = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(disk.path())
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    let backend = open(&root);
+    assert_eq!(backend.head(&t, &s).await.unwrap(), 2);
+    assert_eq!(ordinals(&backend).await.unwrap(), [1, 2]);
+    assert_eq!(
+        backend.list_sessions(&t, None, 10).await.unwrap().items,
+        vec![s.clone()]
+    );
+    assert!(
+        backend
+            .get(&t, &th, CheckpointSelector::Latest)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        persistence_core::Store::get(&backend, &t, &ns, &key)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(backend.tenants().await.unwrap(), vec![t.clone()]);
+}
