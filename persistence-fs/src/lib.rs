@@ -17,10 +17,30 @@
 //! With [`Durability::Fsync`] (default) a call returns only once its data is on disk:
 //! whole files are replaced atomically (temp file in the same directory, write, fsync,
 //! rename, fsync directory); session logs and pending writes are append-only record
-//! files (length + CRC32 + header CRC) fsynced after each append. After a crash, a torn
-//! last record is truncated when the file is next written; a damaged record with valid
-//! data after it is [`ErrorKind::Corrupt`](persistence_core::ErrorKind::Corrupt) naming
-//! the file and offset, never skipped.
+//! files (length + CRC32 + header CRC) fsynced after each append.
+//!
+//! *All or nothing.* One append (or one `put_writes`) is one batch: every record but the
+//! last of a batch has the top bit of its length set. After a crash only an incomplete
+//! batch is cut (records past the last complete batch, a record running past the end of
+//! the file, or an all-zero tail); a failed write (a full disk, an I/O error) is cut back
+//! at once, so a retry never duplicates part of a batch.
+//!
+//! *Corruption is never silent.* A complete-length record whose checksum fails, or damage
+//! followed by anything but zeros, is [`ErrorKind::Corrupt`](persistence_core::ErrorKind::Corrupt)
+//! naming the file and offset: never skipped, never cut, and the file is not modified. The
+//! session index (a cache, not fsynced) is written only after its batch is durable, so an
+//! index listing records the log no longer holds (a log emptied or cut behind the
+//! backend's back) is `Corrupt` rather than a session restarting at ordinal 1; reads
+//! check every record's ordinal and rebuild an index that points elsewhere. A corrupt
+//! store item fails listings with its key, and an unconditional put or a delete replaces
+//! it. Damage in the middle of a log is found by the reads that reach it and by the
+//! next full scan (after a crash); an append checks only the log's ends.
+//!
+//! *Format.* [`FORMAT_VERSION`] 2: the `v1` tree with batch records, marked by an empty
+//! `{root}/v2` directory that versions before it refuse (`SchemaTooNew`) instead of
+//! misreading batches. Roots written before (without the marker) read as they are: their
+//! records are batches of one. Opening one with this version adds the marker; do not
+//! open it with an older version afterwards.
 //!
 //! # Concurrency
 //! Every read-modify-write holds an flock (`std::fs::File::lock`) on the entry's lock
@@ -30,11 +50,27 @@
 //! they fall back to the exclusive lock when a torn tail must be repaired first.
 //!
 //! # Locks
-//! Leases are files holding `HOSTNAME:PID:START_TIME` of the owning process (start time
-//! from `/proc/<pid>/stat`, so a recycled PID is not mistaken for the owner), a token, a
-//! fence and an expiry. A lease is free once expired, or at once when its owner on this
-//! host is proven dead. A lease from another host is never broken early. Fence counters
-//! are separate files that only grow.
+//! Leases are files holding `HOSTNAME@BOOT_ID@PID_NAMESPACE:PID:START_TIME` of the owning
+//! process ([`ProcessIdentity`]; the start time from `/proc/<pid>/stat`, so a recycled PID
+//! is not mistaken for the owner), a token, a fence and an expiry. A lease is free once
+//! expired, or at once when its owner is proven dead: same host name, same boot, same PID
+//! namespace, and no such process or only its zombie. A lease from another host, another
+//! boot, another PID namespace (a second container of a Kubernetes pod shares the host
+//! name, not the PIDs), from a process whose identity could not be read (warned through
+//! `tracing`), or written by a version without namespaces, is never broken early. The
+//! lock file guarding a lease is waited on for at most 500 ms (its holder may be paused),
+//! so `acquire` keeps to its wait. Fence counters are separate files that only grow.
+//!
+//! # The root
+//! Nothing outside the root is ever written or read through it: a symbolic link below the
+//! root (a directory or a session file replaced by a link) is refused with `Corrupt`
+//! naming it (the root itself may be a link). Files are created `0600` (temp files, then
+//! renamed) and directories with the process umask; run every process sharing a root as
+//! one user. Readers need read access only (session readers open the lock file
+//! read-only; a read-only mount reads everything). Entries this backend never writes (a
+//! stray file, `.DS_Store`) are skipped by listings. `purge_expired` of the store (run by
+//! `persistence gc`) also deletes temp files, trash and staging copies left by
+//! interrupted writes once they are ten minutes old.
 //!
 //! # Costs
 //! Listing threads, sessions and namespaces reads directory names (not payloads) and
@@ -91,6 +127,10 @@ use persistence_core::{Capabilities, Error, Result, TenantId};
 use crate::error::{BACKEND, IoContext};
 use crate::layout::Layout;
 
+/// The on-disk format this code writes: the `v1` layout with batch records (see the
+/// crate docs). A root holding a `vN` entry above it is refused with `SchemaTooNew`.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// The filesystem backend. Clones share the same root.
 #[derive(Clone, Debug)]
 pub struct FsBackend {
@@ -141,9 +181,9 @@ impl FsBackend {
             .map_err(opening)?
         {
             if let Some(v) = name.strip_prefix('v').and_then(|v| v.parse::<u32>().ok())
-                && v > 1
+                && v > FORMAT_VERSION
             {
-                return Err(Error::schema_too_new(v, 1).context(
+                return Err(Error::schema_too_new(v, FORMAT_VERSION).context(
                     BACKEND,
                     "open",
                     config.root.display(),
@@ -153,6 +193,14 @@ impl FsBackend {
         files::ensure_dir(layout.base(), config.durability)
             .at(layout.base())
             .map_err(opening)?;
+        // The marker that keeps versions before batch records from misreading this root
+        // (they refuse any `vN` above 1). A read-only root needs none: nothing writes it.
+        let marker = config.root.join(format!("v{FORMAT_VERSION}"));
+        if let Err(e) = files::ensure_dir(&marker, config.durability)
+            && !files::cannot_write(&e)
+        {
+            return Err(opening(crate::error::io_error(&marker, e)));
+        }
         Ok(FsBackend {
             inner: Arc::new(Inner {
                 layout,

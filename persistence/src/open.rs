@@ -289,7 +289,11 @@ impl Persistence {
         match &self.backend {
             Backend::Memory(_) => "in-process (not stored)".to_string(),
             #[cfg(feature = "fs")]
-            Backend::Fs(b) => format!("layout {}", b.layout().base().display()),
+            Backend::Fs(b) => format!(
+                "layout {}, format v{}",
+                b.layout().base().display(),
+                persistence_fs::FORMAT_VERSION
+            ),
             #[cfg(feature = "postgres")]
             Backend::Postgres(_) => {
                 format!("schema version {}", persistence_postgres::SCHEMA_VERSION)
