@@ -19,6 +19,10 @@ use crate::records;
 use crate::{FsBackend, Inner};
 
 const CHECKPOINTS: &str = "checkpoints";
+/// In a thread's checkpoints directory: the id of its greatest checkpoint, so
+/// `get(Latest)` and `put` read one small file instead of the directory (see
+/// [`Inner::latest_id`]). Hidden (`.`) so listings skip it.
+const LATEST: &str = ".latest";
 const WRITES: &str = "writes";
 
 #[derive(Serialize, Deserialize)]
@@ -97,38 +101,58 @@ impl Inner {
     fn checkpoint_ids(&self, dir: &Path) -> Result<Vec<CheckpointId>> {
         let cdir = dir.join(CHECKPOINTS);
         let names = files::list_names(&cdir).at(&cdir)?;
-        names
-            .iter()
-            .map(|n| {
-                n.parse::<CheckpointId>()
-                    .map_err(|_| corrupt(&cdir.join(n), "not a checkpoint file name"))
-            })
-            .collect()
+        // A name that is not a checkpoint id is not ours (a stray file): skipped.
+        Ok(names.iter().filter_map(|n| n.parse().ok()).collect())
     }
 
-    /// The greatest checkpoint id: the greatest file name (hyphenated UUIDs sort like
-    /// the UUIDs), parsed alone.
+    /// The greatest checkpoint id, from the `.latest` pointer when it names a checkpoint
+    /// that exists, else from a scan of the directory.
+    ///
+    /// The pointer never lags: `put` replaces it (atomically, not fsynced) *before* it
+    /// writes a greater checkpoint, in the same directory, whose fsync then persists the
+    /// pointer's rename too. After a crash it names the greatest checkpoint, or one whose
+    /// write did not survive (then the scan answers), or holds garbage (the scan again).
     fn latest_id(&self, dir: &Path) -> Result<Option<CheckpointId>> {
+        if let Some(id) = self.latest_pointer(dir)
+            && dir.join(CHECKPOINTS).join(id.to_string()).is_file()
+        {
+            return Ok(Some(id));
+        }
+        self.scan_latest_id(dir)
+    }
+
+    fn latest_pointer(&self, dir: &Path) -> Option<CheckpointId> {
+        let bytes = std::fs::read(dir.join(CHECKPOINTS).join(LATEST)).ok()?;
+        std::str::from_utf8(&bytes).ok()?.trim().parse().ok()
+    }
+
+    /// Points `.latest` at `id`. Caller holds the thread lock.
+    fn set_latest_pointer(&self, dir: &Path, id: CheckpointId) -> Result<()> {
+        let path = dir.join(CHECKPOINTS).join(LATEST);
+        files::write_atomic(&path, id.to_string().as_bytes(), Durability::None).at(&path)
+    }
+
+    /// The greatest checkpoint id by listing the directory: the greatest file name
+    /// (hyphenated UUIDs sort like the UUIDs), parsed alone.
+    fn scan_latest_id(&self, dir: &Path) -> Result<Option<CheckpointId>> {
         let cdir = dir.join(CHECKPOINTS);
         let entries = match std::fs::read_dir(&cdir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(crate::error::io_error(&cdir, e)),
         };
-        let mut latest: Option<String> = None;
+        let mut latest: Option<CheckpointId> = None;
         for entry in entries {
             let name = entry.at(&cdir)?.file_name();
             let Some(name) = name.to_str() else { continue };
-            if !name.starts_with('.') && latest.as_deref().is_none_or(|l| name > l) {
-                latest = Some(name.to_string());
+            let Ok(id) = name.parse::<CheckpointId>() else {
+                continue;
+            };
+            if latest.is_none_or(|l| id > l) {
+                latest = Some(id);
             }
         }
-        latest
-            .map(|n| {
-                n.parse()
-                    .map_err(|_| corrupt(&cdir.join(&n), "not a checkpoint file name"))
-            })
-            .transpose()
+        Ok(latest)
     }
 
     fn load_checkpoint(&self, dir: &Path, id: CheckpointId) -> Result<Option<Checkpoint>> {
@@ -216,6 +240,11 @@ impl Inner {
         let path = dir.join(CHECKPOINTS).join(c.id.to_string());
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| Error::invalid_input(format!("checkpoint does not serialize: {e}")))?;
+        // The pointer first (see `latest_id`): it may name a checkpoint that a crash or
+        // a failed write then loses, never lag behind one that exists.
+        if latest.is_none_or(|l| c.id > l) {
+            self.set_latest_pointer(&dir, c.id)?;
+        }
         files::write_atomic(&path, &bytes, self.durability).at(&path)?;
         Ok(stored.into())
     }
@@ -490,6 +519,9 @@ impl Checkpointer for FsBackend {
                         let to_path = staging.join(sub).join(&name);
                         files::write_atomic(&to_path, &bytes, i.durability).at(&to_path)?;
                     }
+                }
+                if let Some(latest) = ids.last() {
+                    i.set_latest_pointer(&staging, *latest)?;
                 }
                 files::write_atomic(&staging.join(ID_FILE), to.as_str().as_bytes(), i.durability)
                     .at(&staging)?;

@@ -757,3 +757,77 @@ async fn gc_removes_leftovers_of_interrupted_writes() {
     assert!(fresh.exists(), "a live writer's temp file was removed");
     assert_eq!(backend.head(&t, &s).await.unwrap(), 1);
 }
+
+/// `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory (what
+/// keeps them flat from 1 000 to 1 000 000 checkpoints; the figures are in the bench):
+/// a stray file named after every checkpoint id, which a listing would meet first, is
+/// neither read nor mistaken for one. Without the pointer (a thread written before it),
+/// the directory is scanned once and the pointer written by the next put.
+#[tokio::test]
+async fn latest_comes_from_the_pointer_not_a_listing() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
+    let mut last = None;
+    for step in 0..20 {
+        let c = NewCheckpoint {
+            id: Default::default(),
+            parent: last,
+            step,
+            state: Envelope::new(1, json!({"step": step})),
+            metadata: Default::default(),
+        };
+        last = Some(c.id);
+        Checkpointer::put(&backend, &t, &th, c, Default::default())
+            .await
+            .unwrap();
+    }
+    let checkpoints = backend.layout().thread(&t, &th).join("checkpoints");
+    std::fs::write(checkpoints.join("zzzz-not-a-checkpoint"), b"{").unwrap();
+    let latest = |b: FsBackend| async move {
+        Checkpointer::get(
+            &b,
+            &t_(),
+            &th_(),
+            persistence_core::CheckpointSelector::Latest,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .checkpoint
+        .id
+    };
+    assert_eq!(Some(latest(backend.clone()).await), last);
+    let c = NewCheckpoint {
+        id: Default::default(),
+        parent: last,
+        step: 20,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    let newest = c.id;
+    Checkpointer::put(
+        &backend,
+        &t,
+        &th,
+        c,
+        persistence_core::PutCheckpointOptions {
+            expect_latest: persistence_core::ExpectLatest::Is(last.unwrap()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(latest(backend.clone()).await, newest);
+    // An older thread without the pointer: scanned, still right.
+    std::fs::remove_file(checkpoints.join(".latest")).unwrap();
+    assert_eq!(latest(backend.clone()).await, newest);
+}
+
+fn t_() -> TenantId {
+    TenantId::new("t").unwrap()
+}
+
+fn th_() -> ThreadKey {
+    ThreadKey::new("th").unwrap()
+}
