@@ -1,11 +1,13 @@
 //! Benchmark of the filesystem backend beside a raw baseline measured in the same run.
 //!
-//! `cargo run --release -p persistence-fs --example fs_bench -- [--ops N] [--dir PATH]`
+//! `cargo run --release -p persistence-fs --example fs_bench -- [--ops N] [--dir PATH]
+//! [--scale N]`
 //!
 //! Prints ops/s, p50 and p99 for each operation with `Durability::Fsync` and
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
-//! record size as a one-event append), and reading 100 events at ordinal 1 000 versus
-//! ordinal 999 000 of a 1 000 000-event session.
+//! record size as a one-event append), store puts at 1 and 8 tasks, `get(Latest)` and
+//! `put` on a thread of 1 000 and of `--scale` checkpoints (default 100 000), and reading
+//! 100 events at ordinal 1 000 versus ordinal 999 000 of a 1 000 000-event session.
 
 #![allow(clippy::expect_used)] // a benchmark: a failed operation should stop it loudly
 
@@ -14,7 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use persistence_conformance::bench::workload::{self, Op, Stores};
 use persistence_conformance::bench::{arg, measure, print_header, print_row};
-use persistence_core::{AppendOptions, SessionKey, SessionLog, TenantId};
+use persistence_core::{
+    AppendOptions, CheckpointSelector, Checkpointer, Envelope, NewCheckpoint, SessionKey,
+    SessionLog, TenantId, ThreadKey,
+};
 use persistence_fs::{Durability, FsBackend, FsConfig};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -72,6 +77,88 @@ async fn main() -> persistence_core::Result<()> {
             print_row(&s, base);
         }
     }
+
+    // Writers of distinct keys of one namespace (per-item locks), durable.
+    let b = FsBackend::open(FsConfig::new(scratch.path().join("store-tasks")))?;
+    let stores = Stores::of(b);
+    let mut one_task = 0.0;
+    for tasks in [1, 8] {
+        workload::warm_up(&stores, Op::StorePut, tasks).await?;
+        let s = workload::measure_op(&stores, Op::StorePut, ops, tasks).await?;
+        print_row(&s, None);
+        if tasks == 1 {
+            one_task = s.ops_per_sec;
+        } else {
+            println!("store put, 8 tasks vs 1: {:.2}x", s.ops_per_sec / one_task);
+        }
+    }
+
+    // get(Latest) and put on long threads: flat, from the `.latest` pointer.
+    let scale: usize = arg("--scale")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let b = FsBackend::open(
+        FsConfig::new(scratch.path().join("threads")).with_durability(Durability::None),
+    )?;
+    let mut latest_p50 = Vec::new();
+    for size in [1_000usize, scale] {
+        let th = ThreadKey::new(format!("thread-{size}"))?;
+        for step in 0..size {
+            let c = NewCheckpoint {
+                id: Default::default(),
+                parent: None,
+                step: step as i64,
+                state: Envelope::new(1, serde_json::json!({"step": step})),
+                metadata: Default::default(),
+            };
+            Checkpointer::put(&b, &t, &th, c, Default::default()).await?;
+        }
+        let (b2, t2, th2) = (b.clone(), t.clone(), th.clone());
+        let get = measure(
+            &format!("get latest, {size} checkpoints"),
+            2_000,
+            1,
+            move |_| {
+                let (b, t, th) = (b2.clone(), t2.clone(), th2.clone());
+                async move {
+                    Checkpointer::get(&b, &t, &th, CheckpointSelector::Latest)
+                        .await
+                        .expect("get latest");
+                }
+            },
+        )
+        .await;
+        print_row(&get, None);
+        let (b2, t2, th2) = (b.clone(), t.clone(), th.clone());
+        let put = measure(
+            &format!("put (None), {size} checkpoints"),
+            2_000,
+            1,
+            move |i| {
+                let (b, t, th) = (b2.clone(), t2.clone(), th2.clone());
+                async move {
+                    let c = NewCheckpoint {
+                        id: Default::default(),
+                        parent: None,
+                        step: i as i64,
+                        state: Envelope::new(1, serde_json::json!({"i": i})),
+                        metadata: Default::default(),
+                    };
+                    Checkpointer::put(&b, &t, &th, c, Default::default())
+                        .await
+                        .expect("put");
+                }
+            },
+        )
+        .await;
+        print_row(&put, None);
+        latest_p50.push((get.p50, put.p50));
+    }
+    println!(
+        "get latest / put at {scale} vs 1 000 checkpoints: {:.2}x / {:.2}x (p50)",
+        latest_p50[1].0.as_secs_f64() / latest_p50[0].0.as_secs_f64(),
+        latest_p50[1].1.as_secs_f64() / latest_p50[0].1.as_secs_f64()
+    );
 
     let b = FsBackend::open(
         FsConfig::new(scratch.path().join("long")).with_durability(Durability::None),

@@ -194,8 +194,9 @@ fn guards(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
 pub const ID_FILE: &str = "~id";
 /// Directory of a namespace's items.
 pub const ITEMS_DIR: &str = "~items";
-/// A namespace's lock file.
-pub const NAMESPACE_LOCK: &str = "~lock";
+/// Directory of a namespace's per-item lock files (`{encoded key}.lock`): writers of
+/// different keys of one namespace do not wait for each other.
+pub const ITEM_LOCKS_DIR: &str = "~locks";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
-//! Store items: one JSON file per item under its namespace's directory tree; a
-//! namespace-wide flock serializes writes (CAS, TTL) within a namespace.
+//! Store items: one JSON file per item under its namespace's directory tree; a per-item
+//! flock (`~locks/{key}.lock`) serializes the writes of one item (CAS, TTL), so writers
+//! of different keys run side by side.
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpointer::{ensure_entry, entry_id};
 use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
-use crate::layout::{ITEMS_DIR, NAMESPACE_LOCK, decode, encode};
+use crate::layout::{ITEM_LOCKS_DIR, ITEMS_DIR, decode, encode};
 use crate::{FsBackend, Inner};
 
 #[derive(Serialize, Deserialize)]
@@ -104,8 +105,13 @@ impl Inner {
         )
     }
 
-    fn namespace_lock(&self, t: &TenantId, ns: &Namespace) -> Result<FileLock> {
-        let path = self.inside(self.layout.namespace(t, ns).join(NAMESPACE_LOCK))?;
+    /// The lock of one item (CAS and TTL checks happen under it).
+    fn item_lock(&self, ns_dir: &Path, key: &ItemKey) -> Result<FileLock> {
+        let path = self.inside(
+            ns_dir
+                .join(ITEM_LOCKS_DIR)
+                .join(format!("{}.lock", encode(key.as_str()))),
+        )?;
         FileLock::exclusive(&path, self.durability).at(&path)
     }
 
@@ -121,7 +127,7 @@ impl Inner {
             .ttl
             .map(|t| validate_ttl("item ttl", t))
             .transpose()?;
-        let _lock = self.namespace_lock(t, ns)?;
+        let _lock = self.item_lock(&self.layout.namespace(t, ns), key)?;
         let now = Timestamp::now();
         let path = self.item_path(t, ns, key)?;
         let current = match current(&path, key)? {
@@ -162,7 +168,7 @@ impl Inner {
         key: &ItemKey,
         if_version: Option<u64>,
     ) -> Result<bool> {
-        let _lock = self.namespace_lock(t, ns)?;
+        let _lock = self.item_lock(&self.layout.namespace(t, ns), key)?;
         let path = self.item_path(t, ns, key)?;
         let (live, was_corrupt) = match current(&path, key)? {
             Current::Item(item) => (Some(item).filter(|i| i.live(Timestamp::now())), false),
@@ -279,9 +285,8 @@ impl Inner {
                 self.walk_all(&root, &mut all)?;
             }
             for ns_dir in all {
-                let lock_path = ns_dir.join(NAMESPACE_LOCK);
-                let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
-                for (_, path) in self.item_keys(&ns_dir)? {
+                for (key, path) in self.item_keys(&ns_dir)? {
+                    let _lock = self.item_lock(&ns_dir, &key)?;
                     if load(&path)?.is_some_and(|i| !i.live(Timestamp::now())) {
                         std::fs::remove_file(&path).at(&path)?;
                         removed += 1;
