@@ -33,6 +33,20 @@ pub enum Baseline {
     Memory(Arc<std::sync::Mutex<std::collections::HashMap<usize, usize>>>),
 }
 
+type FailureSlot = Arc<std::sync::Mutex<Option<String>>>;
+
+/// A slot for the first failure of measured operations, and the closure that fills it.
+fn first_failure() -> (FailureSlot, impl Fn(String) + Clone + Send + Sync + 'static) {
+    let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+    let seen = failure.clone();
+    let fail = move |e: String| {
+        seen.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(e);
+    };
+    (failure, fail)
+}
+
 fn raw_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::unavailable(format!("raw baseline: {what}: {e}"))
 }
@@ -90,13 +104,7 @@ impl Baseline {
 
     /// Measures `ops` raw operations on one task.
     pub async fn measure(&self, ops: usize) -> Result<Stats> {
-        let failure = Arc::new(std::sync::Mutex::new(None::<String>));
-        let seen = failure.clone();
-        let fail = move |e: String| {
-            seen.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
-        };
+        let (failure, fail) = first_failure();
         let stats = match self {
             Baseline::File {
                 file, record, sync, ..
@@ -189,13 +197,7 @@ impl Baseline {
     /// The first failed connection; `InvalidInput` for a baseline without a server
     /// (see [`Self::opens_connections`]).
     pub async fn connection_setup(&self, target: &Target, count: usize) -> Result<Stats> {
-        let failure = Arc::new(std::sync::Mutex::new(None::<String>));
-        let seen = failure.clone();
-        let fail = move |e: String| {
-            seen.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(e);
-        };
+        let (failure, fail) = first_failure();
         let name = if target.tls {
             "new connection (with TLS)"
         } else {

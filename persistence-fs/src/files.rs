@@ -213,6 +213,15 @@ pub fn write_counter(path: &Path, value: u64, durability: Durability) -> io::Res
 /// Names of the subdirectories of `dir`, sorted, without hidden ones (`.…`): entries a
 /// user or a tool left there (a stray file, `.DS_Store`) are not ours and are skipped.
 pub fn list_dirs(dir: &Path) -> io::Result<Vec<String>> {
+    list(dir, true)
+}
+
+/// Names in a directory, sorted, without temp files (`.…`); empty if it does not exist.
+pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
+    list(dir, false)
+}
+
+fn list(dir: &Path, dirs_only: bool) -> io::Result<Vec<String>> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -221,29 +230,10 @@ pub fn list_dirs(dir: &Path) -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in entries {
         let entry = entry?;
-        if !entry.file_type()?.is_dir() {
+        if dirs_only && !entry.file_type()?.is_dir() {
             continue;
         }
         if let Ok(name) = entry.file_name().into_string()
-            && !name.starts_with('.')
-        {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// Names in a directory, sorted, without temp files (`.…`); empty if it does not exist.
-pub fn list_names(dir: &Path) -> io::Result<Vec<String>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        if let Ok(name) = entry?.file_name().into_string()
             && !name.starts_with('.')
         {
             names.push(name);

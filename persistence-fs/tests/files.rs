@@ -604,17 +604,7 @@ async fn planted_symlinks_are_never_followed() {
 async fn one_bad_entry_does_not_break_a_tenant() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    let t = TenantId::new("t").unwrap();
-    let s = SessionKey::new("s").unwrap();
-    backend
-        .append(
-            &t,
-            &s,
-            vec![Envelope::new(1, json!(1))],
-            AppendOptions::default(),
-        )
-        .await
-        .unwrap();
+    let (t, s) = one_event_session(&backend).await;
     let sessions = backend
         .layout()
         .session(&t, &s)
@@ -718,17 +708,7 @@ fn open_errors_carry_their_context() {
 async fn gc_removes_leftovers_of_interrupted_writes() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    let t = TenantId::new("t").unwrap();
-    let s = SessionKey::new("s").unwrap();
-    backend
-        .append(
-            &t,
-            &s,
-            vec![Envelope::new(1, json!(1))],
-            AppendOptions::default(),
-        )
-        .await
-        .unwrap();
+    let (t, s) = one_event_session(&backend).await;
     let dir = backend.layout().session(&t, &s);
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
     let age = |path: &Path| {
@@ -830,4 +810,19 @@ fn t_() -> TenantId {
 
 fn th_() -> ThreadKey {
     ThreadKey::new("th").unwrap()
+}
+
+/// Tenant `t`, session `s`, holding one event.
+async fn one_event_session(backend: &FsBackend) -> (TenantId, SessionKey) {
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    backend
+        .append(
+            &t,
+            &s,
+            vec![Envelope::new(1, json!(1))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    (t, s)
 }

@@ -122,17 +122,7 @@ async fn a_torn_pending_writes_batch_is_never_partly_visible() {
     let original = base.path().join("original");
     let backend = open(&original);
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let c = NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
-    let id = c.id;
-    Checkpointer::put(&backend, &t, &th, c, Default::default())
-        .await
-        .unwrap();
+    let id = first_checkpoint(&backend, &t, &th).await;
     let write = |v: i64| Write {
         channel: ChannelName::new("c").unwrap(),
         value: Envelope::new(1, json!(v)),
@@ -224,17 +214,7 @@ async fn damage_to_the_last_pending_write_is_corrupt() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let c = NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
-    let id = c.id;
-    Checkpointer::put(&backend, &t, &th, c, Default::default())
-        .await
-        .unwrap();
+    let id = first_checkpoint(&backend, &t, &th).await;
     for task in ["a", "b"] {
         let w = Write {
             channel: ChannelName::new("c").unwrap(),
@@ -387,17 +367,7 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
     };
     let backend = open(&disk.path().join("store"));
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let c = NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
-    let id = c.id;
-    Checkpointer::put(&backend, &t, &th, c, Default::default())
-        .await
-        .unwrap();
+    let id = first_checkpoint(&backend, &t, &th).await;
     let filler = fill(disk.path());
     let writes: Vec<Write> = (0..5)
         .map(|i| Write {
@@ -498,4 +468,24 @@ async fn a_read_only_root_reads_everything() {
             .is_some()
     );
     assert_eq!(backend.tenants().await.unwrap(), vec![t.clone()]);
+}
+
+/// Puts an empty first checkpoint on `th` and returns its id.
+async fn first_checkpoint(
+    backend: &FsBackend,
+    t: &TenantId,
+    th: &ThreadKey,
+) -> persistence_core::CheckpointId {
+    let c = NewCheckpoint {
+        id: Default::default(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    let id = c.id;
+    Checkpointer::put(backend, t, th, c, Default::default())
+        .await
+        .unwrap();
+    id
 }
