@@ -160,6 +160,35 @@ async fn main() -> persistence_core::Result<()> {
         latest_p50[1].1.as_secs_f64() / latest_p50[0].1.as_secs_f64()
     );
 
+    // Paging through every session of a tenant: each page still lists the directory.
+    let b = FsBackend::open(
+        FsConfig::new(scratch.path().join("sessions")).with_durability(Durability::None),
+    )?;
+    let sessions: usize = arg("--sessions")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    for i in 0..sessions {
+        let s = SessionKey::new(format!("s{i:07}"))?;
+        b.append(&t, &s, vec![event.clone()], AppendOptions::default())
+            .await?;
+    }
+    for page in [100usize, 1_000] {
+        let started = std::time::Instant::now();
+        let (mut cursor, mut seen) = (None, 0);
+        loop {
+            let p = b.list_sessions(&t, cursor, page).await?;
+            seen += p.items.len();
+            match p.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        println!(
+            "list all {seen} sessions, pages of {page}: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
     let b = FsBackend::open(
         FsConfig::new(scratch.path().join("long")).with_durability(Durability::None),
     )?;

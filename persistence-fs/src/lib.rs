@@ -64,9 +64,11 @@
 //! # The root
 //! Nothing outside the root is ever written or read through it: a symbolic link below the
 //! root (a directory or a session file replaced by a link) is refused with `Corrupt`
-//! naming it (the root itself may be a link). Files are created `0600` (temp files, then
-//! renamed) and directories with the process umask; run every process sharing a root as
-//! one user. Readers need read access only (session readers open the lock file
+//! naming it (the root itself may be a link). Files replaced atomically (checkpoints,
+//! items, leases, counters) are created `0600` (temp files, then renamed); session logs,
+//! their indexes, pending-write logs and lock files `0666` and directories `0777`, both
+//! less the process umask. The modes are not configurable yet: run every process sharing
+//! a root as one user (or set the umask). Readers need read access only (session readers open the lock file
 //! read-only; a read-only mount reads everything). Entries this backend never writes (a
 //! stray file, `.DS_Store`) are skipped by listings. `purge_expired` of the store (run by
 //! `persistence gc`) also deletes temp files, trash and staging copies left by
