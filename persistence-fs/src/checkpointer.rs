@@ -66,7 +66,7 @@ pub(crate) fn check_fence(path: &Path, fence: Option<Fence>) -> Result<Option<u6
 pub(crate) fn record_fence(
     path: &Path,
     raise_to: Option<u64>,
-    durability: Durability,
+    durability: crate::config::Writes,
 ) -> Result<()> {
     match raise_to {
         Some(v) => files::write_counter(path, v, durability).at(path),
@@ -89,7 +89,7 @@ pub(crate) fn entry_id(dir: &Path, name: &str) -> Result<Option<String>> {
 }
 
 /// Writes the `~id` file of a new entry directory.
-pub(crate) fn ensure_entry(dir: &Path, id: &str, durability: Durability) -> Result<()> {
+pub(crate) fn ensure_entry(dir: &Path, id: &str, durability: crate::config::Writes) -> Result<()> {
     let path = dir.join(ID_FILE);
     if !path.exists() {
         files::write_atomic(&path, id.as_bytes(), durability).at(&path)?;
@@ -129,7 +129,7 @@ impl Inner {
     /// Points `.latest` at `id`. Caller holds the thread lock.
     fn set_latest_pointer(&self, dir: &Path, id: CheckpointId) -> Result<()> {
         let path = dir.join(CHECKPOINTS).join(LATEST);
-        files::write_atomic(&path, id.to_string().as_bytes(), Durability::None).at(&path)
+        files::write_atomic(&path, id.to_string().as_bytes(), self.durability.no_sync()).at(&path)
     }
 
     /// The greatest checkpoint id by listing the directory: the greatest file name

@@ -21,6 +21,13 @@ pub struct FsConfig {
     pub root: PathBuf,
     /// Default [`Durability::Fsync`].
     pub durability: Durability,
+    /// Permission bits of every file the backend creates (before the umask). Default
+    /// `0o600`: only the owner. `0o640` lets a group read the store (backups, a
+    /// read-only reporting user).
+    pub file_mode: u32,
+    /// Permission bits of every directory the backend creates (before the umask).
+    /// Default `0o700`.
+    pub dir_mode: u32,
 }
 
 impl FsConfig {
@@ -29,11 +36,53 @@ impl FsConfig {
         FsConfig {
             root: root.into(),
             durability: Durability::Fsync,
+            file_mode: 0o600,
+            dir_mode: 0o700,
         }
     }
     /// Same root, other durability.
+    #[must_use]
     pub fn with_durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
         self
+    }
+    /// Same settings, other permission bits for new files and directories (see
+    /// [`file_mode`](Self::file_mode), [`dir_mode`](Self::dir_mode)).
+    #[must_use]
+    pub fn with_modes(mut self, file_mode: u32, dir_mode: u32) -> Self {
+        self.file_mode = file_mode;
+        self.dir_mode = dir_mode;
+        self
+    }
+}
+
+/// How the file primitives write: sync or not, and the modes of what they create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Writes {
+    pub durability: Durability,
+    pub file_mode: u32,
+    pub dir_mode: u32,
+}
+
+impl Writes {
+    pub(crate) fn of(config: &FsConfig) -> Self {
+        Writes {
+            durability: config.durability,
+            file_mode: config.file_mode,
+            dir_mode: config.dir_mode,
+        }
+    }
+    /// The same modes without syncing (for caches such as the session index).
+    pub(crate) fn no_sync(self) -> Self {
+        Writes {
+            durability: Durability::None,
+            ..self
+        }
+    }
+}
+
+impl PartialEq<Durability> for Writes {
+    fn eq(&self, other: &Durability) -> bool {
+        self.durability == *other
     }
 }

@@ -5,7 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
 
-use crate::config::Durability;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+use crate::config::{Durability, Writes};
 
 /// Whether `e` says this process may not write here: a missing directory, a read-only
 /// file system, or no permission.
@@ -19,7 +21,7 @@ pub fn cannot_write(e: &io::Error) -> bool {
 }
 
 /// Creates `dir` and any missing parents, fsyncing each new entry's parent.
-pub fn ensure_dir(dir: &Path, durability: Durability) -> io::Result<()> {
+pub fn ensure_dir(dir: &Path, durability: Writes) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -34,12 +36,12 @@ pub fn ensure_dir(dir: &Path, durability: Durability) -> io::Result<()> {
         }
     }
     for d in missing.iter().rev() {
-        match fs::create_dir(d) {
+        match fs::DirBuilder::new().mode(durability.dir_mode).create(d) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }
-        if let (Durability::Fsync, Some(parent)) = (durability, d.parent()) {
+        if let (Durability::Fsync, Some(parent)) = (durability.durability, d.parent()) {
             sync_dir(parent)?;
         }
     }
@@ -60,10 +62,13 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Replaces `path` with `bytes` atomically: temp file in the same directory, write,
 /// fsync, rename, fsync the directory. Readers see the old or the new content, never a
 /// mix.
-pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Writes) -> io::Result<()> {
     let dir = parent(path)?;
     ensure_dir(dir, durability)?;
-    let mut tmp = tempfile::Builder::new().prefix(".tmp").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp")
+        .permissions(fs::Permissions::from_mode(durability.file_mode))
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     if durability == Durability::Fsync {
         tmp.as_file().sync_all()?;
@@ -77,7 +82,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> io::Re
 
 /// Removes a directory tree so that it vanishes at once: renamed to a hidden trash name
 /// first (atomic), then deleted. Returns whether it existed.
-pub fn remove_dir_atomic(dir: &Path, durability: Durability) -> io::Result<bool> {
+pub fn remove_dir_atomic(dir: &Path, durability: Writes) -> io::Result<bool> {
     if !dir.exists() {
         return Ok(false);
     }
@@ -123,7 +128,7 @@ pub struct FileLock {
 
 impl FileLock {
     /// Takes an exclusive lock on `path` (created if missing), blocking until free.
-    pub fn exclusive(path: &Path, durability: Durability) -> io::Result<FileLock> {
+    pub fn exclusive(path: &Path, durability: Writes) -> io::Result<FileLock> {
         let file = Self::open(path, durability)?;
         file.lock()?;
         Ok(FileLock { _file: file })
@@ -134,7 +139,7 @@ impl FileLock {
     /// limit on a lock file.
     pub fn exclusive_within(
         path: &Path,
-        durability: Durability,
+        durability: Writes,
         wait: std::time::Duration,
     ) -> io::Result<Option<FileLock>> {
         let file = Self::open(path, durability)?;
@@ -160,7 +165,7 @@ impl FileLock {
     /// needs no write access; `None` (no lock needed) when there is no lock file and none
     /// can be made (its directory missing, a read-only root or a read-only user): then no
     /// writer can be writing either.
-    pub fn shared(path: &Path) -> io::Result<Option<FileLock>> {
+    pub fn shared(path: &Path, writes: Writes) -> io::Result<Option<FileLock>> {
         let file = match File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -169,6 +174,7 @@ impl FileLock {
                     .write(true)
                     .create(true)
                     .truncate(false)
+                    .mode(writes.file_mode)
                     .open(path);
                 match created {
                     Ok(file) => file,
@@ -183,13 +189,14 @@ impl FileLock {
     }
 
     /// The lock file, created (with its directory) if missing.
-    fn open(path: &Path, durability: Durability) -> io::Result<File> {
+    fn open(path: &Path, durability: Writes) -> io::Result<File> {
         ensure_dir(parent(path)?, durability)?;
         OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(durability.file_mode)
             .open(path)
     }
 }
@@ -206,7 +213,7 @@ pub fn read_counter(path: &Path) -> io::Result<Result<u64, String>> {
 }
 
 /// Writes a counter atomically.
-pub fn write_counter(path: &Path, value: u64, durability: Durability) -> io::Result<()> {
+pub fn write_counter(path: &Path, value: u64, durability: Writes) -> io::Result<()> {
     write_atomic(path, value.to_string().as_bytes(), durability)
 }
 

@@ -64,11 +64,11 @@
 //! # The root
 //! Nothing outside the root is ever written or read through it: a symbolic link below the
 //! root (a directory or a session file replaced by a link) is refused with `Corrupt`
-//! naming it (the root itself may be a link). Files replaced atomically (checkpoints,
-//! items, leases, counters) are created `0600` (temp files, then renamed); session logs,
-//! their indexes, pending-write logs and lock files `0666` and directories `0777`, both
-//! less the process umask. The modes are not configurable yet: run every process sharing
-//! a root as one user (or set the umask). Readers need read access only (session readers open the lock file
+//! naming it (the root itself may be a link). Every file the backend creates gets
+//! [`FsConfig::file_mode`] (default `0600`) and every directory [`FsConfig::dir_mode`]
+//! (default `0700`), less the process umask: only the owning user by default;
+//! `with_modes(0o640, 0o750)` lets a group read (backups, a reporting user). Processes
+//! writing one root must run as one user (or share a group and modes that let them). Readers need read access only (session readers open the lock file
 //! read-only; a read-only mount reads everything). Entries this backend never writes (a
 //! stray file, `.DS_Store`) are skipped by listings. `purge_expired` of the store (run by
 //! `persistence gc`) also deletes temp files, trash and staging copies left by
@@ -146,7 +146,7 @@ pub struct FsBackend {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) layout: Layout,
-    pub(crate) durability: Durability,
+    pub(crate) durability: crate::config::Writes,
     pub(crate) me: ProcessIdentity,
 }
 
@@ -196,13 +196,14 @@ impl FsBackend {
                 ));
             }
         }
-        files::ensure_dir(layout.base(), config.durability)
+        let writes = crate::config::Writes::of(&config);
+        files::ensure_dir(layout.base(), writes)
             .at(layout.base())
             .map_err(opening)?;
         // The marker that keeps versions before batch records from misreading this root
         // (they refuse any `vN` above 1). A read-only root needs none: nothing writes it.
         let marker = config.root.join(format!("v{FORMAT_VERSION}"));
-        if let Err(e) = files::ensure_dir(&marker, config.durability)
+        if let Err(e) = files::ensure_dir(&marker, writes)
             && !files::cannot_write(&e)
         {
             return Err(opening(crate::error::io_error(&marker, e)));
@@ -210,7 +211,7 @@ impl FsBackend {
         Ok(FsBackend {
             inner: Arc::new(Inner {
                 layout,
-                durability: config.durability,
+                durability: writes,
                 me: ProcessIdentity::current(),
             }),
         })

@@ -230,7 +230,7 @@ fn read_lease(path: &Path) -> Result<Option<(LeaseFile, ProcessIdentity)>> {
 ///
 /// # Errors
 /// `Timeout` when another process keeps it longer.
-fn guard(path: &Path, durability: crate::config::Durability) -> Result<FileLock> {
+fn guard(path: &Path, durability: crate::config::Writes) -> Result<FileLock> {
     FileLock::exclusive_within(path, durability, GUARD_WAIT)
         .at(path)?
         .ok_or_else(|| {

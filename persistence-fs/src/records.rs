@@ -18,7 +18,9 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::config::Durability;
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::config::{Durability, Writes};
 
 /// Header size of a record.
 pub const HEADER: usize = 12;
@@ -201,7 +203,7 @@ pub fn read_all(path: &Path, repair: bool) -> io::Result<Result<Vec<Vec<u8>>, u6
 /// Appends one batch of records to `path` (created if missing) and syncs it. On any
 /// failure (a full disk, an I/O error) the file is cut back to its previous length, so
 /// a failed batch leaves nothing behind.
-pub fn append(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
+pub fn append(path: &Path, bytes: &[u8], durability: Writes) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
@@ -212,9 +214,10 @@ pub fn append(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<(
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(durability.file_mode)
         .open(path)?;
     let before = file.metadata()?.len();
-    append_at(&file, before, bytes, durability)?;
+    append_at(&file, before, bytes, durability.durability)?;
     if durability == Durability::Fsync && !existed {
         crate::files::sync_dir(dir)?;
     }

@@ -10,7 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -130,6 +130,7 @@ impl Inner {
                 .write(true)
                 .create(true)
                 .truncate(false)
+                .mode(self.durability.file_mode)
                 .open(&f.index)
                 .at(&f.index)
         };
@@ -267,7 +268,7 @@ impl Inner {
             log.sync_all().at(&f.log)?;
         }
         state.log_len = scan.committed_end;
-        files::write_atomic(&f.index, &offsets, Durability::None).at(&f.index)?;
+        files::write_atomic(&f.index, &offsets, self.durability.no_sync()).at(&f.index)?;
         Ok(state)
     }
 
@@ -310,7 +311,7 @@ impl Inner {
         s: &SessionKey,
     ) -> Result<(Option<FileLock>, SessionFiles, PathBuf, SessionState)> {
         let (f, lock_path, fence) = self.session_files(t, s)?;
-        let lock = FileLock::shared(&lock_path).at(&lock_path)?;
+        let lock = FileLock::shared(&lock_path, self.durability).at(&lock_path)?;
         if let Some(state) = self.recover_read_only(&f)?
             && !state.expired(Timestamp::now())
         {
@@ -407,6 +408,7 @@ impl Inner {
                         .write(true)
                         .create(true)
                         .truncate(false)
+                        .mode(self.durability.file_mode)
                         .open(p)
                         .at(p)
                 };
@@ -418,7 +420,7 @@ impl Inner {
             }
         };
         // The batch first, durable, or nothing: a failed write is cut back.
-        records::append_at(&log, state.log_len, &batch, self.durability).at(&f.log)?;
+        records::append_at(&log, state.log_len, &batch, self.durability.durability).at(&f.log)?;
         // Then the index, a cache never fsynced: written only once the batch is durable,
         // so it never lists a record a crash could tear. The events are acknowledged
         // whatever happens to it; an index that disagrees is rebuilt on the next call.
@@ -527,7 +529,7 @@ impl Inner {
         let removed = (seq - state.first).min(state.count);
         files::write_counter(&f.floor, state.head, self.durability).at(&f.floor)?;
         if removed == state.count {
-            files::write_atomic(&f.index, &[], Durability::None).at(&f.index)?;
+            files::write_atomic(&f.index, &[], self.durability.no_sync()).at(&f.index)?;
             files::write_atomic(&f.log, &[], self.durability).at(&f.log)?;
             return Ok(removed);
         }
@@ -539,10 +541,11 @@ impl Inner {
                 &(read_index_entry(&index, i).at(&f.index)? - cut).to_le_bytes(),
             );
         }
-        files::write_atomic(&f.index, &shifted, Durability::None).at(&f.index)?;
+        files::write_atomic(&f.index, &shifted, self.durability.no_sync()).at(&f.index)?;
         let log = File::open(&f.log).at(&f.log)?;
         let mut tail = tempfile::Builder::new()
             .prefix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(self.durability.file_mode))
             .tempfile_in(&f.dir)
             .at(&f.dir)?;
         let mut reader = io::Read::take(

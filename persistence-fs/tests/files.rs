@@ -826,3 +826,68 @@ async fn one_event_session(backend: &FsBackend) -> (TenantId, SessionKey) {
         .unwrap();
     (t, s)
 }
+
+/// The process umask, from `/proc/self/status`.
+fn umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
+    u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).unwrap()
+}
+
+/// Every file and directory the backend creates has the configured mode (less the
+/// umask): `0600`/`0700` by default, `0640`/`0750` for a store a group may read.
+#[tokio::test]
+async fn created_files_have_the_configured_modes() {
+    for (file_mode, dir_mode, custom) in [(0o600, 0o700, false), (0o640, 0o750, true)] {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("root");
+        let config = FsConfig::new(&root);
+        let config = if custom {
+            config.with_modes(file_mode, dir_mode)
+        } else {
+            config
+        };
+        let backend = FsBackend::open(config).unwrap();
+        let (t, s) = one_event_session(&backend).await;
+        backend.read(&t, &s, 0, 10).await.unwrap();
+        let th = ThreadKey::new("th").unwrap();
+        let c = NewCheckpoint {
+            id: Default::default(),
+            parent: None,
+            step: 0,
+            state: Envelope::new(1, json!({})),
+            metadata: Default::default(),
+        };
+        Checkpointer::put(&backend, &t, &th, c, Default::default())
+            .await
+            .unwrap();
+        let ns = Namespace::new(["ns"]).unwrap();
+        Store::put(
+            &backend,
+            &t,
+            &ns,
+            &ItemKey::new("k").unwrap(),
+            Envelope::new(1, json!(1)),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+        let lease = backend
+            .try_acquire(&t, &LockKey::new("l").unwrap(), Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        backend.trim_before(&t, &s, 1).await.unwrap();
+        let mut all = Vec::new();
+        walk(&root, &mut all);
+        assert!(all.len() > 10, "{all:?}");
+        for path in all {
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&path).unwrap().permissions(),
+            ) & 0o777;
+            let want = if path.is_dir() { dir_mode } else { file_mode } & !umask();
+            assert_eq!(mode, want, "{} is {mode:o}, want {want:o}", path.display());
+        }
+        drop(lease);
+    }
+}
