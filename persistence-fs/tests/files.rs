@@ -3,13 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
 use persistence_conformance::checks::HOSTILE_IDS;
 use persistence_core::{
     AppendOptions, Checkpointer, Envelope, ErrorKind, ItemKey, Lock, LockKey, LockOptions,
-    Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey, Timestamp,
+    Namespace, SessionKey, SessionLog, Store, TenantId, ThreadKey, Timestamp,
 };
 use persistence_fs::{FsBackend, FsConfig, ProcessIdentity};
 use serde_json::json;
@@ -39,13 +41,7 @@ async fn hostile_ids_stay_inside_the_root() {
     let backend = open(&root);
     let t = TenantId::new("Tenant.A").unwrap();
     for id in HOSTILE_IDS {
-        let c = NewCheckpoint {
-            id: Default::default(),
-            parent: None,
-            step: 0,
-            state: Envelope::new(1, json!(id)),
-            metadata: Default::default(),
-        };
+        let c = common::checkpoint(None, 0, json!(id));
         Checkpointer::put(
             &backend,
             &t,
@@ -508,13 +504,7 @@ async fn planted_symlinks_are_never_followed() {
     let ns = Namespace::new(["ns"]).unwrap();
     let key = ItemKey::new("k").unwrap();
     let event = || vec![Envelope::new(1, json!(1))];
-    let checkpoint = || NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
+    let checkpoint = || common::checkpoint(None, 0, json!({}));
     // Create everything once, then replace pieces with links.
     backend
         .append(&t, &s, event(), AppendOptions::default())
@@ -604,7 +594,7 @@ async fn planted_symlinks_are_never_followed() {
 async fn one_bad_entry_does_not_break_a_tenant() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    let (t, s) = one_event_session(&backend).await;
+    let (t, s) = common::one_event_session(&backend).await;
     let sessions = backend
         .layout()
         .session(&t, &s)
@@ -708,7 +698,7 @@ fn open_errors_carry_their_context() {
 async fn gc_removes_leftovers_of_interrupted_writes() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    let (t, s) = one_event_session(&backend).await;
+    let (t, s) = common::one_event_session(&backend).await;
     let dir = backend.layout().session(&t, &s);
     let old = std::time::SystemTime::now() - Duration::from_secs(3600);
     let age = |path: &Path| {
@@ -750,13 +740,7 @@ async fn latest_comes_from_the_pointer_not_a_listing() {
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
     let mut last = None;
     for step in 0..20 {
-        let c = NewCheckpoint {
-            id: Default::default(),
-            parent: last,
-            step,
-            state: Envelope::new(1, json!({"step": step})),
-            metadata: Default::default(),
-        };
+        let c = common::checkpoint(last, step, json!({"step": step}));
         last = Some(c.id);
         Checkpointer::put(&backend, &t, &th, c, Default::default())
             .await
@@ -778,13 +762,7 @@ async fn latest_comes_from_the_pointer_not_a_listing() {
         .id
     };
     assert_eq!(Some(latest(backend.clone()).await), last);
-    let c = NewCheckpoint {
-        id: Default::default(),
-        parent: last,
-        step: 20,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
+    let c = common::checkpoint(last, 20, json!({}));
     let newest = c.id;
     Checkpointer::put(
         &backend,
@@ -812,21 +790,6 @@ fn th_() -> ThreadKey {
     ThreadKey::new("th").unwrap()
 }
 
-/// Tenant `t`, session `s`, holding one event.
-async fn one_event_session(backend: &FsBackend) -> (TenantId, SessionKey) {
-    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
-    backend
-        .append(
-            &t,
-            &s,
-            vec![Envelope::new(1, json!(1))],
-            AppendOptions::default(),
-        )
-        .await
-        .unwrap();
-    (t, s)
-}
-
 /// The process umask, from `/proc/self/status`.
 fn umask() -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -848,16 +811,10 @@ async fn created_files_have_the_configured_modes() {
             config
         };
         let backend = FsBackend::open(config).unwrap();
-        let (t, s) = one_event_session(&backend).await;
+        let (t, s) = common::one_event_session(&backend).await;
         backend.read(&t, &s, 0, 10).await.unwrap();
         let th = ThreadKey::new("th").unwrap();
-        let c = NewCheckpoint {
-            id: Default::default(),
-            parent: None,
-            step: 0,
-            state: Envelope::new(1, json!({})),
-            metadata: Default::default(),
-        };
+        let c = common::checkpoint(None, 0, json!({}));
         Checkpointer::put(&backend, &t, &th, c, Default::default())
             .await
             .unwrap();

@@ -4,11 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use persistence_core::{
-    AppendOptions, ChannelName, CheckpointSelector, Checkpointer, Envelope, ErrorKind,
-    NewCheckpoint, SessionKey, SessionLog, TaskId, TenantId, ThreadKey, Write,
+    AppendOptions, ChannelName, CheckpointSelector, Checkpointer, Envelope, ErrorKind, SessionKey,
+    SessionLog, TaskId, TenantId, ThreadKey, Write,
 };
 use persistence_fs::{FsBackend, FsConfig};
 use serde_json::json;
@@ -122,7 +124,7 @@ async fn a_torn_pending_writes_batch_is_never_partly_visible() {
     let original = base.path().join("original");
     let backend = open(&original);
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let id = first_checkpoint(&backend, &t, &th).await;
+    let id = common::first_checkpoint(&backend, &t, &th).await;
     let write = |v: i64| Write {
         channel: ChannelName::new("c").unwrap(),
         value: Envelope::new(1, json!(v)),
@@ -214,7 +216,7 @@ async fn damage_to_the_last_pending_write_is_corrupt() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let id = first_checkpoint(&backend, &t, &th).await;
+    let id = common::first_checkpoint(&backend, &t, &th).await;
     for task in ["a", "b"] {
         let w = Write {
             channel: ChannelName::new("c").unwrap(),
@@ -367,7 +369,7 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
     };
     let backend = open(&disk.path().join("store"));
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let id = first_checkpoint(&backend, &t, &th).await;
+    let id = common::first_checkpoint(&backend, &t, &th).await;
     let filler = fill(disk.path());
     let writes: Vec<Write> = (0..5)
         .map(|i| Write {
@@ -418,13 +420,7 @@ async fn a_read_only_root_reads_everything() {
     let (t, s) = ids();
     append(&backend, &[json!(1), json!(2)]).await.unwrap();
     let th = ThreadKey::new("th").unwrap();
-    let c = NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({"x": 1})),
-        metadata: Default::default(),
-    };
+    let c = common::checkpoint(None, 0, json!({"x": 1}));
     Checkpointer::put(&backend, &t, &th, c, Default::default())
         .await
         .unwrap();
@@ -468,24 +464,4 @@ async fn a_read_only_root_reads_everything() {
             .is_some()
     );
     assert_eq!(backend.tenants().await.unwrap(), vec![t.clone()]);
-}
-
-/// Puts an empty first checkpoint on `th` and returns its id.
-async fn first_checkpoint(
-    backend: &FsBackend,
-    t: &TenantId,
-    th: &ThreadKey,
-) -> persistence_core::CheckpointId {
-    let c = NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
-    let id = c.id;
-    Checkpointer::put(backend, t, th, c, Default::default())
-        .await
-        .unwrap();
-    id
 }

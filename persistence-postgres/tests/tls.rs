@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use persistence_conformance::harness::Server;
 use persistence_conformance::harness::counted_per_operation;
-use persistence_conformance::harness::tls::TlsFiles;
+use persistence_conformance::harness::tls::{TlsFiles, assert_tls_error};
 use persistence_core::{Error, ErrorKind, TlsFailure};
 use persistence_postgres::{PgBackend, PgConfig, SslMode, migrate};
 use sqlx::{ConnectOptions, Connection};
@@ -37,14 +37,11 @@ fn mutual(config: PgConfig, files: &TlsFiles) -> PgConfig {
     config.with_tls_client_cert(&files.client_cert, &files.client_key)
 }
 
-fn assert_tls(e: &Error, failure: TlsFailure, host: &str, option: &str) {
-    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
-    assert!(!e.is_retryable(), "{e}");
-    let text = e.to_string();
-    assert!(text.contains(failure.describe()), "{failure:?}: {text}");
-    assert!(text.contains(host), "names the host {host}: {text}");
-    assert!(text.contains(option), "says to set {option}: {text}");
-    assert!(!text.contains("is Postgres running"), "{text}");
+/// `url` under `mode`, trusting `ca`, with the client certificate.
+fn verified(url: &str, mode: SslMode, ca: &std::path::Path, files: &TlsFiles) -> PgConfig {
+    mutual(PgConfig::new(url), files)
+        .with_ssl_mode(mode)
+        .with_tls_root_cert(ca)
 }
 
 /// verify-full with the right CA and a client certificate, through the config or the
@@ -54,9 +51,7 @@ async fn verified_mutual_tls_connects() {
     let Some((_db, bare, files)) = tls_db().await else {
         return;
     };
-    let config = mutual(PgConfig::new(&bare), &files)
-        .with_ssl_mode(SslMode::VerifyFull)
-        .with_tls_root_cert(&files.ca);
+    let config = verified(&bare, SslMode::VerifyFull, &files.ca, &files);
     connect(config)
         .await
         .expect("verify-full through the config");
@@ -76,11 +71,9 @@ async fn an_untrusted_server_certificate_is_named() {
     let Some((_db, bare, files)) = tls_db().await else {
         return;
     };
-    let config = mutual(PgConfig::new(&bare), &files)
-        .with_ssl_mode(SslMode::VerifyFull)
-        .with_tls_root_cert(&files.other_ca);
+    let config = verified(&bare, SslMode::VerifyFull, &files.other_ca, &files);
     let e = connect(config).await.unwrap_err();
-    assert_tls(
+    assert_tls_error(
         &e,
         TlsFailure::UntrustedCertificate,
         "127.0.0.1",
@@ -97,25 +90,17 @@ async fn a_host_name_mismatch_is_named() {
         return;
     };
     let by_name = bare.replace("127.0.0.1", "localhost");
-    let full = mutual(PgConfig::new(&by_name), &files)
-        .with_ssl_mode(SslMode::VerifyFull)
-        .with_tls_root_cert(&files.ca);
+    let full = verified(&by_name, SslMode::VerifyFull, &files.ca, &files);
     let e = connect(full).await.unwrap_err();
-    assert_tls(&e, TlsFailure::NameMismatch, "localhost", "host name");
-    let ca_only = mutual(PgConfig::new(&by_name), &files)
-        .with_ssl_mode(SslMode::VerifyCa)
-        .with_tls_root_cert(&files.ca);
+    assert_tls_error(&e, TlsFailure::NameMismatch, "localhost", "host name");
+    let ca_only = verified(&by_name, SslMode::VerifyCa, &files.ca, &files);
     let e = connect(ca_only).await.unwrap_err();
-    assert_tls(&e, TlsFailure::NameMismatch, "localhost", "host name");
-    let ca_right_name = mutual(PgConfig::new(&bare), &files)
-        .with_ssl_mode(SslMode::VerifyCa)
-        .with_tls_root_cert(&files.ca);
+    assert_tls_error(&e, TlsFailure::NameMismatch, "localhost", "host name");
+    let ca_right_name = verified(&bare, SslMode::VerifyCa, &files.ca, &files);
     connect(ca_right_name).await.expect("verify-ca with the CA");
-    let ca_wrong = mutual(PgConfig::new(&bare), &files)
-        .with_ssl_mode(SslMode::VerifyCa)
-        .with_tls_root_cert(&files.other_ca);
+    let ca_wrong = verified(&bare, SslMode::VerifyCa, &files.other_ca, &files);
     let e = connect(ca_wrong).await.unwrap_err();
-    assert_tls(
+    assert_tls_error(
         &e,
         TlsFailure::UntrustedCertificate,
         "127.0.0.1",
@@ -133,7 +118,7 @@ async fn a_missing_client_certificate_is_named() {
         .with_ssl_mode(SslMode::VerifyFull)
         .with_tls_root_cert(&files.ca);
     let e = connect(config).await.unwrap_err();
-    assert_tls(
+    assert_tls_error(
         &e,
         TlsFailure::ClientCertificateRefused,
         "127.0.0.1",
@@ -153,11 +138,11 @@ async fn require_against_a_plaintext_server_is_named() {
         db.app_url().split('?').next().unwrap()
     );
     let e = connect(PgConfig::new(&url)).await.unwrap_err();
-    assert_tls(&e, TlsFailure::NotOffered, "127.0.0.1", "sslmode=prefer");
+    assert_tls_error(&e, TlsFailure::NotOffered, "127.0.0.1", "sslmode=prefer");
     let admin = db.admin_options().to_url_lossy().to_string();
     let admin = format!("{}?sslmode=require", admin.split('?').next().unwrap());
     let e = migrate(&admin).await.unwrap_err();
-    assert_tls(&e, TlsFailure::NotOffered, "127.0.0.1", "sslmode=prefer");
+    assert_tls_error(&e, TlsFailure::NotOffered, "127.0.0.1", "sslmode=prefer");
 }
 
 /// Bad TLS options are `InvalidInput` naming the option, before any connection.

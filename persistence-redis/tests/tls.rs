@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use persistence_conformance::harness::tls::TlsFiles;
+use persistence_conformance::harness::tls::{TlsFiles, assert_tls_error};
 use persistence_conformance::harness::{LocalRedis, Server, counted_per_operation, server_url};
 use persistence_core::{Error, ErrorKind, TlsFailure};
 use persistence_redis::{RedisBackend, RedisConfig};
@@ -28,16 +28,6 @@ async fn connect(config: RedisConfig) -> Result<RedisBackend, Error> {
     let mut config = config;
     config.timeout = Duration::from_secs(3);
     RedisBackend::connect(config).await
-}
-
-fn assert_tls(e: &Error, failure: TlsFailure, host: &str, option: &str) {
-    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
-    assert!(!e.is_retryable(), "{e}");
-    let text = e.to_string();
-    assert!(text.contains(failure.describe()), "{failure:?}: {text}");
-    assert!(text.contains(host), "names the host {host}: {text}");
-    assert!(text.contains(option), "says to set {option}: {text}");
-    assert!(!text.contains("is it running"), "{text}");
 }
 
 /// The test CA and client certificate through the config instead of the URL work too.
@@ -69,10 +59,10 @@ async fn an_untrusted_server_certificate_is_named() {
         .with_tls_root_cert(&files.other_ca)
         .with_tls_client_cert(&files.client_cert, &files.client_key);
     let e = connect(wrong_ca).await.unwrap_err();
-    assert_tls(&e, TlsFailure::UntrustedCertificate, &host, "sslrootcert");
+    assert_tls_error(&e, TlsFailure::UntrustedCertificate, &host, "sslrootcert");
     let system_roots = RedisConfig::new(bare(&url));
     let e = connect(system_roots).await.unwrap_err();
-    assert_tls(&e, TlsFailure::UntrustedCertificate, &host, "sslrootcert");
+    assert_tls_error(&e, TlsFailure::UntrustedCertificate, &host, "sslrootcert");
 }
 
 /// The certificate names 127.0.0.1 only: connecting as `localhost` is a name mismatch.
@@ -83,7 +73,7 @@ async fn a_host_name_the_certificate_does_not_list_is_named() {
     };
     let by_name = url.replace("127.0.0.1", "localhost");
     let e = connect(RedisConfig::new(by_name)).await.unwrap_err();
-    assert_tls(&e, TlsFailure::NameMismatch, "localhost", "host name");
+    assert_tls_error(&e, TlsFailure::NameMismatch, "localhost", "host name");
 }
 
 /// The server requires a client certificate (`tls-auth-clients yes`).
@@ -94,7 +84,7 @@ async fn a_missing_client_certificate_is_named() {
     };
     let config = RedisConfig::new(bare(&url)).with_tls_root_cert(&files.ca);
     let e = connect(config).await.unwrap_err();
-    assert_tls(
+    assert_tls_error(
         &e,
         TlsFailure::ClientCertificateRefused,
         "127.0.0.1",
@@ -111,7 +101,7 @@ async fn a_plaintext_server_is_named() {
     let tls = plain.replace("redis://", "rediss://");
     let e = connect(RedisConfig::new(tls)).await.unwrap_err();
     let host = plain.trim_start_matches("redis://").to_string();
-    assert_tls(&e, TlsFailure::NotOffered, &host, "redis://");
+    assert_tls_error(&e, TlsFailure::NotOffered, &host, "redis://");
 }
 
 /// TLS files with a plaintext URL, or a file that is missing or not PEM: `InvalidInput`

@@ -148,3 +148,24 @@ fn write_private(path: &Path, pem: &str, owner: Option<(u32, u32)>) -> Result<()
     }
     Ok(())
 }
+
+/// Asserts that `e` is the documented TLS error for `failure`: kind `Tls`, not
+/// retryable, naming `host` and the `setting` to change, and never suggesting the server
+/// is down.
+///
+/// # Panics
+/// When it is not, with the error's text.
+pub fn assert_tls_error(
+    e: &persistence_core::Error,
+    failure: persistence_core::TlsFailure,
+    host: &str,
+    setting: &str,
+) {
+    assert_eq!(e.kind(), persistence_core::ErrorKind::Tls, "{e}");
+    assert!(!e.is_retryable(), "{e}");
+    let text = e.to_string();
+    assert!(text.contains(failure.describe()), "{failure:?}: {text}");
+    assert!(text.contains(host), "names the host {host}: {text}");
+    assert!(text.contains(setting), "says to set {setting}: {text}");
+    assert!(!text.contains("running"), "suggests an outage: {text}");
+}
