@@ -224,10 +224,69 @@ pub fn append(path: &Path, bytes: &[u8], durability: Writes) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` at `offset` (the file's end) and syncs them; on failure cuts the file
-/// back to `offset` and returns the original error.
-pub fn append_at(file: &File, offset: u64, bytes: &[u8], durability: Durability) -> io::Result<()> {
-    let written = file.write_all_at(bytes, offset).and_then(|()| {
+/// What an append writes through: a [`File`], or in tests a writer that fails on cue
+/// (a short write, `EIO`, a failing sync), so the cut-back path runs against real files.
+pub trait RecordWriter {
+    /// Writes some of `buf` at `offset`, returning how much (as `pwrite`).
+    ///
+    /// # Errors
+    /// The write's I/O error.
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize>;
+    /// Makes written data durable (`fdatasync`).
+    ///
+    /// # Errors
+    /// The sync's I/O error.
+    fn sync_data(&self) -> io::Result<()>;
+    /// Truncates or extends the file to `len`.
+    ///
+    /// # Errors
+    /// The truncate's I/O error.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+}
+
+impl RecordWriter for File {
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        FileExt::write_at(self, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        File::sync_data(self)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        File::set_len(self, len)
+    }
+}
+
+/// Writes all of `bytes` at `offset`, resuming after short writes.
+fn write_all_at(file: &impl RecordWriter, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match file.write_at(bytes, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the file accepted no more bytes",
+                ));
+            }
+            Ok(n) => {
+                bytes = &bytes[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` at `offset` (the file's end) and syncs them; on failure (a short write
+/// that cannot finish, `EIO`, `ENOSPC`, a failing sync) cuts the file back to `offset`
+/// and returns the original error.
+pub fn append_at(
+    file: &impl RecordWriter,
+    offset: u64,
+    bytes: &[u8],
+    durability: Durability,
+) -> io::Result<()> {
+    let written = write_all_at(file, bytes, offset).and_then(|()| {
         if durability == Durability::Fsync {
             file.sync_data()
         } else {
@@ -302,5 +361,93 @@ mod tests {
         let scan = scan(&file).unwrap();
         assert_eq!(scan.records.len(), 2);
         assert_eq!(scan.committed_end, bytes.len() as u64);
+    }
+
+    /// A writer over a real file that accepts `accept` bytes (in pieces of at most
+    /// `piece`, so short writes happen), then fails its writes with `EIO`; or fails its
+    /// first sync.
+    struct Faulty {
+        file: File,
+        accept: std::cell::Cell<usize>,
+        piece: usize,
+        fail_sync: std::cell::Cell<bool>,
+    }
+
+    impl RecordWriter for Faulty {
+        fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+            let left = self.accept.get();
+            if left == 0 {
+                return Err(io::Error::from_raw_os_error(5)); // EIO
+            }
+            let n = buf.len().min(left).min(self.piece);
+            let n = FileExt::write_at(&self.file, &buf[..n], offset)?;
+            self.accept.set(left - n);
+            Ok(n)
+        }
+        fn sync_data(&self) -> io::Result<()> {
+            if self.fail_sync.replace(false) {
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            self.file.sync_data()
+        }
+        fn set_len(&self, len: u64) -> io::Result<()> {
+            self.file.set_len(len)
+        }
+    }
+
+    /// A batch whose write fails part way (after short writes, with `EIO`) or whose sync
+    /// fails leaves the file exactly as before, at every cut point; a retry then lands
+    /// once.
+    #[test]
+    fn a_failed_write_or_sync_is_cut_back_at_every_point() {
+        let committed = batch(&[b"one", b"two"]);
+        let failed = batch(&[b"three", b"four", b"five"]);
+        let cases = (0..failed.len()).map(|accept| (accept, false));
+        for (accept, fail_sync) in cases.chain([(failed.len(), true)]) {
+            let (tmp, _) = file_with(&committed);
+            let file = OpenOptions::new().read(true).write(true).open(tmp.path()).unwrap();
+            let faulty = Faulty {
+                file,
+                accept: accept.into(),
+                piece: 7,
+                fail_sync: fail_sync.into(),
+            };
+            let offset = committed.len() as u64;
+            let err = append_at(&faulty, offset, &failed, Durability::Fsync).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(5), "accept {accept}, sync {fail_sync}");
+            assert_eq!(std::fs::read(tmp.path()).unwrap(), committed, "accept {accept}");
+            faulty.accept.set(usize::MAX);
+            append_at(&faulty, offset, &failed, Durability::Fsync).unwrap();
+            let reread = File::open(tmp.path()).unwrap();
+            let payloads: Vec<Vec<u8>> = scan(&reread)
+                .unwrap()
+                .records
+                .into_iter()
+                .map(|(_, p)| p)
+                .collect();
+            assert_eq!(payloads, [&b"one"[..], b"two", b"three", b"four", b"five"]);
+        }
+    }
+
+    /// A writer that accepts nothing at all is `WriteZero`, not a loop.
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error() {
+        struct Full(File);
+        impl RecordWriter for Full {
+            fn write_at(&self, _: &[u8], _: u64) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn sync_data(&self) -> io::Result<()> {
+                self.0.sync_data()
+            }
+            fn set_len(&self, len: u64) -> io::Result<()> {
+                self.0.set_len(len)
+            }
+        }
+        let (tmp, _) = file_with(&batch(&[b"one"]));
+        let full = Full(OpenOptions::new().write(true).open(tmp.path()).unwrap());
+        let err = append_at(&full, 15, &batch(&[b"two"]), Durability::Fsync).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+        assert_eq!(std::fs::read(tmp.path()).unwrap(), batch(&[b"one"]));
     }
 }
