@@ -33,8 +33,10 @@
 //! backend's back) is `Corrupt` rather than a session restarting at ordinal 1; reads
 //! check every record's ordinal and rebuild an index that points elsewhere. A corrupt
 //! store item fails listings with its key, and an unconditional put or a delete replaces
-//! it. Damage in the middle of a log is found by the reads that reach it and by the
-//! next full scan (after a crash); an append checks only the log's ends.
+//! it. Damage in the middle of a log is found by the reads that reach it, by a full scan
+//! after a crash, and by appends: the first append of a process to a session checks
+//! every record once, later ones only the records added since (so damage to records a
+//! running process has already checked is found by reads and by the next process).
 //!
 //! *Format.* [`FORMAT_VERSION`] 2: the `v1` tree with batch records, marked by an empty
 //! `{root}/v2` directory that versions before it refuse (`SchemaTooNew`) instead of
@@ -123,6 +125,7 @@ mod lock;
 mod records;
 mod session_log;
 mod store;
+mod verified;
 
 use std::sync::Arc;
 
@@ -148,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) layout: Layout,
     pub(crate) durability: crate::config::Writes,
     pub(crate) me: ProcessIdentity,
+    /// How much of each session log this process has checked (see [`verified`]).
+    pub(crate) verified: verified::VerifiedLogs,
 }
 
 impl Inner {
@@ -213,6 +218,7 @@ impl FsBackend {
                 layout,
                 durability: writes,
                 me: ProcessIdentity::current(),
+                verified: verified::VerifiedLogs::default(),
             }),
         })
     }

@@ -405,7 +405,11 @@ mod tests {
         let cases = (0..failed.len()).map(|accept| (accept, false));
         for (accept, fail_sync) in cases.chain([(failed.len(), true)]) {
             let (tmp, _) = file_with(&committed);
-            let file = OpenOptions::new().read(true).write(true).open(tmp.path()).unwrap();
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(tmp.path())
+                .unwrap();
             let faulty = Faulty {
                 file,
                 accept: accept.into(),
@@ -414,8 +418,16 @@ mod tests {
             };
             let offset = committed.len() as u64;
             let err = append_at(&faulty, offset, &failed, Durability::Fsync).unwrap_err();
-            assert_eq!(err.raw_os_error(), Some(5), "accept {accept}, sync {fail_sync}");
-            assert_eq!(std::fs::read(tmp.path()).unwrap(), committed, "accept {accept}");
+            assert_eq!(
+                err.raw_os_error(),
+                Some(5),
+                "accept {accept}, sync {fail_sync}"
+            );
+            assert_eq!(
+                std::fs::read(tmp.path()).unwrap(),
+                committed,
+                "accept {accept}"
+            );
             faulty.accept.set(usize::MAX);
             append_at(&faulty, offset, &failed, Durability::Fsync).unwrap();
             let reread = File::open(tmp.path()).unwrap();

@@ -25,6 +25,7 @@ use crate::config::Durability;
 use crate::error::{IoContext, corrupt, io_error};
 use crate::files::{self, FileLock};
 use crate::records::{self, HEADER, RecordAt, ScanError};
+use crate::verified::Unchecked;
 use crate::{FsBackend, Inner};
 
 const LOG: &str = "log";
@@ -136,7 +137,20 @@ impl Inner {
         };
         let index = open_index()?;
         let mut state = match self.fast_check(f, &log, &index, log_len)? {
-            Some(state) => state,
+            Some(state) => {
+                // The fast check saw the ends; the first writer of this process to open
+                // the log checks the records in between (once; later only new ones).
+                match self.verified.check(&log, log_len) {
+                    Ok(()) => state,
+                    Err(Unchecked::Io(e)) => return Err(io_error(&f.log, e)),
+                    Err(Unchecked::Corrupt(offset)) => {
+                        return Err(corrupt(
+                            &f.log,
+                            format!("damaged record at offset {offset} (not a torn tail)"),
+                        ));
+                    }
+                }
+            }
             None => self.rebuild(f, &log, Some(&index), log_len)?,
         };
         if state.count == 0 {
@@ -269,6 +283,11 @@ impl Inner {
         }
         state.log_len = scan.committed_end;
         files::write_atomic(&f.index, &offsets, self.durability.no_sync()).at(&f.index)?;
+        if let Some((last, _)) = scan.records.last() {
+            self.verified
+                .record(log, *last, scan.committed_end)
+                .at(&f.log)?;
+        }
         Ok(state)
     }
 
@@ -421,6 +440,10 @@ impl Inner {
         };
         // The batch first, durable, or nothing: a failed write is cut back.
         records::append_at(&log, state.log_len, &batch, self.durability.durability).at(&f.log)?;
+        let last_offset = next_offset - (HEADER + payloads.last().map_or(0, Vec::len)) as u64;
+        self.verified
+            .record(&log, last_offset, next_offset)
+            .at(&f.log)?;
         // Then the index, a cache never fsynced: written only once the batch is durable,
         // so it never lists a record a crash could tear. The events are acknowledged
         // whatever happens to it; an index that disagrees is rebuilt on the next call.

@@ -210,6 +210,50 @@ async fn damage_to_the_last_record_is_corrupt() {
     );
 }
 
+/// A flipped byte in a middle record (5 of 10) is `Corrupt` for the next process's
+/// first append to the session, which scans the log once: an append after damage is
+/// never accepted silently. The log is not modified.
+#[tokio::test]
+async fn damage_in_the_middle_is_corrupt_for_the_next_append() {
+    let root = tempfile::tempdir().unwrap();
+    let backend = open(root.path());
+    let mut ends = Vec::new();
+    let log = session_dir(&backend).join("log");
+    for i in 0..10 {
+        append(&backend, &[json!({"i": i, "pad": "x".repeat(40)})])
+            .await
+            .unwrap();
+        ends.push(std::fs::metadata(&log).unwrap().len() as usize);
+    }
+    drop(backend);
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[ends[4] - 10] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    let next_process = open(root.path());
+    let appended = append(&next_process, &[json!("after damage")])
+        .await
+        .unwrap_err();
+    assert_eq!(appended.kind(), ErrorKind::Corrupt, "{appended}");
+    assert!(
+        appended
+            .to_string()
+            .contains(&format!("offset {}", ends[3])),
+        "{appended}"
+    );
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        bytes,
+        "a corrupt log was modified"
+    );
+    // An intact log costs one scan per process: later appends check only what is new.
+    let other = tempfile::tempdir().unwrap();
+    let backend = open(other.path());
+    for i in 0..3 {
+        append(&backend, &[json!(i)]).await.unwrap();
+    }
+    assert_eq!(append(&open(other.path()), &[json!(3)]).await.unwrap(), 4);
+}
+
 /// The same for pending writes: the damaged last write is `Corrupt`, not dropped.
 #[tokio::test]
 async fn damage_to_the_last_pending_write_is_corrupt() {
