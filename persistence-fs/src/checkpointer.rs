@@ -11,6 +11,7 @@ use persistence_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Catalog, Range};
 use crate::config::Durability;
 use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
@@ -88,10 +89,19 @@ pub(crate) fn entry_id(dir: &Path, name: &str) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Writes the `~id` file of a new entry directory.
-pub(crate) fn ensure_entry(dir: &Path, id: &str, durability: crate::config::Writes) -> Result<()> {
+/// Writes the `~id` file of a new entry directory, first noting the id in `catalog`
+/// (an entry is never created unlisted).
+pub(crate) fn ensure_entry(
+    dir: &Path,
+    id: &str,
+    durability: crate::config::Writes,
+    catalog: Option<&Catalog>,
+) -> Result<()> {
     let path = dir.join(ID_FILE);
     if !path.exists() {
+        if let Some(catalog) = catalog {
+            catalog.add(id)?;
+        }
         files::write_atomic(&path, id.as_bytes(), durability).at(&path)?;
     }
     Ok(())
@@ -228,7 +238,12 @@ impl Inner {
             }
         }
         record_fence(&fence_path, raise, self.durability)?;
-        ensure_entry(&dir, th.as_str(), self.durability)?;
+        ensure_entry(
+            &dir,
+            th.as_str(),
+            self.durability,
+            Some(&self.thread_catalog(t)?),
+        )?;
         let stored = StoredCheckpoint {
             id: c.id,
             parent: c.parent,
@@ -430,6 +445,7 @@ impl Checkpointer for FsBackend {
                 i.inside(dir.join(CHECKPOINTS))?;
                 let had = !i.checkpoint_ids(&dir)?.is_empty();
                 files::remove_dir_atomic(&dir, i.durability).at(&dir)?;
+                i.thread_catalog(&t)?.remove(th.as_str());
                 Ok(had)
             },
         )
@@ -525,6 +541,7 @@ impl Checkpointer for FsBackend {
                 }
                 files::write_atomic(&staging.join(ID_FILE), to.as_str().as_bytes(), i.durability)
                     .at(&staging)?;
+                i.thread_catalog(&t)?.add(to.as_str())?;
                 files::remove_dir_atomic(&dst, i.durability).at(&dst)?;
                 std::fs::rename(&staging, &dst).at(&dst)?;
                 if i.durability == Durability::Fsync {
@@ -546,18 +563,23 @@ impl Checkpointer for FsBackend {
         self.run("checkpoint.list_threads", tenant.to_string(), move |i| {
             let limit = validate_limit(limit)?;
             let after: Option<ThreadKey> = cursor_id(&cursor)?;
-            let mut items = Vec::new();
-            for (key, dir) in i.thread_ids(&t)? {
-                if after.as_ref().is_some_and(|a| &key <= a) {
-                    continue;
-                }
-                if !i.checkpoint_ids(&dir)?.is_empty() {
-                    items.push(key);
-                    if items.len() > limit {
-                        break;
-                    }
-                }
-            }
+            let range = Range {
+                after: after.as_ref().map(ThreadKey::as_str),
+                prefix: "",
+            };
+            let scan = || {
+                Ok(i.thread_ids(&t)?
+                    .iter()
+                    .map(|(k, _)| k.as_str().to_owned())
+                    .collect())
+            };
+            let items = i.thread_catalog(&t)?.collect(range, limit, &scan, |id| {
+                let Ok(key) = ThreadKey::new(id) else {
+                    return Ok(None);
+                };
+                let dir = i.inside(i.layout.thread(&t, &key))?;
+                Ok(i.latest_id(&dir)?.map(|_| key))
+            })?;
             Ok(Page::from_overfetch(items, limit, |k| {
                 Cursor::new(k.as_str())
             }))

@@ -14,6 +14,8 @@
 //!     store/{label}/{label}/.../~items/{key}   one JSON file per item
 //!                          /~lock          flock target for the namespace
 //!     leases/{name}.lock|.lease|.fence     lease (owner, token, fence, expiry)
+//!     catalogs/threads/, catalogs/sessions/    sorted ids + journal (module `catalog`)
+//!     store/.../~catalog/                  the same for a namespace's items
 //! ```
 //!
 //! Every id goes through [`encode`]: bytes `[a-z0-9_-]` and non-leading `.` stay as they
@@ -138,6 +140,18 @@ impl Layout {
         }
         p
     }
+    /// Catalog of a tenant's threads (module `catalog`).
+    pub fn thread_catalog(&self, t: &TenantId) -> PathBuf {
+        self.tenant(t).join(CATALOGS_DIR).join("threads")
+    }
+    /// Catalog of a tenant's sessions.
+    pub fn session_catalog(&self, t: &TenantId) -> PathBuf {
+        self.tenant(t).join(CATALOGS_DIR).join("sessions")
+    }
+    /// Catalog of a namespace's items.
+    pub fn item_catalog(&self, t: &TenantId, ns: &Namespace) -> PathBuf {
+        self.namespace(t, ns).join(ITEM_CATALOG_DIR)
+    }
     /// Refuses a path with a symbolic link anywhere below the root (the root itself may
     /// be one: that is the user's choice): a link planted inside the store would make
     /// writes land outside it. Components that do not exist yet are fine (they are
@@ -194,6 +208,10 @@ fn guards(dir: &Path, id: &str) -> (PathBuf, PathBuf) {
 pub const ID_FILE: &str = "~id";
 /// Directory of a namespace's items.
 pub const ITEMS_DIR: &str = "~items";
+/// Directory of a tenant's catalogs of threads and sessions.
+pub const CATALOGS_DIR: &str = "catalogs";
+/// Directory of a namespace's item catalog.
+pub const ITEM_CATALOG_DIR: &str = "~catalog";
 /// Directory of a namespace's per-item lock files (`{encoded key}.lock`): writers of
 /// different keys of one namespace do not wait for each other.
 pub const ITEM_LOCKS_DIR: &str = "~locks";

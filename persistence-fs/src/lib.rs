@@ -38,11 +38,13 @@
 //! every record once, later ones only the records added since (so damage to records a
 //! running process has already checked is found by reads and by the next process).
 //!
-//! *Format.* [`FORMAT_VERSION`] 2: the `v1` tree with batch records, marked by an empty
-//! `{root}/v2` directory that versions before it refuse (`SchemaTooNew`) instead of
-//! misreading batches. Roots written before (without the marker) read as they are: their
-//! records are batches of one. Opening one with this version adds the marker; do not
-//! open it with an older version afterwards.
+//! *Format.* [`FORMAT_VERSION`] 3: the `v1` tree with batch records (format 2) and
+//! catalogs (format 3), marked by an empty `{root}/v3` directory that earlier versions
+//! refuse (`SchemaTooNew`): format 2 would create entries without noting them in the
+//! catalogs, format 1 would misread batches. Roots written before read as they are:
+//! records without the batch bit are batches of one, and each missing catalog is built
+//! from one scan of its directory at its first listing. Opening an older root with this
+//! version adds the marker; do not open it with an older version afterwards.
 //!
 //! # Concurrency
 //! Every read-modify-write holds an flock (`std::fs::File::lock`) on the entry's lock
@@ -79,13 +81,19 @@
 //! # Costs
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: the
 //! same cost at 1 000 and 100 000 checkpoints (1.03× p50 in the bench below). Listing
-//! threads, sessions, namespaces, items and a thread's checkpoints still reads the whole
-//! directory's names and sorts them for every page (not payloads): a page of 100 000
-//! entries costs that listing (paging them in O(page) is not done yet). Reading a
+//! threads, sessions and a namespace's items pages through a catalog (module `catalog`: ids
+//! sorted on disk plus a journal of recent changes, folded in every 64 KiB), found by
+//! bisection: a page costs O(page) reads, memory is bounded by the page, and the
+//! directories are not read (a test checks their access times). Creating a thread,
+//! session or item pays for it: one more small append, fsynced with
+//! [`Durability::Fsync`], and a fold of the catalog every few thousand creations.
+//! Listing namespaces and a thread's checkpoints still reads directories (a thread's
+//! checkpoints per page; all namespace directories of the prefix per page). Reading a
 //! session from ordinal N seeks through a fixed-width offset index: the cost does not
 //! grow with N. Store writes lock one item, not its namespace: 8 tasks on distinct keys
-//! reached 2.64× one task on the 2-core VM (durable puts; short of 3×). TTLs exist for store items
-//! and sessions; checkpoint threads have none, so `purge_expired` never touches them.
+//! reached 2.64× one task on the 2-core VM (durable puts; short of 3×). TTLs exist for
+//! store items and sessions; checkpoint threads have none, so `purge_expired` never
+//! touches them.
 //!
 //! # Performance
 //! `cargo run --release -p persistence-fs --example fs_bench -- --ops 1000` on the project's
@@ -116,6 +124,7 @@
 //! replace: file fsync, rename and directory fsync.
 #![deny(missing_docs)]
 
+mod catalog;
 mod checkpointer;
 mod config;
 mod error;
@@ -138,7 +147,7 @@ use crate::layout::Layout;
 
 /// The on-disk format this code writes: the `v1` layout with batch records (see the
 /// crate docs). A root holding a `vN` entry above it is refused with `SchemaTooNew`.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The filesystem backend. Clones share the same root.
 #[derive(Clone, Debug)]
@@ -169,6 +178,28 @@ impl Inner {
             }
             Err(e) => Err(crate::error::io_error(&path, e)),
         }
+    }
+}
+
+impl Inner {
+    /// The catalog of a tenant's threads.
+    pub(crate) fn thread_catalog(&self, t: &TenantId) -> Result<catalog::Catalog> {
+        let dir = self.inside(self.layout.thread_catalog(t))?;
+        Ok(catalog::Catalog::new(dir, self.durability))
+    }
+    /// The catalog of a tenant's sessions.
+    pub(crate) fn session_catalog(&self, t: &TenantId) -> Result<catalog::Catalog> {
+        let dir = self.inside(self.layout.session_catalog(t))?;
+        Ok(catalog::Catalog::new(dir, self.durability))
+    }
+    /// The catalog of a namespace's items.
+    pub(crate) fn item_catalog(
+        &self,
+        t: &TenantId,
+        ns: &persistence_core::Namespace,
+    ) -> Result<catalog::Catalog> {
+        let dir = self.inside(self.layout.item_catalog(t, ns))?;
+        Ok(catalog::Catalog::new(dir, self.durability))
     }
 }
 

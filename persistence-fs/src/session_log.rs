@@ -20,6 +20,7 @@ use persistence_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Range;
 use crate::checkpointer::{check_fence, ensure_entry, entry_id, record_fence};
 use crate::config::Durability;
 use crate::error::{IoContext, corrupt, io_error};
@@ -316,6 +317,7 @@ impl Inner {
         let mut state = self.recover(&f)?;
         if state.expired(Timestamp::now()) {
             files::remove_dir_atomic(&f.dir, self.durability).at(&f.dir)?;
+            self.session_catalog(t)?.remove(s.as_str());
             state = SessionState::default();
         }
         Ok((lock, f, fence, state))
@@ -420,7 +422,12 @@ impl Inner {
         let (log, index) = match (state.log, state.index) {
             (Some(log), Some(index)) => (log, index),
             _ => {
-                ensure_entry(&f.dir, s.as_str(), self.durability)?;
+                ensure_entry(
+                    &f.dir,
+                    s.as_str(),
+                    self.durability,
+                    Some(&self.session_catalog(t)?),
+                )?;
                 let open = |p: &Path| {
                     OpenOptions::new()
                         .read(true)
@@ -619,6 +626,7 @@ impl Inner {
                 let state = self.recover(&f)?;
                 if state.exists() && state.expired(Timestamp::now()) {
                     files::remove_dir_atomic(&f.dir, self.durability).at(&f.dir)?;
+                    self.session_catalog(&t)?.remove(s.as_str());
                     removed += 1;
                 }
             }
@@ -694,6 +702,7 @@ impl SessionLog for FsBackend {
         self.run("session.delete", format!("{tenant}/{session}"), move |i| {
             let (_lock, f, _, state) = i.open_session(&t, &s)?;
             files::remove_dir_atomic(&f.dir, i.durability).at(&f.dir)?;
+            i.session_catalog(&t)?.remove(s.as_str());
             Ok(state.exists())
         })
         .await
@@ -711,18 +720,22 @@ impl SessionLog for FsBackend {
             let after = cursor
                 .map(|c| SessionKey::new(c.as_str()).map_err(|_| c.invalid()))
                 .transpose()?;
-            let mut items = Vec::new();
-            for s in i.session_ids(&t)? {
-                if after.as_ref().is_some_and(|a| &s <= a) {
-                    continue;
-                }
-                if i.open_session_shared(&t, &s)?.3.exists() {
-                    items.push(s);
-                    if items.len() > limit {
-                        break;
-                    }
-                }
-            }
+            let range = Range {
+                after: after.as_ref().map(SessionKey::as_str),
+                prefix: "",
+            };
+            let scan = || {
+                Ok(i.session_ids(&t)?
+                    .iter()
+                    .map(|k| k.as_str().to_owned())
+                    .collect())
+            };
+            let items = i.session_catalog(&t)?.collect(range, limit, &scan, |id| {
+                let Ok(s) = SessionKey::new(id) else {
+                    return Ok(None);
+                };
+                Ok(i.open_session_shared(&t, &s)?.3.exists().then_some(s))
+            })?;
             Ok(Page::from_overfetch(items, limit, |k| {
                 Cursor::new(k.as_str())
             }))

@@ -11,10 +11,11 @@ use persistence_core::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Catalog, Range};
 use crate::checkpointer::{ensure_entry, entry_id};
 use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
-use crate::layout::{ITEM_LOCKS_DIR, ITEMS_DIR, decode, encode};
+use crate::layout::{ITEM_CATALOG_DIR, ITEM_LOCKS_DIR, ITEMS_DIR, decode, encode};
 use crate::{FsBackend, Inner};
 
 #[derive(Serialize, Deserialize)]
@@ -130,7 +131,9 @@ impl Inner {
         let _lock = self.item_lock(&self.layout.namespace(t, ns), key)?;
         let now = Timestamp::now();
         let path = self.item_path(t, ns, key)?;
-        let current = match current(&path, key)? {
+        let found = current(&path, key)?;
+        let created = matches!(found, Current::Absent);
+        let current = match found {
             Current::Item(item) => Some(item).filter(|i| i.live(now)),
             Current::Absent => None,
             // A conditional put cannot know what it would replace.
@@ -144,7 +147,7 @@ impl Inner {
         let mut dir = self.inside(self.layout.store(t))?;
         for label in ns.labels() {
             dir.push(encode(label));
-            ensure_entry(&dir, label, self.durability)?;
+            ensure_entry(&dir, label, self.durability, None)?;
         }
         let stored = StoredItem {
             namespace: ns.clone(),
@@ -157,6 +160,9 @@ impl Inner {
         };
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| Error::invalid_input(format!("value does not serialize: {e}")))?;
+        if created {
+            self.item_catalog(t, ns)?.add(key.as_str())?;
+        }
         files::write_atomic(&path, &bytes, self.durability).at(&path)?;
         Ok(stored.version)
     }
@@ -178,7 +184,7 @@ impl Inner {
         };
         check_version(if_version, live.as_ref().map_or(0, |i| i.version))?;
         match std::fs::remove_file(&path) {
-            Ok(()) => {}
+            Ok(()) => self.item_catalog(t, ns)?.remove(key.as_str()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(crate::error::io_error(&path, e)),
         }
@@ -289,6 +295,8 @@ impl Inner {
                     let _lock = self.item_lock(&ns_dir, &key)?;
                     if load(&path)?.is_some_and(|i| !i.live(Timestamp::now())) {
                         std::fs::remove_file(&path).at(&path)?;
+                        Catalog::new(ns_dir.join(ITEM_CATALOG_DIR), self.durability)
+                            .remove(key.as_str());
                         removed += 1;
                     }
                 }
@@ -382,18 +390,28 @@ impl Store for FsBackend {
                 .transpose()?;
             let prefix = query.key_prefix.unwrap_or_default();
             let now = Timestamp::now();
-            let mut items = Vec::new();
-            for (key, path) in i.item_keys(&i.inside(i.layout.namespace(&t, &ns))?)? {
-                if after.as_ref().is_some_and(|a| &key <= a) || !key.as_str().starts_with(&prefix) {
-                    continue;
-                }
-                if let Some(item) = load_key(&path, Some(&key))?.filter(|x| x.live(now)) {
-                    items.push(item.into_item());
-                    if items.len() > limit {
-                        break;
-                    }
-                }
-            }
+            let ns_dir = i.inside(i.layout.namespace(&t, &ns))?;
+            let range = Range {
+                after: after.as_ref().map(ItemKey::as_str),
+                prefix: &prefix,
+            };
+            let scan = || {
+                Ok(i.item_keys(&ns_dir)?
+                    .iter()
+                    .map(|(k, _)| k.as_str().to_owned())
+                    .collect())
+            };
+            let items = i
+                .item_catalog(&t, &ns)?
+                .collect(range, limit, &scan, |id| {
+                    let Ok(key) = ItemKey::new(id) else {
+                        return Ok(None);
+                    };
+                    let path = i.item_path(&t, &ns, &key)?;
+                    Ok(load_key(&path, Some(&key))?
+                        .filter(|x| x.live(now))
+                        .map(StoredItem::into_item))
+                })?;
             Ok(Page::from_overfetch(items, limit, |item| {
                 Cursor::new(item.key.as_str())
             }))

@@ -387,25 +387,34 @@ async fn garbage_lease_is_a_clear_error() {
 #[test]
 fn newer_layout_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("v3")).unwrap();
+    std::fs::create_dir_all(root.path().join("v4")).unwrap();
     let err = FsBackend::open(FsConfig::new(root.path())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
 }
 
-/// A root opened by this version carries the `v2` marker, which versions before batch
-/// records refuse (they refuse any `vN` above 1) instead of misreading its records; a
-/// root written before it (only `v1`) opens and reads as before.
+/// A root opened by this version carries the `v3` marker, which versions before
+/// catalogs refuse (they refuse any `vN` above their own) instead of creating entries
+/// the catalogs would not list; a root written before (only `v1`, or `v2`) opens and
+/// reads as before.
 #[tokio::test]
 async fn the_format_marker_keeps_older_versions_out() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    assert!(root.path().join("v2").is_dir());
+    assert!(root.path().join("v3").is_dir());
     let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
     write_events(&backend, &t, &s, 3).await;
     drop(backend);
-    std::fs::remove_dir(root.path().join("v2")).unwrap();
-    let reopened = open(root.path());
-    assert_eq!(reopened.read(&t, &s, 0, 10).await.unwrap().len(), 3);
+    for older in ["v2", "v1-only"] {
+        std::fs::remove_dir(root.path().join("v3")).unwrap();
+        if older == "v2" {
+            std::fs::create_dir(root.path().join("v2")).unwrap();
+        } else {
+            std::fs::remove_dir(root.path().join("v2")).unwrap();
+        }
+        let reopened = open(root.path());
+        assert!(root.path().join("v3").is_dir(), "{older}");
+        assert_eq!(reopened.read(&t, &s, 0, 10).await.unwrap().len(), 3, "{older}");
+    }
 }
 
 /// Readers share the session's lock (another process reading does not block a read),

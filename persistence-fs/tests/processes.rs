@@ -110,6 +110,116 @@ async fn sigkill_loses_no_acknowledged_write() {
     );
 }
 
+/// SIGKILLs while a process creates sessions, threads and items (long ids, so the
+/// catalogs' journals are folded into their sorted files several times): every entry
+/// whose creation was acknowledged is listed, in order, exactly once, page after page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_creating_never_hides_an_entry() {
+    let root = tempfile::tempdir().unwrap();
+    let tenant = TenantId::new("create").unwrap();
+    let ns = persistence_core::Namespace::new(["ns"]).unwrap();
+    let mut next = 0u64;
+    let mut acked: Vec<u64> = Vec::new();
+    for round in 0..kills() / 2 {
+        let mut child = Command::new(WORKER)
+            .args(["create", root.path().to_str().unwrap(), &next.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn worker");
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| {
+                    l.strip_prefix("created ")
+                        .map(|i| i.parse::<u64>().unwrap())
+                })
+                .collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(5 * fastrand_ms(round)));
+        child.kill().expect("SIGKILL");
+        child.wait().unwrap();
+        let created = reader.join().unwrap();
+        // The next run starts past the entry the killed one may have begun.
+        next = created.last().map_or(next, |i| i + 1) + 1;
+        acked.extend(created);
+    }
+    // Only a fold writes `sorted` before the first listing.
+    let catalogs = root.path().join("v1/tenants/create/catalogs");
+    let folded = catalogs.join("sessions/sorted").exists();
+    let backend = FsBackend::open(FsConfig::new(root.path())).unwrap();
+    let mut sessions = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = backend.list_sessions(&tenant, cursor, 7).await.unwrap();
+        sessions.extend(page.items.into_iter().map(|k| k.as_str().to_owned()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut threads = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = backend.list_threads(&tenant, cursor, 7).await.unwrap();
+        threads.extend(page.items.into_iter().map(|k| k.as_str().to_owned()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = persistence_core::ListItems {
+            cursor,
+            limit: 7,
+            ..Default::default()
+        };
+        let page = persistence_core::Store::list(&backend, &tenant, &ns, query)
+            .await
+            .unwrap();
+        items.extend(page.items.into_iter().map(|i| i.key.as_str().to_owned()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    for (kind, listed) in [
+        ("session", &sessions),
+        ("thread", &threads),
+        ("item", &items),
+    ] {
+        let mut sorted = listed.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(&sorted, listed, "{kind}s out of order or listed twice");
+        for i in &acked {
+            let name = format!("{i:06}-{}", "n".repeat(490));
+            assert!(
+                listed.binary_search(&name).is_ok(),
+                "acknowledged {kind} {i} is not listed ({} listed, first {:?})",
+                listed.len(),
+                listed.first().map(|n| &n[..6])
+            );
+        }
+    }
+    eprintln!(
+        "{} kills: {} acknowledged creations, journal folded: {folded}",
+        kills() / 2,
+        acked.len(),
+    );
+    // A journal line is ~510 bytes here: 128 creations fill one.
+    if acked.len() > 140 {
+        assert!(
+            folded,
+            "{} creations and the journal never folded",
+            acked.len()
+        );
+    }
+}
+
 /// A deterministic spread of kill delays, 1..=40 ms, varying per round.
 fn fastrand_ms(round: usize) -> u64 {
     1 + (round as u64 * 2_654_435_761 % 40)

@@ -9,14 +9,17 @@
 //! persistence-fs-worker hold ROOT LOCK SECONDS      take LOCK (tenant `t`), print
 //!                                                  `held FENCE`, keep it SECONDS
 //! persistence-fs-worker try ROOT LOCK              print `acquired` or `refused`
+//! persistence-fs-worker create ROOT FROM           new session, thread and item
+//!                                                  `name(i)` for i = FROM.., each
+//!                                                  printing `created i`, until killed
 //! ```
 
 use std::io::Write as _;
 use std::time::Duration;
 
 use persistence_core::{
-    AppendOptions, CheckpointId, Checkpointer, Envelope, Lock, LockKey, LockOptions, NewCheckpoint,
-    SessionKey, SessionLog, TenantId, ThreadKey,
+    AppendOptions, CheckpointId, Checkpointer, Envelope, ItemKey, Lock, LockKey, LockOptions,
+    Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TenantId, ThreadKey,
 };
 use persistence_fs::{FsBackend, FsConfig};
 
@@ -38,6 +41,7 @@ fn main() {
             ["lock-cycles", root, n, file] => lock_cycles(root, n.parse().unwrap_or(0), file).await,
             ["hold", root, name, secs] => hold(root, name, secs.parse().unwrap_or(0)).await,
             ["try", root, name] => try_once(root, name).await,
+            ["create", root, from] => create(root, from.parse().unwrap_or(0)).await,
             _ => Err(persistence_core::Error::invalid_input(format!(
                 "usage: see source; got {args:?}"
             ))),
@@ -81,9 +85,7 @@ async fn crash_loop(root: &str) -> persistence_core::Result<()> {
             metadata: Default::default(),
         };
         let id = checkpoint.id;
-        backend
-            .put(&tenant, &thread, checkpoint, Default::default())
-            .await?;
+        Checkpointer::put(&backend, &tenant, &thread, checkpoint, Default::default()).await?;
         ack(format!("checkpoint {id}"));
     }
     Ok(())
@@ -149,6 +151,49 @@ async fn try_once(root: &str, name: &str) -> persistence_core::Result<()> {
     {
         Some(_) => ack("acquired".into()),
         None => ack("refused".into()),
+    }
+    Ok(())
+}
+
+/// The id of the `i`-th entry `create` makes: long (so the catalogs' journals fill and
+/// are folded every 128 creations; stored under hashed names) and in creation order.
+fn created_name(i: u64) -> String {
+    format!("{i:06}-{}", "n".repeat(490))
+}
+
+async fn create(root: &str, from: u64) -> persistence_core::Result<()> {
+    let backend = FsBackend::open(FsConfig::new(root))?;
+    let tenant = TenantId::new("create")?;
+    let ns = Namespace::new(["ns"])?;
+    for i in from.. {
+        let name = created_name(i);
+        SessionLog::append(
+            &backend,
+            &tenant,
+            &SessionKey::new(name.clone())?,
+            vec![Envelope::new(1, serde_json::json!(i))],
+            AppendOptions::default(),
+        )
+        .await?;
+        let checkpoint = NewCheckpoint {
+            id: CheckpointId::new(),
+            parent: None,
+            step: 0,
+            state: Envelope::new(1, serde_json::json!(i)),
+            metadata: Default::default(),
+        };
+        let thread = ThreadKey::new(name.clone())?;
+        Checkpointer::put(&backend, &tenant, &thread, checkpoint, Default::default()).await?;
+        Store::put(
+            &backend,
+            &tenant,
+            &ns,
+            &ItemKey::new(name)?,
+            Envelope::new(1, serde_json::json!(i)),
+            Default::default(),
+        )
+        .await?;
+        ack(format!("created {i}"));
     }
     Ok(())
 }
