@@ -7,7 +7,8 @@
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
 //! record size as a one-event append), store puts at 1 and 8 tasks, `get(Latest)` and
 //! `put` on a thread of 1 000 and of `--scale` checkpoints (default 100 000), and reading
-//! 100 events at ordinal 1 000 versus ordinal 999 000 of a 1 000 000-event session.
+//! 100 events at ordinal 1 000 versus ordinal 999 000 of a 1 000 000-event session, and
+//! paging through `--sessions` sessions and as many items (default 10 000).
 
 #![allow(clippy::expect_used)] // a benchmark: a failed operation should stop it loudly
 
@@ -160,17 +161,21 @@ async fn main() -> persistence_core::Result<()> {
         latest_p50[1].1.as_secs_f64() / latest_p50[0].1.as_secs_f64()
     );
 
-    // Paging through every session of a tenant: each page still lists the directory.
+    // Paging through every session and every item of a namespace: pages read the
+    // catalogs, so the whole pass grows with N, each page with its size only.
     let b = FsBackend::open(
         FsConfig::new(scratch.path().join("sessions")).with_durability(Durability::None),
     )?;
-    let sessions: usize = arg("--sessions")
+    let entries: usize = arg("--sessions")
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    for i in 0..sessions {
+    let ns = persistence_core::Namespace::new(["bench"])?;
+    for i in 0..entries {
         let s = SessionKey::new(format!("s{i:07}"))?;
         b.append(&t, &s, vec![event.clone()], AppendOptions::default())
             .await?;
+        let key = persistence_core::ItemKey::new(format!("k{i:07}"))?;
+        persistence_core::Store::put(&b, &t, &ns, &key, event.clone(), Default::default()).await?;
     }
     for page in [100usize, 1_000] {
         let started = std::time::Instant::now();
@@ -185,6 +190,25 @@ async fn main() -> persistence_core::Result<()> {
         }
         println!(
             "list all {seen} sessions, pages of {page}: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        let started = std::time::Instant::now();
+        let (mut cursor, mut seen) = (None, 0);
+        loop {
+            let query = persistence_core::ListItems {
+                cursor,
+                limit: page,
+                ..Default::default()
+            };
+            let p = persistence_core::Store::list(&b, &t, &ns, query).await?;
+            seen += p.items.len();
+            match p.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        println!(
+            "list all {seen} items, pages of {page}: {:.2} s",
             started.elapsed().as_secs_f64()
         );
     }

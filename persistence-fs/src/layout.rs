@@ -101,7 +101,8 @@ impl Layout {
     pub fn tenants(&self) -> PathBuf {
         self.base.join("tenants")
     }
-    fn tenant(&self, t: &TenantId) -> PathBuf {
+    /// Directory of one tenant.
+    pub fn tenant(&self, t: &TenantId) -> PathBuf {
         self.tenants().join(encode(t.as_str()))
     }
     /// Directory of all threads of a tenant.
@@ -124,9 +125,13 @@ impl Layout {
     pub fn session(&self, t: &TenantId, s: &SessionKey) -> PathBuf {
         self.sessions(t).join(encode(s.as_str()))
     }
+    /// Directory of the sessions' lock and fence files.
+    pub fn session_guards_dir(&self, t: &TenantId) -> PathBuf {
+        self.tenant(t).join("session-guards")
+    }
     /// Lock file and fence file of one session: `(lock, fence)`.
     pub fn session_guards(&self, t: &TenantId, s: &SessionKey) -> (PathBuf, PathBuf) {
-        guards(&self.tenant(t).join("session-guards"), s.as_str())
+        guards(&self.session_guards_dir(t), s.as_str())
     }
     /// Root of a tenant's store tree.
     pub fn store(&self, t: &TenantId) -> PathBuf {
@@ -160,10 +165,25 @@ impl Layout {
     /// # Errors
     /// `InvalidData` naming the link; other I/O errors of `lstat`.
     pub fn refuse_links(&self, path: &Path) -> std::io::Result<()> {
-        let Ok(below) = path.strip_prefix(self.base.parent().unwrap_or(&self.base)) else {
-            return Ok(());
+        self.refuse_links_below(self.base.parent().unwrap_or(&self.base), path)
+    }
+
+    /// [`Self::refuse_links`] for the components of `path` below `checked`, a directory
+    /// already checked (so a listing checks its directory once, then one name per entry).
+    ///
+    /// # Errors
+    /// As [`Self::refuse_links`].
+    pub fn refuse_links_below(&self, checked: &Path, path: &Path) -> std::io::Result<()> {
+        let root = self.base.parent().unwrap_or(&self.base);
+        let Ok(below) = path.strip_prefix(checked) else {
+            // Not below `checked`: check it from the root (outside the root: nothing).
+            return if checked == root {
+                Ok(())
+            } else {
+                self.refuse_links_below(root, path)
+            };
         };
-        let mut at = self.base.parent().unwrap_or(&self.base).to_path_buf();
+        let mut at = checked.to_path_buf();
         for part in below.components() {
             at.push(part);
             match std::fs::symlink_metadata(&at) {

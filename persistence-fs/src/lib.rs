@@ -171,7 +171,21 @@ impl Inner {
     /// # Errors
     /// `Corrupt` naming the link.
     pub(crate) fn inside(&self, path: std::path::PathBuf) -> Result<std::path::PathBuf> {
-        match self.layout.refuse_links(&path) {
+        let root = self.layout.base().parent().unwrap_or(self.layout.base());
+        self.inside_below(root, path)
+    }
+
+    /// [`Self::inside`] for the components of `path` below `checked`, a directory that
+    /// passed it already.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the link.
+    pub(crate) fn inside_below(
+        &self,
+        checked: &std::path::Path,
+        path: std::path::PathBuf,
+    ) -> Result<std::path::PathBuf> {
+        match self.layout.refuse_links_below(checked, &path) {
             Ok(()) => Ok(path),
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                 Err(Error::corrupt(e.to_string()))

@@ -72,6 +72,12 @@ impl SessionState {
     }
 }
 
+/// A tenant's session directories, checked for links (see [`Inner::inside`]).
+struct SessionDirs {
+    guards: PathBuf,
+    sessions: PathBuf,
+}
+
 struct SessionFiles {
     dir: PathBuf,
     log: PathBuf,
@@ -88,6 +94,22 @@ impl SessionFiles {
             dir,
         }
     }
+}
+
+/// The fields of a stored event that recovery needs (the event itself is skipped, not
+/// decoded).
+#[derive(Deserialize)]
+struct StoredEventMeta {
+    seq: u64,
+    #[serde(default)]
+    exp: Option<Timestamp>,
+    #[allow(dead_code)] // checked for presence: a record without an event is corrupt
+    event: serde::de::IgnoredAny,
+}
+
+fn decode_meta(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEventMeta> {
+    serde_json::from_slice(payload)
+        .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))
 }
 
 fn decode_event(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEvent> {
@@ -188,23 +210,34 @@ impl Inner {
             return Ok((log_len == 0).then(SessionState::default));
         }
         let first_offset = read_index_entry(index, 0).at(&f.index)?;
-        let last_offset = read_index_entry(index, n - 1).at(&f.index)?;
-        let (
-            RecordAt::Valid { payload: first, .. },
-            RecordAt::Valid {
-                payload: last,
-                end,
-                more: false,
-            },
-        ) = (
-            records::read_record(log, first_offset, log_len).at(&f.log)?,
-            records::read_record(log, last_offset, log_len).at(&f.log)?,
-        )
+        let last_offset = if n == 1 {
+            first_offset
+        } else {
+            read_index_entry(index, n - 1).at(&f.index)?
+        };
+        let RecordAt::Valid {
+            payload: last,
+            end,
+            more: false,
+        } = records::read_record(log, last_offset, log_len).at(&f.log)?
         else {
             return Ok(None);
         };
-        let first = decode_event(&f.log, first_offset, &first)?;
-        let last = decode_event(&f.log, last_offset, &last)?;
+        let last = decode_meta(&f.log, last_offset, &last)?;
+        let first = if n == 1 {
+            StoredEventMeta {
+                seq: last.seq,
+                exp: None,
+                event: serde::de::IgnoredAny,
+            }
+        } else {
+            let RecordAt::Valid { payload: first, .. } =
+                records::read_record(log, first_offset, log_len).at(&f.log)?
+            else {
+                return Ok(None);
+            };
+            decode_meta(&f.log, first_offset, &first)?
+        };
         if first_offset != 0 || end != log_len || last.seq != first.seq + n - 1 {
             return Ok(None);
         }
@@ -292,17 +325,37 @@ impl Inner {
         Ok(state)
     }
 
+    /// The directories of a tenant's sessions, checked for links.
+    fn session_dirs(&self, t: &TenantId) -> Result<SessionDirs> {
+        let tenant = self.inside(self.layout.tenant(t))?;
+        Ok(SessionDirs {
+            guards: self.inside_below(&tenant, self.layout.session_guards_dir(t))?,
+            sessions: self.inside_below(&tenant, self.layout.sessions(t))?,
+        })
+    }
+
     fn session_files(
         &self,
         t: &TenantId,
         s: &SessionKey,
     ) -> Result<(SessionFiles, PathBuf, PathBuf)> {
+        self.session_files_in(&self.session_dirs(t)?, t, s)
+    }
+
+    /// [`Self::session_files`] with the tenant's directories checked already (a listing
+    /// checks them once per page).
+    fn session_files_in(
+        &self,
+        dirs: &SessionDirs,
+        t: &TenantId,
+        s: &SessionKey,
+    ) -> Result<(SessionFiles, PathBuf, PathBuf)> {
         let (lock, fence) = self.layout.session_guards(t, s);
-        let lock = self.inside(lock)?;
-        let dir = self.inside(self.layout.session(t, s))?;
+        let lock = self.inside_below(&dirs.guards, lock)?;
+        let dir = self.inside_below(&dirs.sessions, self.layout.session(t, s))?;
         let files = SessionFiles::new(dir);
-        self.inside(files.log.clone())?;
-        self.inside(files.index.clone())?;
+        self.inside_below(&files.dir, files.log.clone())?;
+        self.inside_below(&files.dir, files.index.clone())?;
         Ok((files, lock, fence))
     }
 
@@ -331,7 +384,17 @@ impl Inner {
         t: &TenantId,
         s: &SessionKey,
     ) -> Result<(Option<FileLock>, SessionFiles, PathBuf, SessionState)> {
-        let (f, lock_path, fence) = self.session_files(t, s)?;
+        self.open_session_shared_in(&self.session_dirs(t)?, t, s)
+    }
+
+    /// [`Self::open_session_shared`] with the tenant's directories checked already.
+    fn open_session_shared_in(
+        &self,
+        dirs: &SessionDirs,
+        t: &TenantId,
+        s: &SessionKey,
+    ) -> Result<(Option<FileLock>, SessionFiles, PathBuf, SessionState)> {
+        let (f, lock_path, fence) = self.session_files_in(dirs, t, s)?;
         let lock = FileLock::shared(&lock_path, self.durability).at(&lock_path)?;
         if let Some(state) = self.recover_read_only(&f)?
             && !state.expired(Timestamp::now())
@@ -730,11 +793,15 @@ impl SessionLog for FsBackend {
                     .map(|k| k.as_str().to_owned())
                     .collect())
             };
+            let dirs = i.session_dirs(&t)?;
             let items = i.session_catalog(&t)?.collect(range, limit, &scan, |id| {
                 let Ok(s) = SessionKey::new(id) else {
                     return Ok(None);
                 };
-                Ok(i.open_session_shared(&t, &s)?.3.exists().then_some(s))
+                Ok(i.open_session_shared_in(&dirs, &t, &s)?
+                    .3
+                    .exists()
+                    .then_some(s))
             })?;
             Ok(Page::from_overfetch(items, limit, |k| {
                 Cursor::new(k.as_str())

@@ -401,13 +401,15 @@ impl Store for FsBackend {
                     .map(|(k, _)| k.as_str().to_owned())
                     .collect())
             };
+            let items_dir = i.inside_below(&ns_dir, ns_dir.join(ITEMS_DIR))?;
             let items = i
                 .item_catalog(&t, &ns)?
                 .collect(range, limit, &scan, |id| {
                     let Ok(key) = ItemKey::new(id) else {
                         return Ok(None);
                     };
-                    let path = i.item_path(&t, &ns, &key)?;
+                    let name = encode(key.as_str());
+                    let path = i.inside_below(&items_dir, items_dir.join(name))?;
                     Ok(load_key(&path, Some(&key))?
                         .filter(|x| x.live(now))
                         .map(StoredItem::into_item))
