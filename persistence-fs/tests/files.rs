@@ -413,7 +413,11 @@ async fn the_format_marker_keeps_older_versions_out() {
         }
         let reopened = open(root.path());
         assert!(root.path().join("v3").is_dir(), "{older}");
-        assert_eq!(reopened.read(&t, &s, 0, 10).await.unwrap().len(), 3, "{older}");
+        assert_eq!(
+            reopened.read(&t, &s, 0, 10).await.unwrap().len(),
+            3,
+            "{older}"
+        );
     }
 }
 
