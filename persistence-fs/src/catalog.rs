@@ -172,6 +172,12 @@ impl Catalog {
         n: usize,
         scan: &dyn Fn() -> Result<Vec<String>>,
     ) -> Result<Vec<String>> {
+        // A root written before catalogs has no catalog directory yet.
+        match files::ensure_dir(&self.dir, self.writes) {
+            Ok(()) => {}
+            Err(e) if files::cannot_write(&e) => {}
+            Err(e) => return Err(io_error(&self.dir, e)),
+        }
         for _ in 0..2 {
             let lock = match FileLock::shared(&self.dir.join(LOCK), self.writes) {
                 Ok(lock) => lock,
@@ -194,14 +200,28 @@ impl Catalog {
                 Err(e) => return Err(io_error(&self.dir, e)),
             };
             let changes = self.read_journal().at(&self.dir)?;
-            let start = bisect(&sorted, range).at(&self.dir)?;
             let mut out = Vec::with_capacity(n.min(1024));
-            merge(&sorted, start, &changes, range, |id| {
-                out.push(id.to_owned());
-                out.len() < n
-            })
-            .at(&self.dir)?;
-            return Ok(out);
+            let read = bisect(&sorted, range).and_then(|start| {
+                merge(&sorted, start, &changes, range, |id| {
+                    out.push(id.to_owned());
+                    out.len() < n
+                })
+            });
+            match read {
+                Ok(()) => return Ok(out),
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    // The directory is the truth: rebuild the catalog from it.
+                    tracing::warn!(
+                        catalog = %self.dir.display(),
+                        "damaged catalog: rebuilding it from its directory"
+                    );
+                    drop(lock);
+                    if !self.build_replacing(scan, Some(&sorted))? {
+                        return Ok(scanned(scan()?, range, n));
+                    }
+                }
+                Err(e) => return Err(io_error(&self.dir, e)),
+            }
         }
         Ok(scanned(scan()?, range, n))
     }
@@ -209,6 +229,16 @@ impl Catalog {
     /// Builds a missing catalog from `scan` and the journal; `false` when the lock could
     /// not be had in time (the caller scans instead).
     fn build(&self, scan: &dyn Fn() -> Result<Vec<String>>) -> Result<bool> {
+        self.build_replacing(scan, None)
+    }
+
+    /// [`Self::build`], also when `sorted` exists but is `damaged` (the file found
+    /// damaged; one replaced since by another builder is kept).
+    fn build_replacing(
+        &self,
+        scan: &dyn Fn() -> Result<Vec<String>>,
+        damaged: Option<&File>,
+    ) -> Result<bool> {
         let lock = self.dir.join(LOCK);
         let exclusive = files::ensure_dir(&self.dir, self.writes)
             .and_then(|()| FileLock::exclusive_within(&lock, self.writes, BUILD_WAIT));
@@ -219,8 +249,17 @@ impl Catalog {
             Err(e) if files::cannot_write(&e) => return Ok(false),
             Err(e) => return Err(io_error(&self.dir, e)),
         };
-        if self.dir.join(SORTED).exists() {
-            return Ok(true);
+        match (std::fs::metadata(self.dir.join(SORTED)), damaged) {
+            (Err(e), _) if e.kind() == io::ErrorKind::NotFound => {}
+            (Err(e), _) => return Err(io_error(&self.dir, e)),
+            (Ok(_), None) => return Ok(true),
+            (Ok(now), Some(seen)) => {
+                use std::os::unix::fs::MetadataExt;
+                let seen = seen.metadata().at(&self.dir)?;
+                if (now.dev(), now.ino()) != (seen.dev(), seen.ino()) {
+                    return Ok(true);
+                }
+            }
         }
         let mut ids = scan()?;
         ids.sort_unstable();
@@ -235,8 +274,7 @@ impl Catalog {
         let changes = self.read_journal()?;
         let mut bytes = Vec::new();
         let push = |id: &str| {
-            bytes.extend_from_slice(id.as_bytes());
-            bytes.push(b'\n');
+            bytes.extend_from_slice(sorted_line(id).as_bytes());
             true
         };
         let everything = Range {
@@ -251,7 +289,19 @@ impl Catalog {
                 push,
             )?,
             None => match File::open(self.dir.join(SORTED)) {
-                Ok(sorted) => merge(&sorted, 0, &changes, everything, push)?,
+                Ok(sorted) => match merge(&sorted, 0, &changes, everything, push) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        // Damaged: dropped, so the next listing rebuilds it from the
+                        // directory (the journal stays and is applied on top).
+                        tracing::warn!(
+                            catalog = %self.dir.display(),
+                            "damaged catalog: removed, the next listing rebuilds it"
+                        );
+                        return std::fs::remove_file(self.dir.join(SORTED));
+                    }
+                    Err(e) => return Err(e),
+                },
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     merge_iter(std::iter::empty(), &changes, everything, push)?
                 }
@@ -284,6 +334,27 @@ impl Catalog {
         }
         Ok(changes)
     }
+}
+
+/// A line of `sorted`: the id and the CRC32 of it, so a read that reaches a damaged
+/// line knows (and the catalog is rebuilt from its directory).
+fn sorted_line(id: &str) -> String {
+    format!("{id}\t{:08x}\n", crc32fast::hash(id.as_bytes()))
+}
+
+/// The id of a line of `sorted`; `InvalidData` when its checksum fails.
+fn parse_sorted_line(line: &[u8]) -> io::Result<String> {
+    let damaged = || io::Error::new(io::ErrorKind::InvalidData, "damaged catalog line");
+    let tab = line.iter().rposition(|b| *b == b'\t').ok_or_else(damaged)?;
+    let (id, crc) = (&line[..tab], &line[tab + 1..]);
+    let crc = std::str::from_utf8(crc)
+        .ok()
+        .and_then(|c| u32::from_str_radix(c, 16).ok())
+        .ok_or_else(damaged)?;
+    if crc32fast::hash(id) != crc {
+        return Err(damaged());
+    }
+    String::from_utf8(id.to_vec()).map_err(|_| damaged())
 }
 
 fn journal_line(op: char, id: &str) -> String {
@@ -352,7 +423,7 @@ fn line_start_at_or_after(file: &File, from: u64, limit: u64) -> io::Result<u64>
     Ok(limit)
 }
 
-/// The line starting at `at` and the offset after it.
+/// The id on the line starting at `at` and the offset after the line.
 fn line_at(file: &File, at: u64) -> io::Result<(String, u64)> {
     let mut line = Vec::new();
     let mut buf = [0u8; 512];
@@ -360,19 +431,15 @@ fn line_at(file: &File, at: u64) -> io::Result<(String, u64)> {
     loop {
         let n = file.read_at(&mut buf, pos)?;
         if n == 0 {
-            return Ok((lossy(line), pos));
+            return Ok((parse_sorted_line(&line)?, pos));
         }
         if let Some(i) = buf[..n].iter().position(|b| *b == b'\n') {
             line.extend_from_slice(&buf[..i]);
-            return Ok((lossy(line), pos + i as u64 + 1));
+            return Ok((parse_sorted_line(&line)?, pos + i as u64 + 1));
         }
         line.extend_from_slice(&buf[..n]);
         pos += n as u64;
     }
-}
-
-fn lossy(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Walks `sorted` from byte `start` merged with `changes`, calling `take` with each id
@@ -392,14 +459,14 @@ fn merge(
         },
     );
     let lines = std::iter::from_fn(move || {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
             Ok(0) => None,
             Ok(_) => {
-                if line.ends_with('\n') {
+                if line.ends_with(b"\n") {
                     line.pop();
                 }
-                Some(Ok(line))
+                Some(parse_sorted_line(&line))
             }
             Err(e) => Some(Err(e)),
         }
@@ -592,5 +659,39 @@ mod tests {
             .unwrap();
         assert_eq!(got, ["a", "b", "new"]);
         assert!(c.dir.join(SORTED).exists());
+    }
+
+    /// A damaged line of `sorted` is noticed by the page that reads it, which rebuilds
+    /// the catalog from the directory: the listing stays complete. A fold that meets
+    /// damage drops `sorted`, so the next listing rebuilds it.
+    #[test]
+    fn a_damaged_catalog_is_rebuilt_from_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = Catalog::new(tmp.path().join("cat"), writes());
+        let ids: Vec<String> = (0..50).map(|i| format!("id{i:02}")).collect();
+        let scan = || Ok(ids.clone());
+        let everything = Range {
+            after: None,
+            prefix: "",
+        };
+        let list = |c: &Catalog| {
+            c.collect(everything, 1000, &scan, |id| Ok(Some(id.to_owned())))
+                .unwrap()
+        };
+        assert_eq!(list(&c), ids);
+        let sorted = c.dir.join(SORTED);
+        let mut bytes = std::fs::read(&sorted).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x04;
+        std::fs::write(&sorted, &bytes).unwrap();
+        assert_eq!(list(&c), ids);
+        assert_ne!(std::fs::read(&sorted).unwrap(), bytes, "not rebuilt");
+        std::fs::write(&sorted, &bytes).unwrap();
+        {
+            let _x = FileLock::exclusive(&c.dir.join(LOCK), writes()).unwrap();
+            c.fold(None).unwrap();
+        }
+        assert!(!sorted.exists());
+        assert_eq!(list(&c), ids);
     }
 }

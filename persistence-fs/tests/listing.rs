@@ -204,6 +204,16 @@ async fn a_root_without_catalogs_lists_everything() {
             reopened.ids.clone()
         ]
     );
+    let layout = reopened.backend.layout();
+    for built in [
+        layout.base().join("tenants/t/catalogs/sessions/sorted"),
+        layout.base().join("tenants/t/catalogs/threads/sorted"),
+        layout
+            .namespace(&reopened.tenant, &reopened.ns)
+            .join("~catalog/sorted"),
+    ] {
+        assert!(built.is_file(), "{} was not built", built.display());
+    }
 }
 
 /// Deleted entries leave the listings; a catalog line naming an entry that does not
