@@ -8,6 +8,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use persistence::{Error, Result};
+use persistence_bench::scale;
 use persistence_bench::workload::{self, Op, Stores};
 use persistence_bench::{CountingProxy, Stats, print_header, print_row};
 use serde_json::json;
@@ -30,6 +31,12 @@ pub struct BenchArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also check that costs stay flat as data grows: get latest and put on a thread of
+    /// 1 000 and of N checkpoints, reads at ordinal 1 000 and N − 1 000 of an N-event
+    /// session, and paging through N sessions and N items (N at least 2 000; filling
+    /// takes a while on a server backend).
+    #[arg(long, value_name = "N")]
+    pub scale: Option<usize>,
 }
 
 /// New connections opened to measure connection setup.
@@ -116,6 +123,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             bar.inc(1);
         }
     }
+    let scale = match args.scale {
+        Some(size) => {
+            bar.set_length(bar.length().unwrap_or(0) + 1);
+            let report = scale::run(&stores, size, &|what| bar.set_message(what.to_owned())).await;
+            bar.set_message("cleaning up the scale data");
+            scale::cleanup(&stores).await?;
+            bar.inc(1);
+            Some(report?)
+        }
+        None => None,
+    };
     bar.finish_and_clear();
     workload::cleanup(&stores).await?;
     raw.finish().await;
@@ -129,6 +147,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "connection_setup": setup,
             "tls": target.tls,
             "rows": rows,
+            "scale": scale,
         }));
     } else {
         println!(
@@ -139,6 +158,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         print_row(&raw_stats, None);
         for row in &rows {
             print_row(&row.stats, Some(base));
+        }
+        if let Some(scale) = &scale {
+            scale.print();
         }
         if let Some(setup) = &setup {
             print_row(setup, None);

@@ -291,6 +291,41 @@ fn bench_prints_json_rows_beside_the_baseline() {
     fails(dir.path(), &["bench", "--ops", "20", "--tasks", "0"]);
 }
 
+/// `--scale` adds the scale checks: rows at 1 000 and N, growth ratios, and full passes
+/// over N sessions and N items that see every one of them; then removes what it wrote.
+#[test]
+fn bench_scale_checks_flat_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // Without fsync: the fill is what costs here, not what is measured.
+    let url = format!("file://{}?durability=none", store.display());
+    let report = json(&ok(
+        dir.path(),
+        &[
+            "bench", "--url", &url, "--ops", "10", "--tasks", "1", "--scale", "2000", "--json",
+        ],
+    ));
+    let scale = &report["scale"];
+    assert_eq!(scale["size"], 2000, "{report}");
+    let growth: Vec<&str> = scale["growth"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(growth, ["get latest", "put", "read 100 events"], "{scale}");
+    for pass in scale["list_all"].as_array().unwrap() {
+        // The sessions: 2 000 and the long one the reads ran on.
+        let want = if pass["what"] == "sessions" {
+            2001
+        } else {
+            2000
+        };
+        assert_eq!(pass["entries"], want, "{pass}");
+    }
+    assert_eq!(scale["rows"].as_array().unwrap().len(), 6, "{scale}");
+}
+
 /// A new, empty database on the harness's server: (admin URL, app-role URL).
 fn empty_database() -> Option<(String, String)> {
     empty_database_on(Server::Postgres)
