@@ -20,9 +20,12 @@
 //! crash the catalog may name an entry that does not exist (callers check every id they
 //! list) but never misses one that does. Folding the journal into `sorted` is
 //! idempotent: a crash between writing `sorted` and emptying the journal replays the
-//! same changes. A catalog that does not exist yet (a root written by an earlier
-//! version, or a first listing) is built from one scan of the directory; a read-only
-//! root without one is listed by scanning, as before catalogs.
+//! same changes. A catalog noted before its directory exists starts empty (no entry can
+//! predate it). One whose directory has entries but no `sorted` (a root written by an
+//! earlier version) is built from one scan of the directory at its first listing, and
+//! its journal is not folded before that (only the scan knows the older entries); a
+//! read-only root without one is listed by scanning, as before catalogs. Listing a
+//! directory that does not exist returns nothing and creates nothing.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -51,6 +54,8 @@ const LOCK: &str = "lock";
 #[derive(Debug, Clone)]
 pub struct Catalog {
     dir: PathBuf,
+    /// The directory whose entries this catalog lists.
+    entries: PathBuf,
     writes: Writes,
 }
 
@@ -75,9 +80,13 @@ impl Range<'_> {
 }
 
 impl Catalog {
-    /// The catalog in `dir` (created on first use).
-    pub fn new(dir: PathBuf, writes: Writes) -> Self {
-        Catalog { dir, writes }
+    /// The catalog in `dir` of the entries of directory `entries` (created on first use).
+    pub fn new(dir: PathBuf, entries: PathBuf, writes: Writes) -> Self {
+        Catalog {
+            dir,
+            entries,
+            writes,
+        }
     }
 
     /// Notes `id` before its entry is created: durable before the creation begins, so a
@@ -101,20 +110,34 @@ impl Catalog {
     fn journal(&self, op: char, id: &str, sync: bool) -> io::Result<()> {
         files::ensure_dir(&self.dir, self.writes)?;
         let line = journal_line(op, id);
-        let len = {
+        let path = self.dir.join(JOURNAL);
+        let (len, can_fold) = {
             let _shared = FileLock::shared(&self.dir.join(LOCK), self.writes)?;
+            let sorted = self.dir.join(SORTED);
+            let mut can_fold = sorted.exists();
+            if !can_fold && !self.entries.exists() {
+                // No entry predates this catalog: it starts complete and empty.
+                files::write_atomic(&sorted, &[], self.writes)?;
+                can_fold = true;
+            }
+            let existed = path.exists();
             let mut journal = OpenOptions::new()
                 .append(true)
                 .create(true)
                 .mode(self.writes.file_mode)
-                .open(self.dir.join(JOURNAL))?;
+                .open(&path)?;
             journal.write_all(line.as_bytes())?;
             if sync {
                 journal.sync_data()?;
+                if !existed {
+                    files::sync_dir(&self.dir)?;
+                }
             }
-            journal.metadata()?.len()
+            (journal.metadata()?.len(), can_fold)
         };
-        if len > COMPACT_AT {
+        // Without `sorted` the entries that predate the catalog are known only to a
+        // scan: the first listing builds it; until then the journal only grows.
+        if len > COMPACT_AT && can_fold {
             // Whoever gets the lock at once folds the journal; nobody waits for it.
             let lock = self.dir.join(LOCK);
             if let Some(_exclusive) =
@@ -172,6 +195,10 @@ impl Catalog {
         n: usize,
         scan: &dyn Fn() -> Result<Vec<String>>,
     ) -> Result<Vec<String>> {
+        if !self.entries.exists() {
+            // Nothing to list, and a listing creates nothing (no tenant, no namespace).
+            return Ok(Vec::new());
+        }
         // A root written before catalogs has no catalog directory yet.
         match files::ensure_dir(&self.dir, self.writes) {
             Ok(()) => {}
@@ -302,9 +329,8 @@ impl Catalog {
                     }
                     Err(e) => return Err(e),
                 },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    merge_iter(std::iter::empty(), &changes, everything, push)?
-                }
+                // Not built yet: only a scan knows the entries that predate it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             },
         }
@@ -562,7 +588,12 @@ mod tests {
     #[test]
     fn pages_match_a_sorted_set() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = Catalog::new(tmp.path().join("cat"), writes());
+        let c = Catalog::new(tmp.path().join("cat"), tmp.path().join("entries"), writes());
+        // The first note of a catalog whose directory does not exist yet starts it empty
+        // (and foldable); then the directory appears.
+        c.remove("nothing");
+        assert!(c.dir.join(SORTED).exists());
+        std::fs::create_dir(tmp.path().join("entries")).unwrap();
         let mut model = std::collections::BTreeSet::new();
         let ids: Vec<String> = (0..300)
             .map(|i| format!("k{:03}", (i * 7919) % 1000))
@@ -643,8 +674,13 @@ mod tests {
     #[test]
     fn a_missing_catalog_is_built_from_the_scan() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = Catalog::new(tmp.path().join("cat"), writes());
+        std::fs::create_dir(tmp.path().join("entries")).unwrap();
+        let c = Catalog::new(tmp.path().join("cat"), tmp.path().join("entries"), writes());
         c.add("new").unwrap();
+        assert!(
+            !c.dir.join(SORTED).exists(),
+            "entries exist: only a scan can build it"
+        );
         c.remove("gone");
         let got = c
             .collect(
@@ -667,7 +703,8 @@ mod tests {
     #[test]
     fn a_damaged_catalog_is_rebuilt_from_the_directory() {
         let tmp = tempfile::tempdir().unwrap();
-        let c = Catalog::new(tmp.path().join("cat"), writes());
+        std::fs::create_dir(tmp.path().join("entries")).unwrap();
+        let c = Catalog::new(tmp.path().join("cat"), tmp.path().join("entries"), writes());
         let ids: Vec<String> = (0..50).map(|i| format!("id{i:02}")).collect();
         let scan = || Ok(ids.clone());
         let everything = Range {

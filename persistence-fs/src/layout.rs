@@ -14,7 +14,7 @@
 //!     store/{label}/{label}/.../~items/{key}   one JSON file per item
 //!                          /~lock          flock target for the namespace
 //!     leases/{name}.lock|.lease|.fence     lease (owner, token, fence, expiry)
-//!     catalogs/threads/, catalogs/sessions/    sorted ids + journal (module `catalog`)
+//!     catalogs/{threads,sessions,namespaces}/  sorted ids + journal (module `catalog`)
 //!     store/.../~catalog/                  the same for a namespace's items
 //! ```
 //!
@@ -152,6 +152,10 @@ impl Layout {
     /// Catalog of a tenant's sessions.
     pub fn session_catalog(&self, t: &TenantId) -> PathBuf {
         self.tenant(t).join(CATALOGS_DIR).join("sessions")
+    }
+    /// Catalog of a tenant's namespaces.
+    pub fn namespace_catalog(&self, t: &TenantId) -> PathBuf {
+        self.tenant(t).join(CATALOGS_DIR).join("namespaces")
     }
     /// Catalog of a namespace's items.
     pub fn item_catalog(&self, t: &TenantId, ns: &Namespace) -> PathBuf {

@@ -81,21 +81,23 @@
 //! # Costs
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
 //! from 1 000 to 100 000 checkpoints (see the scale figures below). Listing threads,
-//! sessions and a namespace's items pages through a catalog (module `catalog`: ids sorted
-//! on disk plus a journal of recent changes, folded in every 64 KiB), found by bisection:
-//! a page costs O(page) reads, memory is bounded by the page, and the directories are
-//! not read (a test checks their access times). Each listed entry is still opened to
-//! check it is live (a session's lock and log ends, an item's file), which is what a
-//! full pass costs. Creating a thread, session or item pays for the catalog: one more
-//! small append, fsynced with [`Durability::Fsync`], and a fold of the catalog every few
-//! thousand creations. Listing namespaces and a thread's checkpoints still reads
-//! directories (a thread's checkpoint names per page; every namespace directory under
-//! the prefix per page). Reading a session from ordinal N seeks through a fixed-width
-//! offset index: the cost does not grow with N. Store writes lock one item, not its
-//! namespace: 8 tasks on distinct keys reached 2.1–2.6× one task on the 2-core VM
-//! across runs (durable puts; short of 3×: each put is two fsyncs, of the file and of
-//! its directory). TTLs exist for store items and sessions; checkpoint threads have none,
-//! so `purge_expired` never touches them.
+//! sessions, namespaces and a namespace's items pages through a catalog (module
+//! `catalog`: ids sorted on disk plus a journal of recent changes, folded in every 64
+//! KiB), found by bisection: a page costs O(page) reads, memory is bounded by the page,
+//! and the directories are not read (a test checks their access times). Each listed
+//! entry is still opened to check it is live (a session's lock and log ends, an item's
+//! file), which is what a full pass costs. Creating a thread, session or item pays for
+//! the catalog: one more small append, fsynced with [`Durability::Fsync`], and a fold
+//! of the catalog every few thousand creations. Namespaces are listed the same way,
+//! from the tenant's namespace catalog (a namespace is noted with its first item; one
+//! that holds only expired or deleted items is skipped by the page's check). A thread's
+//! checkpoints are still listed by reading their directory's names for every page.
+//! Reading a session from ordinal N seeks through a fixed-width offset index: the cost
+//! does not grow with N. Store writes lock one item, not its namespace: 8 tasks on
+//! distinct keys reached 2.1–2.6× one task on the 2-core VM across runs (durable puts;
+//! short of 3×: each put is two fsyncs, of the file and of its directory). TTLs exist
+//! for store items and sessions; checkpoint threads have none, so `purge_expired` never
+//! touches them.
 //!
 //! *Scale*, from `fs_bench --scale 100000` (`persistence_bench::scale`, the checks
 //! `persistence bench --scale N` runs on every backend; a root without fsync, one task):
@@ -147,6 +149,7 @@ mod error;
 mod files;
 pub mod layout;
 mod lock;
+mod namespaces;
 mod records;
 mod session_log;
 mod store;
@@ -215,12 +218,14 @@ impl Inner {
     /// The catalog of a tenant's threads.
     pub(crate) fn thread_catalog(&self, t: &TenantId) -> Result<catalog::Catalog> {
         let dir = self.inside(self.layout.thread_catalog(t))?;
-        Ok(catalog::Catalog::new(dir, self.durability))
+        let entries = self.layout.threads(t);
+        Ok(catalog::Catalog::new(dir, entries, self.durability))
     }
     /// The catalog of a tenant's sessions.
     pub(crate) fn session_catalog(&self, t: &TenantId) -> Result<catalog::Catalog> {
         let dir = self.inside(self.layout.session_catalog(t))?;
-        Ok(catalog::Catalog::new(dir, self.durability))
+        let entries = self.layout.sessions(t);
+        Ok(catalog::Catalog::new(dir, entries, self.durability))
     }
     /// The catalog of a namespace's items.
     pub(crate) fn item_catalog(
@@ -229,7 +234,8 @@ impl Inner {
         ns: &persistence_core::Namespace,
     ) -> Result<catalog::Catalog> {
         let dir = self.inside(self.layout.item_catalog(t, ns))?;
-        Ok(catalog::Catalog::new(dir, self.durability))
+        let entries = self.layout.namespace(t, ns).join(layout::ITEMS_DIR);
+        Ok(catalog::Catalog::new(dir, entries, self.durability))
     }
 }
 

@@ -161,6 +161,7 @@ impl Inner {
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| Error::invalid_input(format!("value does not serialize: {e}")))?;
         if created {
+            self.note_namespace(t, ns, &dir)?;
             self.item_catalog(t, ns)?.add(key.as_str())?;
         }
         files::write_atomic(&path, &bytes, self.durability).at(&path)?;
@@ -194,6 +195,25 @@ impl Inner {
             files::sync_dir(dir).at(dir)?;
         }
         Ok(live.is_some() || was_corrupt)
+    }
+
+    /// The keys of one namespace directory's items, any order: what its item catalog is
+    /// built from.
+    pub(crate) fn item_ids(&self, ns_dir: &Path) -> Result<Vec<String>> {
+        Ok(self
+            .item_keys(ns_dir)?
+            .iter()
+            .map(|(k, _)| k.as_str().to_owned())
+            .collect())
+    }
+
+    /// Whether the item file at `path` (of key `id`) holds a live item.
+    ///
+    /// # Errors
+    /// `Corrupt` naming the key when it does not decode.
+    pub(crate) fn live_item_at(&self, path: &Path, id: &str, now: Timestamp) -> Result<bool> {
+        let key = ItemKey::new(id).ok();
+        Ok(load_key(path, key.as_ref())?.is_some_and(|i| i.live(now)))
     }
 
     /// Items of one namespace directory, in key order (keys only read from file names,
@@ -295,7 +315,8 @@ impl Inner {
                     let _lock = self.item_lock(&ns_dir, &key)?;
                     if load(&path)?.is_some_and(|i| !i.live(Timestamp::now())) {
                         std::fs::remove_file(&path).at(&path)?;
-                        Catalog::new(ns_dir.join(ITEM_CATALOG_DIR), self.durability)
+                        let items = ns_dir.join(ITEMS_DIR);
+                        Catalog::new(ns_dir.join(ITEM_CATALOG_DIR), items, self.durability)
                             .remove(key.as_str());
                         removed += 1;
                     }
@@ -437,19 +458,7 @@ impl Store for FsBackend {
                 .as_ref()
                 .map(|c| serde_json::from_str(c.as_str()).map_err(|_| bad_cursor(c)))
                 .transpose()?;
-            let mut found: Vec<Namespace> = i
-                .namespaces_under(&t, query.prefix.as_ref())?
-                .into_iter()
-                .map(|(ns, _)| {
-                    query
-                        .max_depth
-                        .map_or_else(|| ns.clone(), |d| ns.truncated(d))
-                })
-                .filter(|ns| after.as_ref().is_none_or(|a| ns > a))
-                .collect();
-            found.sort();
-            found.dedup();
-            found.truncate(limit + 1);
+            let found = i.namespace_page(&t, &query, after.as_ref(), limit)?;
             Ok(Page::from_overfetch(found, limit, |ns| {
                 Cursor::new(serde_json::to_string(ns).unwrap_or_default())
             }))

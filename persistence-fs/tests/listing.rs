@@ -261,3 +261,164 @@ async fn deleted_and_unmade_entries_are_not_listed() {
         [f.ids.clone(), f.ids.clone(), f.ids.clone()]
     );
 }
+
+/// Every page of `list_namespaces` for `query`, page size `limit`.
+async fn all_namespaces(
+    backend: &FsBackend,
+    t: &TenantId,
+    mut query: persistence_core::ListNamespaces,
+    limit: usize,
+) -> Vec<Namespace> {
+    let mut out = Vec::new();
+    query.limit = limit;
+    loop {
+        let page = Store::list_namespaces(backend, t, query.clone())
+            .await
+            .unwrap();
+        out.extend(page.items);
+        query.cursor = page.next;
+        if query.cursor.is_none() {
+            return out;
+        }
+    }
+}
+
+/// Namespaces page through the tenant's namespace catalog: every page in order, with
+/// prefixes and depth limits, namespaces holding only expired items left out, and the
+/// store's directories not read once the catalog exists.
+#[tokio::test]
+async fn namespaces_page_through_their_catalog() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("store");
+    let backend = open(&root);
+    let t = TenantId::new("t").unwrap();
+    let mut all = Vec::new();
+    for i in 0..120 {
+        let labels: Vec<String> = match i % 3 {
+            0 => vec!["n".into(), format!("{i:03}")],
+            1 => vec!["n".into(), format!("{:03}", i - 1), "deep".into()],
+            _ => vec![format!("Other{i:03}")],
+        };
+        all.push(Namespace::new(labels).unwrap());
+    }
+    for ns in &all {
+        let key = ItemKey::new("k").unwrap();
+        Store::put(
+            &backend,
+            &t,
+            ns,
+            &key,
+            Envelope::new(1, json!(1)),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    // A namespace whose only item has expired is not listed.
+    let expired = Namespace::new(["n", "expired"]).unwrap();
+    let options = persistence_core::PutItemOptions {
+        ttl: Some(Duration::from_millis(1)),
+        ..Default::default()
+    };
+    let key = ItemKey::new("k").unwrap();
+    Store::put(
+        &backend,
+        &t,
+        &expired,
+        &key,
+        Envelope::new(1, json!(1)),
+        options,
+    )
+    .await
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    all.sort();
+    let query = persistence_core::ListNamespaces::default();
+    assert_eq!(all_namespaces(&backend, &t, query.clone(), 1000).await, all);
+    let store_dirs = [
+        backend.layout().store(&t),
+        backend
+            .layout()
+            .namespace(&t, &Namespace::new(["n"]).unwrap()),
+    ];
+    let reads_visible = reads_are_visible(base.path());
+    for dir in &store_dirs {
+        set_atime(dir, old_time());
+    }
+    assert_eq!(all_namespaces(&backend, &t, query.clone(), 7).await, all);
+    let n = Namespace::new(["n"]).unwrap();
+    let under_n = persistence_core::ListNamespaces {
+        prefix: Some(n.clone()),
+        ..Default::default()
+    };
+    let want: Vec<Namespace> = all
+        .iter()
+        .filter(|ns| ns.starts_with(&n))
+        .cloned()
+        .collect();
+    assert_eq!(all_namespaces(&backend, &t, under_n.clone(), 4).await, want);
+    for depth in [1, 2] {
+        let query = persistence_core::ListNamespaces {
+            max_depth: Some(depth),
+            ..Default::default()
+        };
+        let mut want: Vec<Namespace> = all.iter().map(|ns| ns.truncated(depth)).collect();
+        want.dedup();
+        for limit in [1, 3, 1000] {
+            assert_eq!(
+                all_namespaces(&backend, &t, query.clone(), limit).await,
+                want,
+                "depth {depth}, pages of {limit}"
+            );
+        }
+    }
+    if reads_visible {
+        for dir in &store_dirs {
+            assert_eq!(
+                atime(dir),
+                old_time(),
+                "{} was read to list a page",
+                dir.display()
+            );
+        }
+    } else {
+        eprintln!("SKIP (atime part): this filesystem does not record directory reads");
+    }
+}
+
+/// Listing what does not exist (a tenant, a namespace) finds nothing and creates
+/// nothing: no tenant appears in `tenants()` because something listed it.
+#[tokio::test]
+async fn listing_creates_nothing() {
+    let base = tempfile::tempdir().unwrap();
+    let backend = open(&base.path().join("store"));
+    let ghost = TenantId::new("ghost").unwrap();
+    let ns = Namespace::new(["nowhere"]).unwrap();
+    assert!(
+        backend
+            .list_sessions(&ghost, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        backend
+            .list_threads(&ghost, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let items = Store::list(&backend, &ghost, &ns, ListItems::default())
+        .await
+        .unwrap();
+    assert!(items.items.is_empty());
+    let query = persistence_core::ListNamespaces::default();
+    let namespaces = Store::list_namespaces(&backend, &ghost, query)
+        .await
+        .unwrap();
+    assert!(namespaces.items.is_empty());
+    assert!(backend.tenants().await.unwrap().is_empty());
+    assert!(!backend.layout().tenant(&ghost).exists());
+}
