@@ -5,7 +5,8 @@
 //!
 //! Prints ops/s, p50 and p99 for each operation with `Durability::Fsync` and
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
-//! record size as a one-event append), store puts at 1 and 8 tasks, and the scale checks
+//! record size as a one-event append), store puts at 1 and 8 tasks beside a bare atomic
+//! replace at 1 and 8 tasks (the disk's own scaling), and the scale checks
 //! of `persistence_bench::scale` at `--scale N` (default 100 000): get latest and put on a
 //! thread of 1 000 and N checkpoints, reads at ordinal 1 000 and N − 1 000 of an N-event
 //! session, and paging through N sessions and N items.
@@ -75,18 +76,43 @@ async fn main() -> persistence_core::Result<()> {
         }
     }
 
-    // Writers of distinct keys of one namespace (per-item locks), durable.
+    // Writers of distinct keys of one namespace (per-item locks), durable, beside the
+    // same number of tasks doing a bare atomic replace (temp file, write, fsync, rename,
+    // directory fsync) of distinct files in one directory: what the disk allows.
     let b = FsBackend::open(FsConfig::new(scratch.path().join("store-tasks")))?;
     let stores = Stores::of(b);
-    let mut one_task = 0.0;
+    let replaced = scratch.path().join("raw-replace");
+    std::fs::create_dir_all(&replaced).expect("raw replace dir");
+    let (mut one_task, mut one_raw) = (0.0, 0.0);
     for tasks in [1, 8] {
+        let dir = replaced.clone();
+        let raw = measure(
+            &format!("raw atomic replace {record_size} B"),
+            ops,
+            tasks,
+            move |i| {
+                let dir = dir.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || raw_replace(&dir, i % 100, record_size))
+                        .await
+                        .expect("raw replace task")
+                        .expect("raw replace");
+                }
+            },
+        )
+        .await;
+        print_row(&raw, None);
         workload::warm_up(&stores, Op::StorePut, tasks).await?;
         let s = workload::measure_op(&stores, Op::StorePut, ops, tasks).await?;
-        print_row(&s, None);
+        print_row(&s, Some(raw.ops_per_sec));
         if tasks == 1 {
-            one_task = s.ops_per_sec;
+            (one_task, one_raw) = (s.ops_per_sec, raw.ops_per_sec);
         } else {
-            println!("store put, 8 tasks vs 1: {:.2}x", s.ops_per_sec / one_task);
+            println!(
+                "8 tasks vs 1: store put {:.2}x, raw atomic replace {:.2}x",
+                s.ops_per_sec / one_task,
+                raw.ops_per_sec / one_raw
+            );
         }
     }
 
@@ -101,4 +127,16 @@ async fn main() -> persistence_core::Result<()> {
     let report = scale::run(&Stores::of(b), size, &|what| eprintln!("{what}...")).await?;
     report.print();
     Ok(())
+}
+
+/// One atomic replace of file `n` in `dir`, as durable as a store put's: temp file,
+/// write, fsync, rename, fsync of the directory.
+fn raw_replace(dir: &std::path::Path, n: usize, size: usize) -> std::io::Result<()> {
+    let target = dir.join(format!("f{n}"));
+    let temp = dir.join(format!(".tmp{n}-{:?}", std::thread::current().id()));
+    let mut file = std::fs::File::create(&temp)?;
+    file.write_all(&vec![b'r'; size])?;
+    file.sync_all()?;
+    std::fs::rename(&temp, &target)?;
+    std::fs::File::open(dir)?.sync_all()
 }
