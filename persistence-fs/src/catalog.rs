@@ -479,9 +479,9 @@ fn merge(
 ) -> io::Result<()> {
     let mut reader = io::BufReader::with_capacity(
         64 << 10,
-        PositionedFile {
+        files::PositionedReader {
             file: sorted,
-            at: start,
+            offset: start,
         },
     );
     let lines = std::iter::from_fn(move || {
@@ -547,20 +547,6 @@ fn merge_iter(
         if present && !take(&id) {
             return Ok(());
         }
-    }
-}
-
-/// `Read` over a file from an offset, not moving a shared cursor.
-struct PositionedFile<'a> {
-    file: &'a File,
-    at: u64,
-}
-
-impl io::Read for PositionedFile<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.at)?;
-        self.at += n as u64;
-        Ok(n)
     }
 }
 

@@ -201,6 +201,22 @@ impl FileLock {
     }
 }
 
+/// Reads a file from an offset without moving a cursor shared with other readers.
+pub struct PositionedReader<'a> {
+    /// The file.
+    pub file: &'a File,
+    /// Where the next read starts.
+    pub offset: u64,
+}
+
+impl io::Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(self.file, buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// A durable u64 counter in a text file (fences). Missing means 0.
 pub fn read_counter(path: &Path) -> io::Result<Result<u64, String>> {
     Ok(match read_optional(path)? {

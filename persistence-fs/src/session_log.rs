@@ -26,7 +26,6 @@ use crate::config::Durability;
 use crate::error::{IoContext, corrupt, io_error};
 use crate::files::{self, FileLock};
 use crate::records::{self, HEADER, RecordAt, ScanError};
-use crate::verified::Unchecked;
 use crate::{FsBackend, Inner};
 
 const LOG: &str = "log";
@@ -165,8 +164,8 @@ impl Inner {
                 // the log checks the records in between (once; later only new ones).
                 match self.verified.check(&log, log_len) {
                     Ok(()) => state,
-                    Err(Unchecked::Io(e)) => return Err(io_error(&f.log, e)),
-                    Err(Unchecked::Corrupt(offset)) => {
+                    Err(ScanError::Io(e)) => return Err(io_error(&f.log, e)),
+                    Err(ScanError::Corrupt(offset)) => {
                         return Err(corrupt(
                             &f.log,
                             format!("damaged record at offset {offset} (not a torn tail)"),
@@ -642,7 +641,7 @@ impl Inner {
             .tempfile_in(&f.dir)
             .at(&f.dir)?;
         let mut reader = io::Read::take(
-            PositionedReader {
+            files::PositionedReader {
                 file: &log,
                 offset: cut,
             },
@@ -695,20 +694,6 @@ impl Inner {
             }
         }
         Ok(removed)
-    }
-}
-
-/// Reads a file from an offset without moving a shared cursor.
-struct PositionedReader<'a> {
-    file: &'a File,
-    offset: u64,
-}
-
-impl io::Read for PositionedReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.offset)?;
-        self.offset += n as u64;
-        Ok(n)
     }
 }
 

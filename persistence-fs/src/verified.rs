@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::Mutex;
 
-use crate::records::{self, HEADER, RecordAt};
+use crate::records::{self, HEADER, RecordAt, ScanError};
 
 /// Entries kept before the map is cleared (each costs a rescan on its next open).
 const MAX_ENTRIES: usize = 16_384;
@@ -33,29 +33,14 @@ pub struct VerifiedLogs {
     checked: Mutex<HashMap<(u64, u64), Checked>>,
 }
 
-/// What a check found.
-#[derive(Debug)]
-pub enum Unchecked {
-    /// Reading failed.
-    Io(io::Error),
-    /// The record at this offset is damaged.
-    Corrupt(u64),
-}
-
-impl From<io::Error> for Unchecked {
-    fn from(e: io::Error) -> Self {
-        Unchecked::Io(e)
-    }
-}
-
 impl VerifiedLogs {
     /// Checks every record of `log` (of length `len`) not yet checked by this process.
     /// The caller holds the session's exclusive lock and has seen a valid last record
     /// ending at `len`.
     ///
     /// # Errors
-    /// [`Unchecked::Corrupt`] at the first damaged record; I/O errors.
-    pub fn check(&self, log: &File, len: u64) -> Result<(), Unchecked> {
+    /// [`ScanError::Corrupt`] at the first damaged record; I/O errors.
+    pub fn check(&self, log: &File, len: u64) -> Result<(), ScanError> {
         let key = file_key(log)?;
         let known = self.lock().get(&key).copied();
         let from = match known {
@@ -71,7 +56,7 @@ impl VerifiedLogs {
                     offset = end;
                 }
                 RecordAt::End => break,
-                RecordAt::Torn | RecordAt::Corrupt => return Err(Unchecked::Corrupt(offset)),
+                RecordAt::Torn | RecordAt::Corrupt => return Err(ScanError::Corrupt(offset)),
             }
         }
         if let Some(last) = last {

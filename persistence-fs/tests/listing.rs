@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use persistence_core::{
-    Checkpointer, Cursor, Envelope, ItemKey, ListItems, Namespace, SessionKey, SessionLog, Store,
-    TenantId, ThreadKey,
+    Checkpointer, Envelope, ItemKey, ListItems, Namespace, SessionKey, SessionLog, Store, TenantId,
+    ThreadKey,
 };
 use persistence_fs::{Durability, FsBackend, FsConfig};
 use serde_json::json;
@@ -93,50 +93,7 @@ async fn filled(root: &Path) -> Filled {
 
 /// Every page of every listing, page size `limit`, as ids.
 async fn all_pages(f: &Filled, limit: usize) -> [Vec<String>; 3] {
-    let mut sessions = Vec::new();
-    let mut cursor: Option<Cursor> = None;
-    loop {
-        let page = f
-            .backend
-            .list_sessions(&f.tenant, cursor, limit)
-            .await
-            .unwrap();
-        sessions.extend(page.items.iter().map(|k| k.as_str().to_owned()));
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    let mut threads = Vec::new();
-    loop {
-        let page = f
-            .backend
-            .list_threads(&f.tenant, cursor, limit)
-            .await
-            .unwrap();
-        threads.extend(page.items.iter().map(|k| k.as_str().to_owned()));
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    let mut items = Vec::new();
-    loop {
-        let query = ListItems {
-            cursor,
-            limit,
-            ..Default::default()
-        };
-        let page = Store::list(&f.backend, &f.tenant, &f.ns, query)
-            .await
-            .unwrap();
-        items.extend(page.items.iter().map(|i| i.key.as_str().to_owned()));
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    [sessions, threads, items]
+    common::every_listed_id(&f.backend, &f.tenant, &f.ns, limit).await
 }
 
 /// After the first listing (which builds each catalog from one scan), paging through

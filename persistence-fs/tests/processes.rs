@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -152,43 +154,7 @@ async fn sigkill_while_creating_never_hides_an_entry() {
     let journal_len = std::fs::metadata(journal).map_or(0, |m| m.len()) as usize;
     let folded = journal_len < 500 * acked.len();
     let backend = FsBackend::open(FsConfig::new(root.path())).unwrap();
-    let mut sessions = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = backend.list_sessions(&tenant, cursor, 7).await.unwrap();
-        sessions.extend(page.items.into_iter().map(|k| k.as_str().to_owned()));
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    let mut threads = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = backend.list_threads(&tenant, cursor, 7).await.unwrap();
-        threads.extend(page.items.into_iter().map(|k| k.as_str().to_owned()));
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    let mut items = Vec::new();
-    let mut cursor = None;
-    loop {
-        let query = persistence_core::ListItems {
-            cursor,
-            limit: 7,
-            ..Default::default()
-        };
-        let page = persistence_core::Store::list(&backend, &tenant, &ns, query)
-            .await
-            .unwrap();
-        items.extend(page.items.into_iter().map(|i| i.key.as_str().to_owned()));
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let [sessions, threads, items] = common::every_listed_id(&backend, &tenant, &ns, 7).await;
     for (kind, listed) in [
         ("session", &sessions),
         ("thread", &threads),

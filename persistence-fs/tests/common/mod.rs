@@ -3,8 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses some of them
 
 use persistence_core::{
-    AppendOptions, CheckpointId, Checkpointer, Envelope, NewCheckpoint, SessionKey, SessionLog,
-    TenantId, ThreadKey,
+    AppendOptions, CheckpointId, Checkpointer, Cursor, Envelope, ListItems, Namespace,
+    NewCheckpoint, Page, SessionKey, SessionLog, Store, TenantId, ThreadKey,
 };
 use persistence_fs::FsBackend;
 
@@ -46,4 +46,43 @@ pub async fn one_event_session(backend: &FsBackend) -> (TenantId, SessionKey) {
         .await
         .unwrap();
     (t, s)
+}
+
+/// Every item of a listing, page after page (`page` lists from a cursor).
+pub async fn every_page<T>(mut page: impl AsyncFnMut(Option<Cursor>) -> Page<T>) -> Vec<T> {
+    let (mut out, mut cursor) = (Vec::new(), None);
+    loop {
+        let p = page(cursor).await;
+        out.extend(p.items);
+        cursor = p.next;
+        if cursor.is_none() {
+            return out;
+        }
+    }
+}
+
+/// The ids `list_sessions`, `list_threads` and `Store::list` of `ns` show for `t`,
+/// paging `limit` at a time.
+pub async fn every_listed_id(
+    backend: &FsBackend,
+    t: &TenantId,
+    ns: &Namespace,
+    limit: usize,
+) -> [Vec<String>; 3] {
+    let sessions = every_page(async |c| backend.list_sessions(t, c, limit).await.unwrap()).await;
+    let threads = every_page(async |c| backend.list_threads(t, c, limit).await.unwrap()).await;
+    let items = every_page(async |cursor| {
+        let query = ListItems {
+            cursor,
+            limit,
+            ..Default::default()
+        };
+        Store::list(backend, t, ns, query).await.unwrap()
+    })
+    .await;
+    [
+        sessions.iter().map(|k| k.as_str().to_owned()).collect(),
+        threads.iter().map(|k| k.as_str().to_owned()).collect(),
+        items.iter().map(|i| i.key.as_str().to_owned()).collect(),
+    ]
 }
