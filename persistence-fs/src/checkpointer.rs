@@ -317,6 +317,16 @@ impl Inner {
         Ok(())
     }
 
+    /// The ids of a tenant's threads from a scan of its directory (any order): what its
+    /// thread catalog is built from.
+    pub(crate) fn thread_names(&self, t: &TenantId) -> Result<Vec<String>> {
+        Ok(self
+            .thread_ids(t)?
+            .iter()
+            .map(|(k, _)| k.as_str().to_owned())
+            .collect())
+    }
+
     fn thread_ids(&self, t: &TenantId) -> Result<Vec<(ThreadKey, PathBuf)>> {
         let dir = self.inside(self.layout.threads(t))?;
         let mut out = Vec::new();
@@ -567,12 +577,7 @@ impl Checkpointer for FsBackend {
                 after: after.as_ref().map(ThreadKey::as_str),
                 prefix: "",
             };
-            let scan = || {
-                Ok(i.thread_ids(&t)?
-                    .iter()
-                    .map(|(k, _)| k.as_str().to_owned())
-                    .collect())
-            };
+            let scan = || i.thread_names(&t);
             let items = i.thread_catalog(&t)?.collect(range, limit, &scan, |id| {
                 let Ok(key) = ThreadKey::new(id) else {
                     return Ok(None);

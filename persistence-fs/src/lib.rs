@@ -76,7 +76,8 @@
 //! read-only; a read-only mount reads everything). Entries this backend never writes (a
 //! stray file, `.DS_Store`) are skipped by listings. `purge_expired` of the store (run by
 //! `persistence gc`) also deletes temp files, trash and staging copies left by
-//! interrupted writes once they are ten minutes old.
+//! interrupted writes once they are ten minutes old, and rebuilds the catalogs from
+//! their directories (dropping ids of entries that are gone).
 //!
 //! # Costs
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
@@ -230,6 +231,27 @@ impl Inner {
         let entries = self.layout.sessions(t);
         Ok(catalog::Catalog::new(dir, entries, self.durability))
     }
+    /// Rebuilds every catalog of every tenant from scans of their directories (with the
+    /// journals' changes on top), dropping ids whose entries are gone: part of
+    /// `Store::purge_expired`, so `persistence gc` tidies them.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(crate) fn rebuild_catalogs(&self) -> Result<()> {
+        let tenants = self.inside(self.layout.tenants())?;
+        for name in files::list_dirs(&tenants).at(&tenants)? {
+            let Ok(t) = TenantId::new(layout::decode(&name).unwrap_or_default()) else {
+                continue;
+            };
+            self.thread_catalog(&t)?
+                .rebuild(&|| self.thread_names(&t))?;
+            self.session_catalog(&t)?
+                .rebuild(&|| self.session_names(&t))?;
+            self.rebuild_store_catalogs(&t)?;
+        }
+        Ok(())
+    }
+
     /// The catalog of a namespace's items.
     pub(crate) fn item_catalog(
         &self,

@@ -51,6 +51,25 @@ impl Inner {
         self.namespace_catalog(t)?.add(&catalog_id(ns))
     }
 
+    /// Rebuilds the tenant's namespace catalog and every item catalog from scans (see
+    /// `Catalog::rebuild`).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(crate) fn rebuild_store_catalogs(&self, t: &TenantId) -> Result<()> {
+        self.namespace_catalog(t)?
+            .rebuild(&|| self.all_namespaces(t))?;
+        for id in self.all_namespaces(t)? {
+            let Some(ns) = from_catalog_id(&id) else {
+                continue;
+            };
+            let ns_dir = self.inside(self.layout.namespace(t, &ns))?;
+            self.item_catalog(t, &ns)?
+                .rebuild(&|| self.item_ids(&ns_dir))?;
+        }
+        Ok(())
+    }
+
     /// Every namespace of the tenant that has an items directory (live items or not):
     /// what a missing catalog is built from.
     fn all_namespaces(&self, t: &TenantId) -> Result<Vec<String>> {

@@ -416,12 +416,7 @@ impl Store for FsBackend {
                 after: after.as_ref().map(ItemKey::as_str),
                 prefix: &prefix,
             };
-            let scan = || {
-                Ok(i.item_keys(&ns_dir)?
-                    .iter()
-                    .map(|(k, _)| k.as_str().to_owned())
-                    .collect())
-            };
+            let scan = || i.item_ids(&ns_dir);
             let items_dir = i.inside_below(&ns_dir, ns_dir.join(ITEMS_DIR))?;
             let items = i
                 .item_catalog(&t, &ns)?
@@ -502,7 +497,9 @@ impl Store for FsBackend {
         self.run("store.purge_expired", String::new(), |i| {
             let base = i.layout.base();
             files::remove_leftovers(base).at(base)?;
-            i.purge_items()
+            let purged = i.purge_items()?;
+            i.rebuild_catalogs()?;
+            Ok(purged)
         })
         .await
     }

@@ -61,6 +61,18 @@ pub struct Catalog {
     writes: Writes,
 }
 
+/// When [`Catalog::build_when`] rewrites `sorted`.
+#[derive(Clone, Copy)]
+enum Rebuild<'a> {
+    /// Only when there is none.
+    IfMissing,
+    /// When there is none, or it is still this file (found damaged; one another builder
+    /// wrote since is kept).
+    IfDamaged(&'a File),
+    /// In any case.
+    Always,
+}
+
 /// Which ids a page wants: those after `after` that start with `prefix`.
 #[derive(Debug, Clone, Copy)]
 pub struct Range<'a> {
@@ -245,7 +257,7 @@ impl Catalog {
                         "damaged catalog: rebuilding it from its directory"
                     );
                     drop(lock);
-                    if !self.build_replacing(scan, Some(&sorted))? {
+                    if !self.build_when(scan, Rebuild::IfDamaged(&sorted))? {
                         return Ok(scanned(scan()?, range, n));
                     }
                 }
@@ -258,15 +270,28 @@ impl Catalog {
     /// Builds a missing catalog from `scan` and the journal; `false` when the lock could
     /// not be had in time (the caller scans instead).
     fn build(&self, scan: &dyn Fn() -> Result<Vec<String>>) -> Result<bool> {
-        self.build_replacing(scan, None)
+        self.build_when(scan, Rebuild::IfMissing)
     }
 
-    /// [`Self::build`], also when `sorted` exists but is `damaged` (the file found
-    /// damaged; one replaced since by another builder is kept).
-    fn build_replacing(
+    /// Rewrites the catalog from `scan` and the journal whatever it holds: ids in
+    /// `sorted` whose entries are gone (what a crash between noting an entry and making
+    /// it leaves) are dropped. Run by `persistence gc`. `false` when the lock could not
+    /// be had in time; `true` with nothing done when there is nothing to list.
+    ///
+    /// # Errors
+    /// I/O errors; errors of `scan`.
+    pub fn rebuild(&self, scan: &dyn Fn() -> Result<Vec<String>>) -> Result<bool> {
+        if !self.entries.exists() {
+            return Ok(true);
+        }
+        self.build_when(scan, Rebuild::Always)
+    }
+
+    /// [`Self::build`] under the rule `when`.
+    fn build_when(
         &self,
         scan: &dyn Fn() -> Result<Vec<String>>,
-        damaged: Option<&File>,
+        when: Rebuild<'_>,
     ) -> Result<bool> {
         let lock = self.dir.join(LOCK);
         let exclusive = files::ensure_dir(&self.dir, self.writes)
@@ -278,17 +303,18 @@ impl Catalog {
             Err(e) if files::cannot_write(&e) => return Ok(false),
             Err(e) => return Err(io_error(&self.dir, e)),
         };
-        match (std::fs::metadata(self.dir.join(SORTED)), damaged) {
+        match (std::fs::metadata(self.dir.join(SORTED)), when) {
             (Err(e), _) if e.kind() == io::ErrorKind::NotFound => {}
             (Err(e), _) => return Err(io_error(&self.dir, e)),
-            (Ok(_), None) => return Ok(true),
-            (Ok(now), Some(seen)) => {
+            (Ok(_), Rebuild::IfMissing) => return Ok(true),
+            (Ok(now), Rebuild::IfDamaged(seen)) => {
                 use std::os::unix::fs::MetadataExt;
                 let seen = seen.metadata().at(&self.dir)?;
                 if (now.dev(), now.ino()) != (seen.dev(), seen.ino()) {
                     return Ok(true);
                 }
             }
+            (Ok(_), Rebuild::Always) => {}
         }
         let mut ids = scan()?;
         ids.sort_unstable();

@@ -410,6 +410,16 @@ impl Inner {
         Ok(removed)
     }
 
+    /// The ids of a tenant's sessions from a scan of its directory: what its session
+    /// catalog is built from.
+    pub(crate) fn session_names(&self, t: &TenantId) -> Result<Vec<String>> {
+        Ok(self
+            .session_ids(t)?
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect())
+    }
+
     /// Sessions of a tenant in id order, with their directories.
     fn session_ids(&self, t: &TenantId) -> Result<Vec<SessionKey>> {
         let dir = self.inside(self.layout.sessions(t))?;
@@ -523,12 +533,7 @@ impl SessionLog for FsBackend {
                 after: after.as_ref().map(SessionKey::as_str),
                 prefix: "",
             };
-            let scan = || {
-                Ok(i.session_ids(&t)?
-                    .iter()
-                    .map(|k| k.as_str().to_owned())
-                    .collect())
-            };
+            let scan = || i.session_names(&t);
             let dirs = i.session_dirs(&t)?;
             let items = i.session_catalog(&t)?.collect(range, limit, &scan, |id| {
                 let Ok(s) = SessionKey::new(id) else {
