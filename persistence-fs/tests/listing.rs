@@ -424,3 +424,42 @@ async fn gc_drops_ids_whose_entries_are_gone() {
         [f.ids.clone(), f.ids.clone(), f.ids.clone()]
     );
 }
+
+/// Sessions a listing reads without their lock or with it: a live one, one whose TTL
+/// ran out (hidden, though nothing read it since), one trimmed empty (still listed: its
+/// ordinals are kept), one whose index is stale (listed after the locked check repairs
+/// it).
+#[tokio::test]
+async fn listed_sessions_are_exactly_the_live_ones() {
+    let base = tempfile::tempdir().unwrap();
+    let backend = open(&base.path().join("store"));
+    let t = TenantId::new("t").unwrap();
+    let append = async |name: &str, ttl: Option<Duration>| {
+        let options = persistence_core::AppendOptions {
+            ttl,
+            ..Default::default()
+        };
+        let events = vec![Envelope::new(1, json!(1)), Envelope::new(1, json!(2))];
+        backend
+            .append(&t, &SessionKey::new(name).unwrap(), events, options)
+            .await
+            .unwrap();
+    };
+    append("live", None).await;
+    append("expiring", Some(Duration::from_millis(50))).await;
+    append("trimmed", None).await;
+    append("stale-index", None).await;
+    let trimmed = SessionKey::new("trimmed").unwrap();
+    backend.trim_before(&t, &trimmed, 3).await.unwrap();
+    let stale = SessionKey::new("stale-index").unwrap();
+    let index = backend.layout().session(&t, &stale).join("index");
+    std::fs::write(&index, 7u64.to_le_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(80));
+    let listed: Vec<String> =
+        common::every_page(async |c| backend.list_sessions(&t, c, 2).await.unwrap())
+            .await
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+    assert_eq!(listed, ["live", "stale-index", "trimmed"]);
+}

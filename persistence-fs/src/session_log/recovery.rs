@@ -20,15 +20,15 @@ use crate::records::{self, RecordAt, ScanError};
 /// The fields of a stored event that recovery needs (the event itself is skipped, not
 /// decoded).
 #[derive(Deserialize)]
-struct StoredEventMeta {
-    seq: u64,
+pub(super) struct StoredEventMeta {
+    pub(super) seq: u64,
     #[serde(default)]
-    exp: Option<Timestamp>,
+    pub(super) exp: Option<Timestamp>,
     #[allow(dead_code)] // checked for presence: a record without an event is corrupt
     event: serde::de::IgnoredAny,
 }
 
-fn decode_meta(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEventMeta> {
+pub(super) fn decode_meta(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEventMeta> {
     serde_json::from_slice(payload)
         .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))
 }
