@@ -191,14 +191,20 @@ impl FileLock {
     /// The lock file, created (with its directory) if missing.
     fn open(path: &Path, durability: Writes) -> io::Result<File> {
         ensure_dir(parent(path)?, durability)?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(durability.file_mode)
-            .open(path)
+        open_rw(path, durability)
     }
+}
+
+/// Opens `path` for reading and writing, creating it (with the configured file mode)
+/// if missing and keeping its content.
+pub fn open_rw(path: &Path, durability: Writes) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(durability.file_mode)
+        .open(path)
 }
 
 /// Reads a file from an offset without moving a cursor shared with other readers.

@@ -8,9 +8,9 @@
 //! trim empties the log, so ordinals are never reused. One append is one batch of
 //! records ([`crate::records`]): after a crash or a failed write, all of it or none.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -282,16 +282,7 @@ impl Inner {
                     self.durability,
                     Some(&self.session_catalog(t)?),
                 )?;
-                let open = |p: &Path| {
-                    OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .truncate(false)
-                        .mode(self.durability.file_mode)
-                        .open(p)
-                        .at(p)
-                };
+                let open = |p: &Path| files::open_rw(p, self.durability).at(p);
                 let pair = (open(&f.log)?, open(&f.index)?);
                 if self.durability == Durability::Fsync {
                     files::sync_dir(&f.dir).at(&f.dir)?;

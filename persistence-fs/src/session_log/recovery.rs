@@ -4,7 +4,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use persistence_core::{Result, Timestamp};
@@ -63,16 +62,7 @@ impl Inner {
             Err(e) => return Err(io_error(&f.log, e)),
         };
         let log_len = log.metadata().at(&f.log)?.len();
-        let open_index = || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(self.durability.file_mode)
-                .open(&f.index)
-                .at(&f.index)
-        };
+        let open_index = || files::open_rw(&f.index, self.durability).at(&f.index);
         let index = open_index()?;
         let mut state = match self.fast_check(f, &log, &index, log_len)? {
             Some(state) => {
