@@ -30,8 +30,9 @@ const THREADS: [(&str, &str); 4] = [
 ];
 /// The worker that gets killed (index into [`THREADS`]).
 const VICTIM: usize = 1;
-/// Lease TTL: how long the killed worker's lease blocks its thread.
-const LEASE_TTL: Duration = Duration::from_secs(2);
+/// Lease TTL: how long the killed worker's lease blocks its thread. Long enough that a
+/// live worker's renewals (every third of it) survive a loaded machine's slow fsyncs.
+const LEASE_TTL: Duration = Duration::from_secs(4);
 /// Simulated work per step (a model or tool call).
 const STEP_WORK: Duration = Duration::from_millis(40);
 
