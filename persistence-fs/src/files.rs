@@ -119,6 +119,13 @@ pub fn read_optional(path: &Path) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The whole content of a file just opened (read from its current position, the start).
+pub fn read_all(mut file: &File) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut file, &mut bytes)?;
+    Ok(bytes)
+}
+
 /// An flock held until drop. Other processes and other open files in this process
 /// exclude each other.
 #[derive(Debug)]

@@ -154,6 +154,7 @@ mod checkpointer;
 mod config;
 mod error;
 mod files;
+mod item_file;
 pub mod layout;
 mod lock;
 mod namespaces;
@@ -173,7 +174,7 @@ use crate::layout::Layout;
 
 /// The on-disk format this code writes: the `v1` layout with batch records (see the
 /// crate docs). A root holding a `vN` entry above it is refused with `SchemaTooNew`.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The filesystem backend. Clones share the same root.
 #[derive(Clone, Debug)]

@@ -51,13 +51,14 @@ fn frame(payload: &[u8], more: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// What lies at an offset of a record file.
+/// What lies at an offset of a record file; `P` is the payload (its bytes, or where
+/// they lie in a buffer).
 #[derive(Debug)]
-pub enum RecordAt {
+pub enum RecordAt<P = Vec<u8>> {
     /// A valid record, the offset after it, and whether its batch continues after it.
     Valid {
         /// The payload.
-        payload: Vec<u8>,
+        payload: P,
         /// Offset of the next record.
         end: u64,
         /// Whether more records of the same batch follow.
@@ -72,6 +73,27 @@ pub enum RecordAt {
     Torn,
 }
 
+/// A record header that checks: payload size, whether its batch continues, payload CRC.
+struct Header {
+    size: usize,
+    more: bool,
+    crc: u32,
+}
+
+/// The header in `head`, or `None` when its own checksum fails.
+fn decode_header(head: &[u8; HEADER]) -> Option<Header> {
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    if crc32fast::hash(&head[..8]) != word(8) {
+        return None;
+    }
+    let raw = word(0);
+    Some(Header {
+        size: (raw & !MORE) as usize,
+        more: raw & MORE != 0,
+        crc: word(4),
+    })
+}
+
 /// Reads the record at `offset` of a file of length `len`.
 pub fn read_record(file: &File, offset: u64, len: u64) -> io::Result<RecordAt> {
     if offset == len {
@@ -82,27 +104,61 @@ pub fn read_record(file: &File, offset: u64, len: u64) -> io::Result<RecordAt> {
     }
     let mut head = [0u8; HEADER];
     file.read_exact_at(&mut head, offset)?;
-    let stored_head_crc = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
-    if crc32fast::hash(&head[..8]) != stored_head_crc {
+    let Some(header) = decode_header(&head) else {
         return damaged(file, offset, len);
-    }
-    let raw = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-    let (size, more) = ((raw & !MORE) as usize, raw & MORE != 0);
-    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
-    let end = offset + (HEADER + size) as u64;
-    if size > MAX_RECORD {
+    };
+    let end = offset + (HEADER + header.size) as u64;
+    if header.size > MAX_RECORD {
         return Ok(RecordAt::Corrupt);
     }
     if end > len {
         // A valid header promising more bytes than the file has: cut short by a crash.
         return Ok(RecordAt::Torn);
     }
-    let mut payload = vec![0u8; size];
+    let mut payload = vec![0u8; header.size];
     file.read_exact_at(&mut payload, offset + HEADER as u64)?;
-    if crc32fast::hash(&payload) != crc {
+    if crc32fast::hash(&payload) != header.crc {
         return Ok(RecordAt::Corrupt);
     }
-    Ok(RecordAt::Valid { payload, end, more })
+    Ok(RecordAt::Valid {
+        payload,
+        end,
+        more: header.more,
+    })
+}
+
+/// [`read_record`] over a file already read into `buf`: the same rule, no I/O; the
+/// payload is returned as its range in `buf`.
+pub fn parse_record(buf: &[u8], offset: usize) -> RecordAt<std::ops::Range<usize>> {
+    let rest = buf.get(offset..).unwrap_or_default();
+    if rest.is_empty() {
+        return RecordAt::End;
+    }
+    let Some(head) = rest.first_chunk::<HEADER>() else {
+        return RecordAt::Torn;
+    };
+    let Some(header) = decode_header(head) else {
+        return if rest.iter().all(|b| *b == 0) {
+            RecordAt::Torn
+        } else {
+            RecordAt::Corrupt
+        };
+    };
+    if header.size > MAX_RECORD {
+        return RecordAt::Corrupt;
+    }
+    let Some(payload) = rest.get(HEADER..HEADER + header.size) else {
+        return RecordAt::Torn;
+    };
+    if crc32fast::hash(payload) != header.crc {
+        return RecordAt::Corrupt;
+    }
+    let start = offset + HEADER;
+    RecordAt::Valid {
+        payload: start..start + header.size,
+        end: (start + header.size) as u64,
+        more: header.more,
+    }
 }
 
 /// A header that does not check: torn when only zeros follow, corrupt otherwise.
@@ -257,7 +313,7 @@ impl RecordWriter for File {
 }
 
 /// Writes all of `bytes` at `offset`, resuming after short writes.
-fn write_all_at(file: &impl RecordWriter, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
+pub fn write_all_at(file: &impl RecordWriter, mut bytes: &[u8], mut offset: u64) -> io::Result<()> {
     while !bytes.is_empty() {
         match file.write_at(bytes, offset) {
             Ok(0) => {

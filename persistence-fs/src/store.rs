@@ -15,6 +15,7 @@ use crate::catalog::{Catalog, Range};
 use crate::checkpointer::{ensure_entry, entry_id};
 use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
+use crate::item_file::{self, ItemFile, Latest};
 use crate::layout::{ITEM_CATALOG_DIR, ITEM_LOCKS_DIR, ITEMS_DIR, decode, encode};
 use crate::{FsBackend, Inner};
 
@@ -46,24 +47,34 @@ impl StoredItem {
     }
 }
 
-/// The item stored at `path`.
+/// The item stored at `path`, as a reader sees it (no lock held).
 ///
 /// # Errors
 /// `Corrupt` naming the file (and `key` when known) when it does not decode.
 fn load_key(path: &Path, key: Option<&ItemKey>) -> Result<Option<StoredItem>> {
-    match files::read_optional(path).at(path)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| match key {
-                Some(key) => corrupt(path, format!("item {key:?} does not decode: {e}")),
-                None => corrupt(path, e),
-            }),
-    }
+    decode_item(item_file::read_latest(path).at(path)?, path, key)
 }
 
 fn load(path: &Path) -> Result<Option<StoredItem>> {
     load_key(path, None)
+}
+
+/// The item in `latest`, decoded.
+///
+/// # Errors
+/// `Corrupt` naming the file (and `key` when known) when it is damaged or does not decode.
+fn decode_item(latest: Latest, path: &Path, key: Option<&ItemKey>) -> Result<Option<StoredItem>> {
+    let damaged = |what: String| match key {
+        Some(key) => corrupt(path, format!("item {key:?} {what}")),
+        None => corrupt(path, what),
+    };
+    match latest {
+        Latest::Absent => Ok(None),
+        Latest::Damaged(what) => Err(damaged(what)),
+        Latest::Item(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| damaged(format!("does not decode: {e}"))),
+    }
 }
 
 /// What a write finds at its item's path: the item, nothing, or a corrupt file (which a
@@ -74,13 +85,16 @@ enum Current {
     Corrupt(Error),
 }
 
-fn current(path: &Path, key: &ItemKey) -> Result<Current> {
-    match load_key(path, Some(key)) {
-        Ok(Some(item)) => Ok(Current::Item(item)),
-        Ok(None) => Ok(Current::Absent),
-        Err(e) if e.kind() == persistence_core::ErrorKind::Corrupt => Ok(Current::Corrupt(e)),
-        Err(e) => Err(e),
-    }
+/// The item at `path` for a caller holding its lock, with the open file a put writes.
+fn current(path: &Path, key: &ItemKey) -> Result<(Current, ItemFile)> {
+    let file = ItemFile::open(path).at(path)?;
+    let found = match decode_item(file.latest(), path, Some(key)) {
+        Ok(Some(item)) => Current::Item(item),
+        Ok(None) => Current::Absent,
+        Err(e) if e.kind() == persistence_core::ErrorKind::Corrupt => Current::Corrupt(e),
+        Err(e) => return Err(e),
+    };
+    Ok((found, file))
 }
 
 fn check_version(if_version: Option<u64>, current: u64) -> Result<()> {
@@ -98,17 +112,20 @@ fn bad_cursor(c: &Cursor) -> Error {
 
 impl Inner {
     fn item_path(&self, t: &TenantId, ns: &Namespace, key: &ItemKey) -> Result<PathBuf> {
-        self.inside(
-            self.layout
-                .namespace(t, ns)
-                .join(ITEMS_DIR)
-                .join(encode(key.as_str())),
-        )
+        let ns_dir = self.inside(self.layout.namespace(t, ns))?;
+        self.item_path_in(&ns_dir, key)
     }
 
-    /// The lock of one item (CAS and TTL checks happen under it).
+    /// The file of `key` in `ns_dir`, a namespace directory checked already.
+    fn item_path_in(&self, ns_dir: &Path, key: &ItemKey) -> Result<PathBuf> {
+        self.inside_below(ns_dir, ns_dir.join(ITEMS_DIR).join(encode(key.as_str())))
+    }
+
+    /// The lock of one item in `ns_dir`, a namespace directory checked already (CAS and
+    /// TTL checks happen under it).
     fn item_lock(&self, ns_dir: &Path, key: &ItemKey) -> Result<FileLock> {
-        let path = self.inside(
+        let path = self.inside_below(
+            ns_dir,
             ns_dir
                 .join(ITEM_LOCKS_DIR)
                 .join(format!("{}.lock", encode(key.as_str()))),
@@ -128,10 +145,11 @@ impl Inner {
             .ttl
             .map(|t| validate_ttl("item ttl", t))
             .transpose()?;
-        let _lock = self.item_lock(&self.layout.namespace(t, ns), key)?;
+        let ns_dir = self.inside(self.layout.namespace(t, ns))?;
+        let _lock = self.item_lock(&ns_dir, key)?;
         let now = Timestamp::now();
-        let path = self.item_path(t, ns, key)?;
-        let found = current(&path, key)?;
+        let path = self.item_path_in(&ns_dir, key)?;
+        let (found, file) = current(&path, key)?;
         let created = matches!(found, Current::Absent);
         let current = match found {
             Current::Item(item) => Some(item).filter(|i| i.live(now)),
@@ -144,7 +162,8 @@ impl Inner {
             options.if_version,
             current.as_ref().map_or(0, |i| i.version),
         )?;
-        let mut dir = self.inside(self.layout.store(t))?;
+        // Below the store's root, checked as part of `ns_dir`.
+        let mut dir = self.layout.store(t);
         for label in ns.labels() {
             dir.push(encode(label));
             ensure_entry(&dir, label, self.durability, None)?;
@@ -164,7 +183,7 @@ impl Inner {
             self.note_namespace(t, ns, &dir)?;
             self.item_catalog(t, ns)?.add(key.as_str())?;
         }
-        files::write_atomic(&path, &bytes, self.durability).at(&path)?;
+        file.write(&path, &bytes, self.durability).at(&path)?;
         Ok(stored.version)
     }
 
@@ -175,9 +194,10 @@ impl Inner {
         key: &ItemKey,
         if_version: Option<u64>,
     ) -> Result<bool> {
-        let _lock = self.item_lock(&self.layout.namespace(t, ns), key)?;
-        let path = self.item_path(t, ns, key)?;
-        let (live, was_corrupt) = match current(&path, key)? {
+        let ns_dir = self.inside(self.layout.namespace(t, ns))?;
+        let _lock = self.item_lock(&ns_dir, key)?;
+        let path = self.item_path_in(&ns_dir, key)?;
+        let (live, was_corrupt) = match current(&path, key)?.0 {
             Current::Item(item) => (Some(item).filter(|i| i.live(Timestamp::now())), false),
             Current::Absent => (None, false),
             Current::Corrupt(e) if if_version.is_some() => return Err(e),
@@ -311,9 +331,13 @@ impl Inner {
                 self.walk_all(&root, &mut all)?;
             }
             for ns_dir in all {
+                let ns_dir = self.inside(ns_dir)?;
                 for (key, path) in self.item_keys(&ns_dir)? {
                     let _lock = self.item_lock(&ns_dir, &key)?;
-                    if load(&path)?.is_some_and(|i| !i.live(Timestamp::now())) {
+                    let held = ItemFile::open(&path).at(&path)?.latest();
+                    if decode_item(held, &path, Some(&key))?
+                        .is_some_and(|i| !i.live(Timestamp::now()))
+                    {
                         std::fs::remove_file(&path).at(&path)?;
                         let items = ns_dir.join(ITEMS_DIR);
                         Catalog::new(ns_dir.join(ITEM_CATALOG_DIR), items, self.durability)
@@ -371,7 +395,7 @@ impl Store for FsBackend {
             "store.get",
             format!("{tenant}/{namespace}/{key}"),
             move |i| {
-                Ok(load(&i.item_path(&t, &ns, &k)?)?
+                Ok(load_key(&i.item_path(&t, &ns, &k)?, Some(&k))?
                     .filter(|x| x.live(Timestamp::now()))
                     .map(StoredItem::into_item))
             },

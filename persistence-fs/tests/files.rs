@@ -387,37 +387,38 @@ async fn garbage_lease_is_a_clear_error() {
 #[test]
 fn newer_layout_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("v4")).unwrap();
+    std::fs::create_dir_all(root.path().join("v5")).unwrap();
     let err = FsBackend::open(FsConfig::new(root.path())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
 }
 
-/// A root opened by this version carries the `v3` marker, which versions before
-/// catalogs refuse (they refuse any `vN` above their own) instead of creating entries
-/// the catalogs would not list; a root written before (only `v1`, or `v2`) opens and
-/// reads as before.
+/// A root opened by this version carries the `v4` marker, which earlier versions refuse
+/// (they refuse any `vN` above their own) instead of misreading item logs or creating
+/// entries the catalogs would not list; a root written before (only `v1`, or `v2`, or
+/// `v3`) opens and reads as before.
 #[tokio::test]
 async fn the_format_marker_keeps_older_versions_out() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    assert!(root.path().join("v3").is_dir());
+    assert!(root.path().join("v4").is_dir());
     let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
     write_events(&backend, &t, &s, 3).await;
     drop(backend);
-    for older in ["v2", "v1-only"] {
-        std::fs::remove_dir(root.path().join("v3")).unwrap();
-        if older == "v2" {
-            std::fs::create_dir(root.path().join("v2")).unwrap();
-        } else {
-            std::fs::remove_dir(root.path().join("v2")).unwrap();
+    for older in [Some("v3"), Some("v2"), None] {
+        std::fs::remove_dir(root.path().join("v4")).unwrap();
+        if let Some(marker) = older {
+            std::fs::create_dir(root.path().join(marker)).unwrap();
         }
         let reopened = open(root.path());
-        assert!(root.path().join("v3").is_dir(), "{older}");
+        assert!(root.path().join("v4").is_dir(), "{older:?}");
         assert_eq!(
             reopened.read(&t, &s, 0, 10).await.unwrap().len(),
             3,
-            "{older}"
+            "{older:?}"
         );
+        if let Some(marker) = older {
+            std::fs::remove_dir(root.path().join(marker)).unwrap();
+        }
     }
 }
 

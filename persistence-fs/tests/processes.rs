@@ -11,7 +11,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use persistence_core::{
-    CheckpointId, CheckpointSelector, Checkpointer, SessionKey, SessionLog, TenantId, ThreadKey,
+    CheckpointId, CheckpointSelector, Checkpointer, ItemKey, Namespace, SessionKey, SessionLog,
+    TenantId, ThreadKey,
 };
 use persistence_fs::{FsBackend, FsConfig};
 
@@ -37,6 +38,11 @@ async fn sigkill_loses_no_acknowledged_write() {
     );
     let mut acked_head = 0u64;
     let mut acked_checkpoints: Vec<CheckpointId> = Vec::new();
+    let mut acked_item = 0u64;
+    let (ns, key) = (
+        Namespace::new(["crash"]).unwrap(),
+        ItemKey::new("counter").unwrap(),
+    );
     let started = Instant::now();
     for round in 0..kills() {
         let mut child = Command::new(WORKER)
@@ -63,6 +69,8 @@ async fn sigkill_loses_no_acknowledged_write() {
                 acked_head = acked_head.max(head.parse().unwrap());
             } else if let Some(id) = line.strip_prefix("checkpoint ") {
                 acked_checkpoints.push(id.parse().unwrap());
+            } else if let Some(version) = line.strip_prefix("item ") {
+                acked_item = acked_item.max(version.parse().unwrap());
             }
         }
         // Reopen like a restarted process and check everything acknowledged is there.
@@ -78,6 +86,21 @@ async fn sigkill_loses_no_acknowledged_write() {
             assert_eq!(e.seq, i as u64 + 1, "round {round}: gap at {i}");
         }
         acked_head = head;
+        let item = persistence_core::Store::get(&backend, &tenant, &ns, &key)
+            .await
+            .unwrap();
+        let version = item.as_ref().map_or(0, |i| i.version);
+        assert!(
+            version >= acked_item,
+            "round {round}: item version {version} < acknowledged {acked_item}"
+        );
+        if let Some(item) = item {
+            assert_eq!(
+                item.value.data["version"], version,
+                "round {round}: the value of another version"
+            );
+        }
+        acked_item = version;
         for id in &acked_checkpoints {
             let got = backend
                 .get(&tenant, &thread, CheckpointSelector::Id(*id))
@@ -100,15 +123,16 @@ async fn sigkill_loses_no_acknowledged_write() {
             .unwrap_or_else(|e| panic!("round {round}: unreadable checkpoints: {e}"));
     }
     assert!(
-        acked_head > 0 && !acked_checkpoints.is_empty(),
+        acked_head > 0 && !acked_checkpoints.is_empty() && acked_item > 0,
         "the worker never acknowledged a write"
     );
     eprintln!(
-        "{} kills in {:?}: {} events, {} checkpoints",
+        "{} kills in {:?}: {} events, {} checkpoints, {} item versions",
         kills(),
         started.elapsed(),
         acked_head,
-        acked_checkpoints.len()
+        acked_checkpoints.len(),
+        acked_item
     );
 }
 

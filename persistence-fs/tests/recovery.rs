@@ -329,71 +329,17 @@ async fn an_emptied_log_is_corrupt_not_a_new_session() {
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
 }
 
-/// A tmpfs of `size` mounted at a fresh directory, unmounted on drop; `None` (printed)
-/// where this process cannot mount.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(SmallDisk { dir }),
-            Ok(out) => {
-                eprintln!(
-                    "SKIP: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIP: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
-/// Fills the disk with a file until writes fail, then frees 8 KiB, so a batch of
-/// several 3 KB records starts to land and then fails part way (a short write and
-/// `ENOSPC`). Returns the file, to free the rest.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let chunk = vec![7u8; 4096];
-    while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
-    let len = file.metadata().unwrap().len();
-    file.set_len(len.saturating_sub(8192)).unwrap();
-    path
-}
-
 /// On a full disk a batch fails whole: after freeing space the log holds only what was
 /// there before, and the next append gets the next ordinal (a retry does not duplicate).
 #[tokio::test]
 async fn a_failed_append_on_a_full_disk_leaves_nothing() {
-    let Some(disk) = SmallDisk::mount("1m") else {
+    let Some(disk) = common::SmallDisk::mount("1m") else {
         return;
     };
     let backend = open(&disk.path().join("store"));
     append(&backend, &[json!(1)]).await.unwrap();
     append(&backend, &[json!(2)]).await.unwrap();
-    let filler = fill(disk.path());
+    let filler = common::fill(disk.path());
     let big: Vec<_> = (0..5)
         .map(|i| json!({"i": i, "pad": "z".repeat(3000)}))
         .collect();
@@ -408,13 +354,13 @@ async fn a_failed_append_on_a_full_disk_leaves_nothing() {
 /// The same for pending writes on a full disk.
 #[tokio::test]
 async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
-    let Some(disk) = SmallDisk::mount("1m") else {
+    let Some(disk) = common::SmallDisk::mount("1m") else {
         return;
     };
     let backend = open(&disk.path().join("store"));
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
     let id = common::first_checkpoint(&backend, &t, &th).await;
-    let filler = fill(disk.path());
+    let filler = common::fill(disk.path());
     let writes: Vec<Write> = (0..5)
         .map(|i| Write {
             channel: ChannelName::new("c").unwrap(),
@@ -456,7 +402,7 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
 /// for writing.
 #[tokio::test]
 async fn a_read_only_root_reads_everything() {
-    let Some(disk) = SmallDisk::mount("4m") else {
+    let Some(disk) = common::SmallDisk::mount("4m") else {
         return;
     };
     let root = disk.path().join("store");

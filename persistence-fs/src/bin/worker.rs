@@ -3,7 +3,8 @@
 //! so a parent that kills it knows exactly what was acknowledged.
 //!
 //! ```text
-//! persistence-fs-worker crash-loop ROOT            append + checkpoint until killed
+//! persistence-fs-worker crash-loop ROOT            append + checkpoint + CAS item put
+//!                                                  until killed
 //! persistence-fs-worker append ROOT SESSION N      N single-event appends
 //! persistence-fs-worker lock-cycles ROOT N FILE    N lock cycles incrementing FILE
 //! persistence-fs-worker hold ROOT LOCK SECONDS      take LOCK (tenant `t`), print
@@ -69,6 +70,10 @@ async fn crash_loop(root: &str) -> persistence_core::Result<()> {
     let tenant = TenantId::new("crash")?;
     let session = SessionKey::new("log")?;
     let thread = ThreadKey::new("run")?;
+    let (ns, key) = (Namespace::new(["crash"])?, ItemKey::new("counter")?);
+    let mut version = Store::get(&backend, &tenant, &ns, &key)
+        .await?
+        .map_or(0, |item| item.version);
     for i in 0u64.. {
         let batch = (0..1 + i % 3)
             .map(|j| Envelope::new(1, serde_json::json!({"i": i, "j": j})))
@@ -87,6 +92,23 @@ async fn crash_loop(root: &str) -> persistence_core::Result<()> {
         let id = checkpoint.id;
         Checkpointer::put(&backend, &tenant, &thread, checkpoint, Default::default()).await?;
         ack(format!("checkpoint {id}"));
+        // Each version's value names it (padded, so the item file is rewritten every few
+        // dozen puts): a value read at another version is a lost or torn write.
+        let value = serde_json::json!({"version": version + 1, "pad": "x".repeat(400)});
+        let options = persistence_core::PutItemOptions {
+            if_version: Some(version),
+            ..Default::default()
+        };
+        version = Store::put(
+            &backend,
+            &tenant,
+            &ns,
+            &key,
+            Envelope::new(1, value),
+            options,
+        )
+        .await?;
+        ack(format!("item {version}"));
     }
     Ok(())
 }
