@@ -5,8 +5,9 @@
 //!
 //! Prints ops/s, p50 and p99 for each operation with `Durability::Fsync` and
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
-//! record size as a one-event append), store puts at 1 and 8 tasks beside a bare atomic
-//! replace at 1 and 8 tasks (the disk's own scaling), and the scale checks
+//! record size as a one-event append), store puts at 1 and 8 tasks beside a bare append
+//! + fdatasync and a bare atomic replace at 1 and 8 tasks (the disk's own scaling), and
+//! the scale checks
 //! of `persistence_bench::scale` at `--scale N` (default 100 000): get latest and put on a
 //! thread of 1 000 and N checkpoints, reads at ordinal 1 000 and N − 1 000 of an N-event
 //! session, and paging through N sessions and N items.
@@ -76,43 +77,51 @@ async fn main() -> persistence_core::Result<()> {
         }
     }
 
-    // Writers of distinct keys of one namespace (per-item locks), durable, beside the
-    // same number of tasks doing a bare atomic replace (temp file, write, fsync, rename,
-    // directory fsync) of distinct files in one directory: what the disk allows.
+    // Writers of distinct keys of one namespace (per-item locks, one append and one
+    // fdatasync per put), durable, beside the same number of tasks doing what a put does
+    // to the disk, bare: an append + fdatasync + commit byte to one of 100 files; and a
+    // bare atomic replace (temp file, write, fsync, rename, directory fsync), what a put
+    // did before items were logs. Their scaling from 1 to 8 tasks is what the disk allows.
     let b = FsBackend::open(FsConfig::new(scratch.path().join("store-tasks")))?;
     let stores = Stores::of(b);
-    let replaced = scratch.path().join("raw-replace");
-    std::fs::create_dir_all(&replaced).expect("raw replace dir");
-    let (mut one_task, mut one_raw) = (0.0, 0.0);
+    let raw_dir = scratch.path().join("raw-files");
+    std::fs::create_dir_all(&raw_dir).expect("raw files dir");
+    let mut one_task: Option<[f64; 3]> = None;
     for tasks in [1, 8] {
-        let dir = replaced.clone();
-        let raw = measure(
-            &format!("raw atomic replace {record_size} B"),
-            ops,
-            tasks,
-            move |i| {
+        let mut rates = [0.0; 3];
+        for (slot, name) in [(0, "raw append+fdatasync"), (1, "raw atomic replace")] {
+            let dir = raw_dir.clone();
+            let raw = measure(&format!("{name} {record_size} B"), ops, tasks, move |i| {
                 let dir = dir.clone();
                 async move {
-                    tokio::task::spawn_blocking(move || raw_replace(&dir, i % 100, record_size))
-                        .await
-                        .expect("raw replace task")
-                        .expect("raw replace");
+                    tokio::task::spawn_blocking(move || {
+                        if slot == 0 {
+                            raw_append(&dir, i % 100, record_size)
+                        } else {
+                            raw_replace(&dir, i % 100, record_size)
+                        }
+                    })
+                    .await
+                    .expect("raw task")
+                    .expect("raw write");
                 }
-            },
-        )
-        .await;
-        print_row(&raw, None);
+            })
+            .await;
+            print_row(&raw, None);
+            rates[slot] = raw.ops_per_sec;
+        }
         workload::warm_up(&stores, Op::StorePut, tasks).await?;
         let s = workload::measure_op(&stores, Op::StorePut, ops, tasks).await?;
-        print_row(&s, Some(raw.ops_per_sec));
-        if tasks == 1 {
-            (one_task, one_raw) = (s.ops_per_sec, raw.ops_per_sec);
-        } else {
-            println!(
-                "8 tasks vs 1: store put {:.2}x, raw atomic replace {:.2}x",
-                s.ops_per_sec / one_task,
-                raw.ops_per_sec / one_raw
-            );
+        print_row(&s, Some(rates[0]));
+        rates[2] = s.ops_per_sec;
+        match one_task {
+            None => one_task = Some(rates),
+            Some(one) => println!(
+                "8 tasks vs 1: store put {:.2}x, raw append {:.2}x, raw atomic replace {:.2}x",
+                rates[2] / one[2],
+                rates[0] / one[0],
+                rates[1] / one[1]
+            ),
         }
     }
 
@@ -127,6 +136,18 @@ async fn main() -> persistence_core::Result<()> {
     let report = scale::run(&Stores::of(b), size, &|what| eprintln!("{what}...")).await?;
     report.print();
     Ok(())
+}
+
+/// What a store put does to the disk, bare: append a record to file `n` of `dir`,
+/// fdatasync it, then append its commit byte.
+fn raw_append(dir: &std::path::Path, n: usize, size: usize) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("a{n}")))?;
+    file.write_all(&vec![b'r'; size])?;
+    file.sync_data()?;
+    file.write_all(b"C")
 }
 
 /// One atomic replace of file `n` in `dir`, as durable as a store put's: temp file,
