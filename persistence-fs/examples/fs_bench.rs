@@ -5,10 +5,9 @@
 //!
 //! Prints ops/s, p50 and p99 for each operation with `Durability::Fsync` and
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
-//! record size as a one-event append), store puts at 1 and 8 tasks beside a bare append
-//! + fdatasync and a bare atomic replace at 1 and 8 tasks (the disk's own scaling), and
-//! the scale checks
-//! of `persistence_bench::scale` at `--scale N` (default 100 000): get latest and put on a
+//! record size as a one-event append), store puts at 1 and 8 tasks beside a bare
+//! append with `fdatasync` and a bare atomic replace at 1 and 8 tasks (the disk's own
+//! scaling), and the scale checks of `persistence_bench::scale` at `--scale N` (default 100 000): get latest and put on a
 //! thread of 1 000 and N checkpoints, reads at ordinal 1 000 and N − 1 000 of an N-event
 //! session, and paging through N sessions and N items.
 
