@@ -28,6 +28,7 @@ use crate::files::{self, FileLock};
 use crate::records::{self, HEADER, RecordAt};
 use crate::{FsBackend, Inner};
 
+mod listing;
 mod recovery;
 use recovery::decode_event;
 
@@ -137,47 +138,6 @@ impl Inner {
         self.inside_below(&files.dir, files.log.clone())?;
         self.inside_below(&files.dir, files.index.clone())?;
         Ok((files, lock, fence))
-    }
-
-    /// Whether a listing can show session `s` without taking its lock: its index's last
-    /// entry names a valid record that ends a batch within the log and has not expired.
-    /// Index entries are written only after their batch is durable, so such a record is
-    /// acknowledged and the session exists. `false` sends the caller to the locked check
-    /// (no index, an emptied log, an expired session, a torn or stale index, damage).
-    ///
-    /// # Errors
-    /// A symbolic link below the root (`Corrupt`), as every access.
-    fn listed_unlocked(&self, dirs: &SessionDirs, t: &TenantId, s: &SessionKey) -> Result<bool> {
-        let dir = self.inside_below(&dirs.sessions, self.layout.session(t, s))?;
-        let index_path = self.inside_below(&dir, dir.join(INDEX))?;
-        let log_path = self.inside_below(&dir, dir.join(LOG))?;
-        let (Ok(index), Ok(log)) = (File::open(&index_path), File::open(&log_path)) else {
-            return Ok(false);
-        };
-        let (Ok(index_len), Ok(log_len)) = (
-            index.metadata().map(|m| m.len()),
-            log.metadata().map(|m| m.len()),
-        ) else {
-            return Ok(false);
-        };
-        if index_len == 0 || index_len % 8 != 0 {
-            return Ok(false);
-        }
-        let Ok(last) = read_index_entry(&index, index_len / 8 - 1) else {
-            return Ok(false);
-        };
-        let Ok(RecordAt::Valid {
-            payload,
-            end,
-            more: false,
-        }) = records::read_record(&log, last, log_len)
-        else {
-            return Ok(false);
-        };
-        let Ok(meta) = recovery::decode_meta(&log_path, last, &payload) else {
-            return Ok(false);
-        };
-        Ok(end <= log_len && meta.seq > 0 && meta.exp.is_none_or(|e| e > Timestamp::now()))
     }
 
     /// Locks and recovers a session; an expired session is deleted and reported empty.
@@ -567,11 +527,17 @@ impl SessionLog for FsBackend {
             };
             let scan = || i.session_names(&t);
             let dirs = i.session_dirs(&t)?;
+            let sessions_dir = listing::SessionsDir::open(&dirs.sessions);
             let items = i.session_catalog(&t)?.collect(range, limit, &scan, |id| {
                 let Ok(s) = SessionKey::new(id) else {
                     return Ok(None);
                 };
-                if i.listed_unlocked(&dirs, &t, &s)? {
+                let listed = match sessions_dir.probe(&s, Timestamp::now()) {
+                    listing::Probe::Listed => true,
+                    listing::Probe::Check => false,
+                    listing::Probe::ByPath => i.listed_unlocked(&dirs, &t, &s)?,
+                };
+                if listed {
                     return Ok(Some(s));
                 }
                 Ok(i.open_session_shared_in(&dirs, &t, &s)?
