@@ -11,8 +11,8 @@
 //!     sessions/{session}/~id, log, index   record log + fixed-width offset index
 //!                       /~base             first ordinal still in `log` after a trim
 //!     session-guards/{session}.lock|.fence
-//!     store/{label}/{label}/.../~items/{key}   one JSON file per item
-//!                          /~lock          flock target for the namespace
+//!     store/{label}/{label}/.../~items/{key}   one log of versions per item
+//!                          /~locks/{key}.lock  flock target of one item
 //!     leases/{name}.lock|.lease|.fence     lease (owner, token, fence, expiry)
 //!     catalogs/{threads,sessions,namespaces}/  sorted ids + journal (module `catalog`)
 //!     store/.../~catalog/                  the same for a namespace's items

@@ -240,7 +240,7 @@ impl Catalog {
                 }
                 Err(e) => return Err(io_error(&self.dir, e)),
             };
-            let changes = self.read_journal().at(&self.dir)?;
+            let changes = self.read_journal(Some(range)).at(&self.dir)?;
             let mut out = Vec::with_capacity(n.min(1024));
             let read = bisect(&sorted, range).and_then(|start| {
                 merge(&sorted, start, &changes, range, |id| {
@@ -326,7 +326,7 @@ impl Catalog {
     /// Rewrites `sorted` as `base` (or the current `sorted`) with the journal applied,
     /// then empties the journal. Caller holds the exclusive lock.
     fn fold(&self, base: Option<Vec<String>>) -> io::Result<()> {
-        let changes = self.read_journal()?;
+        let changes = self.read_journal(None)?;
         let mut bytes = Vec::new();
         let push = |id: &str| {
             bytes.extend_from_slice(sorted_line(id).as_bytes());
@@ -377,12 +377,15 @@ impl Catalog {
         Ok(())
     }
 
-    /// The journal's changes: id → present, the last change of each id winning.
-    fn read_journal(&self) -> io::Result<BTreeMap<String, bool>> {
+    /// The journal's changes: id → present, the last change of each id winning; only
+    /// those of `range` when given (a page needs no others).
+    fn read_journal(&self, range: Option<Range<'_>>) -> io::Result<BTreeMap<String, bool>> {
         let bytes = files::read_optional(&self.dir.join(JOURNAL))?.unwrap_or_default();
         let mut changes = BTreeMap::new();
         for line in bytes.split(|b| *b == b'\n') {
-            if let Some((op, id)) = parse_journal_line(line) {
+            if let Some((op, id)) = parse_journal_line(line)
+                && range.is_none_or(|r| !r.before(id) && !r.past(id))
+            {
                 changes.insert(id.to_owned(), op == b'+');
             }
         }
