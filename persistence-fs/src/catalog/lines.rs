@@ -6,6 +6,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead};
+use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 
 use super::Range;
@@ -157,8 +158,13 @@ pub(super) fn merge_iter(
     mut take: impl FnMut(&str) -> bool,
 ) -> io::Result<()> {
     let mut base = base.peekable();
+    // The changes from the range's start on (the filter keeps exactly the range's).
+    let start = match range.after {
+        Some(after) if after >= range.prefix => Bound::Excluded(after),
+        _ => Bound::Included(range.prefix),
+    };
     let mut changed = changes
-        .iter()
+        .range::<str, _>((start, Bound::Unbounded))
         .filter(|(id, _)| !range.before(id))
         .peekable();
     loop {

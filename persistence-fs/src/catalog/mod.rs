@@ -27,7 +27,6 @@
 //! read-only root without one is listed by scanning, as before catalogs. Listing a
 //! directory that does not exist returns nothing and creates nothing.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -40,8 +39,9 @@ use crate::config::{Durability, Writes};
 use crate::error::{IoContext, io_error};
 use crate::files::{self, FileLock};
 
+mod journal;
 mod lines;
-use lines::{bisect, journal_line, merge, merge_iter, parse_journal_line, scanned, sorted_line};
+use lines::{bisect, journal_line, merge, merge_iter, scanned, sorted_line};
 
 /// Journal size past which a writer folds it into `sorted`.
 pub const COMPACT_AT: u64 = 64 << 10;
@@ -240,7 +240,7 @@ impl Catalog {
                 }
                 Err(e) => return Err(io_error(&self.dir, e)),
             };
-            let changes = self.read_journal(Some(range)).at(&self.dir)?;
+            let changes = journal::changes(&self.dir.join(JOURNAL), &sorted).at(&self.dir)?;
             let mut out = Vec::with_capacity(n.min(1024));
             let read = bisect(&sorted, range).and_then(|start| {
                 merge(&sorted, start, &changes, range, |id| {
@@ -326,7 +326,7 @@ impl Catalog {
     /// Rewrites `sorted` as `base` (or the current `sorted`) with the journal applied,
     /// then empties the journal. Caller holds the exclusive lock.
     fn fold(&self, base: Option<Vec<String>>) -> io::Result<()> {
-        let changes = self.read_journal(None)?;
+        let changes = journal::read_all(&self.dir.join(JOURNAL))?;
         let mut bytes = Vec::new();
         let push = |id: &str| {
             bytes.extend_from_slice(sorted_line(id).as_bytes());
@@ -375,21 +375,6 @@ impl Catalog {
             Err(e) => return Err(e),
         }
         Ok(())
-    }
-
-    /// The journal's changes: id → present, the last change of each id winning; only
-    /// those of `range` when given (a page needs no others).
-    fn read_journal(&self, range: Option<Range<'_>>) -> io::Result<BTreeMap<String, bool>> {
-        let bytes = files::read_optional(&self.dir.join(JOURNAL))?.unwrap_or_default();
-        let mut changes = BTreeMap::new();
-        for line in bytes.split(|b| *b == b'\n') {
-            if let Some((op, id)) = parse_journal_line(line)
-                && range.is_none_or(|r| !r.before(id) && !r.past(id))
-            {
-                changes.insert(id.to_owned(), op == b'+');
-            }
-        }
-        Ok(changes)
     }
 }
 

@@ -168,3 +168,56 @@ fn a_damaged_catalog_is_rebuilt_from_the_directory() {
     assert!(!sorted.exists());
     assert_eq!(list(&c), ids);
 }
+
+/// The journal parsed once per process stays right between pages: lines appended since
+/// are added, a fold (a new `sorted`, the journal emptied and written again) starts it
+/// over, and a line read while half written is taken whole the next time.
+#[test]
+fn the_parsed_journal_follows_appends_folds_and_half_written_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("entries")).unwrap();
+    let c = Catalog::new(tmp.path().join("cat"), tmp.path().join("entries"), writes());
+    let everything = Range {
+        after: None,
+        prefix: "",
+    };
+    let mut model = std::collections::BTreeSet::new();
+    c.remove("start");
+    for round in 0..4 {
+        for i in 0..20 {
+            let id = format!("r{round}-{i:02}");
+            c.add(&id).unwrap();
+            model.insert(id);
+        }
+        c.remove(&format!("r{round}-05"));
+        model.remove(&format!("r{round}-05"));
+        // Pages read between every change see them all.
+        assert_eq!(
+            all(&c, everything),
+            model.iter().cloned().collect::<Vec<_>>()
+        );
+        if round == 1 {
+            let _x = FileLock::exclusive(&c.dir.join(LOCK), writes()).unwrap();
+            c.fold(None).unwrap();
+            assert_eq!(std::fs::metadata(c.dir.join(JOURNAL)).unwrap().len(), 0);
+        }
+    }
+    // Half of a line, as a reader can meet it while it is appended, then the rest.
+    let line = journal_line('+', "half");
+    let (first, rest) = line.as_bytes().split_at(line.len() / 2);
+    let mut j = OpenOptions::new()
+        .append(true)
+        .open(c.dir.join(JOURNAL))
+        .unwrap();
+    j.write_all(first).unwrap();
+    assert_eq!(
+        all(&c, everything),
+        model.iter().cloned().collect::<Vec<_>>()
+    );
+    j.write_all(rest).unwrap();
+    model.insert("half".into());
+    assert_eq!(
+        all(&c, everything),
+        model.iter().cloned().collect::<Vec<_>>()
+    );
+}
