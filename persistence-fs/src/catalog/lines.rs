@@ -125,10 +125,13 @@ pub(super) fn merge(
     start: u64,
     changes: &BTreeMap<String, bool>,
     range: Range<'_>,
+    lines_wanted: usize,
     take: impl FnMut(&str) -> bool,
 ) -> io::Result<()> {
+    // Read about what the page needs (lines are short), not a fixed 64 KiB per page.
+    let capacity = lines_wanted.saturating_mul(64).clamp(4 << 10, 64 << 10);
     let mut reader = io::BufReader::with_capacity(
-        64 << 10,
+        capacity,
         files::PositionedReader {
             file: sorted,
             offset: start,

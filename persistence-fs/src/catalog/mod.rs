@@ -243,7 +243,7 @@ impl Catalog {
             let changes = journal::changes(&self.dir.join(JOURNAL), &sorted).at(&self.dir)?;
             let mut out = Vec::with_capacity(n.min(1024));
             let read = bisect(&sorted, range).and_then(|start| {
-                merge(&sorted, start, &changes, range, |id| {
+                merge(&sorted, start, &changes, range, n, |id| {
                     out.push(id.to_owned());
                     out.len() < n
                 })
@@ -344,7 +344,7 @@ impl Catalog {
                 push,
             )?,
             None => match File::open(self.dir.join(SORTED)) {
-                Ok(sorted) => match merge(&sorted, 0, &changes, everything, push) {
+                Ok(sorted) => match merge(&sorted, 0, &changes, everything, usize::MAX, push) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                         // Damaged: dropped, so the next listing rebuilds it from the
