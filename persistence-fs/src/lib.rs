@@ -119,22 +119,22 @@
 //!
 //! | check | at 1 000 | at 100 000 | ratio (p50) |
 //! |---|---|---|---|
-//! | get latest on a thread of N checkpoints | 84 µs | 105 µs | 1.25× |
-//! | put on a thread of N checkpoints | 553 µs | 590 µs | 1.07× |
-//! | read 100 events after ordinal 1 000 / N − 1 000 | 449 µs | 459 µs | 1.02× |
+//! | get latest on a thread of N checkpoints | 114 µs | 106 µs | 0.93× |
+//! | put on a thread of N checkpoints | 853 µs | 844 µs | 0.99× |
+//! | read 100 events after ordinal 1 000 / N − 1 000 | 524 µs | 522 µs | 1.00× |
 //!
-//! (An earlier run gave 0.88×, 0.76× and 1.02×: within the machine's noise, and within
-//! the 1.5× aimed for.)
-//!
-//! Paging through 100 000 sessions took 1.80 s in pages of 1 000 (3.67 s in pages of
-//! 100), through 100 000 items 1.82 s (2.70 s); before catalogs the pass over sessions
-//! took 105 s in pages of 100. A listing checks each session without its lock, through
-//! descriptors: the tenant's sessions directory is opened once per page and each
-//! session's index and log below it with `openat2(RESOLVE_NO_SYMLINKS)`, the last record
-//! read in one `pread` (index entries are written only once their batch is durable; an
-//! expired, emptied or inconsistent session goes through the locked check). What a page
-//! costs beyond its entries (the catalog's journal, up to 64 KiB, parsed per page) is why
-//! small pages cost more per entry.
+//! Paging through 100 000 sessions took 1.97 s in pages of 100 and 1.81 s in pages of
+//! 1 000; through 100 000 items 1.93 s and 1.81 s (after one unmeasured pass; the first
+//! pass after creating them all, with colder caches, takes about twice as long). Before
+//! catalogs the pass over sessions took 105 s in pages of 100. A listing checks each
+//! session without its lock, through descriptors: the tenant's sessions directory is
+//! opened once per page and each session's index and log below it with
+//! `openat2(RESOLVE_NO_SYMLINKS)`, the last record read in one `pread` (index entries are
+//! written only once their batch is durable; an expired, emptied or inconsistent session
+//! goes through the locked check). A catalog's journal is parsed once per process and
+//! extended as it grows, so small pages cost little more per entry than large ones.
+//! Earlier runs of the same checks gave ratios from 0.76× to 1.25×: within the machine's
+//! noise, and within the 1.5× aimed for.
 //!
 //! # Performance
 //! `cargo run --release -p persistence-fs --example fs_bench -- --ops 1000` on the project's
