@@ -34,7 +34,7 @@ pub const MAGIC: &[u8; 8] = b"\0pitem4\n";
 const COMMIT: u8 = b'C';
 /// A put appends while the file stays within this size; past it, the put rewrites the
 /// file with its own record alone, so reads stay O(one version) on average.
-pub const COMPACT_AT: usize = 16 << 10;
+pub const COMPACT_AT: usize = 64 << 10;
 
 /// What an item file holds, as a reader or a writer sees it.
 #[derive(Debug, PartialEq, Eq)]
