@@ -104,15 +104,16 @@
 //! Reading a session from ordinal N seeks through a fixed-width offset index: the cost
 //! does not grow with N. Store writes lock one item, not its namespace, and a put is one
 //! append and one `fdatasync` (no rename, no directory fsync), so 8 tasks on distinct
-//! keys overlap as far as the disk lets appends overlap. In one `fs_bench` run: store put
-//! 2 554/s at 1 task (0.76× a bare append + fdatasync + commit byte to one of 100 files,
-//! the same I/O without the store) and 6 540/s at 8 tasks (0.68×): 2.56× from 1 to 8
-//! tasks, while the bare append scaled 2.85× and a bare atomic replace (what a put did
-//! before format 4) 1.60×. Other runs gave 2.05–3.14× for store put beside 2.26–2.50× for
-//! the bare append: this 2-core VM's disk, not the store, sets the ceiling. The old
-//! format measured 1 309/s at 1 task and no gain at 8. TTLs exist
-//! for store items and sessions; checkpoint threads have none, so `purge_expired` never
-//! touches them.
+//! keys overlap as far as the disk lets appends overlap. Three `fs_bench` runs in a row:
+//! store put 2 032, 2 748 and 2 048/s at 1 task (0.60–0.81× a bare append + fdatasync +
+//! commit byte to one of 100 files: the same I/O without the store) and 5 723, 6 194 and
+//! 6 364/s at 8 tasks (0.67–0.96×): 2.82×, 2.25× and 3.11× from 1 to 8 tasks (median
+//! 2.82×), while the bare append itself scaled 2.08×, 2.43× and 2.64× and a bare atomic
+//! replace (what a put did before format 4) 1.56–1.82×. The 3× aimed for is at the
+//! ceiling of this 2-core VM's disk for one fdatasync per put; beyond it would take a
+//! log shared by many keys, so one fdatasync commits several puts. The old format
+//! measured 1 309/s at 1 task and no gain at 8. TTLs exist for store items and sessions;
+//! checkpoint threads have none, so `purge_expired` never touches them.
 //!
 //! *Scale*, from `fs_bench --scale 100000` (`persistence_bench::scale`, the checks
 //! `persistence bench --scale N` runs on every backend; a root without fsync, one task):
@@ -154,9 +155,9 @@
 //! | store get | 18 973 | 55 µs | 14 825 | 68 µs |
 //! | lock cycle (acquire + release, new lock) | 295 | 3.2 ms | 594 | 1.6 ms |
 //!
-//! The store put row is from before format 4. In a later run (raw loop at 4 485/s) a
-//! store put, now one append, took 2 291/s with fsync (0.51× raw, p50 365 µs) and 7 571/s
-//! without (p50 107 µs).
+//! The store put row is from before format 4. In a later run (raw loop at 4 550/s) a
+//! store put, now one append, took 2 189/s with fsync (0.48× raw, p50 393 µs) and 7 367/s
+//! without (p50 123 µs); store get 13 672/s (p50 70 µs).
 //!
 //! Reading 100 events after ordinal 999 000 of a 1 000 000-event session costs 0.93× the
 //! same read after ordinal 1 000 (p50 276 µs vs 298 µs). An earlier run on a quieter
