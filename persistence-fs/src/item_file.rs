@@ -142,7 +142,8 @@ pub fn read_latest(path: &Path) -> io::Result<Latest> {
 
 /// The latest version of an item file with an uncommitted record, when no put holds the
 /// item's lock: the file read again under the shared lock, with an uncommitted record
-/// synced (its writer died) and counted. `None` while a put holds the lock.
+/// synced (its writer died) and counted. `None` while a put holds the lock, or when this
+/// reader can neither take the lock nor sync the record.
 fn settle(path: &Path) -> io::Result<Option<Latest>> {
     let lock = match lock_of(path).map(File::open) {
         Some(Ok(file)) => match file.try_lock_shared() {
@@ -152,6 +153,8 @@ fn settle(path: &Path) -> io::Result<Option<Latest>> {
         },
         // No lock file: no put can be writing.
         Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        // A reader that may not open the lock cannot know: the committed version.
+        Some(Err(e)) if e.kind() == io::ErrorKind::PermissionDenied => return Ok(None),
         Some(Err(e)) => return Err(e),
         None => None,
     };
@@ -162,8 +165,10 @@ fn settle(path: &Path) -> io::Result<Option<Latest>> {
     };
     let bytes = files::read_all(&file)?;
     let parsed = parse(&bytes);
-    if matches!(&parsed, Ok(Some(log)) if log.uncommitted.is_some()) {
-        file.sync_data()?;
+    // Counted only once durable; a reader that cannot sync it (a read-only mount that
+    // refuses) keeps to the committed version.
+    if matches!(&parsed, Ok(Some(log)) if log.uncommitted.is_some()) && file.sync_data().is_err() {
+        return Ok(None);
     }
     drop(lock);
     Ok(Some(latest_of(&bytes, &parsed)))
