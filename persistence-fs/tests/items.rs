@@ -166,10 +166,13 @@ async fn a_failed_put_on_a_full_disk_leaves_the_item() {
     let f = fixture(&disk.path().join("store"));
     f.put(json!({"v": 1}), None).await.unwrap();
     f.put(json!({"v": 2}), Some(1)).await.unwrap();
+    let before = std::fs::read(&f.file).unwrap();
     let filler = common::fill(disk.path());
     let big = json!({"v": 3, "pad": "z".repeat(12_000)});
     let e = f.put(big.clone(), Some(2)).await.unwrap_err();
     assert_ne!(e.kind(), ErrorKind::Corrupt, "{e}");
+    // The part of the record that landed was cut back: the file is as it was.
+    assert_eq!(std::fs::read(&f.file).unwrap(), before);
     assert_eq!(f.get().await.unwrap(), Some((2, json!({"v": 2}))));
     std::fs::remove_file(filler).unwrap();
     assert_eq!(f.get().await.unwrap(), Some((2, json!({"v": 2}))));

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -57,15 +57,20 @@ struct Parsed {
 
 static CACHE: Mutex<Option<HashMap<PathBuf, Parsed>>> = Mutex::new(None);
 
-/// Applies the complete lines of `bytes` to `changes`; returns how many bytes they span
-/// (up to and including the last newline).
-fn apply(bytes: &[u8], changes: &mut Changes) -> u64 {
-    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    for line in bytes[..complete].split(|b| *b == b'\n') {
+/// Applies every valid line of `bytes` to `changes`.
+fn insert_lines(bytes: &[u8], changes: &mut Changes) {
+    for line in bytes.split(|b| *b == b'\n') {
         if let Some((op, id)) = parse_journal_line(line) {
             changes.insert(id.to_owned(), op == b'+');
         }
     }
+}
+
+/// Applies the complete lines of `bytes` to `changes`; returns how many bytes they span
+/// (up to and including the last newline).
+fn apply(bytes: &[u8], changes: &mut Changes) -> u64 {
+    let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    insert_lines(&bytes[..complete], changes);
     complete as u64
 }
 
@@ -95,9 +100,13 @@ pub fn changes(path: &Path, sorted: &File) -> io::Result<Arc<Changes>> {
         Some((parsed, changes)) => (parsed, Changes::clone(&changes)),
         None => (0, Changes::new()),
     };
-    let mut bytes = vec![0u8; usize::try_from(len - from).unwrap_or(0)];
-    let read = read_up_to(&journal, &mut bytes, from)?;
-    let parsed = from + apply(&bytes[..read], &mut changes);
+    let mut bytes = Vec::new();
+    let mut tail = crate::files::PositionedReader {
+        file: &journal,
+        offset: from,
+    };
+    io::Read::read_to_end(&mut tail, &mut bytes)?;
+    let parsed = from + apply(&bytes, &mut changes);
     let changes = Arc::new(changes);
     let mut cache = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let cache = cache.get_or_insert_with(HashMap::new);
@@ -116,20 +125,6 @@ pub fn changes(path: &Path, sorted: &File) -> io::Result<Arc<Changes>> {
     Ok(changes)
 }
 
-/// Reads into `buf` from `offset` until it is full or the file ends; returns the count.
-fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
 /// Every change of the journal at `path`, parsed now (a fold, under the exclusive lock).
 ///
 /// # Errors
@@ -138,10 +133,6 @@ pub fn read_all(path: &Path) -> io::Result<Changes> {
     let bytes = crate::files::read_optional(path)?.unwrap_or_default();
     let mut changes = Changes::new();
     // A fold takes every line, the last one too even without its final newline.
-    for line in bytes.split(|b| *b == b'\n') {
-        if let Some((op, id)) = parse_journal_line(line) {
-            changes.insert(id.to_owned(), op == b'+');
-        }
-    }
+    insert_lines(&bytes, &mut changes);
     Ok(changes)
 }

@@ -49,6 +49,22 @@ fn listable(payload: &[u8], now: Timestamp) -> bool {
         .is_ok_and(|meta| meta.seq > 0 && meta.exp.is_none_or(|e| e > now))
 }
 
+/// Opens `{session}/{file}` below `dir` without following any link: `None` when
+/// `openat2` is unavailable (remembered for the process), `Some(Err)` when the open
+/// fails (missing, a link, anything else: the caller's locked check says which).
+fn open_below(dir: &OwnedFd, session: &str, file: &str) -> Option<Result<File, ()>> {
+    let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::BENEATH;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat2(dir, format!("{session}/{file}"), flags, Mode::empty(), how) {
+        Ok(fd) => Some(Ok(File::from(fd))),
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(_) => Some(Err(())),
+    }
+}
+
 /// A tenant's sessions directory, opened once per listed page.
 pub(super) struct SessionsDir {
     fd: Option<OwnedFd>,
@@ -65,30 +81,13 @@ impl SessionsDir {
         }
     }
 
-    /// Opens `{session}/{file}` below this directory without following any link.
-    fn open_file(&self, dir: &OwnedFd, session: &str, file: &str) -> Option<Result<File, ()>> {
-        let how = ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::BENEATH;
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        match rustix::fs::openat2(dir, format!("{session}/{file}"), flags, Mode::empty(), how) {
-            Ok(fd) => Some(Ok(File::from(fd))),
-            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::PERM) => {
-                NO_OPENAT2.store(true, Ordering::Relaxed);
-                None
-            }
-            Err(_) => Some(Err(())),
-        }
-    }
-
     /// The lock-free check of session `s` at `now`.
     pub(super) fn probe(&self, s: &SessionKey, now: Timestamp) -> Probe {
         let Some(dir) = &self.fd else {
             return Probe::ByPath;
         };
         let name = encode(s.as_str());
-        let (index, log) = match (
-            self.open_file(dir, &name, INDEX),
-            self.open_file(dir, &name, LOG),
-        ) {
+        let (index, log) = match (open_below(dir, &name, INDEX), open_below(dir, &name, LOG)) {
             (Some(Ok(index)), Some(Ok(log))) => (index, log),
             (None, _) | (_, None) => return Probe::ByPath,
             _ => return Probe::Check,
