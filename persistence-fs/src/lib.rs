@@ -104,19 +104,19 @@
 //! Reading a session from ordinal N seeks through a fixed-width offset index: the cost
 //! does not grow with N. Store writes lock one item, not its namespace, and a put is one
 //! append and one `fdatasync` (no rename, no directory fsync), so 8 tasks on distinct
-//! keys overlap as far as the disk lets appends overlap. Three `fs_bench` runs in a row:
-//! store put 2 032, 2 748 and 2 048/s at 1 task (0.60–0.81× a bare append + fdatasync +
-//! commit byte to one of 100 files: the same I/O without the store) and 5 723, 6 194 and
-//! 6 364/s at 8 tasks (0.67–0.96×): 2.82×, 2.25× and 3.11× from 1 to 8 tasks (median
-//! 2.82×), while the bare append itself scaled 2.08×, 2.43× and 2.64× (3.45× in a
-//! fourth run) and a bare atomic replace (what a put did before format 4) 1.56–1.82×.
-//! `fs_bench` prints the disk's flush requests per operation beside each row: 1.10 for a
-//! store put at 1 task (1.00 for the bare append, 2.00 for the atomic replace) and 0.60
-//! at 8 tasks (0.53: ext4 commits several fdatasyncs in one journal flush). At 8 tasks
-//! store put asks the disk for fewer flushes per second than the bare append does, so
-//! what holds it back there is CPU (8 writers and the runtime on 2 cores), not the
-//! disk; the 3× aimed for is reached in some runs, not reliably. Sharing one fdatasync between several
-//! keys' puts (a log per namespace with group commit) would go further. The old format
+//! keys overlap as far as the disk lets appends overlap. Nine `fs_bench --ops 2000`
+//! runs on 2026-12-02 (six with `--dir /work`, three under `/tmp`, same ext4 disk): store
+//! put from 1 to 8 tasks scaled 3.42× to 5.19× (median 4.18×; about 2 600–3 900/s at 1
+//! task, 9 500–13 800/s at 8), while the bare append + fdatasync + commit byte to one of
+//! 100 files (the same I/O without the store) scaled 3.39× to 5.33× (median 3.96×) and a
+//! bare atomic replace (what a put did before format 4) 1.39–2.10×. A store put at 1
+//! task runs at 0.58–0.88× the bare append. On 2026-12-01, with the same disk scaling
+//! less (the bare append 2.08–3.45×), store put scaled 2.25–3.11×: the store follows the
+//! disk. `fs_bench` prints the disk's flush requests per operation beside each row: 1.10
+//! for a store put at 1 task (1.00 for the bare append, 2.00 for the atomic replace) and
+//! 0.60–0.77 at 8 tasks (0.53–0.66 for the bare append: ext4 commits several fdatasyncs
+//! in one journal flush). Sharing one fdatasync between several keys' puts (group
+//! commit) would let 8 tasks go past what the disk gives separate files. The old format
 //! measured 1 309/s at 1 task and no gain at 8. TTLs exist for store items and sessions;
 //! checkpoint threads have none, so `purge_expired` never touches them.
 //!
