@@ -21,6 +21,8 @@ pub struct Stats {
     pub p99: Duration,
     /// Network round trips per operation, when measured.
     pub round_trips: Option<f64>,
+    /// What each operation cost the storage, from its own counter, when read.
+    pub cost: Option<crate::Cost>,
 }
 
 /// Latencies serialize as microseconds (`p50_us`-style numbers).
@@ -71,13 +73,14 @@ where
         p50: pick(50),
         p99: pick(99),
         round_trips: None,
+        cost: None,
     }
 }
 
 /// Prints the table header.
 pub fn print_header() {
     println!(
-        "{:<36} {:>5} {:>11} {:>11} {:>11} {:>7} {:>9}",
+        "{:<36} {:>5} {:>11} {:>11} {:>11} {:>7} {:>9}  cost/op (the storage's counter)",
         "operation", "tasks", "ops/s", "p50 µs", "p99 µs", "rt/op", "vs raw"
     );
 }
@@ -86,15 +89,17 @@ pub fn print_header() {
 pub fn print_row(s: &Stats, baseline: Option<f64>) {
     let rt = s.round_trips.map_or("-".to_string(), |r| format!("{r:.2}"));
     let ratio = baseline.map_or(String::new(), |b| format!("{:.2}x", s.ops_per_sec / b));
+    let cost = s.cost.as_ref().map_or(String::new(), crate::Cost::short);
     println!(
-        "{:<36} {:>5} {:>11.0} {:>11.1} {:>11.1} {:>7} {:>9}",
+        "{:<36} {:>5} {:>11.0} {:>11.1} {:>11.1} {:>7} {:>9}  {}",
         s.name,
         s.tasks,
         s.ops_per_sec,
         s.p50.as_secs_f64() * 1e6,
         s.p99.as_secs_f64() * 1e6,
         rt,
-        ratio
+        ratio,
+        cost
     );
 }
 

@@ -66,7 +66,9 @@ pub enum Op {
     StorePut,
     /// `Store::get` over 100 keys.
     StoreGet,
-    /// `Lock::try_acquire` then `Lock::release`.
+    /// `Lock::try_acquire` then `Lock::release`, each task cycling its own lock name
+    /// (one per task, the same every run: a fence record never goes away, so fresh
+    /// names would leave one behind per operation).
     LockCycle,
 }
 
@@ -93,6 +95,11 @@ impl Op {
             Op::StoreGet => "store get",
             Op::LockCycle => "lock cycle (acquire+release)",
         }
+    }
+
+    /// Whether the row only reads (compared with a raw read, not a raw write).
+    pub fn is_read(self) -> bool {
+        matches!(self, Op::CheckpointGetLatest | Op::StoreGet)
     }
 
     /// Operations in a row of `ops`: 100-event batches run a tenth as many.
@@ -130,7 +137,7 @@ pub async fn measure_op(stores: &Stores, op: Op, ops: usize, tasks: usize) -> Re
     let stats = measure(op.name(), ops, tasks, move |i| {
         let (stores, t, seen) = (stores.clone(), tenant.clone(), seen.clone());
         async move {
-            if let Err(e) = call(&stores, &t, op, i).await {
+            if let Err(e) = call(&stores, &t, op, i, tasks).await {
                 seen.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .get_or_insert(e);
@@ -153,7 +160,9 @@ fn namespace() -> Result<Namespace> {
     Namespace::new(["bench", "items"])
 }
 
-async fn call(s: &Stores, t: &TenantId, op: Op, i: usize) -> Result<()> {
+/// Operation `i` of a row; `measure` gives task `k` of `tasks` the `i` with
+/// `i % tasks == k`.
+async fn call(s: &Stores, t: &TenantId, op: Op, i: usize, tasks: usize) -> Result<()> {
     match op {
         Op::CheckpointPut => {
             let thread = ThreadKey::new(spread("thread", i))?;
@@ -193,7 +202,7 @@ async fn call(s: &Stores, t: &TenantId, op: Op, i: usize) -> Result<()> {
             s.store.get(t, &namespace()?, &key).await?;
         }
         Op::LockCycle => {
-            let name = LockKey::new(format!("lock-{i}"))?;
+            let name = lock_name(i % tasks.max(1))?;
             let lease = s
                 .lock
                 .try_acquire(t, &name, Duration::from_secs(30))
@@ -205,7 +214,14 @@ async fn call(s: &Stores, t: &TenantId, op: Op, i: usize) -> Result<()> {
     Ok(())
 }
 
-/// Deletes what the workload wrote (leases expire by themselves).
+/// The lock task `k` cycles.
+fn lock_name(k: usize) -> Result<LockKey> {
+    LockKey::new(format!("bench-lock-{k}"))
+}
+
+/// Deletes what the workload wrote. Leases are released by every cycle; their fence
+/// records stay (fences never go back), one per task of the widest row, the same names
+/// in every run.
 ///
 /// # Errors
 /// The first failed delete.

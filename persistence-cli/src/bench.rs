@@ -1,19 +1,21 @@
-//! `persistence bench`: the same workload on any backend, beside a raw baseline measured
-//! in the same run (a plain `write` + `fdatasync` for files, one plain `INSERT` over one
-//! connection for Postgres, one plain `EVAL` for Redis), with network round trips per
-//! operation counted by a loopback proxy.
+//! `persistence bench`: the same workload on any backend, beside raw baselines measured
+//! in the same run at the same concurrency (module `bench_raw`: a write and a read of the
+//! same durability), with each operation's cost from the storage's own counter (module
+//! `bench_cost`) and network round trips per operation counted in a separate pass
+//! through a loopback proxy.
 //!
 //! The workload is `persistence_bench::workload`, the one the backends' examples run;
 //! it writes under the tenant `persistence-bench` and deletes what it wrote at the end.
 
 use indicatif::{ProgressBar, ProgressStyle};
-use persistence::{Error, Result};
+use persistence::{Error, Persistence, Result};
 use persistence_bench::scale;
 use persistence_bench::workload::{self, Op, Stores};
 use persistence_bench::{CountingProxy, Stats, print_header, print_row};
 use serde_json::json;
 
-use crate::bench_raw::Baseline;
+use crate::bench_cost::CostCounter;
+use crate::bench_raw::{self, Baseline, RawOp};
 use crate::output::print_json;
 
 /// Arguments of `persistence bench`.
@@ -42,15 +44,34 @@ pub struct BenchArgs {
 /// New connections opened to measure connection setup.
 const SETUP_CONNECTIONS: usize = 20;
 
-/// One measured row and its ratio to the raw baseline.
+/// Operations per row in the round-trip pass.
+const COUNTED_OPS: usize = 100;
+
+/// One measured row and its ratio to the raw baseline of the same kind (write or read)
+/// at the same concurrency.
 #[derive(serde::Serialize)]
 struct Row {
     #[serde(flatten)]
     stats: Stats,
+    /// The baseline's name.
+    baseline: String,
     vs_raw: f64,
 }
 
+/// The raw baselines at one concurrency.
+#[derive(serde::Serialize)]
+struct Baselines {
+    tasks: usize,
+    write: Stats,
+    read: Stats,
+}
+
 /// Runs the benchmark and prints the table (or JSON).
+///
+/// Timings are taken on direct connections; round trips per operation are counted in
+/// a separate pass through the counting proxy (which adds latency to whatever it
+/// carries), and each row's storage cost is read from the storage's own counter
+/// ([`CostCounter`]) around it, warm-up included.
 pub async fn run(args: BenchArgs) -> Result<()> {
     if args.ops < 10 {
         return Err(Error::invalid_input("--ops must be at least 10"));
@@ -69,11 +90,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let target = Target::prepare(&url).await?;
-    let p = persistence::open(&target.open_url).await?;
+    let p = persistence::open(&url).await?;
+    let steps = args.tasks.len() * (2 + Op::ALL.len()) + usize::from(target.proxy.is_some());
     let bar = if args.json {
         ProgressBar::hidden()
     } else {
-        ProgressBar::new((1 + Op::ALL.len() * args.tasks.len()) as u64)
+        ProgressBar::new(steps as u64)
     };
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg}")
@@ -81,47 +103,76 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             .progress_chars("=> "),
     );
     let ops = args.ops;
-    bar.set_message("raw baseline");
     let record_size = serde_json::to_vec(&workload::event().data).map_or(100, |v| v.len() + 16);
-    let raw = Baseline::connect(&p, &target, record_size).await?;
-    // Warm-ups are not measured: a connection prepares each statement on first use.
-    raw.measure(workload::WARM_UP).await?;
-    let raw_stats = target.counted(ops, raw.measure(ops)).await?;
-    // What TLS (and authentication) cost: once per connection, shown beside the
-    // per-operation rows.
-    let setup = if raw.opens_connections() {
-        let count = SETUP_CONNECTIONS;
-        Some(
-            target
-                .counted(count, raw.connection_setup(&target, count))
-                .await?,
-        )
-    } else {
-        None
-    };
-    bar.inc(1);
+    let widest = args.tasks.iter().copied().max().unwrap_or(1);
+    let raw = Baseline::connect(&p, &url, record_size, widest).await?;
+    let cost = CostCounter::connect(&p, &url).await;
+    let stores = stores_of(&p);
 
-    let stores = Stores {
-        checkpointer: p.checkpointer.clone(),
-        store: p.store.clone(),
-        sessions: p.sessions.clone(),
-        lock: p.lock.clone(),
-    };
+    let mut baselines = Vec::new();
     let mut rows = Vec::new();
-    let base = raw_stats.ops_per_sec;
     for &tasks in &args.tasks {
+        let mut measured = Vec::new();
+        for kind in [RawOp::Write, RawOp::Read] {
+            bar.set_message(format!("{}, {tasks} tasks", raw.name(kind)));
+            let before = cost.read().await;
+            // Warm-ups are not timed: a connection prepares each statement on first use.
+            raw.measure(kind, workload::WARM_UP * tasks, tasks).await?;
+            let mut stats = raw.measure(kind, ops, tasks).await?;
+            raw.publish_stats().await;
+            stats.cost = cost.since(before, ops + workload::WARM_UP * tasks).await;
+            measured.push(stats);
+            bar.inc(1);
+        }
+        let (Some(read), Some(write)) = (measured.pop(), measured.pop()) else {
+            return Err(Error::backend_error("bench: a baseline was not measured"));
+        };
         for op in Op::ALL {
             let count = op.count(ops);
             bar.set_message(format!("{}, {tasks} tasks", op.name()));
+            // A backend of its own where the counter counts on close (Postgres).
+            let own = match cost.counts_on_close() {
+                true => Some(persistence::open(&url).await?),
+                false => None,
+            };
+            let stores = own.as_ref().map_or_else(|| stores.clone(), stores_of);
+            let before = cost.read().await;
             workload::warm_up(&stores, op, tasks).await?;
-            let run = workload::measure_op(&stores, op, count, tasks);
-            let stats = target.counted(count, run).await?;
+            let mut stats = workload::measure_op(&stores, op, count, tasks).await?;
+            if let Some(own) = own {
+                own.close().await;
+            }
+            stats.cost = cost.since(before, count + workload::WARM_UP * tasks).await;
+            let base = if op.is_read() { &read } else { &write };
             rows.push(Row {
-                vs_raw: stats.ops_per_sec / base,
+                vs_raw: stats.ops_per_sec / base.ops_per_sec,
+                baseline: base.name.clone(),
                 stats,
             });
             bar.inc(1);
         }
+        baselines.push(Baselines { tasks, write, read });
+    }
+    // What TLS (and authentication) cost: once per connection, shown beside the
+    // per-operation rows.
+    let mut setup = if raw.opens_connections() {
+        Some(bench_raw::connection_setup(&p, &url, target.tls, SETUP_CONNECTIONS).await?)
+    } else {
+        None
+    };
+    if let (Some(proxy), Some(proxy_url)) = (&target.proxy, &target.proxy_url) {
+        bar.set_message("round trips, through the counting proxy");
+        count_round_trips(
+            proxy,
+            proxy_url,
+            &target,
+            record_size,
+            &mut baselines,
+            &mut rows,
+            &mut setup,
+        )
+        .await?;
+        bar.inc(1);
     }
     let scale = match args.scale {
         Some(size) => {
@@ -136,52 +187,157 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     bar.finish_and_clear();
     workload::cleanup(&stores).await?;
-    raw.finish().await;
+    raw.finish().await?;
     p.close().await;
 
+    let counted = target.proxy.as_ref().map(|_| {
+        format!(
+            "counted in a separate pass of {COUNTED_OPS} operations per row through a \
+             loopback proxy; the timings are on direct connections"
+        )
+    });
     if args.json {
         print_json(&json!({
             "backend": p.backend_name(),
             "ops": ops,
-            "baseline": raw_stats,
+            "baselines": baselines,
             "connection_setup": setup,
             "tls": target.tls,
+            "round_trips": counted,
             "rows": rows,
             "scale": scale,
         }));
     } else {
-        println!(
-            "{} backend, {ops} ops per row; ratio = ops/s over the raw baseline's ops/s",
-            p.backend_name()
+        print_table(
+            &p,
+            ops,
+            &baselines,
+            &rows,
+            setup.as_ref(),
+            &target,
+            counted.as_deref(),
         );
-        print_header();
-        print_row(&raw_stats, None);
-        for row in &rows {
-            print_row(&row.stats, Some(base));
-        }
         if let Some(scale) = &scale {
             scale.print();
         }
-        if let Some(setup) = &setup {
-            print_row(setup, None);
-            println!(
-                "(a pool opens a connection once{}: the rows above are per operation on open \
-                 connections)",
-                if target.tls {
-                    ", TLS handshake included"
-                } else {
-                    ""
-                }
-            );
-        }
-        if target.proxy.is_none() {
-            println!(
-                "(round trips are counted for single-node postgres:// and redis[s]:// URLs; \
-                 TLS only when the host is 127.0.0.1, which the certificate must name)"
-            );
-        }
     }
     Ok(())
+}
+
+fn stores_of(p: &Persistence) -> Stores {
+    Stores {
+        checkpointer: p.checkpointer.clone(),
+        store: p.store.clone(),
+        sessions: p.sessions.clone(),
+        lock: p.lock.clone(),
+    }
+}
+
+/// The round-trip pass: the same rows, [`COUNTED_OPS`] operations each at their own
+/// concurrency, through the proxy; fills in `round_trips` of every row.
+async fn count_round_trips(
+    proxy: &CountingProxy,
+    proxy_url: &str,
+    target: &Target,
+    record_size: usize,
+    baselines: &mut [Baselines],
+    rows: &mut [Row],
+    setup: &mut Option<Stats>,
+) -> Result<()> {
+    let counted = persistence::open(proxy_url).await?;
+    let stores = stores_of(&counted);
+    let widest = baselines.iter().map(|b| b.tasks).max().unwrap_or(1);
+    let raw = Baseline::connect(&counted, proxy_url, record_size, widest).await?;
+    let flights = |before: u64| Some((proxy.flights() - before) as f64 / COUNTED_OPS as f64);
+    for b in baselines.iter_mut() {
+        for (kind, stats) in [(RawOp::Write, &mut b.write), (RawOp::Read, &mut b.read)] {
+            raw.measure(kind, workload::WARM_UP * b.tasks, b.tasks)
+                .await?;
+            let before = proxy.flights();
+            raw.measure(kind, COUNTED_OPS, b.tasks).await?;
+            stats.round_trips = flights(before);
+        }
+    }
+    for row in rows.iter_mut() {
+        let Some(op) = Op::ALL.into_iter().find(|op| row.stats.name == op.name()) else {
+            continue;
+        };
+        let tasks = row.stats.tasks;
+        workload::warm_up(&stores, op, tasks).await?;
+        let before = proxy.flights();
+        workload::measure_op(&stores, op, COUNTED_OPS, tasks).await?;
+        row.stats.round_trips = flights(before);
+    }
+    if let Some(setup) = setup {
+        let count = 5;
+        let before = proxy.flights();
+        bench_raw::connection_setup(&counted, proxy_url, target.tls, count).await?;
+        setup.round_trips = Some((proxy.flights() - before) as f64 / count as f64);
+    }
+    workload::cleanup(&stores).await?;
+    raw.finish().await?;
+    counted.close().await;
+    Ok(())
+}
+
+fn print_table(
+    p: &Persistence,
+    ops: usize,
+    baselines: &[Baselines],
+    rows: &[Row],
+    setup: Option<&Stats>,
+    target: &Target,
+    counted: Option<&str>,
+) {
+    println!(
+        "{} backend, {ops} ops per row; vs raw = ops/s over the raw baseline's (a write \
+         or a read, at the same concurrency)",
+        p.backend_name()
+    );
+    print_header();
+    let mut disk_detail = None;
+    for b in baselines {
+        for stats in [&b.write, &b.read] {
+            print_row(stats, None);
+        }
+        for row in rows.iter().filter(|r| r.stats.tasks == b.tasks) {
+            let base = if row.baseline == b.read.name {
+                b.read.ops_per_sec
+            } else {
+                b.write.ops_per_sec
+            };
+            print_row(&row.stats, Some(base));
+            if let Some(cost) = &row.stats.cost {
+                if cost.unit == "device flushes" {
+                    disk_detail.get_or_insert_with(|| cost.detail.clone());
+                } else if !cost.detail.is_empty() {
+                    println!("{:<6}{}", "", cost.detail);
+                }
+            }
+        }
+    }
+    if let Some(setup) = setup {
+        print_row(setup, None);
+        println!(
+            "(a pool opens a connection once{}: the rows above are per operation on open \
+             connections)",
+            if target.tls {
+                ", TLS handshake included"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(detail) = disk_detail {
+        println!("(cost: the disk's flush requests per operation, warm-up included: {detail})");
+    }
+    match counted {
+        Some(how) => println!("(round trips {how})"),
+        None => println!(
+            "(round trips are counted for single-node postgres:// and redis[s]:// URLs; \
+             TLS only when the host is 127.0.0.1, which the certificate must name)"
+        ),
+    }
 }
 
 fn tempfile_dir() -> Result<tempfile::TempDir> {
@@ -191,13 +347,13 @@ fn tempfile_dir() -> Result<tempfile::TempDir> {
         .map_err(|e| Error::backend_error(format!("cannot create a temporary directory: {e}")))
 }
 
-/// The URL to open (through the counting proxy where the protocol allows).
+/// The counting proxy in front of the URL's server, where the protocol allows.
 pub struct Target {
-    /// The URL the backend and the baseline connect to.
-    pub open_url: String,
     /// Counts round trips; `None` for files, memory, clusters and TLS to a host other
     /// than `127.0.0.1` (the proxy's address would not match its certificate).
     pub proxy: Option<CountingProxy>,
+    /// The URL with the proxy's address in place of the server's.
+    pub proxy_url: Option<String>,
     /// Whether the URL asks for TLS (`rediss://`, or a Postgres `sslmode` other than
     /// `disable`/`prefer`, or a root certificate).
     pub tls: bool,
@@ -222,8 +378,8 @@ impl Target {
         .filter(|(host, ..)| !tls || host == "127.0.0.1");
         let Some((host, port, start, end)) = upstream else {
             return Ok(Target {
-                open_url: url.to_string(),
                 proxy: None,
+                proxy_url: None,
                 tls,
             });
         };
@@ -235,31 +391,17 @@ impl Target {
         let proxy = CountingProxy::start(addr)
             .await
             .map_err(|e| Error::backend_error(format!("cannot start the counting proxy: {e}")))?;
-        let open_url = format!(
+        let proxy_url = format!(
             "{}127.0.0.1:{}{}",
             &url[..start],
             proxy.addr.port(),
             &url[end..]
         );
         Ok(Target {
-            open_url,
             proxy: Some(proxy),
+            proxy_url: Some(proxy_url),
             tls,
         })
-    }
-
-    /// Runs `measured` and fills in round trips per operation when a proxy counts them.
-    async fn counted(
-        &self,
-        ops: usize,
-        measured: impl std::future::Future<Output = Result<Stats>>,
-    ) -> Result<Stats> {
-        let before = self.proxy.as_ref().map(CountingProxy::flights);
-        let mut stats = measured.await?;
-        if let (Some(proxy), Some(before)) = (&self.proxy, before) {
-            stats.round_trips = Some((proxy.flights() - before) as f64 / ops as f64);
-        }
-        Ok(stats)
     }
 }
 

@@ -1,5 +1,15 @@
 //! The raw baselines `persistence bench` compares with: the least a backend's operation
-//! could cost on the same storage, measured in the same run.
+//! could cost on the same storage, at the same durability and the same concurrency,
+//! measured in the same run. One write and one read baseline per backend:
+//!
+//! | backend | write | read |
+//! |---|---|---|
+//! | files | `write` + `fdatasync` (plain `write` without fsync) of a record to the task's own file | `pread` of a record |
+//! | Postgres | a plain `INSERT` of a checkpoint row into `persistence.checkpoints` (durable: the same table, indexes and commit as a put), one connection per task | `SELECT` of one row by primary key |
+//! | Redis | `SET` of a record-sized value | `GET` of it |
+//! | Redis cluster | `EVAL` returning a constant (no key: any node) | `ECHO` of a record |
+//!
+//! Everything a baseline writes is removed by [`Baseline::finish`].
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,28 +19,48 @@ use persistence::{Backend, CheckpointId, Error, Persistence, Result};
 use persistence_bench::{Stats, measure};
 use tokio::sync::Mutex;
 
-use crate::bench::Target;
+/// The tenant and thread the Postgres baseline's rows are written under (removed at the
+/// end).
+const PG_TENANT: &str = "persistence-bench";
+const PG_THREAD: &str = "bench-raw";
 
-/// A connection or file for the raw baseline.
-pub enum Baseline {
-    /// `write` (+ `fdatasync` when the store is durable) of one record to a file.
+/// What a raw operation does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawOp {
+    /// The cheapest durable write of a record.
+    Write,
+    /// The cheapest read of a record.
+    Read,
+}
+
+/// The baseline's own files or connections, one per task of the widest row.
+pub struct Baseline {
+    kind: Kind,
+}
+
+enum Kind {
     File {
-        file: Arc<std::sync::Mutex<std::fs::File>>,
-        path: PathBuf,
+        files: Vec<Arc<std::sync::Mutex<std::fs::File>>>,
+        paths: Vec<PathBuf>,
         record: Arc<Vec<u8>>,
         sync: bool,
     },
-    /// One plain `INSERT` of a checkpoint-sized row over one connection.
-    Postgres(Arc<Mutex<sqlx::PgConnection>>),
-    /// One plain `EVAL` returning a constant.
-    Redis {
-        /// The client (TLS files applied), for new connections.
-        client: Box<redis::Client>,
-        /// The connection the `EVAL`s use.
-        conn: redis::aio::MultiplexedConnection,
+    Postgres {
+        conns: Vec<Arc<Mutex<sqlx::PgConnection>>>,
+        read_id: uuid::Uuid,
     },
-    /// An insert into a map under a mutex (the memory backend has no storage below it).
+    Redis {
+        conn: redis::aio::MultiplexedConnection,
+        /// `None` on a cluster: keyless commands only.
+        keys: Option<RedisKeys>,
+        record: Arc<Vec<u8>>,
+    },
     Memory(Arc<std::sync::Mutex<std::collections::HashMap<usize, usize>>>),
+}
+
+struct RedisKeys {
+    write: Vec<String>,
+    read: String,
 }
 
 type FailureSlot = Arc<std::sync::Mutex<Option<String>>>;
@@ -47,215 +77,421 @@ fn first_failure() -> (FailureSlot, impl Fn(String) + Clone + Send + Sync + 'sta
     (failure, fail)
 }
 
+fn take_failure(failure: &FailureSlot, what: &str) -> Result<()> {
+    match failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        Some(e) => Err(raw_error(what, e)),
+        None => Ok(()),
+    }
+}
+
 fn raw_error(what: &str, e: impl std::fmt::Display) -> Error {
     Error::unavailable(format!("raw baseline: {what}: {e}"))
 }
 
 impl Baseline {
-    /// Opens the baseline's own file or connection next to the backend's.
-    pub async fn connect(p: &Persistence, target: &Target, record_size: usize) -> Result<Self> {
-        match p.backend() {
+    /// Opens the baseline's files or connections next to the backend's: `tasks` of them
+    /// (the widest row's concurrency), to `url` directly (never through the counting
+    /// proxy).
+    pub async fn connect(
+        p: &Persistence,
+        url: &str,
+        record_size: usize,
+        tasks: usize,
+    ) -> Result<Self> {
+        let tasks = tasks.max(1);
+        let record = Arc::new(vec![b'r'; record_size]);
+        let kind = match p.backend() {
             #[allow(unreachable_patterns)]
             Backend::Fs(fs) => {
                 // Beside the layout directory, in the store's root (same filesystem).
                 let base = fs.layout().base();
                 let root = base.parent().unwrap_or(base).to_path_buf();
-                let path = root.join(format!("bench-raw-{}", std::process::id()));
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|e| raw_error("open", e))?;
-                Ok(Baseline::File {
-                    file: Arc::new(std::sync::Mutex::new(file)),
-                    path,
-                    record: Arc::new(vec![b'r'; record_size]),
+                let mut files = Vec::new();
+                let mut paths = Vec::new();
+                for k in 0..tasks {
+                    let path = root.join(format!("bench-raw-{}-{k}", std::process::id()));
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .read(true)
+                        .append(true)
+                        .open(&path)
+                        .map_err(|e| raw_error("open", e))?;
+                    // The record the read baseline reads.
+                    file.write_all(&record).map_err(|e| raw_error("write", e))?;
+                    files.push(Arc::new(std::sync::Mutex::new(file)));
+                    paths.push(path);
+                }
+                Kind::File {
+                    files,
+                    paths,
+                    record,
                     sync: p.capabilities().durable,
-                })
+                }
             }
             Backend::Postgres(_) => {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&target.open_url)
-                    .await
-                    .map_err(|e| raw_error("connect", e))?;
-                sqlx::query(
-                    "CREATE TEMP TABLE bench_raw (tenant_id text, thread_id text, \
-                     checkpoint_id uuid PRIMARY KEY, step bigint, state jsonb, metadata jsonb)",
-                )
-                .execute(&mut conn)
-                .await
-                .map_err(|e| raw_error("create table", e))?;
-                Ok(Baseline::Postgres(Arc::new(Mutex::new(conn))))
+                let mut conns = Vec::new();
+                for _ in 0..tasks {
+                    conns.push(Arc::new(Mutex::new(pg_connect(url).await?)));
+                }
+                let read_id = CheckpointId::new().as_uuid();
+                if let Some(conn) = conns.first() {
+                    pg_insert(&mut *conn.lock().await, read_id, 0)
+                        .await
+                        .map_err(|e| raw_error("insert", e))?;
+                }
+                Kind::Postgres { conns, read_id }
             }
             Backend::Redis(_) => {
-                let client = redis_client(&target.open_url)?;
-                let conn = client
+                let client = redis_client(url)?;
+                let mut conn = client
                     .get_multiplexed_async_connection()
                     .await
                     .map_err(|e| raw_error("connect", e))?;
-                Ok(Baseline::Redis {
-                    client: Box::new(client),
-                    conn,
-                })
-            }
-            _ => Ok(Baseline::Memory(Arc::default())),
-        }
-    }
-
-    /// Measures `ops` raw operations on one task.
-    pub async fn measure(&self, ops: usize) -> Result<Stats> {
-        let (failure, fail) = first_failure();
-        let stats = match self {
-            Baseline::File {
-                file, record, sync, ..
-            } => {
-                let (file, record, sync) = (file.clone(), record.clone(), *sync);
-                let name = if sync {
-                    "raw write+fdatasync"
+                let keys = if url.contains("+cluster://") {
+                    None
                 } else {
-                    "raw write"
+                    let prefix = format!("{}bench-raw:{}:", redis_prefix(url), std::process::id());
+                    let keys = RedisKeys {
+                        write: (0..tasks).map(|k| format!("{prefix}{k}")).collect(),
+                        read: format!("{prefix}read"),
+                    };
+                    redis::cmd("SET")
+                        .arg(&keys.read)
+                        .arg(record.as_slice())
+                        .query_async::<()>(&mut conn)
+                        .await
+                        .map_err(|e| raw_error("SET", e))?;
+                    Some(keys)
                 };
-                measure(name, ops, 1, move |_| {
-                    let (file, record, fail) = (file.clone(), record.clone(), fail.clone());
-                    async move {
-                        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
-                        let written = f
-                            .write_all(&record)
-                            .and_then(|()| if sync { f.sync_data() } else { Ok(()) });
-                        if let Err(e) = written {
-                            fail(e.to_string());
-                        }
-                    }
-                })
-                .await
+                Kind::Redis { conn, keys, record }
             }
-            Baseline::Postgres(conn) => {
-                let conn = conn.clone();
-                let state =
-                    serde_json::json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-                measure("raw INSERT (one connection)", ops, 1, move |i| {
-                    let (conn, state, fail) = (conn.clone(), state.clone(), fail.clone());
-                    async move {
-                        let inserted =
-                            sqlx::query("INSERT INTO bench_raw VALUES ($1, $2, $3, $4, $5, '{}')")
-                                .bind("persistence-bench")
-                                .bind("raw")
-                                .bind(CheckpointId::new().as_uuid())
-                                .bind(i as i64)
-                                .bind(sqlx::types::Json(state))
-                                .execute(&mut *conn.lock().await)
-                                .await;
-                        if let Err(e) = inserted {
-                            fail(e.to_string());
-                        }
-                    }
-                })
-                .await
-            }
-            Baseline::Redis { conn, .. } => {
-                let conn = conn.clone();
-                measure("raw EVAL returning a constant", ops, 1, move |_| {
-                    let (mut conn, fail) = (conn.clone(), fail.clone());
-                    async move {
-                        let mut eval = redis::cmd("EVAL");
-                        eval.arg("return 1").arg(0);
-                        if let Err(e) = eval.query_async::<i64>(&mut conn).await {
-                            fail(e.to_string());
-                        }
-                    }
-                })
-                .await
-            }
-            Baseline::Memory(map) => {
-                let map = map.clone();
-                measure("raw HashMap insert under a mutex", ops, 1, move |i| {
-                    let map = map.clone();
-                    async move {
-                        map.lock().unwrap_or_else(|e| e.into_inner()).insert(i, i);
-                    }
-                })
-                .await
-            }
+            _ => Kind::Memory(Arc::default()),
         };
-        let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match failed {
-            Some(e) => Err(raw_error("operation", e)),
-            None => Ok(stats),
+        Ok(Baseline { kind })
+    }
+
+    /// The row's label.
+    pub fn name(&self, op: RawOp) -> &'static str {
+        match (&self.kind, op) {
+            (Kind::File { sync: true, .. }, RawOp::Write) => "raw write+fdatasync",
+            (Kind::File { sync: false, .. }, RawOp::Write) => "raw write",
+            (Kind::File { .. }, RawOp::Read) => "raw pread",
+            (Kind::Postgres { .. }, RawOp::Write) => "raw INSERT (durable)",
+            (Kind::Postgres { .. }, RawOp::Read) => "raw SELECT by key",
+            (Kind::Redis { keys: Some(_), .. }, RawOp::Write) => "raw SET",
+            (Kind::Redis { keys: Some(_), .. }, RawOp::Read) => "raw GET",
+            (Kind::Redis { keys: None, .. }, RawOp::Write) => "raw EVAL returning a constant",
+            (Kind::Redis { keys: None, .. }, RawOp::Read) => "raw ECHO",
+            (Kind::Memory(_), RawOp::Write) => "raw HashMap insert under a mutex",
+            (Kind::Memory(_), RawOp::Read) => "raw HashMap get under a mutex",
         }
     }
 
-    /// Whether the baseline talks to a server (so [`Self::connection_setup`] applies).
-    pub fn opens_connections(&self) -> bool {
-        matches!(self, Baseline::Postgres(_) | Baseline::Redis { .. })
-    }
-
-    /// Opens `count` new raw connections one after another (TCP, TLS handshake when the
-    /// URL asks for it, authentication): what a pool pays once per connection, never per
-    /// operation.
+    /// Measures `ops` raw operations on `tasks` concurrent tasks, each task on its own
+    /// file or connection (Redis: one multiplexed connection, as the backend uses).
     ///
     /// # Errors
-    /// The first failed connection; `InvalidInput` for a baseline without a server
-    /// (see [`Self::opens_connections`]).
-    pub async fn connection_setup(&self, target: &Target, count: usize) -> Result<Stats> {
+    /// The first failed operation.
+    pub async fn measure(&self, op: RawOp, ops: usize, tasks: usize) -> Result<Stats> {
         let (failure, fail) = first_failure();
-        let name = if target.tls {
-            "new connection (with TLS)"
-        } else {
-            "new connection"
-        };
-        let stats = match self {
-            Baseline::Postgres(_) => {
-                let url = target.open_url.clone();
-                measure(name, count, 1, move |_| {
-                    let (url, fail) = (url.clone(), fail.clone());
+        let name = self.name(op);
+        let stats = match &self.kind {
+            Kind::File {
+                files,
+                record,
+                sync,
+                ..
+            } => {
+                let (files, record, sync) = (files.clone(), record.clone(), *sync);
+                measure(name, ops, tasks, move |i| {
+                    let file = files[i % tasks % files.len()].clone();
+                    let (record, fail) = (record.clone(), fail.clone());
                     async move {
-                        use sqlx::Connection;
-                        match sqlx::PgConnection::connect(&url).await {
-                            Ok(conn) => {
-                                let _ = conn.close().await;
+                        let done = tokio::task::spawn_blocking(move || {
+                            let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+                            match op {
+                                RawOp::Write => f
+                                    .write_all(&record)
+                                    .and_then(|()| if sync { f.sync_data() } else { Ok(()) }),
+                                RawOp::Read => {
+                                    use std::os::unix::fs::FileExt;
+                                    let mut buf = vec![0; record.len()];
+                                    f.read_exact_at(&mut buf, 0)
+                                }
                             }
+                        })
+                        .await;
+                        match done {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => fail(e.to_string()),
                             Err(e) => fail(e.to_string()),
                         }
                     }
                 })
                 .await
             }
-            Baseline::Redis { client, .. } => {
-                let client = (**client).clone();
-                measure(name, count, 1, move |_| {
-                    let (client, fail) = (client.clone(), fail.clone());
+            Kind::Postgres { conns, read_id } => {
+                let (conns, read_id) = (conns.clone(), *read_id);
+                measure(name, ops, tasks, move |i| {
+                    let conn = conns[i % tasks % conns.len()].clone();
+                    let fail = fail.clone();
                     async move {
-                        if let Err(e) = client.get_multiplexed_async_connection().await {
+                        let conn = &mut *conn.lock().await;
+                        let done = match op {
+                            RawOp::Write => {
+                                pg_insert(conn, CheckpointId::new().as_uuid(), i as i64).await
+                            }
+                            RawOp::Read => pg_select(conn, read_id).await,
+                        };
+                        if let Err(e) = done {
                             fail(e.to_string());
                         }
                     }
                 })
                 .await
             }
-            _ => {
-                return Err(Error::invalid_input(
-                    "connection setup is measured for server backends only",
-                ));
+            Kind::Redis {
+                conn, keys, record, ..
+            } => {
+                let (conn, record) = (conn.clone(), record.clone());
+                let keys = keys.as_ref().map(|k| (k.write.clone(), k.read.clone()));
+                measure(name, ops, tasks, move |i| {
+                    let (mut conn, fail) = (conn.clone(), fail.clone());
+                    let cmd = match (&keys, op) {
+                        (Some((write, _)), RawOp::Write) => {
+                            let mut c = redis::cmd("SET");
+                            c.arg(&write[i % tasks % write.len()])
+                                .arg(record.as_slice());
+                            c
+                        }
+                        (Some((_, read)), RawOp::Read) => {
+                            let mut c = redis::cmd("GET");
+                            c.arg(read);
+                            c
+                        }
+                        (None, RawOp::Write) => {
+                            let mut c = redis::cmd("EVAL");
+                            c.arg("return 1").arg(0);
+                            c
+                        }
+                        (None, RawOp::Read) => {
+                            let mut c = redis::cmd("ECHO");
+                            c.arg(record.as_slice());
+                            c
+                        }
+                    };
+                    async move {
+                        if let Err(e) = cmd.query_async::<redis::Value>(&mut conn).await {
+                            fail(e.to_string());
+                        }
+                    }
+                })
+                .await
+            }
+            Kind::Memory(map) => {
+                let map = map.clone();
+                measure(name, ops, tasks, move |i| {
+                    let map = map.clone();
+                    async move {
+                        let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+                        match op {
+                            RawOp::Write => {
+                                map.insert(i, i);
+                            }
+                            RawOp::Read => {
+                                std::hint::black_box(map.get(&i));
+                            }
+                        }
+                    }
+                })
+                .await
             }
         };
-        let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match failed {
-            Some(e) => Err(raw_error("connect", e)),
-            None => Ok(stats),
+        take_failure(&failure, "operation")?;
+        Ok(stats)
+    }
+
+    /// Asks the server to publish the statistics of the baseline's connections now
+    /// (`pg_stat_force_next_flush()`, PostgreSQL 15+; older servers publish within
+    /// 10 s). Nothing to do elsewhere.
+    pub async fn publish_stats(&self) {
+        if let Kind::Postgres { conns, .. } = &self.kind {
+            for conn in conns {
+                let _ = sqlx::query("SELECT pg_stat_force_next_flush()")
+                    .execute(&mut *conn.lock().await)
+                    .await;
+            }
         }
     }
 
-    /// Removes the baseline's file; connections close when dropped.
-    pub async fn finish(self) {
-        if let Baseline::File { path, .. } = self {
-            let _ = std::fs::remove_file(path);
-        }
+    /// Whether the baseline talks to a server (so [`connection_setup`] applies).
+    pub fn opens_connections(&self) -> bool {
+        matches!(self.kind, Kind::Postgres { .. } | Kind::Redis { .. })
     }
+
+    /// Removes what the baseline wrote: its files, its Postgres rows, its Redis keys.
+    ///
+    /// # Errors
+    /// A failed delete (the rows or keys are named in the message, never their values).
+    pub async fn finish(self) -> Result<()> {
+        match self.kind {
+            Kind::File { paths, .. } => {
+                for path in paths {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Kind::Postgres { conns, .. } => {
+                if let Some(conn) = conns.first() {
+                    sqlx::query(
+                        "DELETE FROM persistence.checkpoints WHERE tenant_id = $1 \
+                         AND thread_id = $2",
+                    )
+                    .bind(PG_TENANT)
+                    .bind(PG_THREAD)
+                    .execute(&mut *conn.lock().await)
+                    .await
+                    .map_err(|e| raw_error("delete the baseline's rows", e))?;
+                }
+            }
+            Kind::Redis {
+                mut conn,
+                keys: Some(keys),
+                ..
+            } => {
+                let mut del = redis::cmd("DEL");
+                del.arg(&keys.read).arg(&keys.write);
+                del.query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| raw_error("delete the baseline's keys", e))?;
+            }
+            Kind::Redis { keys: None, .. } | Kind::Memory(_) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Opens `count` new raw connections one after another (TCP, TLS handshake when the URL
+/// asks for it, authentication): what a pool pays once per connection, never per
+/// operation. `url` is the backend's URL (or the counting proxy's, to count round trips).
+///
+/// # Errors
+/// The first failed connection; `InvalidInput` for a backend without a server.
+pub async fn connection_setup(
+    p: &Persistence,
+    url: &str,
+    tls: bool,
+    count: usize,
+) -> Result<Stats> {
+    let (failure, fail) = first_failure();
+    let name = if tls {
+        "new connection (with TLS)"
+    } else {
+        "new connection"
+    };
+    let url = url.to_string();
+    let stats = match p.backend() {
+        Backend::Postgres(_) => {
+            measure(name, count, 1, move |_| {
+                let (url, fail) = (url.clone(), fail.clone());
+                async move {
+                    use sqlx::Connection;
+                    match sqlx::PgConnection::connect(&url).await {
+                        Ok(conn) => {
+                            let _ = conn.close().await;
+                        }
+                        Err(e) => fail(e.to_string()),
+                    }
+                }
+            })
+            .await
+        }
+        Backend::Redis(_) => {
+            let client = redis_client(&url)?;
+            measure(name, count, 1, move |_| {
+                let (client, fail) = (client.clone(), fail.clone());
+                async move {
+                    if let Err(e) = client.get_multiplexed_async_connection().await {
+                        fail(e.to_string());
+                    }
+                }
+            })
+            .await
+        }
+        _ => {
+            return Err(Error::invalid_input(
+                "connection setup is measured for server backends only",
+            ));
+        }
+    };
+    take_failure(&failure, "connect")?;
+    Ok(stats)
+}
+
+/// A connection with the baseline's tenant set (the tables' row-level security checks
+/// it, as for the backend's own connections).
+async fn pg_connect(url: &str) -> Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .map_err(|e| raw_error("connect", e))?;
+    sqlx::query("SELECT set_config('persistence.tenant', $1, false)")
+        .bind(PG_TENANT)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| raw_error("set the tenant", e))?;
+    Ok(conn)
+}
+
+/// The row a checkpoint put writes, inserted plainly.
+async fn pg_insert(
+    conn: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+    step: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    let state = serde_json::json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
+    sqlx::query(
+        "INSERT INTO persistence.checkpoints (tenant_id, thread_id, checkpoint_id, \
+         parent_id, step, state_version, state, metadata) \
+         VALUES ($1, $2, $3, NULL, $4, 1, $5, '{}')",
+    )
+    .bind(PG_TENANT)
+    .bind(PG_THREAD)
+    .bind(id)
+    .bind(step)
+    .bind(sqlx::types::Json(state))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+async fn pg_select(
+    conn: &mut sqlx::PgConnection,
+    id: uuid::Uuid,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT state FROM persistence.checkpoints WHERE tenant_id = $1 AND thread_id = $2 \
+         AND checkpoint_id = $3",
+    )
+    .bind(PG_TENANT)
+    .bind(PG_THREAD)
+    .bind(id)
+    .fetch_one(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The URL's `prefix=` option (the backend's key prefix), or the default.
+fn redis_prefix(url: &str) -> String {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("prefix="))
+        .map_or_else(|| "persistence:".to_string(), str::to_string)
 }
 
 /// A client of the first node of a Redis URL (an `EVAL` without keys runs on any node of
 /// a cluster), with the URL's TLS files (`sslrootcert`, `sslcert`, `sslkey`) applied.
-fn redis_client(url: &str) -> Result<redis::Client> {
+pub fn redis_client(url: &str) -> Result<redis::Client> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let node = match base.split_once("+cluster://") {
         Some((scheme, nodes)) => format!(

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod bench;
+mod bench_cost;
 mod bench_raw;
 mod demo;
 mod inspect;

@@ -269,6 +269,32 @@ fn unreachable_servers_fail_with_a_hint() {
     assert!(err.contains("docker compose up -d redis"), "{err}");
 }
 
+/// The raw baselines of one concurrency in a bench report: (write, read).
+fn baselines_of(report: &Value, tasks: usize) -> (&Value, &Value) {
+    let b = report["baselines"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no baselines: {report}"))
+        .iter()
+        .find(|b| b["tasks"] == tasks)
+        .unwrap_or_else(|| panic!("no baselines at {tasks} tasks: {report}"));
+    (&b["write"], &b["read"])
+}
+
+/// Every row is compared with the raw baseline of its kind (reads with a raw read) at
+/// its own concurrency.
+fn rows_use_their_own_baselines(report: &Value) {
+    for row in report["rows"].as_array().unwrap() {
+        let tasks = row["tasks"].as_u64().unwrap() as usize;
+        let (write, read) = baselines_of(report, tasks);
+        let name = row["name"].as_str().unwrap();
+        let want = if name.contains(" get") { read } else { write };
+        assert_eq!(row["baseline"], want["name"], "{row}");
+        let ratio = row["ops_per_sec"].as_f64().unwrap() / want["ops_per_sec"].as_f64().unwrap();
+        let vs_raw = row["vs_raw"].as_f64().unwrap();
+        assert!((ratio - vs_raw).abs() < 1e-6 * ratio.max(1.0), "{row}");
+    }
+}
+
 #[test]
 fn bench_prints_json_rows_beside_the_baseline() {
     let dir = tempfile::tempdir().unwrap();
@@ -277,16 +303,38 @@ fn bench_prints_json_rows_beside_the_baseline() {
         &["bench", "--ops", "20", "--tasks", "1,2", "--json"],
     ));
     assert_eq!(report["backend"], "fs");
-    assert_eq!(report["baseline"]["name"], "raw write+fdatasync");
+    for tasks in [1, 2] {
+        let (write, read) = baselines_of(&report, tasks);
+        assert_eq!(write["name"], "raw write+fdatasync", "{report}");
+        assert_eq!(write["tasks"], tasks, "{report}");
+        assert_eq!(read["name"], "raw pread", "{report}");
+    }
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 14, "{report}");
+    rows_use_their_own_baselines(&report);
+    // The disk's own counter, where the scratch directory is on a block device: a
+    // durable put costs flushes, a read none.
+    let counted = persistence_bench::DeviceFlushes::of(&std::env::temp_dir())
+        .count()
+        .is_some();
     for row in rows {
         assert!(row["ops_per_sec"].as_f64().unwrap() > 0.0, "{row}");
         assert!(
             row["p99"].as_f64().unwrap() >= row["p50"].as_f64().unwrap(),
             "{row}"
         );
-        assert!(row["vs_raw"].as_f64().unwrap() > 0.0, "{row}");
+        if !counted {
+            continue;
+        }
+        let cost = &row["cost"];
+        assert_eq!(cost["unit"], "device flushes", "{row}");
+        let per_op = cost["per_op"].as_f64().unwrap();
+        if row["name"] == "checkpoint put" {
+            assert!(per_op >= 0.5, "{row}");
+        }
+    }
+    if !counted {
+        eprintln!("device flushes not checked: the temp dir is on no block device with a counter");
     }
     fails(dir.path(), &["bench", "--ops", "20", "--tasks", "0"]);
 }
@@ -389,18 +437,75 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
     let status = ok(dir.path(), &["status", "--url", &app_url]);
     assert!(status.contains("schema version 6"), "{status}");
 
+    postgres_bench_is_honest(dir.path(), &admin_url, &app_url);
+}
+
+/// The Postgres bench: a durable baseline (a WAL flush per insert, from `pg_stat_wal`),
+/// one per concurrency, WAL flushes beside every row, round trips counted; and nothing
+/// left behind but one lease row per task (fences never go back).
+fn postgres_bench_is_honest(dir: &Path, admin_url: &str, app_url: &str) {
+    let sql = |sql: &str| -> i64 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+        })
+    };
+    // The harness's shared server commits without waiting for the WAL (and never
+    // fsyncs: the bench then counts WAL writes); this database commits as a durable
+    // server does, so a durable insert shows one WAL flush.
+    let database = admin_url
+        .split('?')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = sqlx::PgConnection::connect(admin_url).await.unwrap();
+            let alter = format!(r#"ALTER DATABASE "{database}" SET synchronous_commit = on"#);
+            conn.execute(alter.as_str()).await.unwrap();
+        });
     let report = json(&ok(
-        dir.path(),
+        dir,
         &[
-            "bench", "--url", &app_url, "--ops", "20", "--tasks", "1", "--json",
+            "bench", "--url", app_url, "--ops", "20", "--tasks", "1,2", "--json",
         ],
     ));
-    let baseline = &report["baseline"];
-    assert_eq!(baseline["round_trips"], 1.0, "{report}");
+    let (write, read) = baselines_of(&report, 1);
+    assert_eq!(write["name"], "raw INSERT (durable)", "{report}");
+    let unit = write["cost"]["unit"].as_str().unwrap();
+    assert!(["WAL syncs", "WAL writes"].contains(&unit), "{report}");
+    let flushes = write["cost"]["per_op"].as_f64().unwrap();
+    assert!(
+        flushes >= 0.9,
+        "a raw insert should flush the WAL: {report}"
+    );
+    assert_eq!(write["round_trips"], 1.0, "{report}");
+    assert_eq!(read["name"], "raw SELECT by key", "{report}");
+    assert_eq!(read["round_trips"], 1.0, "{report}");
+    rows_use_their_own_baselines(&report);
     for row in report["rows"].as_array().unwrap() {
         let rt = row["round_trips"].as_f64().unwrap();
         assert!(rt > 0.0 && rt <= 2.05, "{row}");
+        assert_eq!(row["cost"]["unit"], unit, "{row}");
     }
+    let leases =
+        sql("SELECT count(*) FROM persistence.leases WHERE tenant_id = 'persistence-bench'");
+    assert!(leases <= 2, "{leases} lease rows left");
+    let rows = sql(
+        "SELECT (SELECT count(*) FROM persistence.checkpoints WHERE tenant_id LIKE 'persistence-bench%') \
+         + (SELECT count(*) FROM persistence.session_events WHERE tenant_id LIKE 'persistence-bench%') \
+         + (SELECT count(*) FROM persistence.items WHERE tenant_id LIKE 'persistence-bench%')",
+    );
+    assert_eq!(rows, 0, "the bench left rows behind");
 }
 
 fn redis_url(server: Server) -> Option<String> {
@@ -427,13 +532,57 @@ fn redis_demo_status_and_bench() {
     };
     let dir = tempfile::tempdir().unwrap();
     demo_completes_and_resumes(dir.path(), &url);
-    let report = json(&ok(
-        dir.path(),
-        &[
-            "bench", "--url", &url, "--ops", "20", "--tasks", "1", "--json",
-        ],
-    ));
-    assert_eq!(report["baseline"]["round_trips"], 1.0, "{report}");
+    redis_bench_is_honest(dir.path(), &url);
+}
+
+/// The Redis bench: plain-command baselines per concurrency, the server's CPU and
+/// commandstats beside every row; and a second, longer run leaves no more keys than
+/// the first (one fence per task's lock name and the tenant's index entries), none of
+/// them growing with the operations run.
+fn redis_bench_is_honest(dir: &Path, url: &str) {
+    let prefix = url.split_once("prefix=").unwrap().1.to_string();
+    let keys_left = || -> Vec<String> {
+        let client = redis::Client::open(url.split_once('?').unwrap().0).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query(&mut conn)
+            .unwrap();
+        keys.sort();
+        keys
+    };
+    let before = keys_left();
+    let bench = |ops: &str| {
+        json(&ok(
+            dir,
+            &[
+                "bench", "--url", url, "--ops", ops, "--tasks", "1,2", "--json",
+            ],
+        ))
+    };
+    let report = bench("20");
+    let (write, read) = baselines_of(&report, 1);
+    assert_eq!(write["name"], "raw SET", "{report}");
+    assert_eq!(read["name"], "raw GET", "{report}");
+    assert_eq!(write["round_trips"], 1.0, "{report}");
+    rows_use_their_own_baselines(&report);
+    for row in report["rows"].as_array().unwrap() {
+        let cost = &row["cost"];
+        assert_eq!(cost["unit"], "server CPU µs", "{row}");
+        assert!(cost["per_op"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(
+            cost["detail"].as_str().unwrap().contains("usec_per_call"),
+            "{row}"
+        );
+    }
+    let after_one = keys_left();
+    bench("60");
+    let after_two = keys_left();
+    assert_eq!(after_one, after_two, "a longer run left more keys");
+    let new: Vec<&String> = after_two.iter().filter(|k| !before.contains(k)).collect();
+    let fences = new.iter().filter(|k| k.ends_with(":fence")).count();
+    assert!(fences <= 2, "one fence per task's lock: {new:?}");
+    assert!(new.len() <= fences + 5, "{new:?}");
 }
 
 #[test]
@@ -510,7 +659,7 @@ fn bench_over_tls_shows_setup_apart(dir: &Path, url: &str) {
     let setup = &report["connection_setup"];
     assert!(setup["name"].as_str().unwrap().contains("TLS"), "{report}");
     assert!(setup["round_trips"].as_f64().unwrap() >= 2.0, "{report}");
-    assert_eq!(report["baseline"]["round_trips"], 1.0, "{report}");
+    assert_eq!(baselines_of(&report, 1).0["round_trips"], 1.0, "{report}");
     for row in report["rows"].as_array().unwrap() {
         let rt = row["round_trips"].as_f64().unwrap();
         assert!(rt > 0.0 && rt <= 2.05, "{row}");

@@ -7,7 +7,7 @@
 //! `Durability::None`, the raw baseline (a plain `write` + `fdatasync` loop of the same
 //! record size as a one-event append), store puts at 1 and 8 tasks beside a bare
 //! append with `fdatasync` and a bare atomic replace at 1 and 8 tasks (the disk's own
-//! scaling), each durable row followed by the disk's flush requests per operation (the
+//! scaling), each durable row with the disk's flush requests per operation (the
 //! device's own cost counter, `/sys/dev/block/M:m/stat`), and the scale checks of
 //! `persistence_bench::scale` at `--scale N` (default 100 000): get latest and put on a
 //! thread of 1 000 and N checkpoints, reads at ordinal 1 000 and N − 1 000 of an N-event
@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use persistence_conformance::bench::scale;
 use persistence_conformance::bench::workload::{self, Op, Stores};
-use persistence_conformance::bench::{arg, measure, print_header, print_row};
+use persistence_conformance::bench::{DeviceFlushes, arg, measure, print_header, print_row};
 use persistence_fs::{Durability, FsBackend, FsConfig};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +50,7 @@ async fn main() -> persistence_core::Result<()> {
     ));
     let record = vec![b'r'; record_size];
     let before = flushes.count();
-    let raw_stats = measure(
+    let mut raw_stats = measure(
         &format!("raw write+fdatasync {record_size} B"),
         ops,
         1,
@@ -62,8 +62,8 @@ async fn main() -> persistence_core::Result<()> {
         },
     )
     .await;
+    raw_stats.cost = flushes.since(before, ops);
     print_row(&raw_stats, None);
-    flushes.print_per_op(before, ops);
 
     // The workload every backend runs (`persistence_bench::workload`), once per setting.
     for durability in [Durability::Fsync, Durability::None] {
@@ -78,10 +78,10 @@ async fn main() -> persistence_core::Result<()> {
             let before = flushes.count();
             let mut s = workload::measure_op(&stores, op, op.count(ops), 1).await?;
             s.name = format!("{} ({durability:?})", s.name);
-            print_row(&s, base);
             if durability == Durability::Fsync {
-                flushes.print_per_op(before, op.count(ops));
+                s.cost = flushes.since(before, op.count(ops));
             }
+            print_row(&s, base);
         }
     }
 
@@ -100,7 +100,7 @@ async fn main() -> persistence_core::Result<()> {
         for (slot, name) in [(0, "raw append+fdatasync"), (1, "raw atomic replace")] {
             let dir = raw_dir.clone();
             let before = flushes.count();
-            let raw = measure(&format!("{name} {record_size} B"), ops, tasks, move |i| {
+            let mut raw = measure(&format!("{name} {record_size} B"), ops, tasks, move |i| {
                 let dir = dir.clone();
                 async move {
                     tokio::task::spawn_blocking(move || {
@@ -116,15 +116,15 @@ async fn main() -> persistence_core::Result<()> {
                 }
             })
             .await;
+            raw.cost = flushes.since(before, ops);
             print_row(&raw, None);
-            flushes.print_per_op(before, ops);
             rates[slot] = raw.ops_per_sec;
         }
         workload::warm_up(&stores, Op::StorePut, tasks).await?;
         let before = flushes.count();
-        let s = workload::measure_op(&stores, Op::StorePut, ops, tasks).await?;
+        let mut s = workload::measure_op(&stores, Op::StorePut, ops, tasks).await?;
+        s.cost = flushes.since(before, ops);
         print_row(&s, Some(rates[0]));
-        flushes.print_per_op(before, ops);
         rates[2] = s.ops_per_sec;
         match one_task {
             None => one_task = Some(rates),
@@ -148,41 +148,6 @@ async fn main() -> persistence_core::Result<()> {
     let report = scale::run(&Stores::of(b), size, &|what| eprintln!("{what}...")).await?;
     report.print();
     Ok(())
-}
-
-/// Flush requests completed by the disk holding a directory: field 16 of
-/// `/sys/dev/block/MAJOR:MINOR/stat` (Linux 5.5+). `None` where there is none (tmpfs,
-/// overlay, another OS): then the rows say so.
-struct DeviceFlushes(Option<std::path::PathBuf>);
-
-impl DeviceFlushes {
-    fn of(dir: &std::path::Path) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        let stat = std::fs::metadata(dir).ok().map(|m| {
-            let dev = m.dev();
-            // The kernel's device number encoding (glibc `gnu_dev_major`/`minor`).
-            let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-            let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-            std::path::PathBuf::from(format!("/sys/dev/block/{major}:{minor}/stat"))
-        });
-        DeviceFlushes(stat)
-    }
-
-    fn count(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.0.as_ref()?).ok()?;
-        text.split_whitespace().nth(15)?.parse().ok()
-    }
-
-    fn print_per_op(&self, before: Option<u64>, ops: usize) {
-        match (before, self.count()) {
-            (Some(before), Some(after)) => println!(
-                "{:<36} {:.2} device flushes per op",
-                "",
-                after.saturating_sub(before) as f64 / ops.max(1) as f64
-            ),
-            _ => println!("{:<36} device flushes: not counted on this disk", ""),
-        }
-    }
 }
 
 /// What a store put does to the disk, bare: append a record to file `n` of `dir`,
