@@ -64,6 +64,30 @@ struct Baselines {
     tasks: usize,
     write: Stats,
     read: Stats,
+    /// The server's own lock cycle, where it has one ([`Baseline::has_lock_cycle`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<Stats>,
+}
+
+impl Baselines {
+    /// The baseline `op`'s row is compared with: reads with the raw read, the lock
+    /// cycle with the server's own lock where there is one, the rest with the raw write.
+    fn for_op(&self, op: Op) -> &Stats {
+        match (op, &self.lock) {
+            (Op::LockCycle, Some(lock)) => lock,
+            _ if op.is_read() => &self.read,
+            _ => &self.write,
+        }
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = (RawOp, &mut Stats)> {
+        [
+            (RawOp::Write, &mut self.write),
+            (RawOp::Read, &mut self.read),
+        ]
+        .into_iter()
+        .chain(self.lock.as_mut().map(|s| (RawOp::LockCycle, s)))
+    }
 }
 
 /// Runs the benchmark and prints the table (or JSON).
@@ -106,6 +130,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let record_size = serde_json::to_vec(&workload::event().data).map_or(100, |v| v.len() + 16);
     let widest = args.tasks.iter().copied().max().unwrap_or(1);
     let raw = Baseline::connect(&p, &url, record_size, widest).await?;
+    if raw.has_lock_cycle() {
+        bar.set_length(steps as u64 + args.tasks.len() as u64);
+    }
     let cost = CostCounter::connect(&p, &url).await;
     let stores = stores_of(&p);
 
@@ -113,7 +140,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &tasks in &args.tasks {
         let mut measured = Vec::new();
-        for kind in [RawOp::Write, RawOp::Read] {
+        let kinds: &[RawOp] = if raw.has_lock_cycle() {
+            &[RawOp::Write, RawOp::Read, RawOp::LockCycle]
+        } else {
+            &[RawOp::Write, RawOp::Read]
+        };
+        for &kind in kinds {
             bar.set_message(format!("{}, {tasks} tasks", raw.name(kind)));
             let before = cost.read().await;
             // Warm-ups are not timed: a connection prepares each statement on first use.
@@ -124,8 +156,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             measured.push(stats);
             bar.inc(1);
         }
+        let lock = match raw.has_lock_cycle() {
+            true => measured.pop(),
+            false => None,
+        };
         let (Some(read), Some(write)) = (measured.pop(), measured.pop()) else {
             return Err(Error::backend_error("bench: a baseline was not measured"));
+        };
+        let b = Baselines {
+            tasks,
+            write,
+            read,
+            lock,
         };
         for op in Op::ALL {
             let count = op.count(ops);
@@ -143,7 +185,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 own.close().await;
             }
             stats.cost = cost.since(before, count + workload::WARM_UP * tasks).await;
-            let base = if op.is_read() { &read } else { &write };
+            let base = b.for_op(op);
             rows.push(Row {
                 vs_raw: stats.ops_per_sec / base.ops_per_sec,
                 baseline: base.name.clone(),
@@ -151,7 +193,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             });
             bar.inc(1);
         }
-        baselines.push(Baselines { tasks, write, read });
+        baselines.push(b);
     }
     // What TLS (and authentication) cost: once per connection, shown beside the
     // per-operation rows.
@@ -250,11 +292,11 @@ async fn count_round_trips(
     let raw = Baseline::connect(&counted, proxy_url, record_size, widest).await?;
     let flights = |before: u64| Some((proxy.flights() - before) as f64 / COUNTED_OPS as f64);
     for b in baselines.iter_mut() {
-        for (kind, stats) in [(RawOp::Write, &mut b.write), (RawOp::Read, &mut b.read)] {
-            raw.measure(kind, workload::WARM_UP * b.tasks, b.tasks)
-                .await?;
+        let tasks = b.tasks;
+        for (kind, stats) in b.all_mut() {
+            raw.measure(kind, workload::WARM_UP * tasks, tasks).await?;
             let before = proxy.flights();
-            raw.measure(kind, COUNTED_OPS, b.tasks).await?;
+            raw.measure(kind, COUNTED_OPS, tasks).await?;
             stats.round_trips = flights(before);
         }
     }
@@ -297,16 +339,19 @@ fn print_table(
     print_header();
     let mut disk_detail = None;
     for b in baselines {
-        for stats in [&b.write, &b.read] {
+        for stats in [Some(&b.write), Some(&b.read), b.lock.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             print_row(stats, None);
         }
         for row in rows.iter().filter(|r| r.stats.tasks == b.tasks) {
-            let base = if row.baseline == b.read.name {
-                b.read.ops_per_sec
-            } else {
-                b.write.ops_per_sec
-            };
-            print_row(&row.stats, Some(base));
+            let base = [Some(&b.write), Some(&b.read), b.lock.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|base| base.name == row.baseline)
+                .map(|base| base.ops_per_sec);
+            print_row(&row.stats, base);
             if let Some(cost) = &row.stats.cost {
                 if cost.unit == "device flushes" {
                     disk_detail.get_or_insert_with(|| cost.detail.clone());

@@ -1,6 +1,6 @@
 //! The raw baselines `persistence bench` compares with: the least a backend's operation
 //! could cost on the same storage, at the same durability and the same concurrency,
-//! measured in the same run. One write and one read baseline per backend:
+//! measured in the same run. A write and a read baseline per backend:
 //!
 //! | backend | write | read |
 //! |---|---|---|
@@ -8,6 +8,10 @@
 //! | Postgres | a plain `INSERT` of a checkpoint row into `persistence.checkpoints` (durable: the same table, indexes and commit as a put), one connection per task | `SELECT` of one row by primary key |
 //! | Redis | `SET` of a record-sized value | `GET` of it |
 //! | Redis cluster | `EVAL` returning a constant (no key: any node) | `ECHO` of a record |
+//!
+//! Postgres also has a lock cycle baseline: `pg_try_advisory_lock` + `pg_advisory_unlock`
+//! (two round trips, nothing written), which the lock cycle row is compared with; on
+//! the other backends that row is compared with the raw write.
 //!
 //! Everything a baseline writes is removed by [`Baseline::finish`].
 
@@ -31,6 +35,9 @@ pub enum RawOp {
     Write,
     /// The cheapest read of a record.
     Read,
+    /// The server's own lock taken and released (Postgres: an advisory lock); only
+    /// where [`Baseline::has_lock_cycle`].
+    LockCycle,
 }
 
 /// The baseline's own files or connections, one per task of the widest row.
@@ -178,6 +185,8 @@ impl Baseline {
             (Kind::File { .. }, RawOp::Read) => "raw pread",
             (Kind::Postgres { .. }, RawOp::Write) => "raw INSERT (durable)",
             (Kind::Postgres { .. }, RawOp::Read) => "raw SELECT by key",
+            (Kind::Postgres { .. }, RawOp::LockCycle) => "raw advisory lock cycle",
+            (_, RawOp::LockCycle) => "raw lock cycle (none)",
             (Kind::Redis { keys: Some(_), .. }, RawOp::Write) => "raw SET",
             (Kind::Redis { keys: Some(_), .. }, RawOp::Read) => "raw GET",
             (Kind::Redis { keys: None, .. }, RawOp::Write) => "raw EVAL returning a constant",
@@ -193,6 +202,11 @@ impl Baseline {
     /// # Errors
     /// The first failed operation.
     pub async fn measure(&self, op: RawOp, ops: usize, tasks: usize) -> Result<Stats> {
+        if op == RawOp::LockCycle && !self.has_lock_cycle() {
+            return Err(Error::invalid_input(
+                "bench: this backend has no raw lock cycle baseline",
+            ));
+        }
         let (failure, fail) = first_failure();
         let name = self.name(op);
         let stats = match &self.kind {
@@ -210,7 +224,8 @@ impl Baseline {
                         let done = tokio::task::spawn_blocking(move || {
                             let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
                             match op {
-                                RawOp::Write => f
+                                // LockCycle: refused above.
+                                RawOp::Write | RawOp::LockCycle => f
                                     .write_all(&record)
                                     .and_then(|()| if sync { f.sync_data() } else { Ok(()) }),
                                 RawOp::Read => {
@@ -242,6 +257,7 @@ impl Baseline {
                                 pg_insert(conn, CheckpointId::new().as_uuid(), i as i64).await
                             }
                             RawOp::Read => pg_select(conn, read_id).await,
+                            RawOp::LockCycle => pg_advisory_cycle(conn, i % tasks).await,
                         };
                         if let Err(e) = done {
                             fail(e.to_string());
@@ -258,7 +274,8 @@ impl Baseline {
                 measure(name, ops, tasks, move |i| {
                     let (mut conn, fail) = (conn.clone(), fail.clone());
                     let cmd = match (&keys, op) {
-                        (Some((write, _)), RawOp::Write) => {
+                        // LockCycle: refused above.
+                        (Some((write, _)), RawOp::Write | RawOp::LockCycle) => {
                             let mut c = redis::cmd("SET");
                             c.arg(&write[i % tasks % write.len()])
                                 .arg(record.as_slice());
@@ -269,7 +286,7 @@ impl Baseline {
                             c.arg(read);
                             c
                         }
-                        (None, RawOp::Write) => {
+                        (None, RawOp::Write | RawOp::LockCycle) => {
                             let mut c = redis::cmd("EVAL");
                             c.arg("return 1").arg(0);
                             c
@@ -295,7 +312,7 @@ impl Baseline {
                     async move {
                         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
                         match op {
-                            RawOp::Write => {
+                            RawOp::Write | RawOp::LockCycle => {
                                 map.insert(i, i);
                             }
                             RawOp::Read => {
@@ -322,6 +339,13 @@ impl Baseline {
                     .await;
             }
         }
+    }
+
+    /// Whether the backend's server has a lock of its own to compare the lock cycle
+    /// with ([`RawOp::LockCycle`]): Postgres's advisory locks. Elsewhere the lock cycle
+    /// is compared with the raw write.
+    pub fn has_lock_cycle(&self) -> bool {
+        matches!(self.kind, Kind::Postgres { .. })
     }
 
     /// Whether the baseline talks to a server (so [`connection_setup`] applies).
@@ -462,6 +486,29 @@ async fn pg_insert(
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// `pg_try_advisory_lock` then `pg_advisory_unlock` of the task's own key: the
+/// server's lock, held in memory by the session and never written (so unusable as a
+/// lease behind a pool, but the floor of what taking and freeing a lock costs).
+async fn pg_advisory_cycle(
+    conn: &mut sqlx::PgConnection,
+    task: usize,
+) -> std::result::Result<(), sqlx::Error> {
+    // A key of the bench's own, away from small keys an application may use.
+    let key = 0x7065_7273_0000_0000_i64 + task as i64;
+    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !taken {
+        return Err(sqlx::Error::Protocol("advisory lock held elsewhere".into()));
+    }
+    sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .fetch_one(conn)
+        .await
+        .map(|_| ())
 }
 
 async fn pg_select(

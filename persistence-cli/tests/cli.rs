@@ -280,6 +280,17 @@ fn baselines_of(report: &Value, tasks: usize) -> (&Value, &Value) {
     (&b["write"], &b["read"])
 }
 
+/// The raw lock cycle baseline at `tasks` (`Null` for a backend without one).
+fn lock_baseline_of(report: &Value, tasks: usize) -> &Value {
+    let b = report["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["tasks"] == tasks)
+        .unwrap();
+    &b["lock"]
+}
+
 /// Every row is compared with the raw baseline of its kind (reads with a raw read) at
 /// its own concurrency.
 fn rows_use_their_own_baselines(report: &Value) {
@@ -287,7 +298,14 @@ fn rows_use_their_own_baselines(report: &Value) {
         let tasks = row["tasks"].as_u64().unwrap() as usize;
         let (write, read) = baselines_of(report, tasks);
         let name = row["name"].as_str().unwrap();
-        let want = if name.contains(" get") { read } else { write };
+        let lock = lock_baseline_of(report, tasks);
+        let want = if name.contains(" get") {
+            read
+        } else if name.starts_with("lock cycle") && !lock.is_null() {
+            lock
+        } else {
+            write
+        };
         assert_eq!(row["baseline"], want["name"], "{row}");
         let ratio = row["ops_per_sec"].as_f64().unwrap() / want["ops_per_sec"].as_f64().unwrap();
         let vs_raw = row["vs_raw"].as_f64().unwrap();
@@ -427,7 +445,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
     assert!(
-        first.contains("applied 0001") && first.contains("applied 0006"),
+        first.contains("applied 0001") && first.contains("applied 0007"),
         "{first}"
     );
     let second = ok(dir.path(), &["migrate", "--url", &admin_url]);
@@ -435,7 +453,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     demo_completes_and_resumes(dir.path(), &app_url);
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 6"), "{status}");
+    assert!(status.contains("schema version 7"), "{status}");
 
     postgres_bench_is_honest(dir.path(), &admin_url, &app_url);
 }
@@ -491,11 +509,22 @@ fn postgres_bench_is_honest(dir: &Path, admin_url: &str, app_url: &str) {
     assert_eq!(write["round_trips"], 1.0, "{report}");
     assert_eq!(read["name"], "raw SELECT by key", "{report}");
     assert_eq!(read["round_trips"], 1.0, "{report}");
+    // A lock cycle is compared with the server's own lock: an advisory lock taken and
+    // released, two round trips that write nothing.
+    let lock = lock_baseline_of(&report, 1);
+    assert_eq!(lock["name"], "raw advisory lock cycle", "{report}");
+    assert_eq!(lock["round_trips"], 2.0, "{report}");
     rows_use_their_own_baselines(&report);
     for row in report["rows"].as_array().unwrap() {
         let rt = row["round_trips"].as_f64().unwrap();
         assert!(rt > 0.0 && rt <= 2.05, "{row}");
         assert_eq!(row["cost"]["unit"], unit, "{row}");
+        // Lease changes commit without waiting for a WAL flush (their fences are
+        // floored at the database clock, so a lost lease change never repeats a fence).
+        if row["name"].as_str().unwrap().starts_with("lock cycle") {
+            let flushes = row["cost"]["per_op"].as_f64().unwrap();
+            assert!(flushes < 0.5, "a lock cycle waited for the WAL: {row}");
+        }
     }
     let leases =
         sql("SELECT count(*) FROM persistence.leases WHERE tenant_id = 'persistence-bench'");
@@ -704,9 +733,9 @@ fn postgres_over_tls_migrate_status_and_bench() {
     };
     let dir = tempfile::tempdir().unwrap();
     let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
-    assert!(first.contains("applied 0006"), "{first}");
+    assert!(first.contains("applied 0007"), "{first}");
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 6"), "{status}");
+    assert!(status.contains("schema version 7"), "{status}");
     bench_over_tls_shows_setup_apart(dir.path(), &app_url);
     // Without the client certificate the server refuses: a TLS error naming sslcert.
     let bare = format!("{}?sslmode=require", app_url.split('?').next().unwrap());
