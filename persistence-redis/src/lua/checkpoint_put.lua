@@ -7,8 +7,16 @@ local refused, raise = fence_check(KEYS[4], ARGV[5])
 if refused then
   return refused
 end
-local existing = redis.call('HGET', KEYS[1], ARGV[1])
-if existing then
+-- Without a guard the content is written first (HSETNX: one call where a new id is the
+-- common case); with one, nothing is written before the guard holds.
+local new
+if ARGV[3] == '0' then
+  new = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1
+else
+  new = redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0
+end
+if not new then
+  local existing = redis.call('HGET', KEYS[1], ARGV[1])
   if existing == ARGV[2] then
     return {'ok', redis.call('HGET', KEYS[2], ARGV[1])}
   end
@@ -20,13 +28,13 @@ if ARGV[3] ~= '0' then
     return {'conflict', 'expected latest checkpoint ' .. (ARGV[4] ~= '' and ARGV[4] or 'none')
       .. ', found ' .. (latest or 'none')}
   end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
 if raise then
   redis.call('SET', KEYS[4], raise)
 end
 local t = redis.call('TIME')
 local now = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[1], now)
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 return {'ok', now}

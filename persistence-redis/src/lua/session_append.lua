@@ -8,7 +8,8 @@ local refused, raise = fence_check(KEYS[3], ARGV[2])
 if refused then
   return refused
 end
-local head = tonumber(redis.call('HGET', KEYS[1], 'head') or '0')
+local meta = redis.call('HMGET', KEYS[1], 'head', 'exp')
+local head = tonumber(meta[1] or '0')
 if ARGV[1] ~= '' and tonumber(ARGV[1]) ~= head then
   return {'conflict', 'expected head ' .. ARGV[1] .. ', found ' .. head}
 end
@@ -23,11 +24,8 @@ if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[1], 'exp', string.format('%.0f', exp))
   redis.call('PEXPIREAT', KEYS[1], exp)
   redis.call('PEXPIREAT', KEYS[2], exp)
-else
-  local exp = redis.call('HGET', KEYS[1], 'exp')
-  if exp then
-    redis.call('PEXPIREAT', KEYS[2], tonumber(exp))
-  end
+elseif meta[2] then
+  redis.call('PEXPIREAT', KEYS[2], tonumber(meta[2]))
 end
 if raise then
   redis.call('SET', KEYS[3], raise)
