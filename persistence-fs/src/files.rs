@@ -80,6 +80,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Writes) -> io::Result
     Ok(())
 }
 
+/// Overwrites a small file in place, without a temp file or a rename (so without the
+/// directory and journal work they cost): `bytes` in one positioned write at offset 0,
+/// then spaces up to the file's previous length, so a reader that ignores trailing
+/// whitespace sees exactly `bytes`. One write of a few hundred bytes completes in the
+/// page cache or not at all, so a process crash leaves the old or the new content
+/// (empty `bytes` truncate the file to nothing, also one call). A
+/// power loss may leave the file empty or gone: only for files where that is tolerated
+/// (leases and their fence counters, whose fences are floored at the clock). Nothing
+/// is fsynced unless `durability` says so.
+pub fn overwrite_in_place(path: &Path, bytes: &[u8], durability: Writes) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    ensure_dir(parent(path)?, durability)?;
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(durability.file_mode)
+        .open(path)?;
+    if bytes.is_empty() {
+        file.set_len(0)?;
+        if durability.durability == Durability::Fsync {
+            file.sync_data()?;
+        }
+        return Ok(());
+    }
+    let previous = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    let mut content = bytes.to_vec();
+    if previous > content.len() && previous <= 64 * 1024 {
+        content.resize(previous, b' ');
+    }
+    file.write_all_at(&content, 0)?;
+    if previous > content.len() {
+        file.set_len(content.len() as u64)?;
+    }
+    if durability.durability == Durability::Fsync {
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
 /// Removes a directory tree so that it vanishes at once: renamed to a hidden trash name
 /// first (atomic), then deleted. Returns whether it existed.
 pub fn remove_dir_atomic(dir: &Path, durability: Writes) -> io::Result<bool> {

@@ -43,9 +43,10 @@
 //! every record once, later ones only the records added since (so damage to records a
 //! running process has already checked is found by reads and by the next process).
 //!
-//! *Format.* [`FORMAT_VERSION`] 4: the `v1` tree with batch records (format 2),
-//! catalogs (format 3) and item logs (format 4), marked by an empty `{root}/v4`
-//! directory that earlier versions refuse (`SchemaTooNew`): format 3 would read an item
+//! *Format.* [`FORMAT_VERSION`] 5: the `v1` tree with batch records (format 2),
+//! catalogs (format 3), item logs (format 4) and leases emptied on release and written
+//! in place (format 5), marked by an empty `{root}/v5` directory that earlier versions
+//! refuse (`SchemaTooNew`): format 4 would read a released lease as corrupt, format 3 would read an item
 //! log as a corrupt item, format 2 would create entries without noting them in the
 //! catalogs, format 1 would misread batches. Roots written before read as they are:
 //! records without the batch bit are batches of one, each missing catalog is built from
@@ -72,6 +73,21 @@
 //! `tracing`), or written by a version without namespaces, is never broken early. The
 //! lock file guarding a lease is waited on for at most 500 ms (its holder may be paused),
 //! so `acquire` keeps to its wait. Fence counters are separate files that only grow.
+//!
+//! Lease and fence files are written in place and never fsynced, whatever the
+//! durability: a lock cycle costs no disk flush. A process crash keeps them (they are in
+//! the page cache); a power loss or a crash of the host ends every process that could
+//! hold one of its leases, and may leave a lease file gone, empty or older (read as
+//! free: its holder is gone) and a fence counter gone, empty or older. Fences are
+//! therefore one more than the counter and never less than the clock in microseconds,
+//! so a fence handed out after the restart is above every fence handed out before,
+//! provided the clock was not set back by more than the time since. A thread's or
+//! session's highest fence seen is stored with its data (fsynced), so a writer holding
+//! a fence from before is refused once the new holder has written (tested in
+//! `tests/recovery.rs`). A root shared by processes on several hosts (a network
+//! filesystem) gets the same fence guarantee from each host's clock, but a lease lost
+//! by the file server's crash frees a lock whose holder still runs: its fenced writes
+//! are refused only once the new holder writes.
 //!
 //! # The root
 //! Nothing outside the root is ever written or read through it: a symbolic link below the
@@ -200,7 +216,7 @@ use crate::layout::Layout;
 
 /// The on-disk format this code writes: the `v1` layout with batch records (see the
 /// crate docs). A root holding a `vN` entry above it is refused with `SchemaTooNew`.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The filesystem backend. Clones share the same root.
 #[derive(Clone, Debug)]

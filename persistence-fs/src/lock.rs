@@ -208,6 +208,12 @@ fn read_lease(path: &Path) -> Result<Option<(LeaseFile, ProcessIdentity)>> {
     let Some(bytes) = files::read_optional(path).at(path)? else {
         return Ok(None);
     };
+    // An empty lease is a released one, or what a power loss leaves of one created but
+    // never flushed (lease files are not fsynced): its holder died with the host.
+    // Released leases are emptied too.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
     let lease: LeaseFile = serde_json::from_slice(&bytes).map_err(|e| {
         corrupt(
             path,
@@ -242,7 +248,45 @@ fn guard(path: &Path, durability: crate::config::Writes) -> Result<FileLock> {
         })
 }
 
+/// The fence after the one in `fence_path`: one more than the counter, and never less
+/// than the clock in microseconds. The floor is what keeps fences from going backwards
+/// when a power loss takes the counter back or away (it is not fsynced): every fence
+/// handed out before was at most the clock of its moment, which has passed, unless the
+/// clock was set back by more than the time since. An empty counter is such a loss.
+fn next_fence(fence_path: &Path) -> Result<u64> {
+    let previous = match files::read_optional(fence_path).at(fence_path)? {
+        Some(bytes) if bytes.is_empty() => 0,
+        Some(_) => files::read_counter(fence_path)
+            .at(fence_path)?
+            .map_err(|m| corrupt(fence_path, m))?,
+        None => 0,
+    };
+    let clock_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(Fence::MAX.0));
+    let fence = previous.saturating_add(1).max(clock_us);
+    if fence > Fence::MAX.0 {
+        return Err(corrupt(
+            fence_path,
+            format!(
+                "the fence counter is past the largest fence ({})",
+                Fence::MAX.0
+            ),
+        ));
+    }
+    Ok(fence)
+}
+
 impl Inner {
+    /// How lease and fence files are written: in place
+    /// ([`files::overwrite_in_place`]) and never fsynced, whatever the root's
+    /// durability. A process crash keeps them (the
+    /// page cache); a power loss ends every holder on the host, and the fence floor of
+    /// [`next_fence`] covers a counter it takes back.
+    fn lease_writes(&self) -> crate::config::Writes {
+        self.durability.no_sync()
+    }
+
     fn try_acquire(&self, t: &TenantId, name: &LockKey, ttl: Duration) -> Result<Option<Lease>> {
         let ttl = validate_ttl("lease ttl", ttl)?;
         let (lock, lease_path, fence_path) = self.layout.lease(t, name);
@@ -260,11 +304,11 @@ impl Inner {
         {
             return Ok(None);
         }
-        let previous = files::read_counter(&fence_path)
-            .at(&fence_path)?
-            .map_err(|m| corrupt(&fence_path, m))?;
-        let fence = previous + 1;
-        files::write_counter(&fence_path, fence, self.durability).at(&fence_path)?;
+        let fence = next_fence(&fence_path)?;
+        // Fixed width, so every value overwrites the last whole.
+        let counter = format!("{fence:020}");
+        files::overwrite_in_place(&fence_path, counter.as_bytes(), self.lease_writes())
+            .at(&fence_path)?;
         let file = LeaseFile {
             owner: self.me.to_string(),
             token: new_lease_token(),
@@ -272,7 +316,7 @@ impl Inner {
             expires_at: now.saturating_add(ttl),
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| Error::backend_error(e.to_string()))?;
-        files::write_atomic(&lease_path, &bytes, self.durability).at(&lease_path)?;
+        files::overwrite_in_place(&lease_path, &bytes, self.lease_writes()).at(&lease_path)?;
         Ok(Some(Lease {
             tenant: t.clone(),
             name: name.clone(),
@@ -293,7 +337,8 @@ impl Inner {
                 held.expires_at = now.saturating_add(ttl);
                 let bytes =
                     serde_json::to_vec(&held).map_err(|e| Error::backend_error(e.to_string()))?;
-                files::write_atomic(&lease_path, &bytes, self.durability).at(&lease_path)?;
+                files::overwrite_in_place(&lease_path, &bytes, self.lease_writes())
+                    .at(&lease_path)?;
                 Ok(Lease {
                     expires_at: held.expires_at,
                     ..lease.clone()
@@ -309,7 +354,9 @@ impl Inner {
         let _guard = guard(&lock, self.durability)?;
         match read_lease(&lease_path)? {
             Some((held, _)) if held.token == lease.token => {
-                std::fs::remove_file(&lease_path).at(&lease_path)?;
+                // Emptied, not removed: an empty lease is a free one, and the file is
+                // overwritten in place by the next acquire (no directory change).
+                files::overwrite_in_place(&lease_path, b"", self.lease_writes()).at(&lease_path)?;
                 Ok(held.expires_at > Timestamp::now())
             }
             _ => Ok(false),

@@ -309,12 +309,11 @@ fn four_processes_exclude_each_other_under_the_lock() {
         .iter()
         .filter_map(|l| l.strip_prefix("fence ")?.parse().ok())
         .collect();
+    // 800 leases, 800 different fences (floored at the clock, so not 1..=800).
+    assert_eq!(fences.len(), 800, "fences missing");
     fences.sort();
-    assert_eq!(
-        fences,
-        (1..=800).collect::<Vec<_>>(),
-        "fences repeated or skipped"
-    );
+    fences.dedup();
+    assert_eq!(fences.len(), 800, "fences repeated");
 }
 
 /// Runs the worker with `args`, in a new PID namespace when `own_pid_namespace` (as a

@@ -455,3 +455,81 @@ async fn a_read_only_root_reads_everything() {
     );
     assert_eq!(backend.tenants().await.unwrap(), vec![t.clone()]);
 }
+
+/// Leases and fence counters are written without fsync: a process crash keeps them (the
+/// page cache), and a power loss ends every holder on the host. What a power loss can
+/// leave is a lease or counter file that is gone, empty (created but never flushed) or
+/// back at an older value. None of them may stop the lock or repeat a fence: fences
+/// are floored at the clock in microseconds.
+#[tokio::test]
+async fn leases_and_fences_lost_in_a_power_loss_never_repeat_a_fence() {
+    use persistence_core::{Lock, LockKey};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = open(dir.path());
+    let t = TenantId::new("t").unwrap();
+    let name = LockKey::new("thread-1").unwrap();
+    let (_, lease_path, fence_path) = backend.layout().lease(&t, &name);
+    let ttl = std::time::Duration::from_secs(60);
+    let session = SessionKey::new("fenced").unwrap();
+    let fenced = |fence| AppendOptions {
+        fence: Some(fence),
+        ..Default::default()
+    };
+    let event = || vec![Envelope::new(1, json!("e"))];
+
+    let mut highest = backend.try_acquire(&t, &name, ttl).await.unwrap().unwrap();
+    backend
+        .append(&t, &session, event(), fenced(highest.fence))
+        .await
+        .unwrap();
+    let remains: [(&str, fn(&Path, &Path)); 4] = [
+        ("lease and counter gone", |lease, fence| {
+            std::fs::remove_file(lease).unwrap();
+            std::fs::remove_file(fence).unwrap();
+        }),
+        ("both files empty", |lease, fence| {
+            std::fs::write(lease, b"").unwrap();
+            std::fs::write(fence, b"").unwrap();
+        }),
+        ("counter back at 1, lease gone", |lease, fence| {
+            std::fs::remove_file(lease).unwrap();
+            std::fs::write(fence, b"1").unwrap();
+        }),
+        ("empty lease, counter intact", |lease, _| {
+            std::fs::write(lease, b"").unwrap();
+        }),
+    ];
+    for (what, leave) in remains {
+        leave(&lease_path, &fence_path);
+        // A new process after the power loss.
+        let backend = open(dir.path());
+        let next = backend
+            .try_acquire(&t, &name, ttl)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .unwrap_or_else(|| panic!("{what}: the lock stayed held"));
+        assert!(
+            next.fence > highest.fence,
+            "{what}: fence {} is not above {}",
+            next.fence.0,
+            highest.fence.0
+        );
+        backend
+            .append(&t, &session, event(), fenced(next.fence))
+            .await
+            .unwrap();
+        let stale = backend
+            .append(&t, &session, event(), fenced(highest.fence))
+            .await
+            .unwrap_err();
+        assert_eq!(stale.kind(), ErrorKind::Fenced, "{what}: {stale}");
+        highest = next;
+    }
+    // Damage that no lost write leaves is still reported, never read as free.
+    std::fs::write(&lease_path, b"{\"owner\":").unwrap();
+    let err = open(dir.path())
+        .try_acquire(&t, &name, ttl)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+}
