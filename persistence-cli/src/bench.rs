@@ -64,9 +64,14 @@ struct Baselines {
     tasks: usize,
     write: Stats,
     read: Stats,
-    /// The server's own lock cycle, where it has one ([`Baseline::has_lock_cycle`]).
+    /// The server's own lock cycle, where it has one ([`Baseline::kinds`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     lock: Option<Stats>,
+    /// The least one script costs the server (Redis: a one-command script), printed
+    /// beside the rows as the floor of every atomic multi-step operation; no row's
+    /// baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    script: Option<Stats>,
 }
 
 impl Baselines {
@@ -87,6 +92,7 @@ impl Baselines {
         ]
         .into_iter()
         .chain(self.lock.as_mut().map(|s| (RawOp::LockCycle, s)))
+        .chain(self.script.as_mut().map(|s| (RawOp::Script, s)))
     }
 }
 
@@ -130,9 +136,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let record_size = serde_json::to_vec(&workload::event().data).map_or(100, |v| v.len() + 16);
     let widest = args.tasks.iter().copied().max().unwrap_or(1);
     let raw = Baseline::connect(&p, &url, record_size, widest).await?;
-    if raw.has_lock_cycle() {
-        bar.set_length(steps as u64 + args.tasks.len() as u64);
-    }
+    let kinds = raw.kinds();
+    bar.set_length((steps + args.tasks.len() * (kinds.len() - 2)) as u64);
     let cost = CostCounter::connect(&p, &url).await;
     let stores = stores_of(&p);
 
@@ -140,12 +145,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     for &tasks in &args.tasks {
         let mut measured = Vec::new();
-        let kinds: &[RawOp] = if raw.has_lock_cycle() {
-            &[RawOp::Write, RawOp::Read, RawOp::LockCycle]
-        } else {
-            &[RawOp::Write, RawOp::Read]
-        };
-        for &kind in kinds {
+        for &kind in &kinds {
             bar.set_message(format!("{}, {tasks} tasks", raw.name(kind)));
             let before = cost.read().await;
             // Warm-ups are not timed: a connection prepares each statement on first use.
@@ -153,21 +153,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             let mut stats = raw.measure(kind, ops, tasks).await?;
             raw.publish_stats().await;
             stats.cost = cost.since(before, ops + workload::WARM_UP * tasks).await;
-            measured.push(stats);
+            measured.push((kind, stats));
             bar.inc(1);
         }
-        let lock = match raw.has_lock_cycle() {
-            true => measured.pop(),
-            false => None,
+        let mut take = |want: RawOp| {
+            let at = measured.iter().position(|(kind, _)| *kind == want)?;
+            Some(measured.swap_remove(at).1)
         };
-        let (Some(read), Some(write)) = (measured.pop(), measured.pop()) else {
+        let (Some(write), Some(read)) = (take(RawOp::Write), take(RawOp::Read)) else {
             return Err(Error::backend_error("bench: a baseline was not measured"));
         };
         let b = Baselines {
             tasks,
             write,
             read,
-            lock,
+            lock: take(RawOp::LockCycle),
+            script: take(RawOp::Script),
         };
         for op in Op::ALL {
             let count = op.count(ops);
@@ -339,11 +340,22 @@ fn print_table(
     print_header();
     let mut disk_detail = None;
     for b in baselines {
-        for stats in [Some(&b.write), Some(&b.read), b.lock.as_ref()]
-            .into_iter()
-            .flatten()
+        for stats in [
+            Some(&b.write),
+            Some(&b.read),
+            b.lock.as_ref(),
+            b.script.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             print_row(stats, None);
+            if let Some(cost) = &stats.cost
+                && cost.unit != "device flushes"
+                && !cost.detail.is_empty()
+            {
+                println!("{:<6}{}", "", cost.detail);
+            }
         }
         for row in rows.iter().filter(|r| r.stats.tasks == b.tasks) {
             let base = [Some(&b.write), Some(&b.read), b.lock.as_ref()]

@@ -11,7 +11,9 @@
 //!
 //! Postgres also has a lock cycle baseline: `pg_try_advisory_lock` + `pg_advisory_unlock`
 //! (two round trips, nothing written), which the lock cycle row is compared with; on
-//! the other backends that row is compared with the raw write.
+//! the other backends that row is compared with the raw write. A single Redis node also
+//! has `EVALSHA` of a script running one `SET`: no row's baseline, but the least any
+//! atomic multi-step operation costs that server (its `INFO commandstats` beside it).
 //!
 //! Everything a baseline writes is removed by [`Baseline::finish`].
 
@@ -22,6 +24,13 @@ use std::sync::Arc;
 use persistence::{Backend, CheckpointId, Error, Persistence, Result};
 use persistence_bench::{Stats, measure};
 use tokio::sync::Mutex;
+
+/// The script of [`RawOp::Script`]: one `SET`, the least an atomic script does.
+const ONE_SET: &str = "return redis.call('SET', KEYS[1], ARGV[1])";
+
+/// Its SHA1, for `EVALSHA` (loaded at connect).
+static ONE_SET_SHA: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| redis::Script::new(ONE_SET).get_hash().to_owned());
 
 /// The tenant and thread the Postgres baseline's rows are written under (removed at the
 /// end).
@@ -36,8 +45,11 @@ pub enum RawOp {
     /// The cheapest read of a record.
     Read,
     /// The server's own lock taken and released (Postgres: an advisory lock); only
-    /// where [`Baseline::has_lock_cycle`].
+    /// where [`Baseline::kinds`] has it.
     LockCycle,
+    /// The least an atomic script costs (Redis: `EVALSHA` of a script running one
+    /// `SET`); only where [`Baseline::kinds`] has it.
+    Script,
 }
 
 /// The baseline's own files or connections, one per task of the widest row.
@@ -168,6 +180,12 @@ impl Baseline {
                         .query_async::<()>(&mut conn)
                         .await
                         .map_err(|e| raw_error("SET", e))?;
+                    redis::cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(ONE_SET)
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .map_err(|e| raw_error("SCRIPT LOAD", e))?;
                     Some(keys)
                 };
                 Kind::Redis { conn, keys, record }
@@ -186,7 +204,9 @@ impl Baseline {
             (Kind::Postgres { .. }, RawOp::Write) => "raw INSERT (durable)",
             (Kind::Postgres { .. }, RawOp::Read) => "raw SELECT by key",
             (Kind::Postgres { .. }, RawOp::LockCycle) => "raw advisory lock cycle",
+            (Kind::Redis { keys: Some(_), .. }, RawOp::Script) => "raw EVALSHA of one SET",
             (_, RawOp::LockCycle) => "raw lock cycle (none)",
+            (_, RawOp::Script) => "raw script (none)",
             (Kind::Redis { keys: Some(_), .. }, RawOp::Write) => "raw SET",
             (Kind::Redis { keys: Some(_), .. }, RawOp::Read) => "raw GET",
             (Kind::Redis { keys: None, .. }, RawOp::Write) => "raw EVAL returning a constant",
@@ -202,10 +222,11 @@ impl Baseline {
     /// # Errors
     /// The first failed operation.
     pub async fn measure(&self, op: RawOp, ops: usize, tasks: usize) -> Result<Stats> {
-        if op == RawOp::LockCycle && !self.has_lock_cycle() {
-            return Err(Error::invalid_input(
-                "bench: this backend has no raw lock cycle baseline",
-            ));
+        if !self.kinds().contains(&op) {
+            return Err(Error::invalid_input(format!(
+                "bench: this backend has no baseline {}",
+                self.name(op)
+            )));
         }
         let (failure, fail) = first_failure();
         let name = self.name(op);
@@ -224,8 +245,8 @@ impl Baseline {
                         let done = tokio::task::spawn_blocking(move || {
                             let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
                             match op {
-                                // LockCycle: refused above.
-                                RawOp::Write | RawOp::LockCycle => f
+                                // LockCycle, Script: refused above.
+                                RawOp::Write | RawOp::LockCycle | RawOp::Script => f
                                     .write_all(&record)
                                     .and_then(|()| if sync { f.sync_data() } else { Ok(()) }),
                                 RawOp::Read => {
@@ -258,6 +279,8 @@ impl Baseline {
                             }
                             RawOp::Read => pg_select(conn, read_id).await,
                             RawOp::LockCycle => pg_advisory_cycle(conn, i % tasks).await,
+                            // Refused above.
+                            RawOp::Script => Ok(()),
                         };
                         if let Err(e) = done {
                             fail(e.to_string());
@@ -274,6 +297,14 @@ impl Baseline {
                 measure(name, ops, tasks, move |i| {
                     let (mut conn, fail) = (conn.clone(), fail.clone());
                     let cmd = match (&keys, op) {
+                        (Some((write, _)), RawOp::Script) => {
+                            let mut c = redis::cmd("EVALSHA");
+                            c.arg(ONE_SET_SHA.as_str())
+                                .arg(1)
+                                .arg(&write[i % tasks % write.len()])
+                                .arg(record.as_slice());
+                            c
+                        }
                         // LockCycle: refused above.
                         (Some((write, _)), RawOp::Write | RawOp::LockCycle) => {
                             let mut c = redis::cmd("SET");
@@ -286,7 +317,7 @@ impl Baseline {
                             c.arg(read);
                             c
                         }
-                        (None, RawOp::Write | RawOp::LockCycle) => {
+                        (None, RawOp::Write | RawOp::LockCycle | RawOp::Script) => {
                             let mut c = redis::cmd("EVAL");
                             c.arg("return 1").arg(0);
                             c
@@ -312,7 +343,7 @@ impl Baseline {
                     async move {
                         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
                         match op {
-                            RawOp::Write | RawOp::LockCycle => {
+                            RawOp::Write | RawOp::LockCycle | RawOp::Script => {
                                 map.insert(i, i);
                             }
                             RawOp::Read => {
@@ -341,11 +372,18 @@ impl Baseline {
         }
     }
 
-    /// Whether the backend's server has a lock of its own to compare the lock cycle
-    /// with ([`RawOp::LockCycle`]): Postgres's advisory locks. Elsewhere the lock cycle
-    /// is compared with the raw write.
-    pub fn has_lock_cycle(&self) -> bool {
-        matches!(self.kind, Kind::Postgres { .. })
+    /// The baselines this backend has: always a write and a read; Postgres also its
+    /// own lock ([`RawOp::LockCycle`], an advisory lock, which the lock cycle row is
+    /// compared with; elsewhere that row is compared with the raw write); a single
+    /// Redis node also the least a script costs ([`RawOp::Script`]).
+    pub fn kinds(&self) -> Vec<RawOp> {
+        let mut kinds = vec![RawOp::Write, RawOp::Read];
+        match &self.kind {
+            Kind::Postgres { .. } => kinds.push(RawOp::LockCycle),
+            Kind::Redis { keys: Some(_), .. } => kinds.push(RawOp::Script),
+            _ => {}
+        }
+        kinds
     }
 
     /// Whether the baseline talks to a server (so [`connection_setup`] applies).

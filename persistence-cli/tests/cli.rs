@@ -594,6 +594,13 @@ fn redis_bench_is_honest(dir: &Path, url: &str) {
     assert_eq!(write["name"], "raw SET", "{report}");
     assert_eq!(read["name"], "raw GET", "{report}");
     assert_eq!(write["round_trips"], 1.0, "{report}");
+    // The floor of every script: one EVALSHA running one SET, with its commandstats.
+    let b = report["baselines"].as_array().unwrap();
+    let script = &b.iter().find(|b| b["tasks"] == 1).unwrap()["script"];
+    assert_eq!(script["name"], "raw EVALSHA of one SET", "{report}");
+    assert_eq!(script["round_trips"], 1.0, "{report}");
+    let detail = script["cost"]["detail"].as_str().unwrap();
+    assert!(detail.contains("evalsha 1.00 calls/op"), "{detail}");
     rows_use_their_own_baselines(&report);
     for row in report["rows"].as_array().unwrap() {
         let cost = &row["cost"];

@@ -456,6 +456,9 @@ async fn a_read_only_root_reads_everything() {
     assert_eq!(backend.tenants().await.unwrap(), vec![t.clone()]);
 }
 
+/// What a power loss leaves of a lease file and its fence counter.
+type PowerLoss = fn(lease: &Path, fence: &Path);
+
 /// Leases and fence counters are written without fsync: a process crash keeps them (the
 /// page cache), and a power loss ends every holder on the host. What a power loss can
 /// leave is a lease or counter file that is gone, empty (created but never flushed) or
@@ -482,7 +485,7 @@ async fn leases_and_fences_lost_in_a_power_loss_never_repeat_a_fence() {
         .append(&t, &session, event(), fenced(highest.fence))
         .await
         .unwrap();
-    let remains: [(&str, fn(&Path, &Path)); 4] = [
+    let remains: [(&str, PowerLoss); 4] = [
         ("lease and counter gone", |lease, fence| {
             std::fs::remove_file(lease).unwrap();
             std::fs::remove_file(fence).unwrap();
