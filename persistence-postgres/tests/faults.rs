@@ -674,3 +674,139 @@ where
         }
     }
 }
+
+/// Every operation runs PL/pgSQL functions, whose plans the server caches per
+/// connection, and no SQL-language function that is not inlined: such a function is
+/// parsed and planned again in every transaction (it cost `persistence.ms()` tens of
+/// microseconds per call, several calls per operation). The server counts the
+/// functions it executes (`track_functions = 'all'`, which leaves inlined ones out):
+/// no SQL-language one for these operations.
+#[tokio::test]
+async fn operations_execute_no_sql_function() {
+    use persistence_core::{
+        Checkpointer, Envelope, ItemKey, Namespace, NewCheckpoint, PutCheckpointOptions, Store,
+        TaskId, ThreadKey, Write,
+    };
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let mut admin = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
+    let track = format!(
+        r#"ALTER DATABASE "{}" SET track_functions = 'all'"#,
+        db.name
+    );
+    admin.execute(track.as_str()).await.unwrap();
+    admin.execute("SELECT pg_stat_reset()").await.unwrap();
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap();
+    // Counted from here. Each new connection checks the schema with SQL functions
+    // (left out below: once per connection, not per operation).
+    admin.execute("SELECT pg_stat_reset()").await.unwrap();
+    let (t, s) = session();
+    let th = ThreadKey::new("th").unwrap();
+    let lease = backend
+        .try_acquire(&t, &LockKey::new("th").unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let lease = backend
+        .renew(&lease, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let fenced = PutCheckpointOptions {
+        fence: Some(lease.fence),
+        ..Default::default()
+    };
+    let checkpoint = |parent| NewCheckpoint {
+        id: persistence_core::CheckpointId::new(),
+        parent,
+        step: 0,
+        state: Envelope::new(1, serde_json::json!({"s": 1})),
+        metadata: Default::default(),
+    };
+    let first = Checkpointer::put(&backend, &t, &th, checkpoint(None), Default::default())
+        .await
+        .unwrap();
+    let second = Checkpointer::put(&backend, &t, &th, checkpoint(Some(first.id)), fenced)
+        .await
+        .unwrap();
+    let write = Write {
+        channel: persistence_core::ChannelName::new("c").unwrap(),
+        value: Envelope::new(1, serde_json::json!(1)),
+    };
+    backend
+        .put_writes(
+            &t,
+            &th,
+            second.id,
+            &TaskId::new("task").unwrap(),
+            vec![write],
+            Some(lease.fence),
+        )
+        .await
+        .unwrap();
+    Checkpointer::get(
+        &backend,
+        &t,
+        &th,
+        persistence_core::CheckpointSelector::Latest,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let append = persistence_core::AppendOptions {
+        fence: Some(lease.fence),
+        ..Default::default()
+    };
+    let event = vec![Envelope::new(1, serde_json::json!("e"))];
+    backend.append(&t, &s, event, append).await.unwrap();
+    backend.read(&t, &s, 0, 10).await.unwrap();
+    backend.head(&t, &s).await.unwrap();
+    let ns = Namespace::new(["n"]).unwrap();
+    let key = ItemKey::new("k").unwrap();
+    Store::put(
+        &backend,
+        &t,
+        &ns,
+        &key,
+        Envelope::new(1, serde_json::json!(1)),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    Store::get(&backend, &t, &ns, &key).await.unwrap().unwrap();
+    Store::delete(&backend, &t, &ns, &key, None).await.unwrap();
+    backend.release(&lease).await.unwrap();
+    // Connections publish their counts when they close.
+    backend.close().await;
+    let executed: Vec<(String, i64)> = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT f.funcname::text, f.calls FROM pg_stat_user_functions f \
+             JOIN pg_proc p ON p.oid = f.funcid JOIN pg_language l ON l.oid = p.prolang \
+             WHERE l.lanname = 'sql' \
+             AND f.funcname NOT IN ('schema_version', 'schema_compatible_from', 'applied_migrations') \
+             ORDER BY f.funcname",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        let closed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'persistence_app' \
+             AND datname = current_database()",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        if closed == 0 {
+            break rows;
+        }
+    };
+    assert!(
+        executed.is_empty(),
+        "SQL functions executed (not inlined) per operation: {executed:?}"
+    );
+}
