@@ -49,11 +49,12 @@
 //!
 //! `persistence bench --ops 1000 --tasks 1,8` (release build) against a local
 //! PostgreSQL 15 with `fsync` and `synchronous_commit` on, 2026-12-03, median of three
-//! runs, over a raw baseline at the same concurrency: checkpoint put 0.70× / 0.68× (1 /
-//! 8 tasks) a durable `INSERT` of the same row, session append 0.65× / 0.59×, store put
-//! 0.74× / 0.78×, each one WAL flush per operation at one task like the `INSERT`; the
-//! lock cycle 0.09× / 0.19× an advisory lock taken and released, with no WAL flush but
-//! two row writes (about 400 WAL bytes) where the advisory lock writes nothing.
+//! runs, over a raw baseline at the same concurrency: checkpoint put 0.80× / 0.82× (1 /
+//! 8 tasks) a durable `INSERT` of the same row, session append 0.53× / 0.55×, store put
+//! 0.72× / 0.69×, each one WAL flush per operation at one task like the `INSERT`;
+//! get latest 0.13× / 0.47× a `SELECT` by primary key; the lock cycle 0.08× / 0.32× an
+//! advisory lock taken and released, with no WAL flush but two row writes (about 400
+//! WAL bytes) where the advisory lock writes nothing.
 //!
 //! `get(Latest)` on a 1 000-checkpoint thread costs 1.39× as much with 1 000 000 other
 //! checkpoints in the table (p50 113 µs vs 157 µs): it is one descending probe of the
