@@ -210,7 +210,6 @@ fn read_lease(path: &Path) -> Result<Option<(LeaseFile, ProcessIdentity)>> {
     };
     // An empty lease is a released one, or what a power loss leaves of one created but
     // never flushed (lease files are not fsynced): its holder died with the host.
-    // Released leases are emptied too.
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -254,13 +253,21 @@ fn guard(path: &Path, durability: crate::config::Writes) -> Result<FileLock> {
 /// handed out before was at most the clock of its moment, which has passed, unless the
 /// clock was set back by more than the time since. An empty counter is such a loss.
 fn next_fence(fence_path: &Path) -> Result<u64> {
-    let previous = match files::read_optional(fence_path).at(fence_path)? {
-        Some(bytes) if bytes.is_empty() => 0,
-        Some(_) => files::read_counter(fence_path)
-            .at(fence_path)?
-            .map_err(|m| corrupt(fence_path, m))?,
-        None => 0,
-    };
+    let bytes = files::read_optional(fence_path)
+        .at(fence_path)?
+        .unwrap_or_default();
+    let text = std::str::from_utf8(&bytes).map(str::trim);
+    let previous = match text {
+        Ok("") => Some(0),
+        Ok(text) => text.parse::<u64>().ok(),
+        Err(_) => None,
+    }
+    .ok_or_else(|| {
+        corrupt(
+            fence_path,
+            format!("{} does not hold a number", fence_path.display()),
+        )
+    })?;
     let clock_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(Fence::MAX.0));
@@ -278,11 +285,10 @@ fn next_fence(fence_path: &Path) -> Result<u64> {
 }
 
 impl Inner {
-    /// How lease and fence files are written: in place
-    /// ([`files::overwrite_in_place`]) and never fsynced, whatever the root's
-    /// durability. A process crash keeps them (the
-    /// page cache); a power loss ends every holder on the host, and the fence floor of
-    /// [`next_fence`] covers a counter it takes back.
+    /// How lease and fence files are written: in place ([`files::overwrite_in_place`])
+    /// and never fsynced, whatever the root's durability. A process crash keeps them
+    /// (the page cache); a power loss ends every holder on the host, and the fence floor
+    /// of [`next_fence`] covers a counter it takes back.
     fn lease_writes(&self) -> crate::config::Writes {
         self.durability.no_sync()
     }

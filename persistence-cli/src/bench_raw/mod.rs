@@ -25,17 +25,12 @@ use persistence::{Backend, CheckpointId, Error, Persistence, Result};
 use persistence_bench::{Stats, measure};
 use tokio::sync::Mutex;
 
-/// The script of [`RawOp::Script`]: one `SET`, the least an atomic script does.
-const ONE_SET: &str = "return redis.call('SET', KEYS[1], ARGV[1])";
+mod postgres;
+mod redis_raw;
 
-/// Its SHA1, for `EVALSHA` (loaded at connect).
-static ONE_SET_SHA: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| redis::Script::new(ONE_SET).get_hash().to_owned());
-
-/// The tenant and thread the Postgres baseline's rows are written under (removed at the
-/// end).
-const PG_TENANT: &str = "persistence-bench";
-const PG_THREAD: &str = "bench-raw";
+use postgres::{PG_TENANT, PG_THREAD, pg_advisory_cycle, pg_connect, pg_insert, pg_select};
+pub use redis_raw::redis_client;
+use redis_raw::{ONE_SET, ONE_SET_SHA, redis_prefix};
 
 /// What a raw operation does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,125 +482,4 @@ pub async fn connection_setup(
     };
     take_failure(&failure, "connect")?;
     Ok(stats)
-}
-
-/// A connection with the baseline's tenant set (the tables' row-level security checks
-/// it, as for the backend's own connections).
-async fn pg_connect(url: &str) -> Result<sqlx::PgConnection> {
-    use sqlx::Connection;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .map_err(|e| raw_error("connect", e))?;
-    sqlx::query("SELECT set_config('persistence.tenant', $1, false)")
-        .bind(PG_TENANT)
-        .execute(&mut conn)
-        .await
-        .map_err(|e| raw_error("set the tenant", e))?;
-    Ok(conn)
-}
-
-/// The row a checkpoint put writes, inserted plainly.
-async fn pg_insert(
-    conn: &mut sqlx::PgConnection,
-    id: uuid::Uuid,
-    step: i64,
-) -> std::result::Result<(), sqlx::Error> {
-    let state = serde_json::json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-    sqlx::query(
-        "INSERT INTO persistence.checkpoints (tenant_id, thread_id, checkpoint_id, \
-         parent_id, step, state_version, state, metadata) \
-         VALUES ($1, $2, $3, NULL, $4, 1, $5, '{}')",
-    )
-    .bind(PG_TENANT)
-    .bind(PG_THREAD)
-    .bind(id)
-    .bind(step)
-    .bind(sqlx::types::Json(state))
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
-/// `pg_try_advisory_lock` then `pg_advisory_unlock` of the task's own key: the
-/// server's lock, held in memory by the session and never written (so unusable as a
-/// lease behind a pool, but the floor of what taking and freeing a lock costs).
-async fn pg_advisory_cycle(
-    conn: &mut sqlx::PgConnection,
-    task: usize,
-) -> std::result::Result<(), sqlx::Error> {
-    // A key of the bench's own, away from small keys an application may use.
-    let key = 0x7065_7273_0000_0000_i64 + task as i64;
-    let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(key)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !taken {
-        return Err(sqlx::Error::Protocol("advisory lock held elsewhere".into()));
-    }
-    sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)")
-        .bind(key)
-        .fetch_one(conn)
-        .await
-        .map(|_| ())
-}
-
-async fn pg_select(
-    conn: &mut sqlx::PgConnection,
-    id: uuid::Uuid,
-) -> std::result::Result<(), sqlx::Error> {
-    sqlx::query(
-        "SELECT state FROM persistence.checkpoints WHERE tenant_id = $1 AND thread_id = $2 \
-         AND checkpoint_id = $3",
-    )
-    .bind(PG_TENANT)
-    .bind(PG_THREAD)
-    .bind(id)
-    .fetch_one(conn)
-    .await
-    .map(|_| ())
-}
-
-/// The URL's `prefix=` option (the backend's key prefix), or the default.
-fn redis_prefix(url: &str) -> String {
-    let query = url.split_once('?').map_or("", |(_, q)| q);
-    query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("prefix="))
-        .map_or_else(|| "persistence:".to_string(), str::to_string)
-}
-
-/// A client of the first node of a Redis URL (an `EVAL` without keys runs on any node of
-/// a cluster), with the URL's TLS files (`sslrootcert`, `sslcert`, `sslkey`) applied.
-pub fn redis_client(url: &str) -> Result<redis::Client> {
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let node = match base.split_once("+cluster://") {
-        Some((scheme, nodes)) => format!(
-            "{scheme}://{}",
-            nodes
-                .split(',')
-                .next()
-                .unwrap_or(nodes)
-                .trim_end_matches('/')
-        ),
-        None => base.to_string(),
-    };
-    let option = |name: &str| {
-        query
-            .split('&')
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .map(std::path::PathBuf::from)
-    };
-    let (root, cert, key) = (option("sslrootcert"), option("sslcert"), option("sslkey"));
-    let pem = persistence::TlsPem::read(root.as_deref(), cert.as_deref(), key.as_deref())?;
-    if pem.is_empty() {
-        return redis::Client::open(node.as_str()).map_err(|e| raw_error("url", e));
-    }
-    let certs = redis::TlsCertificates {
-        client_tls: pem.client.map(|c| redis::ClientTlsConfig {
-            client_cert: c.cert,
-            client_key: c.key,
-        }),
-        root_cert: pem.root_cert,
-    };
-    redis::Client::build_with_tls(node.as_str(), certs).map_err(|e| raw_error("url", e))
 }
