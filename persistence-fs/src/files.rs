@@ -83,27 +83,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durability: Writes) -> io::Result
 /// Overwrites a small file in place, without a temp file or a rename (so without the
 /// directory and journal work they cost): `bytes` in one positioned write at offset 0,
 /// then spaces up to the file's previous length, so a reader that ignores trailing
-/// whitespace sees exactly `bytes`. One write of a few hundred bytes completes in the
-/// page cache or not at all, so a process crash leaves the old or the new content
-/// (empty `bytes` truncate the file to nothing, also one call). A
-/// power loss may leave the file empty or gone: only for files where that is tolerated
-/// (leases and their fence counters, whose fences are floored at the clock). Nothing
-/// is fsynced unless `durability` says so.
-pub fn overwrite_in_place(path: &Path, bytes: &[u8], durability: Writes) -> io::Result<()> {
+/// whitespace sees exactly `bytes`; empty `bytes` truncate the file, also one call. One
+/// write of a few hundred bytes completes in the page cache or not at all, so a process
+/// crash leaves the old or the new content. Never fsynced (whatever `writes` says): a
+/// power loss may leave the file empty, older or gone, so only for files where that is
+/// tolerated (leases and their fence counters, whose fences are floored at the clock).
+pub fn overwrite_in_place(path: &Path, bytes: &[u8], writes: Writes) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    ensure_dir(parent(path)?, durability)?;
+    let writes = writes.no_sync();
+    ensure_dir(parent(path)?, writes)?;
     let file = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(durability.file_mode)
+        .mode(writes.file_mode)
         .open(path)?;
     if bytes.is_empty() {
-        file.set_len(0)?;
-        if durability.durability == Durability::Fsync {
-            file.sync_data()?;
-        }
-        return Ok(());
+        return file.set_len(0);
     }
     let previous = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
     let mut content = bytes.to_vec();
@@ -113,9 +109,6 @@ pub fn overwrite_in_place(path: &Path, bytes: &[u8], durability: Writes) -> io::
     file.write_all_at(&content, 0)?;
     if previous > content.len() {
         file.set_len(content.len() as u64)?;
-    }
-    if durability.durability == Durability::Fsync {
-        file.sync_data()?;
     }
     Ok(())
 }

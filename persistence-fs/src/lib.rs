@@ -22,7 +22,8 @@
 //! byte; readers (who take no lock) see only committed versions, so never a put before it
 //! is durable. A record whose writer died before its commit byte counts once the item's
 //! lock is free (an unacknowledged put may or may not take effect; once read it stays).
-//! Past 64 KiB the file is replaced atomically by its latest version alone.
+//! Past 64 KiB the file is replaced atomically by its latest version alone. Leases and
+//! fence counters are the exception: never fsynced (see Locks for why that is safe).
 //!
 //! *All or nothing.* One append (or one `put_writes`) is one batch: every record but the
 //! last of a batch has the top bit of its length set. After a crash only an incomplete

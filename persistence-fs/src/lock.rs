@@ -285,14 +285,6 @@ fn next_fence(fence_path: &Path) -> Result<u64> {
 }
 
 impl Inner {
-    /// How lease and fence files are written: in place ([`files::overwrite_in_place`])
-    /// and never fsynced, whatever the root's durability. A process crash keeps them
-    /// (the page cache); a power loss ends every holder on the host, and the fence floor
-    /// of [`next_fence`] covers a counter it takes back.
-    fn lease_writes(&self) -> crate::config::Writes {
-        self.durability.no_sync()
-    }
-
     fn try_acquire(&self, t: &TenantId, name: &LockKey, ttl: Duration) -> Result<Option<Lease>> {
         let ttl = validate_ttl("lease ttl", ttl)?;
         let (lock, lease_path, fence_path) = self.layout.lease(t, name);
@@ -313,7 +305,7 @@ impl Inner {
         let fence = next_fence(&fence_path)?;
         // Fixed width, so every value overwrites the last whole.
         let counter = format!("{fence:020}");
-        files::overwrite_in_place(&fence_path, counter.as_bytes(), self.lease_writes())
+        files::overwrite_in_place(&fence_path, counter.as_bytes(), self.durability)
             .at(&fence_path)?;
         let file = LeaseFile {
             owner: self.me.to_string(),
@@ -322,7 +314,7 @@ impl Inner {
             expires_at: now.saturating_add(ttl),
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| Error::backend_error(e.to_string()))?;
-        files::overwrite_in_place(&lease_path, &bytes, self.lease_writes()).at(&lease_path)?;
+        files::overwrite_in_place(&lease_path, &bytes, self.durability).at(&lease_path)?;
         Ok(Some(Lease {
             tenant: t.clone(),
             name: name.clone(),
@@ -343,8 +335,7 @@ impl Inner {
                 held.expires_at = now.saturating_add(ttl);
                 let bytes =
                     serde_json::to_vec(&held).map_err(|e| Error::backend_error(e.to_string()))?;
-                files::overwrite_in_place(&lease_path, &bytes, self.lease_writes())
-                    .at(&lease_path)?;
+                files::overwrite_in_place(&lease_path, &bytes, self.durability).at(&lease_path)?;
                 Ok(Lease {
                     expires_at: held.expires_at,
                     ..lease.clone()
@@ -362,7 +353,7 @@ impl Inner {
             Some((held, _)) if held.token == lease.token => {
                 // Emptied, not removed: an empty lease is a free one, and the file is
                 // overwritten in place by the next acquire (no directory change).
-                files::overwrite_in_place(&lease_path, b"", self.lease_writes()).at(&lease_path)?;
+                files::overwrite_in_place(&lease_path, b"", self.durability).at(&lease_path)?;
                 Ok(held.expires_at > Timestamp::now())
             }
             _ => Ok(false),

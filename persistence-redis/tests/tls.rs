@@ -5,10 +5,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod support;
+
+use support::commands_per_operation;
+
 use std::time::Duration;
 
 use persistence_conformance::harness::tls::{TlsFiles, assert_tls_error};
-use persistence_conformance::harness::{LocalRedis, Server, counted_per_operation, server_url};
+use persistence_conformance::harness::{LocalRedis, Server, server_url};
 use persistence_core::{Error, ErrorKind, TlsFailure};
 use persistence_redis::{RedisBackend, RedisConfig};
 
@@ -138,40 +142,6 @@ async fn bad_tls_options_are_invalid_input() {
     .await
     .unwrap_err();
     assert!(e.to_string().contains("PEM"), "{e}");
-}
-
-/// Sum of `calls` in `INFO commandstats`, without the INFO and CONFIG calls of the
-/// counting itself.
-async fn server_calls(
-    conn: &mut redis::aio::MultiplexedConnection,
-) -> persistence_core::Result<u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .map_err(|e| Error::backend_error(e.to_string()))?;
-    Ok(info
-        .lines()
-        .filter(|l| l.starts_with("cmdstat_") && !l.starts_with("cmdstat_info:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum())
-}
-
-async fn commands_per_operation(
-    backend: &RedisBackend,
-    mut conn: redis::aio::MultiplexedConnection,
-) -> Vec<(&'static str, u64)> {
-    let conn = tokio::sync::Mutex::new(&mut conn);
-    counted_per_operation(backend, || async { server_calls(*conn.lock().await).await })
-        .await
-        .expect("operations")
 }
 
 /// Every operation makes the server run the same commands over TLS as in plaintext
