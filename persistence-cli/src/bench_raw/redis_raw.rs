@@ -4,7 +4,7 @@ use persistence::Result;
 
 use super::raw_error;
 
-/// The script of [`RawOp::Script`]: one `SET`, the least an atomic script does.
+/// The script of [`RawOp::Script`](super::RawOp::Script): one `SET`, the least an atomic script does.
 pub(super) const ONE_SET: &str = "return redis.call('SET', KEYS[1], ARGV[1])";
 
 /// Its SHA1, for `EVALSHA` (loaded at connect).
