@@ -453,7 +453,7 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     demo_completes_and_resumes(dir.path(), &app_url);
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 7"), "{status}");
+    assert!(status.contains("schema version 8"), "{status}");
 
     postgres_bench_is_honest(dir.path(), &admin_url, &app_url);
 }
@@ -742,7 +742,7 @@ fn postgres_over_tls_migrate_status_and_bench() {
     let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
     assert!(first.contains("applied 0007"), "{first}");
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 7"), "{status}");
+    assert!(status.contains("schema version 8"), "{status}");
     bench_over_tls_shows_setup_apart(dir.path(), &app_url);
     // Without the client certificate the server refuses: a TLS error naming sslcert.
     let bare = format!("{}?sslmode=require", app_url.split('?').next().unwrap());
