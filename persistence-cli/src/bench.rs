@@ -55,7 +55,31 @@ struct Row {
     stats: Stats,
     /// The baseline's name.
     baseline: String,
+    /// The baseline's ops/s measured around this row ([`around_row`]).
+    baseline_ops_per_sec: f64,
+    /// `ops_per_sec / baseline_ops_per_sec`.
     vs_raw: f64,
+}
+
+/// The baseline of a row, measured right around it: half the row's operations just
+/// before and half just after (the harmonic mean of the two rates, as if run as one).
+/// A disk's or a VM's speed drifts over a run by more than the differences measured
+/// here; a baseline taken minutes earlier would show that drift as a ratio.
+async fn around_row<F: std::future::Future<Output = Result<Stats>>>(
+    raw: &Baseline,
+    kind: RawOp,
+    count: usize,
+    tasks: usize,
+    row: F,
+) -> Result<(Stats, f64)> {
+    let half = (count / 2).max(tasks);
+    let before = raw.measure(kind, half, tasks).await?;
+    raw.publish_stats().await;
+    let stats = row.await?;
+    let after = raw.measure(kind, half, tasks).await?;
+    raw.publish_stats().await;
+    let rate = 2.0 / (1.0 / before.ops_per_sec + 1.0 / after.ops_per_sec);
+    Ok((stats, rate))
 }
 
 /// The raw baselines at one concurrency.
@@ -77,11 +101,11 @@ struct Baselines {
 impl Baselines {
     /// The baseline `op`'s row is compared with: reads with the raw read, the lock
     /// cycle with the server's own lock where there is one, the rest with the raw write.
-    fn for_op(&self, op: Op) -> &Stats {
+    fn for_op(&self, op: Op) -> (RawOp, &Stats) {
         match (op, &self.lock) {
-            (Op::LockCycle, Some(lock)) => lock,
-            _ if op.is_read() => &self.read,
-            _ => &self.write,
+            (Op::LockCycle, Some(lock)) => (RawOp::LockCycle, lock),
+            _ if op.is_read() => (RawOp::Read, &self.read),
+            _ => (RawOp::Write, &self.write),
         }
     }
 
@@ -179,17 +203,22 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 false => None,
             };
             let stores = own.as_ref().map_or_else(|| stores.clone(), stores_of);
-            let before = cost.read().await;
-            workload::warm_up(&stores, op, tasks).await?;
-            let mut stats = workload::measure_op(&stores, op, count, tasks).await?;
-            if let Some(own) = own {
-                own.close().await;
-            }
-            stats.cost = cost.since(before, count + workload::WARM_UP * tasks).await;
-            let base = b.for_op(op);
+            let (kind, base) = b.for_op(op);
+            let (stats, base_rate) = around_row(&raw, kind, count, tasks, async {
+                let before = cost.read().await;
+                workload::warm_up(&stores, op, tasks).await?;
+                let mut stats = workload::measure_op(&stores, op, count, tasks).await?;
+                if let Some(own) = own {
+                    own.close().await;
+                }
+                stats.cost = cost.since(before, count + workload::WARM_UP * tasks).await;
+                Ok(stats)
+            })
+            .await?;
             rows.push(Row {
-                vs_raw: stats.ops_per_sec / base.ops_per_sec,
+                vs_raw: stats.ops_per_sec / base_rate,
                 baseline: base.name.clone(),
+                baseline_ops_per_sec: base_rate,
                 stats,
             });
             bar.inc(1);
@@ -333,8 +362,9 @@ fn print_table(
     counted: Option<&str>,
 ) {
     println!(
-        "{} backend, {ops} ops per row; vs raw = ops/s over the raw baseline's (a write \
-         or a read, at the same concurrency)",
+        "{} backend, {ops} ops per row; vs raw = ops/s over the raw baseline's (a write, \
+         a read or a lock cycle, at the same concurrency, measured again around each \
+         row: half before, half after)",
         p.backend_name()
     );
     print_header();
@@ -358,12 +388,7 @@ fn print_table(
             }
         }
         for row in rows.iter().filter(|r| r.stats.tasks == b.tasks) {
-            let base = [Some(&b.write), Some(&b.read), b.lock.as_ref()]
-                .into_iter()
-                .flatten()
-                .find(|base| base.name == row.baseline)
-                .map(|base| base.ops_per_sec);
-            print_row(&row.stats, base);
+            print_row(&row.stats, Some(row.baseline_ops_per_sec));
             if let Some(cost) = &row.stats.cost {
                 if cost.unit == "device flushes" {
                     disk_detail.get_or_insert_with(|| cost.detail.clone());
