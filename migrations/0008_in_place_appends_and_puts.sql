@@ -14,6 +14,17 @@
 -- - An unconditional store put of an existing item is a plain update (the upsert's
 --   conflict path locked the row, one more WAL record, before updating it); an absent
 --   item is still inserted by the upsert, which also covers a concurrent insert.
+-- - The writes of a thread that check its state (fenced or guarded checkpoint puts,
+--   pending writes, prune, copy) serialize on a transaction-scoped advisory lock
+--   (class 1885696627, key hashtext(tenant || '/' || thread)), which the server keeps
+--   in memory, instead of locking the thread's row (a WAL record per write). The row
+--   now only holds the fence high-water mark, written when a fence raises it. Two
+--   threads whose keys collide only wait for each other. Applications' own advisory
+--   locks of the two-key form with that class would too.
+-- - A guarded put reads the thread's latest id first and looks its own id up only when
+--   it is not above the latest (a new UUIDv7 id never is): one lookup fewer.
+-- - `list_tenants()` also lists tenants whose only data is checkpoints (unguarded puts
+--   create no thread row, so such a tenant was missing from `persistence status`).
 
 ALTER TABLE persistence.session_events
     DROP CONSTRAINT IF EXISTS session_events_tenant_id_session_id_fkey;
@@ -114,6 +125,104 @@ BEGIN
     END IF;
     RETURN v_version;
 END $$;
+
+-- Serializes the writes of one thread that check its state (fenced or guarded puts,
+-- pending writes, prune, copy) with a transaction-scoped advisory lock, which the
+-- server keeps in memory (a row lock writes a WAL record), then checks a fence against
+-- the thread's high-water mark; returns that mark (0 when the thread has none).
+CREATE OR REPLACE FUNCTION persistence.lock_thread(p_tenant text, p_thread text, p_fence bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE v_fence bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1885696627, hashtext(p_tenant || '/' || p_thread));
+    SELECT fence INTO v_fence FROM persistence.threads
+        WHERE tenant_id = p_tenant AND thread_id = p_thread;
+    v_fence := coalesce(v_fence, 0);
+    IF p_fence IS NOT NULL AND p_fence < v_fence THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT423',
+            MESSAGE = format('fence %s is lower than fence %s already seen', p_fence, v_fence);
+    END IF;
+    RETURN v_fence;
+END $$;
+
+-- Raises the thread's fence high-water mark (creating its row); caller holds lock_thread.
+CREATE OR REPLACE FUNCTION persistence.raise_fence_thread(p_tenant text, p_thread text, p_old bigint, p_fence bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_fence IS NOT NULL AND p_fence > p_old THEN
+        INSERT INTO persistence.threads AS t (tenant_id, thread_id, fence)
+            VALUES (p_tenant, p_thread, p_fence)
+            ON CONFLICT (tenant_id, thread_id) DO UPDATE SET fence = greatest(t.fence, EXCLUDED.fence);
+    END IF;
+END $$;
+
+-- p_expect: 0 any, 1 thread must be empty, 2 latest must be p_expect_id.
+CREATE OR REPLACE FUNCTION persistence.checkpoint_put(
+    p_tenant text, p_thread text, p_id uuid, p_parent uuid, p_step bigint,
+    p_state_version bigint, p_state jsonb, p_metadata jsonb,
+    p_expect smallint, p_expect_id uuid, p_fence bigint)
+RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE
+    v_old bigint;
+    v_row persistence.checkpoints;
+    v_latest uuid;
+    v_created timestamptz;
+BEGIN
+    PERFORM set_config('persistence.tenant', p_tenant, true);
+    IF p_fence IS NULL AND p_expect = 0 THEN
+        -- Fast path: nothing to check against the thread's state, so no lock. A
+        -- conflict on the id falls through to the idempotency comparison below.
+        INSERT INTO persistence.checkpoints
+            (tenant_id, thread_id, checkpoint_id, parent_id, step, state_version, state, metadata)
+            VALUES (p_tenant, p_thread, p_id, p_parent, p_step, p_state_version, p_state, p_metadata)
+            ON CONFLICT DO NOTHING
+            RETURNING created_at INTO v_created;
+        IF v_created IS NOT NULL THEN
+            RETURN persistence.ms(v_created);
+        END IF;
+    END IF;
+    v_old := persistence.lock_thread(p_tenant, p_thread, p_fence);
+    SELECT checkpoint_id INTO v_latest FROM persistence.checkpoints
+        WHERE tenant_id = p_tenant AND thread_id = p_thread
+        ORDER BY checkpoint_id DESC LIMIT 1;
+    -- An id above the latest cannot exist: only one at or below it is looked up.
+    IF p_id <= v_latest THEN
+        SELECT * INTO v_row FROM persistence.checkpoints
+            WHERE tenant_id = p_tenant AND thread_id = p_thread AND checkpoint_id = p_id;
+        IF FOUND THEN
+            IF v_row.parent_id IS NOT DISTINCT FROM p_parent AND v_row.step = p_step
+               AND v_row.state_version = p_state_version AND v_row.state = p_state
+               AND v_row.metadata = p_metadata THEN
+                RETURN persistence.ms(v_row.created_at);
+            END IF;
+            RAISE EXCEPTION USING ERRCODE = 'PT409',
+                MESSAGE = format('checkpoint %s already exists with other content', p_id);
+        END IF;
+    END IF;
+    IF (p_expect = 1 AND v_latest IS NOT NULL)
+       OR (p_expect = 2 AND v_latest IS DISTINCT FROM p_expect_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409',
+            MESSAGE = format('expected latest checkpoint %s, found %s',
+                             coalesce(p_expect_id::text, 'none'), coalesce(v_latest::text, 'none'));
+    END IF;
+    PERFORM persistence.raise_fence_thread(p_tenant, p_thread, v_old, p_fence);
+    INSERT INTO persistence.checkpoints
+        (tenant_id, thread_id, checkpoint_id, parent_id, step, state_version, state, metadata)
+        VALUES (p_tenant, p_thread, p_id, p_parent, p_step, p_state_version, p_state, p_metadata)
+        RETURNING created_at INTO v_created;
+    RETURN persistence.ms(v_created);
+END $$;
+
+
+CREATE OR REPLACE FUNCTION persistence.list_tenants() RETURNS SETOF text
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT tenant_id FROM persistence.threads
+    UNION SELECT tenant_id FROM persistence.checkpoints
+    UNION SELECT tenant_id FROM persistence.sessions
+    UNION SELECT tenant_id FROM persistence.items
+    UNION SELECT tenant_id FROM persistence.leases
+    ORDER BY 1
+$$;
 
 CREATE OR REPLACE FUNCTION persistence.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 8 $$;

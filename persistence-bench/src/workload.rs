@@ -5,9 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, Error, ItemKey, Lock,
-    LockKey, Namespace, NewCheckpoint, PutItemOptions, Result, SessionKey, SessionLog, Store,
-    TenantId, ThreadKey,
+    AppendOptions, CheckpointId, CheckpointSelector, Checkpointer, Envelope, Error, ExpectLatest,
+    ItemKey, Lease, Lock, LockKey, Namespace, NewCheckpoint, PutCheckpointOptions, PutItemOptions,
+    Result, SessionKey, SessionLog, Store, TenantId, ThreadKey,
 };
 use serde_json::json;
 
@@ -34,6 +34,10 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionLog>,
     /// Leases.
     pub lock: Arc<dyn Lock>,
+    /// The threads of the guarded put row: each task's lease and latest checkpoint
+    /// (shared by clones, so a row run on another backend value of the same storage
+    /// continues them).
+    pub guarded: GuardedThreads,
 }
 
 impl Stores {
@@ -47,15 +51,34 @@ impl Stores {
             store: Arc::new(backend.clone()),
             sessions: Arc::new(backend.clone()),
             lock: Arc::new(backend),
+            guarded: GuardedThreads::default(),
         }
     }
 }
+
+/// Per task of the guarded put row: the lease its puts are fenced with and the latest
+/// checkpoint of its thread, which each put expects.
+#[derive(Clone, Default)]
+pub struct GuardedThreads(Arc<Mutex<std::collections::HashMap<String, GuardedThread>>>);
+
+#[derive(Clone)]
+struct GuardedThread {
+    lease: Lease,
+    latest: Option<CheckpointId>,
+}
+
+/// How long a guarded row's lease lasts: longer than a row, short enough that a bench
+/// killed mid-row does not block the next run for long.
+const GUARD_TTL: Duration = Duration::from_secs(60);
 
 /// One row of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `Checkpointer::put` of a ~250-byte state, no guard.
     CheckpointPut,
+    /// `Checkpointer::put` of the same state guarded as a single writer guards it: the
+    /// task's lease fence and `expect_latest` of its thread's previous checkpoint.
+    CheckpointPutGuarded,
     /// `Checkpointer::get(Latest)`.
     CheckpointGetLatest,
     /// `SessionLog::append` of one ~90-byte event.
@@ -74,8 +97,9 @@ pub enum Op {
 
 impl Op {
     /// Every row, in print order.
-    pub const ALL: [Op; 7] = [
+    pub const ALL: [Op; 8] = [
         Op::CheckpointPut,
+        Op::CheckpointPutGuarded,
         Op::CheckpointGetLatest,
         Op::AppendOne,
         Op::AppendHundred,
@@ -88,6 +112,7 @@ impl Op {
     pub fn name(self) -> &'static str {
         match self {
             Op::CheckpointPut => "checkpoint put",
+            Op::CheckpointPutGuarded => "checkpoint put (fence + expect)",
             Op::CheckpointGetLatest => "checkpoint get latest",
             Op::AppendOne => "session append 1 event",
             Op::AppendHundred => "session append 100 events",
@@ -166,18 +191,11 @@ async fn call(s: &Stores, t: &TenantId, op: Op, i: usize, tasks: usize) -> Resul
     match op {
         Op::CheckpointPut => {
             let thread = ThreadKey::new(spread("thread", i))?;
-            let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-            let c = NewCheckpoint {
-                id: CheckpointId::new(),
-                parent: None,
-                step: i as i64,
-                state: Envelope::new(1, state),
-                metadata: Default::default(),
-            };
             s.checkpointer
-                .put(t, &thread, c, Default::default())
+                .put(t, &thread, checkpoint(i, None), Default::default())
                 .await?;
         }
+        Op::CheckpointPutGuarded => guarded_put(s, t, i, tasks).await?,
         Op::CheckpointGetLatest => {
             let thread = ThreadKey::new(spread("thread", i))?;
             s.checkpointer
@@ -214,6 +232,72 @@ async fn call(s: &Stores, t: &TenantId, op: Op, i: usize, tasks: usize) -> Resul
     Ok(())
 }
 
+/// The ~250-byte checkpoint of operation `i`.
+fn checkpoint(i: usize, parent: Option<CheckpointId>) -> NewCheckpoint {
+    let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
+    NewCheckpoint {
+        id: CheckpointId::new(),
+        parent,
+        step: i as i64,
+        state: Envelope::new(1, state),
+        metadata: Default::default(),
+    }
+}
+
+/// The thread and lock of task `k` of `tasks` in the guarded put row.
+fn guarded_names(tasks: usize, k: usize) -> Result<(ThreadKey, LockKey)> {
+    Ok((
+        ThreadKey::new(format!("guarded-{tasks}-{k}"))?,
+        LockKey::new(format!("bench-guard-{tasks}-{k}"))?,
+    ))
+}
+
+/// A put fenced with the task's lease and expecting its thread's latest checkpoint. The
+/// task's first call takes the lease and reads the latest checkpoint (warm-up, not
+/// timed).
+async fn guarded_put(s: &Stores, t: &TenantId, i: usize, tasks: usize) -> Result<()> {
+    let k = i % tasks.max(1);
+    let (thread, name) = guarded_names(tasks, k)?;
+    let known = s
+        .guarded
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(thread.as_str())
+        .cloned();
+    let mut state = match known {
+        Some(state) => state,
+        None => {
+            let lease = s
+                .lock
+                .try_acquire(t, &name, GUARD_TTL)
+                .await?
+                .ok_or_else(|| Error::conflict(format!("bench lock {name} is held")))?;
+            let latest = s
+                .checkpointer
+                .get(t, &thread, CheckpointSelector::Latest)
+                .await?
+                .map(|tuple| tuple.checkpoint.id);
+            GuardedThread { lease, latest }
+        }
+    };
+    let options = PutCheckpointOptions {
+        expect_latest: state.latest.map_or(ExpectLatest::Absent, ExpectLatest::Is),
+        fence: Some(state.lease.fence),
+    };
+    let put = s
+        .checkpointer
+        .put(t, &thread, checkpoint(i, state.latest), options)
+        .await?;
+    state.latest = Some(put.id);
+    s.guarded
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(thread.as_str().to_owned(), state);
+    Ok(())
+}
+
 /// The lock task `k` cycles.
 fn lock_name(k: usize) -> Result<LockKey> {
     LockKey::new(format!("bench-lock-{k}"))
@@ -227,6 +311,19 @@ fn lock_name(k: usize) -> Result<LockKey> {
 /// The first failed delete.
 pub async fn cleanup(s: &Stores) -> Result<()> {
     let t = TenantId::new(TENANT)?;
+    let guarded: Vec<(String, GuardedThread)> = s
+        .guarded
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain()
+        .collect();
+    for (thread, state) in guarded {
+        s.lock.release(&state.lease).await?;
+        s.checkpointer
+            .delete_thread(&t, &ThreadKey::new(thread)?)
+            .await?;
+    }
     for i in 0..SPREAD {
         let thread = ThreadKey::new(spread("thread", i))?;
         s.checkpointer.delete_thread(&t, &thread).await?;

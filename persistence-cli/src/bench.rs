@@ -202,7 +202,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 true => Some(persistence::open(&url).await?),
                 false => None,
             };
-            let stores = own.as_ref().map_or_else(|| stores.clone(), stores_of);
+            // The guarded row's leases and threads carry over (and are cleaned up with
+            // the main backend).
+            let stores = own.as_ref().map_or_else(
+                || stores.clone(),
+                |own| Stores {
+                    guarded: stores.guarded.clone(),
+                    ..stores_of(own)
+                },
+            );
             let (kind, base) = b.for_op(op);
             let (stats, base_rate) = around_row(&raw, kind, count, tasks, async {
                 let before = cost.read().await;
@@ -232,16 +240,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     } else {
         None
     };
-    if let (Some(proxy), Some(proxy_url)) = (&target.proxy, &target.proxy_url) {
+    if target.proxy.is_some() {
         bar.set_message("round trips, through the counting proxy");
         count_round_trips(
-            proxy,
-            proxy_url,
             &target,
             record_size,
             &mut baselines,
             &mut rows,
             &mut setup,
+            stores.guarded.clone(),
         )
         .await?;
         bar.inc(1);
@@ -302,22 +309,30 @@ fn stores_of(p: &Persistence) -> Stores {
         store: p.store.clone(),
         sessions: p.sessions.clone(),
         lock: p.lock.clone(),
+        guarded: Default::default(),
     }
 }
 
 /// The round-trip pass: the same rows, [`COUNTED_OPS`] operations each at their own
-/// concurrency, through the proxy; fills in `round_trips` of every row.
+/// concurrency, through the target's proxy (none: nothing to count); fills in
+/// `round_trips` of every row.
 async fn count_round_trips(
-    proxy: &CountingProxy,
-    proxy_url: &str,
     target: &Target,
     record_size: usize,
     baselines: &mut [Baselines],
     rows: &mut [Row],
     setup: &mut Option<Stats>,
+    guarded: workload::GuardedThreads,
 ) -> Result<()> {
+    let (Some(proxy), Some(proxy_url)) = (&target.proxy, &target.proxy_url) else {
+        return Ok(());
+    };
     let counted = persistence::open(proxy_url).await?;
-    let stores = stores_of(&counted);
+    // The guarded row's leases are held by the timed pass: this pass continues them.
+    let stores = Stores {
+        guarded,
+        ..stores_of(&counted)
+    };
     let widest = baselines.iter().map(|b| b.tasks).max().unwrap_or(1);
     let raw = Baseline::connect(&counted, proxy_url, record_size, widest).await?;
     let flights = |before: u64| Some((proxy.flights() - before) as f64 / COUNTED_OPS as f64);

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use persistence_conformance::harness::dedicated::DedicatedPostgres;
 use persistence_core::{
-    Envelope, ItemKey, Lock, LockKey, Namespace, SessionKey, SessionLog, Store, TenantId,
+    CheckpointId, Checkpointer, Envelope, ExpectLatest, ItemKey, Lock, LockKey, Namespace,
+    NewCheckpoint, PutCheckpointOptions, SessionKey, SessionLog, Store, TenantId, ThreadKey,
 };
 use persistence_postgres::{PgBackend, PgConfig, migrate};
 use sqlx::{Connection, Executor, PgConnection};
@@ -230,8 +231,24 @@ async fn hot_writes_touch_only_the_rows_they_must() {
     let key = ItemKey::new("k").unwrap();
     let event = || vec![Envelope::new(1, serde_json::json!({"text": "e"}))];
     const OPS: i64 = 40;
-    // The session and the item exist before anything is counted.
+    let th = ThreadKey::new("th").unwrap();
+    let mut lease = None;
+    let mut latest = None;
+    // The session, the item, the lease and the thread exist before anything is counted.
     growth_of(&server, &mut admin, WAL_RECORDS, async |b| {
+        let held = b
+            .try_acquire(&t, &LockKey::new("th").unwrap(), Duration::from_secs(300))
+            .await
+            .unwrap()
+            .unwrap();
+        let first = checkpoint(None);
+        latest = Some(first.id);
+        let fenced = PutCheckpointOptions {
+            fence: Some(held.fence),
+            ..Default::default()
+        };
+        Checkpointer::put(b, &t, &th, first, fenced).await.unwrap();
+        lease = Some(held);
         b.append(&t, &s, event(), Default::default()).await.unwrap();
         let value = Envelope::new(1, serde_json::json!(0));
         Store::put(b, &t, &ns, &key, value, Default::default())
@@ -283,4 +300,36 @@ async fn hot_writes_touch_only_the_rows_they_must() {
         puts <= 2 * OPS + 4,
         "{puts} WAL records for {OPS} puts of an existing item (the old function wrote 3)"
     );
+
+    let fence = lease.unwrap().fence;
+    let guarded = growth_of(&server, &mut admin, WAL_RECORDS, async |b| {
+        for _ in 0..OPS {
+            let next = checkpoint(latest);
+            let options = PutCheckpointOptions {
+                expect_latest: ExpectLatest::Is(latest.unwrap()),
+                fence: Some(fence),
+            };
+            latest = Some(next.id);
+            Checkpointer::put(b, &t, &th, next, options).await.unwrap();
+        }
+    })
+    .await;
+    // The checkpoint (heap and index) and the commit: the thread's lock is held in
+    // memory, and its fence, unchanged, is not written.
+    assert!(
+        guarded <= 3 * OPS + 4,
+        "{guarded} WAL records for {OPS} fenced puts expecting the latest (the old \
+         function locked the thread's row: 4 each)"
+    );
+}
+
+/// A small checkpoint after `parent`.
+fn checkpoint(parent: Option<CheckpointId>) -> NewCheckpoint {
+    NewCheckpoint {
+        id: CheckpointId::new(),
+        parent,
+        step: 0,
+        state: Envelope::new(1, serde_json::json!({"s": 1})),
+        metadata: Default::default(),
+    }
 }

@@ -41,12 +41,19 @@ async fn seed(backend: &PgBackend) -> TenantId {
     Checkpointer::put(backend, &t, &th, c, Default::default())
         .await
         .unwrap();
+    let lease = backend
+        .try_acquire(&t, &LockKey::new("l").unwrap(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     let w = Write {
         channel: persistence_core::ChannelName::new("ch").unwrap(),
         value: Envelope::new(1, json!(1)),
     };
+    // Fenced, so the thread's row (its fence high-water mark) is written too.
+    let task = TaskId::new("task").unwrap();
     backend
-        .put_writes(&t, &th, id, &TaskId::new("task").unwrap(), vec![w], None)
+        .put_writes(&t, &th, id, &task, vec![w], Some(lease.fence))
         .await
         .unwrap();
     backend
@@ -68,11 +75,6 @@ async fn seed(backend: &PgBackend) -> TenantId {
     )
     .await
     .unwrap();
-    backend
-        .try_acquire(&t, &LockKey::new("l").unwrap(), Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
     t
 }
 
@@ -353,6 +355,37 @@ async fn migrate_is_idempotent() {
         migrate(&url).await.unwrap().is_empty(),
         "re-running migrations applied something"
     );
+}
+
+/// `tenants()` (which `persistence status` prints) sees past row-level security to
+/// every tenant holding data, including one whose only data is an unguarded checkpoint:
+/// such a put creates no thread row, and the listing read only thread rows.
+#[tokio::test]
+async fn tenants_include_one_with_only_unguarded_checkpoints() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap();
+    let t = TenantId::new("only-checkpoints").unwrap();
+    let c = NewCheckpoint {
+        id: CheckpointId::new(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    Checkpointer::put(
+        &backend,
+        &t,
+        &ThreadKey::new("th").unwrap(),
+        c,
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(backend.tenants().await.unwrap(), vec![t]);
 }
 
 /// Every operation is one network round trip once its statement is prepared on the
