@@ -139,9 +139,19 @@ impl Inner {
         let path = dir.join(CHECKPOINTS).join(LATEST);
         let text = match std::fs::read_link(&path) {
             Ok(target) => target.into_os_string().into_string().ok()?,
-            // EINVAL: not a symbolic link.
+            // EINVAL: not a symbolic link. Opened without following one (a link swapped
+            // in meanwhile is refused, never read through).
             Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                String::from_utf8(std::fs::read(&path).ok()?).ok()?
+                use std::io::Read as _;
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                    .open(&path)
+                    .ok()?;
+                let mut text = String::new();
+                file.read_to_string(&mut text).ok()?;
+                text
             }
             Err(_) => return None,
         };

@@ -93,7 +93,9 @@
 //! # The root
 //! Nothing outside the root is ever written or read through it: a symbolic link below the
 //! root (a directory or a session file replaced by a link) is refused with `Corrupt`
-//! naming it (the root itself may be a link). Every file the backend creates gets
+//! naming it (the root itself may be a link). The one kind of link the backend makes is
+//! a thread's `checkpoints/.latest`, whose target is the id of its greatest checkpoint:
+//! read as text, never followed (a link has no data, so replacing it costs no flush). Every file the backend creates gets
 //! [`FsConfig::file_mode`] (default `0600`) and every directory [`FsConfig::dir_mode`]
 //! (default `0700`), less the process umask: only the owning user by default;
 //! `with_modes(0o640, 0o750)` lets a group read (backups, a reporting user). Processes
