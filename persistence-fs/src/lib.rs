@@ -108,12 +108,13 @@
 //!
 //! # Costs
 //! `persistence bench --ops 1000 --tasks 1,8`, 2026-12-03, median of three runs, over
-//! `write`+`fdatasync` at the same concurrency: session append 0.77× (1 task; 1.05
-//! disk flushes per append) and 0.71× at 8 tasks on 8 sessions, which is 2.9× the
-//! one-task raw rate (3.6× in the day's first three runs; ext4 commits concurrent
-//! fdatasyncs together); checkpoint put 0.31× (2.04 flushes: the checkpoint file is
-//! replaced atomically and its directory fsynced); lock cycle 1.02× and 1.49× (no
-//! flush at all, see Locks).
+//! `write`+`fdatasync` at the same concurrency measured around each row: session append
+//! 0.61× (1 task; 1.05 disk flushes per append) and 0.65× at 8 tasks on 8 sessions,
+//! which is 1.4× the one-task raw rate (the raw write itself reached 2.2× its one-task
+//! rate with 8 tasks on 8 files: the disk's own bound on concurrent flushes); checkpoint
+//! put 0.11× (2.05 flushes: the checkpoint file is written atomically and its directory
+//! fsynced; its `.latest` pointer is a symbolic link, since replacing a regular file made
+//! ext4 flush it too); lock cycle 1.38× and 0.85× (no flush at all, see Locks).
 //!
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
 //! from 1 000 to 100 000 checkpoints (see the scale figures below). Listing threads,

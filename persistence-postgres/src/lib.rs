@@ -32,34 +32,23 @@
 //! which would double the round trips.
 //!
 //! # Performance
-//! `cargo run --release -p persistence-postgres --example pg_bench` on the project's 2-core
-//! VM against a local PostgreSQL 15 (fsync off), all traffic through the counting proxy,
-//! beside a raw baseline in the same run (one plain `INSERT` of the same row over one sqlx
-//! connection):
-//!
-//! | operation | tasks | ops/s | p50 | round trips/op |
-//! |---|---|---|---|---|
-//! | raw INSERT (baseline) | 1 | 13 070 – 17 200 | 47 – 73 µs | 1 |
-//! | checkpoint put | 1 | 7 300 – 9 360 (0.59× – 0.85× raw; noisy VM) | 101 – 137 µs | 1 |
-//! | checkpoint get latest | 1 | 7 272 | 134 µs | 1 |
-//! | session append, 1 event | 1 | 5 698 | 167 µs | 1 |
-//! | store put / get | 1 | 8 007 / 8 412 | 122 / 119 µs | 1 |
-//! | lock cycle (acquire + release) | 1 | 3 782 | 254 µs | 2 (two operations) |
-//! | checkpoint put | 8 | 13 698 – 14 446 | 333 – 368 µs | 1 |
-//!
 //! `persistence bench --ops 1000 --tasks 1,8` (release build) against a local
 //! PostgreSQL 15 with `fsync` and `synchronous_commit` on, 2026-12-03, median of three
-//! runs, over a raw baseline at the same concurrency: checkpoint put 0.80× / 0.82× (1 /
-//! 8 tasks) a durable `INSERT` of the same row, session append 0.53× / 0.55×, store put
-//! 0.72× / 0.69×, each one WAL flush per operation at one task like the `INSERT`;
-//! get latest 0.13× / 0.47× a `SELECT` by primary key; the lock cycle 0.08× / 0.32× an
-//! advisory lock taken and released, with no WAL flush but two row writes (about 400
-//! WAL bytes) where the advisory lock writes nothing.
+//! runs, each ratio over a raw baseline at the same concurrency measured around the row:
+//! checkpoint put 0.87× / 0.82× (1 / 8 tasks) a durable `INSERT` of the same row, a
+//! guarded put (fence + `expect_latest`) 0.78× / 0.64×, session append 1.00× / 0.69×,
+//! store put 0.76× / 0.82×, each one WAL flush per operation at one task like the
+//! `INSERT`; get latest 0.34× / 0.37× a `SELECT` by primary key; the lock cycle 0.36× /
+//! 0.38× an advisory lock taken and released, with no WAL flush but two row writes where
+//! the advisory lock writes nothing. What an operation costs the server beyond the row it
+//! writes is counted in `tests/costs.rs`: an append updates its session's row in place
+//! (one lookup), a store put over an existing item is one update, a guarded put writes
+//! the checkpoint alone (its thread's lock is held in memory), and no SQL-language
+//! function is executed.
 //!
 //! `get(Latest)` on a 1 000-checkpoint thread costs 1.39× as much with 1 000 000 other
 //! checkpoints in the table (p50 113 µs vs 157 µs): it is one descending probe of the
-//! primary key. Fenced or guarded puts lock the thread's row first and cost more than the
-//! unguarded fast path measured above.
+//! primary key.
 //!
 //! # Locks and fences
 //! A lease is a row (tenant, name, token, fence, expires_at) judged by the database
@@ -70,6 +59,14 @@
 //! unused for an hour without a later fence repeating an earlier one. Fences are
 //! `bigint`, `0..=Fence::MAX`. Checkpoint writes and session appends check the fence in
 //! the same statement that writes. No session-level advisory locks.
+//!
+//! Since schema 8, the writes of one thread that check its state (fenced or guarded
+//! puts, pending writes, prune, copy) serialize on a transaction-scoped advisory lock
+//! (two-key form, class `1885696627`, key `hashtext(tenant || '/' || thread)`), held in
+//! the server's memory until the statement's transaction ends, instead of a row lock
+//! (which writes a WAL record). Threads whose keys collide only wait for each other; so
+//! would an application's own two-key advisory locks of that class. The thread's row
+//! keeps its fence high-water mark and is written only when a fence raises it.
 //!
 //! Since schema 7, acquire, renew and release commit without waiting for their WAL
 //! flush (`synchronous_commit = off` for that transaction only; every other write
