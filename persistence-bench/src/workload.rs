@@ -67,9 +67,10 @@ struct GuardedThread {
     latest: Option<CheckpointId>,
 }
 
-/// How long a guarded row's lease lasts: longer than a row, short enough that a bench
-/// killed mid-row does not block the next run for long.
-const GUARD_TTL: Duration = Duration::from_secs(60);
+/// How long a guarded row's lease lasts: a bench killed mid-row blocks the next run's
+/// guarded row for at most this long. A row that outlasts it keeps writing: a fenced put
+/// checks the fence, not the lease's expiry (and a late release changes nothing).
+const GUARD_TTL: Duration = Duration::from_secs(300);
 
 /// One row of the benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,7 +273,13 @@ async fn guarded_put(s: &Stores, t: &TenantId, i: usize, tasks: usize) -> Result
                 .lock
                 .try_acquire(t, &name, GUARD_TTL)
                 .await?
-                .ok_or_else(|| Error::conflict(format!("bench lock {name} is held")))?;
+                .ok_or_else(|| {
+                    Error::conflict(format!(
+                        "bench lock {name} is held (by a run that did not finish? it \
+                         expires within {} s)",
+                        GUARD_TTL.as_secs()
+                    ))
+                })?;
             let latest = s
                 .checkpointer
                 .get(t, &thread, CheckpointSelector::Latest)
