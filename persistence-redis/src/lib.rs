@@ -261,6 +261,18 @@ impl RedisBackend {
         async move { within(deadline, cmd.query_async(&mut conn)).await }
     }
 
+    /// Runs a pipeline (a `MULTI`/`EXEC` transaction when it is atomic) on a clone of the
+    /// connection. On a cluster it goes to the node of its first keyed command, so every
+    /// key in it must share a slot (one entity's keys do).
+    fn query_pipeline<T: redis::FromRedisValue + Send>(
+        &self,
+        pipeline: redis::Pipeline,
+    ) -> impl Future<Output = redis::RedisResult<T>> + Send + 'static {
+        let mut conn = self.conn();
+        let deadline = self.config.timeout;
+        async move { within(deadline, pipeline.query_async(&mut conn)).await }
+    }
+
     /// Adds `member` to a tenant index and the tenant to the tenant list.
     async fn index_add(&self, t: &TenantId, what: Index, member: &str) -> redis::RedisResult<()> {
         let mut add_member = redis::cmd("ZADD");

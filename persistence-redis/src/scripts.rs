@@ -33,7 +33,6 @@ script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
 script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
 fenced_script!(SESSION_APPEND, "session_append.lua");
 script!(ITEM_PUT, "item_put.lua");
-script!(ITEM_GET, "item_get.lua");
 script!(ITEM_DELETE, "item_delete.lua");
 script!(ITEM_LIST, "item_list.lua");
 script!(ITEM_PURGE, "item_purge.lua");

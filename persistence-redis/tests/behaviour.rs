@@ -344,3 +344,54 @@ async fn hot_writes_run_only_the_commands_they_need() {
         );
     }
 }
+
+/// An item get reads with plain commands in one transaction (`MULTI`, two `HGET`s,
+/// `TIME`, `EXEC`: atomic, one round trip, no script): a script cost the server 14–20 µs
+/// for what these commands do in a few.
+#[tokio::test]
+async fn item_get_runs_no_script() {
+    use persistence_conformance::harness::dedicated::DedicatedRedis;
+    use persistence_core::{ItemKey, Store};
+    let Some(server) = DedicatedRedis::start(&["--save", "", "--appendonly", "no"]) else {
+        return;
+    };
+    let backend = RedisBackend::connect(RedisConfig::new(server.url()))
+        .await
+        .unwrap();
+    let mut conn = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let t = TenantId::new("t").unwrap();
+    let ns = Namespace::new(["n"]).unwrap();
+    let (live, gone) = (ItemKey::new("k").unwrap(), ItemKey::new("none").unwrap());
+    let value = Envelope::new(1, serde_json::json!({"v": 1}));
+    Store::put(&backend, &t, &ns, &live, value.clone(), Default::default())
+        .await
+        .unwrap();
+    let scripts = async |conn: &mut redis::aio::MultiplexedConnection| {
+        support::calls_of(conn, "evalsha").await + support::calls_of(conn, "eval").await
+    };
+    let (before, calls) = (
+        scripts(&mut conn).await,
+        support::server_calls(&mut conn).await,
+    );
+    for _ in 0..10 {
+        let item = Store::get(&backend, &t, &ns, &live).await.unwrap().unwrap();
+        assert_eq!(item.value, value);
+        assert!(
+            Store::get(&backend, &t, &ns, &gone)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+    let calls = support::server_calls(&mut conn).await.unwrap() - calls.unwrap();
+    assert_eq!(
+        scripts(&mut conn).await - before,
+        0,
+        "item gets ran a script"
+    );
+    assert!(calls <= 20 * 5, "{calls} commands for 20 item gets");
+}
