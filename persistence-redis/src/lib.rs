@@ -72,28 +72,13 @@
 //! ring's unless the application installed one first.
 //!
 //! # Round trips and performance
-//! Every operation is one script (or one command) on the entity's slot; writes that
-//! create an entity send their tenant-index update concurrently on the same multiplexed
-//! connection, so they still cost one network flight. Listings and searches read the
-//! tenant index and then the entities (a few flights per page). `cargo run --release -p
-//! persistence-redis --example redis_bench` on the project's 2-core VM, Redis 7.0, one task,
-//! beside raw baselines in the same run (single node through a counting proxy):
-//!
-//! | operation | ops/s | p50 | round trips/op | vs raw EVAL |
-//! |---|---|---|---|---|
-//! | raw EVAL returning a constant | 28 893 | 26 µs | 1 | 1.00× |
-//! | raw SET | 12 824 | 77 µs | 1 | |
-//! | checkpoint put | 13 358 | 88 µs | 1 | 0.46× |
-//! | checkpoint get latest | 11 558 | 85 µs | 1 | 0.40× |
-//! | session append, 1 event | 15 542 | 77 µs | 1 | 0.54× |
-//! | store put / get | 7 744 / 11 388 | 93 / 83 µs | 1 | 0.27× / 0.39× |
-//! | lock cycle (acquire + release) | 9 419 | 121 µs | 2 (two operations) | |
-//!
-//! At 8 tasks the multiplexed connection pipelines requests (0.25 flights per
-//! operation): checkpoint puts reach 36 181/s on one node and 40 522/s on the local
-//! 3-master cluster. The scripts do real work (JSON documents, guards, fences) where the
-//! baseline returns a constant, so the 0.8× aimed for is not reached; the remaining cost
-//! is mostly payload encoding on both ends and the script bodies.
+//! Every operation is one script, one command, or one `MULTI`/`EXEC` transaction of
+//! plain commands (an item get) on the entity's slot; writes that create an entity send
+//! their tenant-index update concurrently on the same multiplexed connection, so they
+//! still cost one network flight. Listings and searches read the tenant index and then
+//! the entities (a few flights per page). `persistence bench` prints ops/s, latency,
+//! round trips and each row's `INFO commandstats` beside raw baselines measured in the
+//! same run; the README has the project's figures.
 //!
 //! What bounds a script is its server's cost per call. On Redis 7.0 on that VM
 //! (`INFO commandstats`, `redis-benchmark`): an empty script costs 1.2 µs, each
