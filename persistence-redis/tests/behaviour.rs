@@ -312,18 +312,9 @@ async fn one_round_trip_per_operation() {
 /// append, an item put over an existing key.
 #[tokio::test]
 async fn hot_writes_run_only_the_commands_they_need() {
-    use persistence_conformance::harness::dedicated::DedicatedRedis;
-    let Some(server) = DedicatedRedis::start(&["--save", "", "--appendonly", "no"]) else {
+    let Some((_server, backend, conn)) = support::dedicated().await else {
         return;
     };
-    let backend = RedisBackend::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
-    let conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let counts = support::commands_per_operation(&backend, conn).await;
     // EVALSHA, then inside it HSETNX, TIME, HSET, ZADD; two index ZADDs beside it.
     // (Before: HGET then HSET of the content, 8.) Appends: TIME, HMGET, ZADD, HSET (8
@@ -350,19 +341,10 @@ async fn hot_writes_run_only_the_commands_they_need() {
 /// for what these commands do in a few.
 #[tokio::test]
 async fn item_get_runs_no_script() {
-    use persistence_conformance::harness::dedicated::DedicatedRedis;
     use persistence_core::{ItemKey, Store};
-    let Some(server) = DedicatedRedis::start(&["--save", "", "--appendonly", "no"]) else {
+    let Some((_server, backend, mut conn)) = support::dedicated().await else {
         return;
     };
-    let backend = RedisBackend::connect(RedisConfig::new(server.url()))
-        .await
-        .unwrap();
-    let mut conn = redis::Client::open(server.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     let t = TenantId::new("t").unwrap();
     let ns = Namespace::new(["n"]).unwrap();
     let (live, gone) = (ItemKey::new("k").unwrap(), ItemKey::new("none").unwrap());

@@ -4,8 +4,29 @@
 #![allow(dead_code, clippy::expect_used)] // each test file uses part of it
 
 use persistence_conformance::harness::counted_per_operation;
+use persistence_conformance::harness::dedicated::DedicatedRedis;
 use persistence_core::Error;
-use persistence_redis::RedisBackend;
+use persistence_redis::{RedisBackend, RedisConfig};
+
+/// A server of the test's own without persistence (so its counters are the test's
+/// alone), a backend on it, and a plain connection to read its statistics; `None` when
+/// no server can be started and Redis is not required.
+pub async fn dedicated() -> Option<(
+    DedicatedRedis,
+    RedisBackend,
+    redis::aio::MultiplexedConnection,
+)> {
+    let server = DedicatedRedis::start(&["--save", "", "--appendonly", "no"])?;
+    let backend = RedisBackend::connect(RedisConfig::new(server.url()))
+        .await
+        .expect("connect");
+    let conn = redis::Client::open(server.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("statistics connection");
+    Some((server, backend, conn))
+}
 
 /// Sum of `calls` in `INFO commandstats`, without the INFO and CONFIG calls of the
 /// counting itself.
