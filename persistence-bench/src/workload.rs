@@ -245,11 +245,14 @@ fn checkpoint(i: usize, parent: Option<CheckpointId>) -> NewCheckpoint {
     }
 }
 
-/// The thread and lock of task `k` of `tasks` in the guarded put row.
-fn guarded_names(tasks: usize, k: usize) -> Result<(ThreadKey, LockKey)> {
+/// The thread and lock of task `k` in the guarded put row: the same names at every
+/// concurrency and in every run, since each leaves a fence record behind (fences never
+/// go back), one per task of the widest row. Rows at another concurrency continue the
+/// threads and leases of the tasks they share.
+fn guarded_names(k: usize) -> Result<(ThreadKey, LockKey)> {
     Ok((
-        ThreadKey::new(format!("guarded-{tasks}-{k}"))?,
-        LockKey::new(format!("bench-guard-{tasks}-{k}"))?,
+        ThreadKey::new(format!("guarded-{k}"))?,
+        LockKey::new(format!("bench-guard-{k}"))?,
     ))
 }
 
@@ -258,7 +261,7 @@ fn guarded_names(tasks: usize, k: usize) -> Result<(ThreadKey, LockKey)> {
 /// timed).
 async fn guarded_put(s: &Stores, t: &TenantId, i: usize, tasks: usize) -> Result<()> {
     let k = i % tasks.max(1);
-    let (thread, name) = guarded_names(tasks, k)?;
+    let (thread, name) = guarded_names(k)?;
     let known = s
         .guarded
         .0
