@@ -109,12 +109,12 @@
 //! # Costs
 //! `persistence bench --ops 1000 --tasks 1,8`, 2026-12-03, median of three runs, over
 //! `write`+`fdatasync` at the same concurrency measured around each row: session append
-//! 0.61× (1 task; 1.05 disk flushes per append) and 0.65× at 8 tasks on 8 sessions,
-//! which is 1.4× the one-task raw rate (the raw write itself reached 2.2× its one-task
-//! rate with 8 tasks on 8 files: the disk's own bound on concurrent flushes); checkpoint
-//! put 0.11× (2.05 flushes: the checkpoint file is written atomically and its directory
-//! fsynced; its `.latest` pointer is a symbolic link, since replacing a regular file made
-//! ext4 flush it too); lock cycle 1.38× and 0.85× (no flush at all, see Locks).
+//! 0.61× (1 task; 1.05 disk flushes per append) and 0.56× at 8 tasks on 8 sessions,
+//! which is 1.6× the one-task raw rate (eight raw loops on eight files reached 1.8–3.6×;
+//! an append makes about 35 system calls where the raw loop makes 2, on 2 cores);
+//! checkpoint put 0.13× (2.05 flushes: the checkpoint file is written atomically and its
+//! directory fsynced; its `.latest` pointer is a symbolic link, since replacing a regular
+//! file made ext4 flush it too); lock cycle 1.23× and 0.87× (no flush at all, see Locks).
 //!
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
 //! from 1 000 to 100 000 checkpoints (see the scale figures below). Listing threads,

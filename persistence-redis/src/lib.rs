@@ -90,8 +90,9 @@
 //! with one `HMGET`, item put skips the index and expiry calls an existing item does not
 //! need. With 8 tasks the single Redis thread is the bottleneck: in `persistence bench`
 //! (2026-12-03, medians of three runs, on a VM where a `SET` costs Redis 0.6–0.7 µs and
-//! an `EVALSHA` of a one-`SET` script 4.6–5.2 µs) the writes reach 0.28–0.32× a plain
-//! `SET`, where a script running nothing but one `SET` reaches 0.58×.
+//! an `EVALSHA` of a one-`SET` script 4.6–5.2 µs) the writes reach 0.20–0.33× a plain
+//! `SET`, where a script running nothing but one `SET` reaches 0.65×; an item get, a
+//! transaction of plain commands (3–4 µs), 0.53× a `GET`.
 #![deny(missing_docs)]
 
 mod checkpointer;
