@@ -9,6 +9,7 @@
 mod bench;
 mod bench_cost;
 mod bench_raw;
+mod bench_target;
 mod demo;
 mod inspect;
 mod ops;
