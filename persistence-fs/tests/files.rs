@@ -821,6 +821,14 @@ async fn latest_comes_from_the_pointer_not_a_listing() {
     .await
     .unwrap();
     assert_eq!(latest(backend.clone()).await, newest);
+    // A link planted to a file outside the store that names an older checkpoint is read
+    // as text (not an id), never followed: the directory answers.
+    let outside = tempfile::tempdir().unwrap();
+    let planted = outside.path().join("pointer");
+    std::fs::write(&planted, last.unwrap().to_string()).unwrap();
+    std::fs::remove_file(checkpoints.join(".latest")).unwrap();
+    std::os::unix::fs::symlink(&planted, checkpoints.join(".latest")).unwrap();
+    assert_eq!(latest(backend.clone()).await, newest);
     // An older thread without the pointer: scanned, still right.
     std::fs::remove_file(checkpoints.join(".latest")).unwrap();
     assert_eq!(latest(backend.clone()).await, newest);

@@ -47,10 +47,7 @@ async fn wait_closed(admin: &mut PgConnection) {
 /// no SQL-language one for these operations.
 #[tokio::test]
 async fn operations_execute_no_sql_function() {
-    use persistence_core::{
-        Checkpointer, Envelope, ItemKey, Namespace, NewCheckpoint, PutCheckpointOptions, Store,
-        TaskId, ThreadKey, Write,
-    };
+    use persistence_core::{TaskId, Write};
     let Some(db) = support::fresh_db().await else {
         return;
     };
@@ -83,13 +80,6 @@ async fn operations_execute_no_sql_function() {
     let fenced = PutCheckpointOptions {
         fence: Some(lease.fence),
         ..Default::default()
-    };
-    let checkpoint = |parent| NewCheckpoint {
-        id: persistence_core::CheckpointId::new(),
-        parent,
-        step: 0,
-        state: Envelope::new(1, serde_json::json!({"s": 1})),
-        metadata: Default::default(),
     };
     let first = Checkpointer::put(&backend, &t, &th, checkpoint(None), Default::default())
         .await

@@ -26,17 +26,22 @@ const TABLES: &[&str] = &[
     "leases",
 ];
 
-/// Writes one row of every table under tenant `a` through the backend.
-async fn seed(backend: &PgBackend) -> TenantId {
-    let t = TenantId::new("a").unwrap();
-    let th = ThreadKey::new("th").unwrap();
-    let c = NewCheckpoint {
+/// A small first checkpoint.
+fn checkpoint() -> NewCheckpoint {
+    NewCheckpoint {
         id: CheckpointId::new(),
         parent: None,
         step: 0,
         state: Envelope::new(1, json!({})),
         metadata: Default::default(),
-    };
+    }
+}
+
+/// Writes one row of every table under tenant `a` through the backend.
+async fn seed(backend: &PgBackend) -> TenantId {
+    let t = TenantId::new("a").unwrap();
+    let th = ThreadKey::new("th").unwrap();
+    let c = checkpoint();
     let id = c.id;
     Checkpointer::put(backend, &t, &th, c, Default::default())
         .await
@@ -369,13 +374,7 @@ async fn tenants_include_one_with_only_unguarded_checkpoints() {
         .await
         .unwrap();
     let t = TenantId::new("only-checkpoints").unwrap();
-    let c = NewCheckpoint {
-        id: CheckpointId::new(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
+    let c = checkpoint();
     Checkpointer::put(
         &backend,
         &t,
