@@ -243,6 +243,9 @@ pub(crate) struct Inner {
     pub(crate) me: ProcessIdentity,
     /// How much of each session log this process has checked (see [`verified`]).
     pub(crate) verified: verified::VerifiedLogs,
+    /// What this process knows of each thread's checkpoint journal (see
+    /// `checkpointer::journal`).
+    pub(crate) journals: checkpointer::Journals,
 }
 
 impl Inner {
@@ -369,6 +372,7 @@ impl FsBackend {
                 durability: writes,
                 me: ProcessIdentity::current(),
                 verified: verified::VerifiedLogs::default(),
+                journals: checkpointer::Journals::default(),
             }),
         })
     }

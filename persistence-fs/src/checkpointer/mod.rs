@@ -1,5 +1,10 @@
-//! Checkpoints: one JSON file per checkpoint, pending writes in a record log per
-//! checkpoint, fences in the thread's guard file.
+//! Checkpoints: one JSON file per checkpoint, made durable through the thread's redo
+//! journal ([`journal`]), pending writes in a record log per checkpoint, fences in the
+//! thread's guard file.
+
+mod journal;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +23,9 @@ use crate::files::{self, FileLock};
 use crate::layout::{ID_FILE, decode};
 use crate::records;
 use crate::{FsBackend, Inner};
+
+pub(crate) use journal::Journals;
+use journal::{Journal, cannot_replay};
 
 const CHECKPOINTS: &str = "checkpoints";
 /// In a thread's checkpoints directory: the id of its greatest checkpoint, so
@@ -110,6 +118,49 @@ pub(crate) fn ensure_entry(
 }
 
 impl Inner {
+    /// The thread's directory, once its checkpoint files can be read: a journal left by
+    /// another boot of the host is replayed first (under the thread's lock; see
+    /// [`journal`]).
+    ///
+    /// # Errors
+    /// `Unavailable` when a replay is due and this process may not write; `Corrupt` for
+    /// a link below the root or a damaged journal; I/O errors.
+    fn readable_thread(&self, t: &TenantId, th: &ThreadKey) -> Result<PathBuf> {
+        let dir = self.inside(self.layout.thread(t, th))?;
+        let cdir = self.inside(dir.join(CHECKPOINTS))?;
+        if self
+            .journals
+            .needs_replay(&cdir, self.me.boot_id.as_deref())?
+        {
+            let (lock, _) = self.layout.thread_guards(t, th);
+            let _guard = match FileLock::exclusive(&lock, self.durability) {
+                Ok(guard) => guard,
+                Err(e) if files::cannot_write(&e) => return Err(cannot_replay(&cdir)),
+                Err(e) => return Err(crate::error::io_error(&lock, e)),
+            };
+            self.open_journal(&dir, false)?;
+        }
+        Ok(dir)
+    }
+
+    /// Opens the thread's journal; the caller holds the thread's lock. Replays or redoes
+    /// what the journal holds first, pointing `.latest` anew after a replay. `create`
+    /// makes a missing journal (a put that syncs).
+    fn open_journal(&self, dir: &Path, create: bool) -> Result<Option<Journal<'_>>> {
+        let cdir = dir.join(CHECKPOINTS);
+        let repoint = || match self.scan_latest_id(dir)? {
+            Some(id) => self.set_latest_pointer(dir, id),
+            None => Ok(()),
+        };
+        self.journals.open(
+            &cdir,
+            self.me.boot_id.as_deref(),
+            self.durability,
+            create,
+            &repoint,
+        )
+    }
+
     fn checkpoint_ids(&self, dir: &Path) -> Result<Vec<CheckpointId>> {
         let cdir = dir.join(CHECKPOINTS);
         let names = files::list_names(&cdir).at(&cdir)?;
@@ -245,6 +296,7 @@ impl Inner {
         let raise = check_fence(&fence_path, options.fence)?;
         let dir = self.inside(self.layout.thread(t, th))?;
         self.inside(dir.join(CHECKPOINTS))?;
+        let journal = self.open_journal(&dir, true)?;
         if let Some(existing) = self.load_checkpoint(&dir, c.id)? {
             return if existing.same_as(&c) {
                 Ok(existing)
@@ -288,7 +340,19 @@ impl Inner {
         if latest.is_none_or(|l| c.id > l) {
             self.set_latest_pointer(&dir, c.id)?;
         }
-        files::write_atomic(&path, &bytes, self.durability).at(&path)?;
+        match (journal, self.me.boot_id.as_deref()) {
+            // Durable once in the journal (one flush); the file needs no sync of its own.
+            (Some(mut journal), Some(boot)) if self.durability == Durability::Fsync => {
+                let before = journal.append(boot, c.id, &bytes)?;
+                let written = files::write_atomic(&path, &bytes, self.durability.no_sync());
+                if let Err(e) = written {
+                    journal.cut_back(before)?;
+                    return Err(crate::error::io_error(&path, e));
+                }
+                journal.finish(self.durability)?;
+            }
+            _ => files::write_atomic(&path, &bytes, self.durability).at(&path)?,
+        }
         Ok(stored.into())
     }
 
@@ -306,6 +370,8 @@ impl Inner {
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
         let raise = check_fence(&fence_path, fence)?;
         let dir = self.inside(self.layout.thread(t, th))?;
+        self.inside(dir.join(CHECKPOINTS))?;
+        self.open_journal(&dir, false)?;
         if self.load_checkpoint(&dir, id)?.is_none() {
             return Err(Error::not_found(format!("checkpoint {id} does not exist")));
         }
@@ -403,8 +469,7 @@ impl Checkpointer for FsBackend {
     ) -> Result<Option<CheckpointTuple>> {
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.get", format!("{tenant}/{thread}"), move |i| {
-            let dir = i.inside(i.layout.thread(&t, &th))?;
-            i.inside(dir.join(CHECKPOINTS))?;
+            let dir = i.readable_thread(&t, &th)?;
             let id = match selector {
                 CheckpointSelector::Id(id) => id,
                 CheckpointSelector::Latest => match i.latest_id(&dir)? {
@@ -429,8 +494,7 @@ impl Checkpointer for FsBackend {
         self.run("checkpoint.list", format!("{tenant}/{thread}"), move |i| {
             let limit = validate_limit(query.limit)?;
             let upper = query.upper_bound()?;
-            let dir = i.inside(i.layout.thread(&t, &th))?;
-            i.inside(dir.join(CHECKPOINTS))?;
+            let dir = i.readable_thread(&t, &th)?;
             let mut items = Vec::new();
             for id in i.checkpoint_ids(&dir)?.into_iter().rev() {
                 if upper.is_some_and(|u| id >= u) {
@@ -507,6 +571,11 @@ impl Checkpointer for FsBackend {
             let _guard = FileLock::exclusive(&lock, i.durability).at(&lock)?;
             let dir = i.inside(i.layout.thread(&t, &th))?;
             i.inside(dir.join(CHECKPOINTS))?;
+            // Emptied first: a replay must never bring back what is pruned below.
+            if let Some(mut journal) = i.open_journal(&dir, false)? {
+                journal.compact(i.durability)?;
+                journal.finish(i.durability)?;
+            }
             let ids = i.checkpoint_ids(&dir)?;
             let doomed = ids.len().saturating_sub(keep_latest);
             for id in &ids[..doomed] {
@@ -554,6 +623,10 @@ impl Checkpointer for FsBackend {
                 } else {
                     None
                 };
+                i.inside(src.join(CHECKPOINTS))?;
+                i.inside(dst.join(CHECKPOINTS))?;
+                i.open_journal(&src, false)?;
+                i.open_journal(&dst, false)?;
                 let ids = i.checkpoint_ids(&src)?;
                 if ids.is_empty() {
                     return Err(Error::not_found(format!("thread {from} has no checkpoint")));
@@ -610,7 +683,7 @@ impl Checkpointer for FsBackend {
                 let Ok(key) = ThreadKey::new(id) else {
                     return Ok(None);
                 };
-                let dir = i.inside(i.layout.thread(&t, &key))?;
+                let dir = i.readable_thread(&t, &key)?;
                 Ok(i.latest_id(&dir)?.map(|_| key))
             })?;
             Ok(Page::from_overfetch(items, limit, |k| {
