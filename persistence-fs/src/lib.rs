@@ -16,7 +16,17 @@
 //! # Durability
 //! With [`Durability::Fsync`] (default) a call returns only once its data is on disk:
 //! whole files are replaced atomically (temp file in the same directory, write, fsync,
-//! rename, fsync directory); session logs and pending writes are append-only record
+//! rename, fsync directory); a checkpoint is appended to its thread's redo journal
+//! (`checkpoints/.journal`), which is fdatasynced, before its own file is written
+//! without a sync: one flush per put instead of two. Each journal record names the
+//! host's boot; the first reader or writer of the thread after a reboot replays the
+//! journal (rewrites what a power loss took, `syncfs`) before anything is read, the next
+//! writer completes a put whose writer died between its sync and its file, and the
+//! journal is emptied after a `syncfs` every 64 records and before a prune (so nothing
+//! pruned comes back). A store on a read-only mount answers `Unavailable` for a thread
+//! whose journal needs a replay, until it is opened writable once; a process that
+//! cannot read `/proc/sys/kernel/random/boot_id` writes no journal (two flushes per put).
+//! Session logs and pending writes are append-only record
 //! files (length + CRC32 + header CRC) fsynced after each append. A store item's file is
 //! a log of its versions: a put appends one record, fdatasyncs it, then appends a commit
 //! byte; readers (who take no lock) see only committed versions, so never a put before it
@@ -44,10 +54,12 @@
 //! every record once, later ones only the records added since (so damage to records a
 //! running process has already checked is found by reads and by the next process).
 //!
-//! *Format.* [`FORMAT_VERSION`] 5: the `v1` tree with batch records (format 2),
-//! catalogs (format 3), item logs (format 4) and leases emptied on release and written
-//! in place (format 5), marked by an empty `{root}/v5` directory that earlier versions
-//! refuse (`SchemaTooNew`): format 4 would read a released lease as corrupt, format 3 would read an item
+//! *Format.* [`FORMAT_VERSION`] 6: the `v1` tree with batch records (format 2),
+//! catalogs (format 3), item logs (format 4), leases emptied on release and written
+//! in place (format 5) and checkpoint journals (format 6), marked by an empty `{root}/v6`
+//! directory that earlier versions refuse (`SchemaTooNew`): format 5 would not replay a
+//! checkpoint journal after a power loss (and could miss acknowledged checkpoints),
+//! format 4 would read a released lease as corrupt, format 3 would read an item
 //! log as a corrupt item, format 2 would create entries without noting them in the
 //! catalogs, format 1 would misread batches. Roots written before read as they are:
 //! records without the batch bit are batches of one, each missing catalog is built from
@@ -228,7 +240,7 @@ use crate::layout::Layout;
 
 /// The on-disk format this code writes: the `v1` layout with batch records (see the
 /// crate docs). A root holding a `vN` entry above it is refused with `SchemaTooNew`.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The filesystem backend. Clones share the same root.
 #[derive(Clone, Debug)]

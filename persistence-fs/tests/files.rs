@@ -406,25 +406,26 @@ fn newer_layout_is_refused() {
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
 }
 
-/// A root opened by this version carries the `v5` marker, which earlier versions refuse
-/// (they refuse any `vN` above their own) instead of misreading emptied leases, item logs or creating
-/// entries the catalogs would not list; a root written before (only `v1`, or `v2`, `v3`,
-/// `v4`) opens and reads as before.
+/// A root opened by this version carries the `v6` marker, which earlier versions refuse
+/// (they refuse any `vN` above their own) instead of ignoring checkpoint journals after a
+/// power loss, misreading emptied leases, item logs or creating entries the catalogs
+/// would not list; a root written before (only `v1`, or `v2` to `v5`) opens and reads as
+/// before.
 #[tokio::test]
 async fn the_format_marker_keeps_older_versions_out() {
     let root = tempfile::tempdir().unwrap();
     let backend = open(root.path());
-    assert!(root.path().join("v5").is_dir());
+    assert!(root.path().join("v6").is_dir());
     let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
     write_events(&backend, &t, &s, 3).await;
     drop(backend);
-    for older in [Some("v4"), Some("v3"), Some("v2"), None] {
-        std::fs::remove_dir(root.path().join("v5")).unwrap();
+    for older in [Some("v5"), Some("v4"), Some("v3"), Some("v2"), None] {
+        std::fs::remove_dir(root.path().join("v6")).unwrap();
         if let Some(marker) = older {
             std::fs::create_dir(root.path().join(marker)).unwrap();
         }
         let reopened = open(root.path());
-        assert!(root.path().join("v5").is_dir(), "{older:?}");
+        assert!(root.path().join("v6").is_dir(), "{older:?}");
         assert_eq!(
             reopened.read(&t, &s, 0, 10).await.unwrap().len(),
             3,
