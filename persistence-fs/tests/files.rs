@@ -401,7 +401,8 @@ async fn garbage_lease_is_a_clear_error() {
 #[test]
 fn newer_layout_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(root.path().join("v6")).unwrap();
+    let newer = format!("v{}", persistence_fs::FORMAT_VERSION + 1);
+    std::fs::create_dir_all(root.path().join(newer)).unwrap();
     let err = FsBackend::open(FsConfig::new(root.path())).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SchemaTooNew);
 }
