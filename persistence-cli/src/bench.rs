@@ -97,6 +97,10 @@ struct Baselines {
     /// baseline.
     #[serde(skip_serializing_if = "Option::is_none")]
     script: Option<Stats>,
+    /// A new file without a sync (the filesystem): what a checkpoint put pays besides
+    /// its flush, printed beside the rows; no row's baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create: Option<Stats>,
 }
 
 impl Baselines {
@@ -118,6 +122,7 @@ impl Baselines {
         .into_iter()
         .chain(self.lock.as_mut().map(|s| (RawOp::LockCycle, s)))
         .chain(self.script.as_mut().map(|s| (RawOp::Script, s)))
+        .chain(self.create.as_mut().map(|s| (RawOp::Create, s)))
     }
 }
 
@@ -194,6 +199,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             read,
             lock: take(RawOp::LockCycle),
             script: take(RawOp::Script),
+            create: take(RawOp::Create),
         };
         for op in Op::ALL {
             let count = op.count(ops);
@@ -391,6 +397,7 @@ fn print_table(
             Some(&b.read),
             b.lock.as_ref(),
             b.script.as_ref(),
+            b.create.as_ref(),
         ]
         .into_iter()
         .flatten()

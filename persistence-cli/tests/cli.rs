@@ -330,6 +330,18 @@ fn bench_prints_json_rows_beside_the_baseline() {
         assert_eq!(write["name"], "raw write+fdatasync", "{report}");
         assert_eq!(write["tasks"], tasks, "{report}");
         assert_eq!(read["name"], "raw pread", "{report}");
+        // What a checkpoint put pays besides its flush: a new file, printed beside.
+        let b = report["baselines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["tasks"] == tasks)
+            .unwrap();
+        assert_eq!(b["create"]["name"], "raw new file (no sync)", "{report}");
+        assert!(
+            b["create"]["ops_per_sec"].as_f64().unwrap() > 0.0,
+            "{report}"
+        );
     }
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(

@@ -124,9 +124,13 @@
 //! 0.61× (1 task; 1.05 disk flushes per append) and 0.56× at 8 tasks on 8 sessions,
 //! which is 1.6× the one-task raw rate (eight raw loops on eight files reached 1.8–3.6×;
 //! an append makes about 35 system calls where the raw loop makes 2, on 2 cores);
-//! checkpoint put 0.13× (2.05 flushes: the checkpoint file is written atomically and its
-//! directory fsynced; its `.latest` pointer is a symbolic link, since replacing a regular
-//! file made ext4 flush it too); lock cycle 1.23× and 0.87× (no flush at all, see Locks).
+//! checkpoint put 0.11–0.38× at one task and 0.10–0.18× at eight in six later runs
+//! (1.04–1.07 flushes, through the journal; it was 0.13× with 2.05 flushes before it):
+//! each checkpoint is still a new file, and creating one costs 0.2–1.1 ms on that VM's
+//! root ext4 without any sync (`raw new file (no sync)` in the bench), against 22 µs on
+//! a fresh loop-mounted ext4 on the same disk, where a put reached 0.59× (one run); its
+//! `.latest` pointer is a symbolic link, since replacing a regular file made ext4 flush
+//! it too; lock cycle 1.23× and 0.87× (no flush at all, see Locks).
 //!
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
 //! from 1 000 to 100 000 checkpoints (see the scale figures below). Listing threads,

@@ -45,7 +45,14 @@ pub enum RawOp {
     /// The least an atomic script costs (Redis: `EVALSHA` of a script running one
     /// `SET`); only where [`Baseline::kinds`] has it.
     Script,
+    /// A new file made, written and closed, without a sync: what a store of one file
+    /// per entry (checkpoints on the filesystem) pays besides its flush; only where
+    /// [`Baseline::kinds`] has it.
+    Create,
 }
+
+/// Distinguishes the files of successive [`RawOp::Create`] measurements.
+static CREATE_RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// The baseline's own files or connections, one per task of the widest row.
 pub struct Baseline {
@@ -56,6 +63,8 @@ enum Kind {
     File {
         files: Vec<Arc<std::sync::Mutex<std::fs::File>>>,
         paths: Vec<PathBuf>,
+        /// Where [`RawOp::Create`] makes its files.
+        created: PathBuf,
         record: Arc<Vec<u8>>,
         sync: bool,
     },
@@ -135,9 +144,12 @@ impl Baseline {
                     files.push(Arc::new(std::sync::Mutex::new(file)));
                     paths.push(path);
                 }
+                let created = root.join(format!("bench-raw-{}-new", std::process::id()));
+                std::fs::create_dir_all(&created).map_err(|e| raw_error("mkdir", e))?;
                 Kind::File {
                     files,
                     paths,
+                    created,
                     record,
                     sync: p.capabilities().durable,
                 }
@@ -196,6 +208,8 @@ impl Baseline {
             (Kind::File { sync: true, .. }, RawOp::Write) => "raw write+fdatasync",
             (Kind::File { sync: false, .. }, RawOp::Write) => "raw write",
             (Kind::File { .. }, RawOp::Read) => "raw pread",
+            (Kind::File { .. }, RawOp::Create) => "raw new file (no sync)",
+            (_, RawOp::Create) => "raw new file (none)",
             (Kind::Postgres { .. }, RawOp::Write) => "raw INSERT (durable)",
             (Kind::Postgres { .. }, RawOp::Read) => "raw SELECT by key",
             (Kind::Postgres { .. }, RawOp::LockCycle) => "raw advisory lock cycle",
@@ -228,22 +242,31 @@ impl Baseline {
         let stats = match &self.kind {
             Kind::File {
                 files,
+                created,
                 record,
                 sync,
                 ..
             } => {
                 let (files, record, sync) = (files.clone(), record.clone(), *sync);
+                // Names unique across calls: a fresh file per operation.
+                let run = CREATE_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let created = created.clone();
                 measure(name, ops, tasks, move |i| {
                     let file = files[i % tasks % files.len()].clone();
                     let (record, fail) = (record.clone(), fail.clone());
+                    let new_file = created.join(format!("{run}-{i}"));
                     async move {
                         let done = tokio::task::spawn_blocking(move || {
+                            if op == RawOp::Create {
+                                return std::fs::write(&new_file, record.as_slice());
+                            }
                             let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
                             match op {
-                                // LockCycle, Script: refused above.
-                                RawOp::Write | RawOp::LockCycle | RawOp::Script => f
-                                    .write_all(&record)
-                                    .and_then(|()| if sync { f.sync_data() } else { Ok(()) }),
+                                // LockCycle, Script: refused above; Create: done.
+                                RawOp::Write | RawOp::LockCycle | RawOp::Script | RawOp::Create => {
+                                    f.write_all(&record)
+                                        .and_then(|()| if sync { f.sync_data() } else { Ok(()) })
+                                }
                                 RawOp::Read => {
                                     use std::os::unix::fs::FileExt;
                                     let mut buf = vec![0; record.len()];
@@ -275,7 +298,7 @@ impl Baseline {
                             RawOp::Read => pg_select(conn, read_id).await,
                             RawOp::LockCycle => pg_advisory_cycle(conn, i % tasks).await,
                             // Refused above.
-                            RawOp::Script => Ok(()),
+                            RawOp::Script | RawOp::Create => Ok(()),
                         };
                         if let Err(e) = done {
                             fail(e.to_string());
@@ -300,8 +323,8 @@ impl Baseline {
                                 .arg(record.as_slice());
                             c
                         }
-                        // LockCycle: refused above.
-                        (Some((write, _)), RawOp::Write | RawOp::LockCycle) => {
+                        // LockCycle, Create: refused above.
+                        (Some((write, _)), RawOp::Write | RawOp::LockCycle | RawOp::Create) => {
                             let mut c = redis::cmd("SET");
                             c.arg(&write[i % tasks % write.len()])
                                 .arg(record.as_slice());
@@ -312,7 +335,7 @@ impl Baseline {
                             c.arg(read);
                             c
                         }
-                        (None, RawOp::Write | RawOp::LockCycle | RawOp::Script) => {
+                        (None, RawOp::Write | RawOp::LockCycle | RawOp::Script | RawOp::Create) => {
                             let mut c = redis::cmd("EVAL");
                             c.arg("return 1").arg(0);
                             c
@@ -338,7 +361,7 @@ impl Baseline {
                     async move {
                         let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
                         match op {
-                            RawOp::Write | RawOp::LockCycle | RawOp::Script => {
+                            RawOp::Write | RawOp::LockCycle | RawOp::Script | RawOp::Create => {
                                 map.insert(i, i);
                             }
                             RawOp::Read => {
@@ -370,10 +393,12 @@ impl Baseline {
     /// The baselines this backend has: always a write and a read; Postgres also its
     /// own lock ([`RawOp::LockCycle`], an advisory lock, which the lock cycle row is
     /// compared with; elsewhere that row is compared with the raw write); a single
-    /// Redis node also the least a script costs ([`RawOp::Script`]).
+    /// Redis node also the least a script costs ([`RawOp::Script`]); the filesystem
+    /// also a new file ([`RawOp::Create`]).
     pub fn kinds(&self) -> Vec<RawOp> {
         let mut kinds = vec![RawOp::Write, RawOp::Read];
         match &self.kind {
+            Kind::File { .. } => kinds.push(RawOp::Create),
             Kind::Postgres { .. } => kinds.push(RawOp::LockCycle),
             Kind::Redis { keys: Some(_), .. } => kinds.push(RawOp::Script),
             _ => {}
@@ -392,10 +417,11 @@ impl Baseline {
     /// A failed delete (the rows or keys are named in the message, never their values).
     pub async fn finish(self) -> Result<()> {
         match self.kind {
-            Kind::File { paths, .. } => {
+            Kind::File { paths, created, .. } => {
                 for path in paths {
                     let _ = std::fs::remove_file(path);
                 }
+                let _ = std::fs::remove_dir_all(created);
             }
             Kind::Postgres { conns, .. } => {
                 if let Some(conn) = conns.first() {

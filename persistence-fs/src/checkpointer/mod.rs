@@ -172,9 +172,12 @@ impl Inner {
     /// that exists, else from a scan of the directory.
     ///
     /// The pointer never lags: `put` replaces it (atomically, not fsynced) *before* it
-    /// writes a greater checkpoint, in the same directory, whose fsync then persists the
-    /// pointer's rename too. After a crash it names the greatest checkpoint, or one whose
-    /// write did not survive (then the scan answers), or holds garbage (the scan again).
+    /// writes a greater checkpoint. A process crash keeps it (the page cache). What a
+    /// power loss does to it is mended before anything is read: a journal with records
+    /// is replayed, pointing it anew, and an empty journal was emptied after a `syncfs`
+    /// that persisted it (a put without a journal persists it with the directory fsync
+    /// of its checkpoint file). It may name a checkpoint whose write failed (then the
+    /// scan answers) or hold garbage (the scan again).
     fn latest_id(&self, dir: &Path) -> Result<Option<CheckpointId>> {
         if let Some(id) = self.latest_pointer(dir)
             && dir.join(CHECKPOINTS).join(id.to_string()).is_file()
