@@ -113,21 +113,6 @@ pub fn overwrite_in_place(path: &Path, bytes: &[u8], writes: Writes) -> io::Resu
     Ok(())
 }
 
-/// Replaces `path` with a symbolic link to `target`, atomically: the link is made at
-/// `temp` (a leftover there from a crash is removed first), then renamed over `path`.
-/// Not fsynced: the caller's next fsync of the directory persists it (a directory made
-/// for it is, as `writes` says).
-pub fn replace_symlink(temp: &Path, path: &Path, target: &str, writes: Writes) -> io::Result<()> {
-    ensure_dir(parent(path)?, writes)?;
-    match std::fs::remove_file(temp) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::os::unix::fs::symlink(target, temp)?;
-    std::fs::rename(temp, path)
-}
-
 /// Removes a directory tree so that it vanishes at once: renamed to a hidden trash name
 /// first (atomic), then deleted. Returns whether it existed.
 pub fn remove_dir_atomic(dir: &Path, durability: Writes) -> io::Result<bool> {

@@ -20,20 +20,12 @@ fn open(root: &Path) -> FsBackend {
     FsBackend::open(FsConfig::new(root)).unwrap()
 }
 
-/// Every path below `dir`. The only symbolic links are threads' `.latest` pointers, each
-/// naming a checkpoint id in its own directory.
+/// Every path below `dir`; the backend makes no symbolic link.
 fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let meta = std::fs::symlink_metadata(entry.path()).unwrap();
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(entry.path()).unwrap();
-            let pointer = entry.file_name() == ".latest"
-                && target
-                    .to_str()
-                    .is_some_and(|t| t.parse::<persistence_core::CheckpointId>().is_ok());
-            assert!(pointer, "symlink {:?} -> {target:?}", entry.path());
-        }
+        assert!(!meta.file_type().is_symlink(), "symlink {:?}", entry.path());
         out.push(entry.path());
         if meta.is_dir() {
             walk(&entry.path(), out);
@@ -763,8 +755,10 @@ async fn gc_removes_leftovers_of_interrupted_writes() {
 /// a stray file named after every checkpoint id, which a listing would meet first, is
 /// neither read nor mistaken for one. Without the pointer (a thread written before it),
 /// the directory is scanned once and the pointer written by the next put. The pointer
-/// is a symbolic link naming the id (never followed): a regular file renamed over
-/// another has its data flushed by ext4, which cost a put about as much as an fsync.
+/// is a regular file holding the id, overwritten in place: no new inode per put (a
+/// symbolic link replaced by a rename, format 5's pointer, cost one), no rename (ext4
+/// flushes a regular file renamed over another). A link found there is read as text,
+/// never followed, and replaced by the next put, never written through.
 #[tokio::test]
 async fn latest_comes_from_the_pointer_not_a_listing() {
     let root = tempfile::tempdir().unwrap();
@@ -773,16 +767,8 @@ async fn latest_comes_from_the_pointer_not_a_listing() {
     let checkpoints = backend.layout().thread(&t, &th).join("checkpoints");
     let pointer = || {
         let path = checkpoints.join(".latest");
-        assert!(
-            std::fs::symlink_metadata(&path)
-                .unwrap()
-                .file_type()
-                .is_symlink()
-        );
-        std::fs::read_link(&path)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned()
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        std::fs::read_to_string(&path).unwrap()
     };
     let mut last = None;
     for step in 0..20 {
@@ -830,6 +816,21 @@ async fn latest_comes_from_the_pointer_not_a_listing() {
     std::fs::write(&planted, last.unwrap().to_string()).unwrap();
     std::fs::remove_file(checkpoints.join(".latest")).unwrap();
     std::os::unix::fs::symlink(&planted, checkpoints.join(".latest")).unwrap();
+    assert_eq!(latest(backend.clone()).await, newest);
+    // The next put replaces the link, never writes through it.
+    let c = common::checkpoint(Some(newest), 21, json!({}));
+    let newest = c.id;
+    Checkpointer::put(&backend, &t, &th, c, Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&planted).unwrap(),
+        last.unwrap().to_string()
+    );
+    assert_eq!(pointer(), newest.to_string());
+    // A pointer as format 5 wrote it (a link naming the id) still reads.
+    std::fs::remove_file(checkpoints.join(".latest")).unwrap();
+    std::os::unix::fs::symlink(newest.to_string(), checkpoints.join(".latest")).unwrap();
     assert_eq!(latest(backend.clone()).await, newest);
     // An older thread without the pointer: scanned, still right.
     std::fs::remove_file(checkpoints.join(".latest")).unwrap();

@@ -32,8 +32,6 @@ const CHECKPOINTS: &str = "checkpoints";
 /// `get(Latest)` and `put` read one small file instead of the directory (see
 /// [`Inner::latest_id`]). Hidden (`.`) so listings skip it.
 const LATEST: &str = ".latest";
-/// Where the next `.latest` link is made before it is renamed over the current one.
-const LATEST_NEXT: &str = ".latest.next";
 const WRITES: &str = "writes";
 
 #[derive(Serialize, Deserialize)]
@@ -187,8 +185,8 @@ impl Inner {
         self.scan_latest_id(dir)
     }
 
-    /// The id `.latest` names: a symbolic link's target (never followed), or the content
-    /// of a regular file (as written before format 5's symbolic link).
+    /// The id `.latest` names: the content of a regular file, or a symbolic link's target
+    /// (as format 5 wrote it; never followed).
     fn latest_pointer(&self, dir: &Path) -> Option<CheckpointId> {
         let path = dir.join(CHECKPOINTS).join(LATEST);
         let text = match std::fs::read_link(&path) {
@@ -214,14 +212,40 @@ impl Inner {
 
     /// Points `.latest` at `id`. Caller holds the thread lock.
     ///
-    /// A symbolic link whose target is the id, replaced through a rename: a link has no
-    /// data, so the rename costs no flush (ext4 flushes a regular file's data when it is
-    /// renamed over another, about as much as an fsync per put).
+    /// A regular file overwritten in place, one `pwrite` of the id (ids all have the same
+    /// length): no new inode and no rename. Creating a file (a temp file, or the symbolic
+    /// link of format 5) costs more than a flush on some file systems, and ext4 flushes
+    /// a regular file renamed over another. A reader racing the write may read a mix of
+    /// two ids, which names no checkpoint: then the directory scan answers. A link found
+    /// here (format 5's, or one planted) is removed first, never written through.
     fn set_latest_pointer(&self, dir: &Path, id: CheckpointId) -> Result<()> {
+        use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
         let cdir = dir.join(CHECKPOINTS);
         let path = cdir.join(LATEST);
-        let target = id.to_string();
-        files::replace_symlink(&cdir.join(LATEST_NEXT), &path, &target, self.durability).at(&path)
+        files::ensure_dir(&cdir, self.durability).at(&cdir)?;
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(self.durability.file_mode)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&path)
+        };
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                std::fs::remove_file(&path).at(&path)?;
+                open().at(&path)?
+            }
+            Err(e) => return Err(crate::error::io_error(&path, e)),
+        };
+        let text = id.to_string();
+        file.write_all_at(text.as_bytes(), 0).at(&path)?;
+        if file.metadata().at(&path)?.len() > text.len() as u64 {
+            file.set_len(text.len() as u64).at(&path)?;
+        }
+        Ok(())
     }
 
     /// The greatest checkpoint id by listing the directory: the greatest file name
