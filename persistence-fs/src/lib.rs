@@ -105,9 +105,9 @@
 //! # The root
 //! Nothing outside the root is ever written or read through it: a symbolic link below the
 //! root (a directory or a session file replaced by a link) is refused with `Corrupt`
-//! naming it (the root itself may be a link). The one kind of link the backend makes is
-//! a thread's `checkpoints/.latest`, whose target is the id of its greatest checkpoint:
-//! read as text, never followed (a link has no data, so replacing it costs no flush). Every file the backend creates gets
+//! naming it (the root itself may be a link). The backend makes no link; a thread's
+//! `checkpoints/.latest` written as a link by format 5 is read as text, never followed,
+//! and replaced by a regular file at the next put. Every file the backend creates gets
 //! [`FsConfig::file_mode`] (default `0600`) and every directory [`FsConfig::dir_mode`]
 //! (default `0700`), less the process umask: only the owning user by default;
 //! `with_modes(0o640, 0o750)` lets a group read (backups, a reporting user). Processes
@@ -129,8 +129,9 @@
 //! each checkpoint is still a new file, and creating one costs 0.2–1.1 ms on that VM's
 //! root ext4 without any sync (`raw new file (no sync)` in the bench), against 22 µs on
 //! a fresh loop-mounted ext4 on the same disk, where a put reached 0.59× (one run); its
-//! `.latest` pointer is a symbolic link, since replacing a regular file made ext4 flush
-//! it too; lock cycle 1.23× and 0.87× (no flush at all, see Locks).
+//! `.latest` pointer is a regular file overwritten in place (no new inode, no rename,
+//! which made ext4 flush a regular file); lock cycle 1.23× and 0.87× (no flush at all,
+//! see Locks).
 //!
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
 //! from 1 000 to 100 000 checkpoints (see the scale figures below). Listing threads,
