@@ -11,7 +11,7 @@ use persistence_core::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BACKEND, Effect, corrupt, map};
-use crate::keys::{Index, encode};
+use crate::keys::{Index, ThreadKeys, encode};
 use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
 
 /// What is stored per checkpoint; serialized deterministically so an identical retry
@@ -38,6 +38,64 @@ fn decode(content: &str, created: &str, operation: &'static str, key: &str) -> R
 }
 
 impl RedisBackend {
+    /// A put without a guard or a fence: plain commands in one transaction (`HSETNX`
+    /// content, `HSETNX` created-at, `ZADD` id), atomic and one round trip like a script,
+    /// at a fraction of a script's cost to the server. Replies like the script:
+    /// `["ok", created_at]` or `["conflict", why]`. An id that exists already (the
+    /// transaction then changed nothing) is read back: the same content is an idempotent
+    /// repeat, other content a conflict.
+    async fn put_plain(
+        &self,
+        k: &ThreadKeys,
+        id: &str,
+        json: &str,
+        created: &str,
+        key: &str,
+    ) -> Result<Vec<String>> {
+        let mut put = redis::pipe();
+        put.atomic()
+            .cmd("HSETNX")
+            .arg(k.content())
+            .arg(id)
+            .arg(json)
+            .cmd("HSETNX")
+            .arg(k.created())
+            .arg(id)
+            .arg(created)
+            .cmd("ZADD")
+            .arg(k.ids())
+            .arg(0)
+            .arg(id);
+        let (new, _, _): (bool, bool, i64) = self
+            .query_pipeline(put)
+            .await
+            .map_err(|e| map(e, Effect::Write, "checkpoint.put", key))?;
+        if new {
+            return Ok(vec!["ok".into(), created.into()]);
+        }
+        let mut existing = redis::pipe();
+        existing
+            .atomic()
+            .cmd("HGET")
+            .arg(k.content())
+            .arg(id)
+            .cmd("HGET")
+            .arg(k.created())
+            .arg(id);
+        let (content, created): (Option<String>, Option<String>) = self
+            .read("checkpoint.put", key, || {
+                self.query_pipeline(existing.clone())
+            })
+            .await?;
+        Ok(match (content, created) {
+            (Some(content), Some(created)) if content == json => vec!["ok".into(), created],
+            _ => vec![
+                "conflict".into(),
+                format!("checkpoint {id} already exists with other content"),
+            ],
+        })
+    }
+
     async fn list_page(
         &self,
         t: &TenantId,
@@ -95,21 +153,28 @@ impl Checkpointer for RedisBackend {
             .map_err(|e| e.context(BACKEND, "checkpoint.put", &key))?
             .map(|f| f.0.to_string())
             .unwrap_or_default();
-        let script = self.invoke::<Vec<String>>(invocation!(
-            scripts::CHECKPOINT_PUT,
-            [k.content(), k.created(), k.ids(), k.fence()],
-            [c.id.to_string(), &json, guard, &expected, &fence]
-        ));
+        // The writer's clock, like the checkpoint's id (UUIDv7) that orders it.
+        let now = Timestamp::now().0.to_string();
+        let id = c.id.to_string();
+        let write = async {
+            if guard == "0" && fence.is_empty() {
+                self.put_plain(&k, &id, &json, &now, &key).await
+            } else {
+                self.invoke::<Vec<String>>(invocation!(
+                    scripts::CHECKPOINT_PUT,
+                    [k.content(), k.created(), k.ids(), k.fence()],
+                    [&id, &json, guard, &expected, &fence, &now]
+                ))
+                .await
+                .map_err(|e| map(e, Effect::Write, "checkpoint.put", &key))
+            }
+        };
         let (index, reply) = tokio::join!(
             self.index_add(tenant, Index::Threads, thread.as_str()),
-            script
+            write
         );
         index.map_err(|e| map(e, Effect::Write, "checkpoint.put", &key))?;
-        let created = expect_ok(
-            reply.map_err(|e| map(e, Effect::Write, "checkpoint.put", &key))?,
-            "checkpoint.put",
-            &key,
-        )?;
+        let created = expect_ok(reply?, "checkpoint.put", &key)?;
         self.confirm_write("checkpoint.put", &key).await?;
         Ok(Checkpoint {
             id: content.id,

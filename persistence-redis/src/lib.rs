@@ -73,7 +73,9 @@
 //!
 //! # Round trips and performance
 //! Every operation is one script, one command, or one `MULTI`/`EXEC` transaction of
-//! plain commands (an item get) on the entity's slot; writes that create an entity send
+//! plain commands (an item get; a checkpoint put with neither guard nor fence, whose
+//! `HSETNX`es leave an existing id untouched and which reads the id back only then, to
+//! tell an idempotent repeat from a conflict) on the entity's slot; writes that create an entity send
 //! their tenant-index update concurrently on the same multiplexed connection, so they
 //! still cost one network flight. Listings and searches read the tenant index and then
 //! the entities (a few flights per page). `persistence bench` prints ops/s, latency,
@@ -86,7 +88,9 @@
 //! or five commands a guarded, fenced, indexed write needs costs 12–19 µs
 //! (`persistence bench` prints `raw EVALSHA of one SET` beside the baselines, and each
 //! row's commandstats). The scripts use as few calls as their guarantees allow:
-//! checkpoint put writes a new id with `HSETNX`, session append reads head and expiry
+//! a guarded or fenced checkpoint put takes its created-at from the writer (as the
+//! unguarded transaction does: the clock of the writer, whose UUIDv7 id orders the
+//! checkpoint, not the server's `TIME`), session append reads head and expiry
 //! with one `HMGET`, item put skips the index and expiry calls an existing item does not
 //! need. With 8 tasks the single Redis thread is the bottleneck: in `persistence bench`
 //! (2026-12-03, medians of three runs, on a VM where a `SET` costs Redis 0.6–0.7 µs and

@@ -2,7 +2,9 @@
 -- the expect-latest guard fails. Idempotent for identical content.
 -- KEYS: 1 content hash (id -> json), 2 created-at hash (id -> ms), 3 ids zset (lex),
 --       4 fence counter
--- ARGV: 1 id, 2 content json, 3 guard (0 any, 1 absent, 2 is), 4 expected id, 5 fence or ''
+-- ARGV: 1 id, 2 content json, 3 guard (0 any, 1 absent, 2 is), 4 expected id, 5 fence or '',
+--       6 created-at (ms, the writer's clock)
+-- (A put with neither guard nor fence runs no script: see `put_plain`.)
 local refused, raise = fence_check(KEYS[4], ARGV[5])
 if refused then
   return refused
@@ -33,8 +35,7 @@ end
 if raise then
   redis.call('SET', KEYS[4], raise)
 end
-local t = redis.call('TIME')
-local now = string.format('%.0f', t[1] * 1000 + math.floor(t[2] / 1000))
+local now = ARGV[6]
 redis.call('HSET', KEYS[2], ARGV[1], now)
 redis.call('ZADD', KEYS[3], 0, ARGV[1])
 return {'ok', now}
