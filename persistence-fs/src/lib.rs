@@ -119,18 +119,18 @@
 //! their directories (dropping ids of entries that are gone).
 //!
 //! # Costs
-//! `persistence bench --ops 1000 --tasks 1,8`, 2026-12-03, median of three runs, over
+//! `persistence bench --ops 1000 --tasks 1,8`, 2026-12-04, median of three runs, over
 //! `write`+`fdatasync` at the same concurrency measured around each row: session append
-//! 0.61× (1 task; 1.05 disk flushes per append) and 0.56× at 8 tasks on 8 sessions,
-//! which is 1.6× the one-task raw rate (eight raw loops on eight files reached 1.8–3.6×;
+//! 0.80× (1 task; 1.05 disk flushes per append) and 0.68× at 8 tasks on 8 sessions,
+//! which is 2.3× the one-task raw rate (eight raw loops on eight files reached 3.2×;
 //! an append makes about 35 system calls where the raw loop makes 2, on 2 cores);
-//! checkpoint put 0.11–0.38× at one task and 0.10–0.18× at eight in six later runs
+//! checkpoint put 0.31× at one task (runs from 0.20× to 0.56×) and 0.19× at eight
 //! (1.04–1.07 flushes, through the journal; it was 0.13× with 2.05 flushes before it):
 //! each checkpoint is still a new file, and creating one costs 0.2–1.1 ms on that VM's
 //! root ext4 without any sync (`raw new file (no sync)` in the bench), against 22 µs on
 //! a fresh loop-mounted ext4 on the same disk, where a put reached 0.59× (one run); its
 //! `.latest` pointer is a regular file overwritten in place (no new inode, no rename,
-//! which made ext4 flush a regular file); lock cycle 1.23× and 0.87× (no flush at all,
+//! which made ext4 flush a regular file); lock cycle 1.10× and 0.72× (no flush at all,
 //! see Locks).
 //!
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat

@@ -33,13 +33,14 @@
 //!
 //! # Performance
 //! `persistence bench --ops 1000 --tasks 1,8` (release build) against a local
-//! PostgreSQL 15 with `fsync` and `synchronous_commit` on, 2026-12-03, median of three
+//! PostgreSQL 15 with `fsync` and `synchronous_commit` on, 2026-12-04, median of three
 //! runs, each ratio over a raw baseline at the same concurrency measured around the row:
-//! checkpoint put 0.82× / 0.76× (1 / 8 tasks) a durable `INSERT` of the same row, a
-//! guarded put (fence + `expect_latest`) 0.72× / 0.64×, session append 0.73× / 0.65×,
-//! store put 0.85× / 0.68×, each one WAL flush per operation at one task like the
-//! `INSERT`; get latest 0.34× / 0.37× a `SELECT` by primary key; the lock cycle 0.40× /
-//! 0.33× an advisory lock taken and released, with no WAL flush but two row writes where
+//! checkpoint put 0.77× / 0.80× (1 / 8 tasks) a durable `INSERT` of the same row, a
+//! guarded put (fence + `expect_latest`) 0.71× / 0.67×, session append 0.83× / 0.71×,
+//! store put 0.71× / 0.80×, each one WAL flush per operation at one task like the
+//! `INSERT`; get latest 0.48× / 0.43× a `SELECT` by primary key; the lock cycle 0.28× /
+//! 0.27× an advisory lock taken and released (one-task ratios moved by ±0.1 between the
+//! runs, and by ±0.15 between days), with no WAL flush but two row writes where
 //! the advisory lock writes nothing. What an operation costs the server beyond the row it
 //! writes is counted in `tests/costs.rs`: an append updates its session's row in place
 //! (one lookup), a store put over an existing item is one update, a guarded put writes

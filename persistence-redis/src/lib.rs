@@ -94,9 +94,11 @@
 //! with one `HMGET`, item put skips the index and expiry calls an existing item does not
 //! need. With 8 tasks the single Redis thread is the bottleneck: in `persistence bench`
 //! (2026-12-03, medians of three runs, on a VM where a `SET` costs Redis 0.6–0.7 µs and
-//! an `EVALSHA` of a one-`SET` script 4.6–5.2 µs) the writes reach 0.20–0.33× a plain
-//! `SET`, where a script running nothing but one `SET` reaches 0.65×; an item get, a
-//! transaction of plain commands (3–4 µs), 0.53× a `GET`.
+//! an `EVALSHA` of a one-`SET` script 4.6–5.2 µs) the scripted writes reach 0.20–0.33× a
+//! plain `SET`, where a script running nothing but one `SET` reaches 0.65×; an item get,
+//! a transaction of plain commands (3–4 µs), 0.53× a `GET`. On 2026-12-04 an unguarded
+//! checkpoint put, now a transaction (`EXEC` ~11 µs with its two `HSETNX` and `ZADD`),
+//! reached 0.55× / 0.35× (1 / 8 tasks), from 0.37× / 0.25× as a script.
 #![deny(missing_docs)]
 
 mod checkpointer;
