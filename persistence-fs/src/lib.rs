@@ -127,7 +127,9 @@
 //! checkpoint put 0.31× at one task (runs from 0.20× to 0.56×) and 0.19× at eight
 //! (1.04–1.07 flushes, through the journal; it was 0.13× with 2.05 flushes before it):
 //! each checkpoint is still a new file, and creating one costs 0.2–1.1 ms on that VM's
-//! root ext4 without any sync (`raw new file (no sync)` in the bench), against 22 µs on
+//! root ext4 without any sync (`raw new file (no sync)` in the bench; ext4 walks past
+//! every inode freed in the last ~30 s to allocate one, and deletions there come by the
+//! thousand), against 22 µs on
 //! a fresh loop-mounted ext4 on the same disk, where a put reached 0.59× (one run); its
 //! `.latest` pointer is a regular file overwritten in place (no new inode, no rename,
 //! which made ext4 flush a regular file); lock cycle 1.10× and 0.72× (no flush at all,
