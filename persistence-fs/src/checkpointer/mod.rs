@@ -3,6 +3,8 @@
 //! thread's guard file.
 
 mod journal;
+mod latest;
+mod put;
 #[cfg(test)]
 mod tests;
 
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
+    Error, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
     PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
 };
 use serde::{Deserialize, Serialize};
@@ -166,111 +168,6 @@ impl Inner {
         Ok(names.iter().filter_map(|n| n.parse().ok()).collect())
     }
 
-    /// The greatest checkpoint id, from the `.latest` pointer when it names a checkpoint
-    /// that exists, else from a scan of the directory.
-    ///
-    /// The pointer never lags: `put` replaces it (atomically, not fsynced) *before* it
-    /// writes a greater checkpoint. A process crash keeps it (the page cache). What a
-    /// power loss does to it is mended before anything is read: a journal with records
-    /// is replayed, pointing it anew, and an empty journal was emptied after a `syncfs`
-    /// that persisted it (a put without a journal persists it with the directory fsync
-    /// of its checkpoint file). It may name a checkpoint whose write failed (then the
-    /// scan answers) or hold garbage (the scan again).
-    fn latest_id(&self, dir: &Path) -> Result<Option<CheckpointId>> {
-        if let Some(id) = self.latest_pointer(dir)
-            && dir.join(CHECKPOINTS).join(id.to_string()).is_file()
-        {
-            return Ok(Some(id));
-        }
-        self.scan_latest_id(dir)
-    }
-
-    /// The id `.latest` names: the content of a regular file, or a symbolic link's target
-    /// (as format 5 wrote it; never followed).
-    fn latest_pointer(&self, dir: &Path) -> Option<CheckpointId> {
-        let path = dir.join(CHECKPOINTS).join(LATEST);
-        let text = match std::fs::read_link(&path) {
-            Ok(target) => target.into_os_string().into_string().ok()?,
-            // EINVAL: not a symbolic link. Opened without following one (a link swapped
-            // in meanwhile is refused, never read through).
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                use std::io::Read as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&path)
-                    .ok()?;
-                let mut text = String::new();
-                file.read_to_string(&mut text).ok()?;
-                text
-            }
-            Err(_) => return None,
-        };
-        text.trim().parse().ok()
-    }
-
-    /// Points `.latest` at `id`. Caller holds the thread lock.
-    ///
-    /// A regular file overwritten in place, one `pwrite` of the id (ids all have the same
-    /// length): no new inode and no rename. Creating a file (a temp file, or the symbolic
-    /// link of format 5) costs more than a flush on some file systems, and ext4 flushes
-    /// a regular file renamed over another. A reader racing the write may read a mix of
-    /// two ids, which names no checkpoint: then the directory scan answers. A link found
-    /// here (format 5's, or one planted) is removed first, never written through.
-    fn set_latest_pointer(&self, dir: &Path, id: CheckpointId) -> Result<()> {
-        use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
-        let cdir = dir.join(CHECKPOINTS);
-        let path = cdir.join(LATEST);
-        files::ensure_dir(&cdir, self.durability).at(&cdir)?;
-        let open = || {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(self.durability.file_mode)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)
-        };
-        let file = match open() {
-            Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
-                std::fs::remove_file(&path).at(&path)?;
-                open().at(&path)?
-            }
-            Err(e) => return Err(crate::error::io_error(&path, e)),
-        };
-        let text = id.to_string();
-        file.write_all_at(text.as_bytes(), 0).at(&path)?;
-        if file.metadata().at(&path)?.len() > text.len() as u64 {
-            file.set_len(text.len() as u64).at(&path)?;
-        }
-        Ok(())
-    }
-
-    /// The greatest checkpoint id by listing the directory: the greatest file name
-    /// (hyphenated UUIDs sort like the UUIDs), parsed alone.
-    fn scan_latest_id(&self, dir: &Path) -> Result<Option<CheckpointId>> {
-        let cdir = dir.join(CHECKPOINTS);
-        let entries = match std::fs::read_dir(&cdir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(crate::error::io_error(&cdir, e)),
-        };
-        let mut latest: Option<CheckpointId> = None;
-        for entry in entries {
-            let name = entry.at(&cdir)?.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let Ok(id) = name.parse::<CheckpointId>() else {
-                continue;
-            };
-            if latest.is_none_or(|l| id > l) {
-                latest = Some(id);
-            }
-        }
-        Ok(latest)
-    }
-
     fn load_checkpoint(&self, dir: &Path, id: CheckpointId) -> Result<Option<Checkpoint>> {
         let path = dir.join(CHECKPOINTS).join(id.to_string());
         match files::read_optional(&path).at(&path)? {
@@ -308,134 +205,6 @@ impl Inner {
             checkpoint: c,
             pending_writes,
         })
-    }
-
-    fn put_checkpoint(
-        &self,
-        t: &TenantId,
-        th: &ThreadKey,
-        c: NewCheckpoint,
-        options: PutCheckpointOptions,
-    ) -> Result<Checkpoint> {
-        let (lock, fence_path) = self.layout.thread_guards(t, th);
-        let lock = self.inside(lock)?;
-        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
-        let raise = check_fence(&fence_path, options.fence)?;
-        let dir = self.inside(self.layout.thread(t, th))?;
-        self.inside(dir.join(CHECKPOINTS))?;
-        let journal = self.open_journal(&dir, true)?;
-        if let Some(existing) = self.load_checkpoint(&dir, c.id)? {
-            return if existing.same_as(&c) {
-                Ok(existing)
-            } else {
-                Err(Error::conflict(format!(
-                    "checkpoint {} already exists with other content",
-                    c.id
-                )))
-            };
-        }
-        let latest = self.latest_id(&dir)?;
-        match (options.expect_latest, latest) {
-            (ExpectLatest::Any, _) | (ExpectLatest::Absent, None) => {}
-            (ExpectLatest::Is(want), Some(have)) if want == have => {}
-            (want, have) => {
-                return Err(Error::conflict(format!(
-                    "expected latest checkpoint {want:?}, found {have:?}"
-                )));
-            }
-        }
-        record_fence(&fence_path, raise, self.durability)?;
-        ensure_entry(
-            &dir,
-            th.as_str(),
-            self.durability,
-            Some(&self.thread_catalog(t)?),
-        )?;
-        let stored = StoredCheckpoint {
-            id: c.id,
-            parent: c.parent,
-            step: c.step,
-            state: c.state,
-            metadata: c.metadata,
-            created_at: Timestamp::now(),
-        };
-        let path = dir.join(CHECKPOINTS).join(c.id.to_string());
-        let bytes = serde_json::to_vec(&stored)
-            .map_err(|e| Error::invalid_input(format!("checkpoint does not serialize: {e}")))?;
-        // The pointer first (see `latest_id`): it may name a checkpoint that a crash or
-        // a failed write then loses, never lag behind one that exists.
-        if latest.is_none_or(|l| c.id > l) {
-            self.set_latest_pointer(&dir, c.id)?;
-        }
-        match (journal, self.me.boot_id.as_deref()) {
-            // Durable once in the journal (one flush); the file needs no sync of its own.
-            (Some(mut journal), Some(boot)) if self.durability == Durability::Fsync => {
-                let before = journal.append(boot, c.id, &bytes)?;
-                let written = files::write_atomic(&path, &bytes, self.durability.no_sync());
-                if let Err(e) = written {
-                    journal.cut_back(before)?;
-                    return Err(crate::error::io_error(&path, e));
-                }
-                journal.finish(self.durability)?;
-            }
-            _ => files::write_atomic(&path, &bytes, self.durability).at(&path)?,
-        }
-        Ok(stored.into())
-    }
-
-    fn put_writes(
-        &self,
-        t: &TenantId,
-        th: &ThreadKey,
-        id: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
-    ) -> Result<()> {
-        let (lock, fence_path) = self.layout.thread_guards(t, th);
-        let lock = self.inside(lock)?;
-        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
-        let raise = check_fence(&fence_path, fence)?;
-        let dir = self.inside(self.layout.thread(t, th))?;
-        self.inside(dir.join(CHECKPOINTS))?;
-        self.open_journal(&dir, false)?;
-        if self.load_checkpoint(&dir, id)?.is_none() {
-            return Err(Error::not_found(format!("checkpoint {id} does not exist")));
-        }
-        let path = self.inside(dir.join(WRITES).join(id.to_string()))?;
-        // Under the lock: cut a torn batch left by a crash before appending after it.
-        records::read_all(&path, true)
-            .at(&path)?
-            .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
-        let existing = self.load_writes(&dir, id)?;
-        let mut payloads = Vec::new();
-        for (index, write) in writes.into_iter().enumerate() {
-            let index = u32::try_from(index)
-                .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
-            if existing
-                .iter()
-                .any(|w| &w.task_id == task && w.index == index)
-            {
-                continue;
-            }
-            let record = PendingWrite {
-                task_id: task.clone(),
-                index,
-                channel: write.channel,
-                value: write.value,
-            };
-            let payload =
-                serde_json::to_vec(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
-            payloads.push(payload);
-        }
-        record_fence(&fence_path, raise, self.durability)?;
-        if !payloads.is_empty() {
-            // One batch: after a crash or a failed write, all of it or none is there.
-            let mut batch = Vec::new();
-            records::frame_batch(payloads.iter().map(Vec::as_slice), &mut batch);
-            records::append(&path, &batch, self.durability).at(&path)?;
-        }
-        Ok(())
     }
 
     /// The ids of a tenant's threads from a scan of its directory (any order): what its

@@ -1,0 +1,144 @@
+//! The writes of a thread that hold its lock: a checkpoint put (through the journal)
+//! and the pending writes of a task.
+
+use persistence_core::{
+    Checkpoint, CheckpointId, Error, ExpectLatest, Fence, NewCheckpoint, PendingWrite,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write,
+};
+
+use super::{CHECKPOINTS, StoredCheckpoint, WRITES, check_fence, ensure_entry, record_fence};
+use crate::Inner;
+use crate::config::Durability;
+use crate::error::{IoContext, corrupt};
+use crate::files::{self, FileLock};
+use crate::records;
+
+impl Inner {
+    pub(super) fn put_checkpoint(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        c: NewCheckpoint,
+        options: PutCheckpointOptions,
+    ) -> Result<Checkpoint> {
+        let (lock, fence_path) = self.layout.thread_guards(t, th);
+        let lock = self.inside(lock)?;
+        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        let raise = check_fence(&fence_path, options.fence)?;
+        let dir = self.inside(self.layout.thread(t, th))?;
+        self.inside(dir.join(CHECKPOINTS))?;
+        let journal = self.open_journal(&dir, true)?;
+        if let Some(existing) = self.load_checkpoint(&dir, c.id)? {
+            return if existing.same_as(&c) {
+                Ok(existing)
+            } else {
+                Err(Error::conflict(format!(
+                    "checkpoint {} already exists with other content",
+                    c.id
+                )))
+            };
+        }
+        let latest = self.latest_id(&dir)?;
+        match (options.expect_latest, latest) {
+            (ExpectLatest::Any, _) | (ExpectLatest::Absent, None) => {}
+            (ExpectLatest::Is(want), Some(have)) if want == have => {}
+            (want, have) => {
+                return Err(Error::conflict(format!(
+                    "expected latest checkpoint {want:?}, found {have:?}"
+                )));
+            }
+        }
+        record_fence(&fence_path, raise, self.durability)?;
+        ensure_entry(
+            &dir,
+            th.as_str(),
+            self.durability,
+            Some(&self.thread_catalog(t)?),
+        )?;
+        let stored = StoredCheckpoint {
+            id: c.id,
+            parent: c.parent,
+            step: c.step,
+            state: c.state,
+            metadata: c.metadata,
+            created_at: Timestamp::now(),
+        };
+        let path = dir.join(CHECKPOINTS).join(c.id.to_string());
+        let bytes = serde_json::to_vec(&stored)
+            .map_err(|e| Error::invalid_input(format!("checkpoint does not serialize: {e}")))?;
+        // The pointer first (see `latest_id`): it may name a checkpoint that a crash or
+        // a failed write then loses, never lag behind one that exists.
+        if latest.is_none_or(|l| c.id > l) {
+            self.set_latest_pointer(&dir, c.id)?;
+        }
+        match (journal, self.me.boot_id.as_deref()) {
+            // Durable once in the journal (one flush); the file needs no sync of its own.
+            (Some(mut journal), Some(boot)) if self.durability == Durability::Fsync => {
+                let before = journal.append(boot, c.id, &bytes)?;
+                let written = files::write_atomic(&path, &bytes, self.durability.no_sync());
+                if let Err(e) = written {
+                    journal.cut_back(before)?;
+                    return Err(crate::error::io_error(&path, e));
+                }
+                journal.finish(self.durability)?;
+            }
+            _ => files::write_atomic(&path, &bytes, self.durability).at(&path)?,
+        }
+        Ok(stored.into())
+    }
+
+    pub(super) fn put_writes(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        id: CheckpointId,
+        task: &TaskId,
+        writes: Vec<Write>,
+        fence: Option<Fence>,
+    ) -> Result<()> {
+        let (lock, fence_path) = self.layout.thread_guards(t, th);
+        let lock = self.inside(lock)?;
+        let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
+        let raise = check_fence(&fence_path, fence)?;
+        let dir = self.inside(self.layout.thread(t, th))?;
+        self.inside(dir.join(CHECKPOINTS))?;
+        self.open_journal(&dir, false)?;
+        if self.load_checkpoint(&dir, id)?.is_none() {
+            return Err(Error::not_found(format!("checkpoint {id} does not exist")));
+        }
+        let path = self.inside(dir.join(WRITES).join(id.to_string()))?;
+        // Under the lock: cut a torn batch left by a crash before appending after it.
+        records::read_all(&path, true)
+            .at(&path)?
+            .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
+        let existing = self.load_writes(&dir, id)?;
+        let mut payloads = Vec::new();
+        for (index, write) in writes.into_iter().enumerate() {
+            let index = u32::try_from(index)
+                .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
+            if existing
+                .iter()
+                .any(|w| &w.task_id == task && w.index == index)
+            {
+                continue;
+            }
+            let record = PendingWrite {
+                task_id: task.clone(),
+                index,
+                channel: write.channel,
+                value: write.value,
+            };
+            let payload =
+                serde_json::to_vec(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
+            payloads.push(payload);
+        }
+        record_fence(&fence_path, raise, self.durability)?;
+        if !payloads.is_empty() {
+            // One batch: after a crash or a failed write, all of it or none is there.
+            let mut batch = Vec::new();
+            records::frame_batch(payloads.iter().map(Vec::as_slice), &mut batch);
+            records::append(&path, &batch, self.durability).at(&path)?;
+        }
+        Ok(())
+    }
+}
