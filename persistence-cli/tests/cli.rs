@@ -280,15 +280,21 @@ fn baselines_of(report: &Value, tasks: usize) -> (&Value, &Value) {
     (&b["write"], &b["read"])
 }
 
-/// The raw lock cycle baseline at `tasks` (`Null` for a backend without one).
-fn lock_baseline_of(report: &Value, tasks: usize) -> &Value {
+/// The raw baseline `kind` (`lock`, `script`, `create`) at `tasks` (`Null` for a
+/// backend without one).
+fn extra_baseline_of<'a>(report: &'a Value, tasks: usize, kind: &str) -> &'a Value {
     let b = report["baselines"]
         .as_array()
         .unwrap()
         .iter()
         .find(|b| b["tasks"] == tasks)
         .unwrap();
-    &b["lock"]
+    &b[kind]
+}
+
+/// The raw lock cycle baseline at `tasks` (`Null` for a backend without one).
+fn lock_baseline_of(report: &Value, tasks: usize) -> &Value {
+    extra_baseline_of(report, tasks, "lock")
 }
 
 /// Every row is compared with the raw baseline of its kind (reads with a raw read) at
@@ -331,17 +337,9 @@ fn bench_prints_json_rows_beside_the_baseline() {
         assert_eq!(write["tasks"], tasks, "{report}");
         assert_eq!(read["name"], "raw pread", "{report}");
         // What a checkpoint put pays besides its flush: a new file, printed beside.
-        let b = report["baselines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["tasks"] == tasks)
-            .unwrap();
-        assert_eq!(b["create"]["name"], "raw new file (no sync)", "{report}");
-        assert!(
-            b["create"]["ops_per_sec"].as_f64().unwrap() > 0.0,
-            "{report}"
-        );
+        let create = extra_baseline_of(&report, tasks, "create");
+        assert_eq!(create["name"], "raw new file (no sync)", "{report}");
+        assert!(create["ops_per_sec"].as_f64().unwrap() > 0.0, "{report}");
     }
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(
