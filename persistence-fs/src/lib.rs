@@ -23,7 +23,8 @@
 //! journal (rewrites what a power loss took, `syncfs`) before anything is read, the next
 //! writer completes a put whose writer died between its sync and its file, and the
 //! journal is emptied after a `syncfs` every 64 records and before a prune (so nothing
-//! pruned comes back). A store on a read-only mount answers `Unavailable` for a thread
+//! pruned comes back; `syncfs` flushes the whole file system, so on one shared with
+//! heavy writers that put also waits for their data). A store on a read-only mount answers `Unavailable` for a thread
 //! whose journal needs a replay, until it is opened writable once; a process that
 //! cannot read `/proc/sys/kernel/random/boot_id` writes no journal (two flushes per put).
 //! Session logs and pending writes are append-only record
