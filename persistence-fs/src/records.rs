@@ -233,6 +233,61 @@ pub fn scan(file: &File) -> Result<Scan, ScanError> {
     }
 }
 
+/// Where the records of a file lie, from their headers alone (payloads are neither read
+/// nor checked): see [`skim`].
+#[derive(Debug, Default)]
+pub struct Skim {
+    /// `(offset, payload size)` of every record of a complete batch.
+    pub records: Vec<(u64, usize)>,
+    /// End of the last complete batch, as [`Scan::committed_end`].
+    pub committed_end: u64,
+    /// The file's length as found.
+    pub len: u64,
+}
+
+/// [`scan`] reading only the 12-byte headers: the same records and the same
+/// torn-versus-corrupt rule for headers, but damage inside a payload goes unnoticed (the
+/// caller reads and checks the payloads it needs with [`read_record`]).
+///
+/// # Errors
+/// [`ScanError::Corrupt`] at the first damaged header.
+pub fn skim(file: &File) -> Result<Skim, ScanError> {
+    let len = file.metadata()?.len();
+    let mut skim = Skim {
+        len,
+        ..Skim::default()
+    };
+    let mut batch = Vec::new();
+    let mut offset = 0;
+    while offset < len {
+        if offset + HEADER as u64 > len {
+            break;
+        }
+        let mut head = [0u8; HEADER];
+        file.read_exact_at(&mut head, offset)?;
+        let Some(header) = decode_header(&head) else {
+            return match damaged(file, offset, len)? {
+                RecordAt::Corrupt => Err(ScanError::Corrupt(offset)),
+                _ => Ok(skim),
+            };
+        };
+        if header.size > MAX_RECORD {
+            return Err(ScanError::Corrupt(offset));
+        }
+        let end = offset + (HEADER + header.size) as u64;
+        if end > len {
+            break;
+        }
+        batch.push((offset, header.size));
+        offset = end;
+        if !header.more {
+            skim.records.append(&mut batch);
+            skim.committed_end = end;
+        }
+    }
+    Ok(skim)
+}
+
 /// The committed records of a small record file (pending writes), cutting a torn batch
 /// or tail when `repair` is set. A missing file has none.
 ///
@@ -390,6 +445,11 @@ mod tests {
             let payloads: Vec<&[u8]> = scan.records.iter().map(|(_, p)| &p[..]).collect();
             assert_eq!(payloads, [&b"one"[..], b"two", b"three"], "cut at {cut}");
             assert_eq!(scan.committed_end, committed as u64, "cut at {cut}");
+            let skim = skim(&file).unwrap();
+            let offsets: Vec<u64> = scan.records.iter().map(|(o, _)| *o).collect();
+            let skimmed: Vec<u64> = skim.records.iter().map(|(o, _)| *o).collect();
+            assert_eq!(skimmed, offsets, "cut at {cut}");
+            assert_eq!(skim.committed_end, committed as u64, "cut at {cut}");
         }
         let (_tmp, file) = file_with(&bytes);
         assert_eq!(scan(&file).unwrap().records.len(), 6);

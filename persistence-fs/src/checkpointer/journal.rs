@@ -114,6 +114,21 @@ fn decode(payload: &[u8]) -> Option<Entry<'_>> {
     })
 }
 
+/// `Corrupt` for the journal record at `offset`.
+fn damaged(path: &Path, offset: u64) -> Error {
+    corrupt(path, format!("damaged journal record at offset {offset}"))
+}
+
+/// [`decode`], or `Corrupt` naming the journal and the record's offset.
+fn decode_at<'a>(path: &Path, offset: u64, payload: &'a [u8]) -> Result<Entry<'a>> {
+    decode(payload).ok_or_else(|| {
+        corrupt(
+            path,
+            format!("journal record at offset {offset} is not a checkpoint"),
+        )
+    })
+}
+
 fn foreign(entry: &Entry<'_>, boot: Option<&str>) -> bool {
     boot.is_none_or(|b| entry.boot != b.as_bytes())
 }
@@ -236,7 +251,10 @@ impl Journals {
 }
 
 impl Journal<'_> {
-    /// The full check of [`Journals::open`].
+    /// The full check of [`Journals::open`]. Reads the records' headers, the first
+    /// record and the last: every record shares the first one's boot (a writer replays a
+    /// journal of another boot before it appends), and only the last can lack its file.
+    /// A replay reads and checks every record.
     fn recover(
         &mut self,
         cdir: &Path,
@@ -245,53 +263,70 @@ impl Journal<'_> {
         repoint: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
         let path = self.path.clone();
+        let skim = match records::skim(&self.file) {
+            Ok(skim) => skim,
+            Err(ScanError::Io(e)) => return Err(crate::error::io_error(&path, e)),
+            Err(ScanError::Corrupt(offset)) => return Err(damaged(&path, offset)),
+        };
+        if skim.committed_end < skim.len {
+            // A torn last record: its put was never acknowledged.
+            self.file.set_len(skim.committed_end).at(&path)?;
+            self.file.sync_data().at(&path)?;
+            self.len = skim.committed_end;
+        }
+        let (Some(&(first, _)), Some(&(last, _))) = (skim.records.first(), skim.records.last())
+        else {
+            self.records = 0;
+            return Ok(());
+        };
+        let first = self.record_at(first)?;
+        if foreign(&decode_at(&path, first.0, &first.1)?, boot) {
+            return self.replay(cdir, writes, repoint);
+        }
+        let last = self.record_at(last)?;
+        let entry = decode_at(&path, last.0, &last.1)?;
+        let target = cdir.join(entry.id.to_string());
+        if !target.exists() {
+            // Its writer died after the journal's sync: the record is durable.
+            files::write_atomic(&target, entry.bytes, writes.no_sync()).at(&target)?;
+        }
+        self.records = u32::try_from(skim.records.len()).unwrap_or(u32::MAX);
+        Ok(())
+    }
+
+    /// The checked payload of the record at `offset`.
+    fn record_at(&self, offset: u64) -> Result<(u64, Vec<u8>)> {
+        match records::read_record(&self.file, offset, self.len).at(&self.path)? {
+            RecordAt::Valid { payload, .. } => Ok((offset, payload)),
+            _ => Err(damaged(&self.path, offset)),
+        }
+    }
+
+    /// Rewrites every file the journal holds (read and checked whole), points `.latest`
+    /// anew, then compacts: what a journal of another boot needs.
+    fn replay(
+        &mut self,
+        cdir: &Path,
+        writes: Writes,
+        repoint: &dyn Fn() -> Result<()>,
+    ) -> Result<()> {
+        let path = self.path.clone();
         let scan = match records::scan(&self.file) {
             Ok(scan) => scan,
             Err(ScanError::Io(e)) => return Err(crate::error::io_error(&path, e)),
-            Err(ScanError::Corrupt(offset)) => {
-                return Err(corrupt(
-                    &path,
-                    format!("damaged journal record at offset {offset}"),
-                ));
-            }
+            Err(ScanError::Corrupt(offset)) => return Err(damaged(&path, offset)),
         };
-        if scan.committed_end < scan.len {
-            // A torn last record: its put was never acknowledged.
-            self.file.set_len(scan.committed_end).at(&path)?;
-            self.file.sync_data().at(&path)?;
-            self.len = scan.committed_end;
-        }
-        let mut entries = Vec::with_capacity(scan.records.len());
         for (offset, payload) in &scan.records {
-            let entry = decode(payload).ok_or_else(|| {
-                corrupt(
-                    &path,
-                    format!("journal record at offset {offset} is not a checkpoint"),
-                )
-            })?;
-            entries.push(entry);
-        }
-        if entries.iter().any(|e| foreign(e, boot)) {
-            for entry in &entries {
-                let target = cdir.join(entry.id.to_string());
-                if files::read_optional(&target).at(&target)?.as_deref() != Some(entry.bytes) {
-                    files::write_atomic(&target, entry.bytes, writes.no_sync()).at(&target)?;
-                }
-            }
-            // The pointer may have lost its last renames too; fixed before the sync that
-            // empties the journal persists it.
-            repoint()?;
-            return self.compact(writes);
-        }
-        if let Some(last) = entries.last() {
-            let target = cdir.join(last.id.to_string());
-            if !target.exists() {
-                // Its writer died after the journal's sync: the record is durable.
-                files::write_atomic(&target, last.bytes, writes.no_sync()).at(&target)?;
+            let entry = decode_at(&path, *offset, payload)?;
+            let target = cdir.join(entry.id.to_string());
+            if files::read_optional(&target).at(&target)?.as_deref() != Some(entry.bytes) {
+                files::write_atomic(&target, entry.bytes, writes.no_sync()).at(&target)?;
             }
         }
-        self.records = u32::try_from(entries.len()).unwrap_or(u32::MAX);
-        Ok(())
+        // The pointer may have lost its last changes too; fixed before the sync that
+        // empties the journal persists it.
+        repoint()?;
+        self.compact(writes)
     }
 
     /// Appends the checkpoint `id` (its file's `bytes`) and syncs the journal: from here

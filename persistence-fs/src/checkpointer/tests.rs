@@ -201,29 +201,38 @@ async fn the_journal_is_compacted() {
     assert_eq!(journal_records(&cdir).len(), 1);
 }
 
-/// A damaged journal is `Corrupt` for the reader that must replay it; nothing is
-/// rewritten from it.
+/// A damaged journal is `Corrupt` for the reader that must replay it, wherever the
+/// damage is (the first record, which names the boot, or one in the middle, which only
+/// a replay reads); nothing is rewritten from it.
 #[tokio::test]
 async fn a_damaged_journal_is_corrupt_not_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = open(dir.path());
-    let first = put(&backend, 0).await;
-    put(&backend, 1).await;
-    let cdir = checkpoints_dir(&backend);
-    drop(backend);
-    as_if_rebooted(&cdir);
-    let mut bytes = std::fs::read(cdir.join(JOURNAL)).unwrap();
-    let middle = records::HEADER + 100;
-    bytes[middle] ^= 0xff;
-    std::fs::write(cdir.join(JOURNAL), &bytes).unwrap();
-    std::fs::remove_file(cdir.join(first.id.to_string())).unwrap();
+    for damaged in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = open(dir.path());
+        let first = put(&backend, 0).await;
+        put(&backend, 1).await;
+        put(&backend, 2).await;
+        let cdir = checkpoints_dir(&backend);
+        drop(backend);
+        as_if_rebooted(&cdir);
+        let file = std::fs::File::open(cdir.join(JOURNAL)).unwrap();
+        let (offset, _) = records::scan(&file).unwrap().records[damaged];
+        let mut bytes = std::fs::read(cdir.join(JOURNAL)).unwrap();
+        bytes[offset as usize + records::HEADER + 100] ^= 0xff;
+        std::fs::write(cdir.join(JOURNAL), &bytes).unwrap();
+        std::fs::remove_file(cdir.join(first.id.to_string())).unwrap();
 
-    let backend = open(dir.path());
-    let (t, th) = ids();
-    let err = backend
-        .get(&t, &th, CheckpointSelector::Latest)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
-    assert_eq!(std::fs::read(cdir.join(JOURNAL)).unwrap(), bytes);
+        let backend = open(dir.path());
+        let (t, th) = ids();
+        let err = backend
+            .get(&t, &th, CheckpointSelector::Latest)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "record {damaged}: {err}");
+        assert_eq!(std::fs::read(cdir.join(JOURNAL)).unwrap(), bytes);
+        assert!(
+            !cdir.join(first.id.to_string()).exists(),
+            "record {damaged}"
+        );
+    }
 }
