@@ -27,7 +27,9 @@ impl Inner {
         let raise = check_fence(&fence_path, options.fence)?;
         let dir = self.inside(self.layout.thread(t, th))?;
         self.inside(dir.join(CHECKPOINTS))?;
-        let journal = self.open_journal(&dir, true)?;
+        // Opened (not made) before anything is read: it may owe the files a redo or a
+        // replay. A put that is refused below leaves no journal behind.
+        let journal = self.open_journal(&dir, false)?;
         if let Some(existing) = self.load_checkpoint(&dir, c.id)? {
             return if existing.same_as(&c) {
                 Ok(existing)
@@ -71,6 +73,10 @@ impl Inner {
         if latest.is_none_or(|l| c.id > l) {
             self.set_latest_pointer(&dir, c.id)?;
         }
+        let journal = match journal {
+            Some(journal) => Some(journal),
+            None => self.open_journal(&dir, true)?,
+        };
         match (journal, self.me.boot_id.as_deref()) {
             // Durable once in the journal (one flush); the file needs no sync of its own.
             (Some(mut journal), Some(boot)) if self.durability == Durability::Fsync => {

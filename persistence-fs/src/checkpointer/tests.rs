@@ -236,3 +236,29 @@ async fn a_damaged_journal_is_corrupt_not_replayed() {
         );
     }
 }
+
+/// A put refused by its guard writes nothing: no journal, no directory.
+#[tokio::test]
+async fn a_refused_put_leaves_no_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = open(dir.path());
+    let (t, th) = ids();
+    let c = NewCheckpoint {
+        id: CheckpointId::new(),
+        parent: None,
+        step: 0,
+        state: Envelope::new(1, json!({})),
+        metadata: Default::default(),
+    };
+    let guarded = persistence_core::PutCheckpointOptions {
+        expect_latest: persistence_core::ExpectLatest::Is(CheckpointId::new()),
+        ..Default::default()
+    };
+    let err = Checkpointer::put(&backend, &t, &th, c, guarded)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let cdir = checkpoints_dir(&backend);
+    assert!(!cdir.join(JOURNAL).exists());
+    assert!(!cdir.exists());
+}
