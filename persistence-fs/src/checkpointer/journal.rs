@@ -119,6 +119,14 @@ fn damaged(path: &Path, offset: u64) -> Error {
     corrupt(path, format!("damaged journal record at offset {offset}"))
 }
 
+/// What a failed [`records::scan`] or [`records::skim`] of the journal is.
+fn scan_failed(path: &Path, e: ScanError) -> Error {
+    match e {
+        ScanError::Io(e) => crate::error::io_error(path, e),
+        ScanError::Corrupt(offset) => damaged(path, offset),
+    }
+}
+
 /// [`decode`], or `Corrupt` naming the journal and the record's offset.
 fn decode_at<'a>(path: &Path, offset: u64, payload: &'a [u8]) -> Result<Entry<'a>> {
     decode(payload).ok_or_else(|| {
@@ -263,11 +271,7 @@ impl Journal<'_> {
         repoint: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
         let path = self.path.clone();
-        let skim = match records::skim(&self.file) {
-            Ok(skim) => skim,
-            Err(ScanError::Io(e)) => return Err(crate::error::io_error(&path, e)),
-            Err(ScanError::Corrupt(offset)) => return Err(damaged(&path, offset)),
-        };
+        let skim = records::skim(&self.file).map_err(|e| scan_failed(&path, e))?;
         if skim.committed_end < skim.len {
             // A torn last record: its put was never acknowledged.
             self.file.set_len(skim.committed_end).at(&path)?;
@@ -279,12 +283,11 @@ impl Journal<'_> {
             self.records = 0;
             return Ok(());
         };
-        let first = self.record_at(first)?;
-        if foreign(&decode_at(&path, first.0, &first.1)?, boot) {
+        if foreign(&decode_at(&path, first, &self.payload_at(first)?)?, boot) {
             return self.replay(cdir, writes, repoint);
         }
-        let last = self.record_at(last)?;
-        let entry = decode_at(&path, last.0, &last.1)?;
+        let payload = self.payload_at(last)?;
+        let entry = decode_at(&path, last, &payload)?;
         let target = cdir.join(entry.id.to_string());
         if !target.exists() {
             // Its writer died after the journal's sync: the record is durable.
@@ -295,9 +298,9 @@ impl Journal<'_> {
     }
 
     /// The checked payload of the record at `offset`.
-    fn record_at(&self, offset: u64) -> Result<(u64, Vec<u8>)> {
+    fn payload_at(&self, offset: u64) -> Result<Vec<u8>> {
         match records::read_record(&self.file, offset, self.len).at(&self.path)? {
-            RecordAt::Valid { payload, .. } => Ok((offset, payload)),
+            RecordAt::Valid { payload, .. } => Ok(payload),
             _ => Err(damaged(&self.path, offset)),
         }
     }
@@ -311,11 +314,7 @@ impl Journal<'_> {
         repoint: &dyn Fn() -> Result<()>,
     ) -> Result<()> {
         let path = self.path.clone();
-        let scan = match records::scan(&self.file) {
-            Ok(scan) => scan,
-            Err(ScanError::Io(e)) => return Err(crate::error::io_error(&path, e)),
-            Err(ScanError::Corrupt(offset)) => return Err(damaged(&path, offset)),
-        };
+        let scan = records::scan(&self.file).map_err(|e| scan_failed(&path, e))?;
         for (offset, payload) in &scan.records {
             let entry = decode_at(&path, *offset, payload)?;
             let target = cdir.join(entry.id.to_string());

@@ -127,7 +127,7 @@ impl Inner {
     /// a link below the root or a damaged journal; I/O errors.
     fn readable_thread(&self, t: &TenantId, th: &ThreadKey) -> Result<PathBuf> {
         let dir = self.inside(self.layout.thread(t, th))?;
-        let cdir = self.inside(dir.join(CHECKPOINTS))?;
+        let cdir = self.inside_below(&dir, dir.join(CHECKPOINTS))?;
         if self
             .journals
             .needs_replay(&cdir, self.me.boot_id.as_deref())?
