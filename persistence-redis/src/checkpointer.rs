@@ -89,9 +89,14 @@ impl RedisBackend {
             .await?;
         Ok(match (content, created) {
             (Some(content), Some(created)) if content == json => vec!["ok".into(), created],
-            _ => vec![
+            (Some(_), _) => vec![
                 "conflict".into(),
                 format!("checkpoint {id} already exists with other content"),
+            ],
+            // Deleted (a prune, a thread delete) between the transaction and the read.
+            (None, _) => vec![
+                "conflict".into(),
+                format!("checkpoint {id} was deleted while it was being put; put it again"),
             ],
         })
     }
