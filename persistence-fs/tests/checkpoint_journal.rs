@@ -14,71 +14,6 @@ use persistence_conformance::bench::DeviceFlushes;
 use persistence_core::{CheckpointSelector, Checkpointer, ListCheckpoints, TenantId, ThreadKey};
 use persistence_fs::{FsBackend, FsConfig};
 
-/// A small ext4 file system on a loop device, mounted in a temp dir; unmounted on drop.
-struct LoopExt4 {
-    mount: tempfile::TempDir,
-    _image: tempfile::TempDir,
-}
-
-impl LoopExt4 {
-    fn mount() -> Option<LoopExt4> {
-        let image_dir = tempfile::tempdir().unwrap();
-        let image = image_dir.path().join("disk.img");
-        std::fs::File::create(&image)
-            .unwrap()
-            .set_len(64 << 20)
-            .unwrap();
-        let made = std::process::Command::new("mkfs.ext4")
-            .args(["-q", "-F"])
-            .arg(&image)
-            .output();
-        match made {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => {
-                eprintln!(
-                    "SKIP: mkfs.ext4 failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                return None;
-            }
-            Err(e) => {
-                eprintln!("SKIP: cannot run mkfs.ext4 (e2fsprogs): {e}");
-                return None;
-            }
-        }
-        let mount = tempfile::tempdir().unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&image)
-            .arg(mount.path())
-            .output()
-            .unwrap();
-        if !mounted.status.success() {
-            eprintln!(
-                "SKIP: cannot mount a loop device (needs root): {}",
-                String::from_utf8_lossy(&mounted.stderr).trim()
-            );
-            return None;
-        }
-        Some(LoopExt4 {
-            mount,
-            _image: image_dir,
-        })
-    }
-
-    fn path(&self) -> &Path {
-        self.mount.path()
-    }
-}
-
-impl Drop for LoopExt4 {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.mount.path())
-            .status();
-    }
-}
-
 const PUTS: usize = 32;
 
 /// Flush requests the device completes for `PUTS` appends + `fdatasync` of a file that
@@ -102,7 +37,7 @@ fn raw_flushes(dir: &Path, flushes: &DeviceFlushes) -> u64 {
 /// two, as puts did before the journal).
 #[tokio::test]
 async fn a_checkpoint_put_costs_one_flush() {
-    let Some(disk) = LoopExt4::mount() else {
+    let Some(disk) = common::LoopExt4::mount() else {
         return;
     };
     let flushes = DeviceFlushes::of(disk.path());

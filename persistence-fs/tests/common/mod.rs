@@ -96,27 +96,75 @@ pub struct SmallDisk {
 impl SmallDisk {
     pub fn mount(size: &str) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().ok()?;
-        let mounted = std::process::Command::new("mount")
+        let mut mount = std::process::Command::new("mount");
+        mount
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(SmallDisk { dir }),
-            Ok(out) => {
-                eprintln!(
-                    "SKIP: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIP: cannot run mount: {e}");
-                None
-            }
-        }
+            .arg(dir.path());
+        run_or_skip(mount, "mount a tmpfs (needs root)").then_some(SmallDisk { dir })
     }
     pub fn path(&self) -> &std::path::Path {
         self.dir.path()
+    }
+}
+
+/// Runs `command`; on failure prints `SKIP: cannot {what}` with its error and returns
+/// false.
+fn run_or_skip(mut command: std::process::Command, what: &str) -> bool {
+    match command.output() {
+        Ok(out) if out.status.success() => true,
+        Ok(out) => {
+            eprintln!(
+                "SKIP: cannot {what}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            false
+        }
+        Err(e) => {
+            eprintln!("SKIP: cannot {what}: {e}");
+            false
+        }
+    }
+}
+
+/// A small ext4 file system on a loop device of its own, mounted at a fresh directory
+/// and unmounted on drop: a disk whose flush counter only this test moves. `None`
+/// (printed) where this process cannot make or mount one.
+pub struct LoopExt4 {
+    mount: tempfile::TempDir,
+    _image: tempfile::TempDir,
+}
+
+impl LoopExt4 {
+    pub fn mount() -> Option<LoopExt4> {
+        let image_dir = tempfile::tempdir().ok()?;
+        let image = image_dir.path().join("disk.img");
+        std::fs::File::create(&image).ok()?.set_len(64 << 20).ok()?;
+        let mut mkfs = std::process::Command::new("mkfs.ext4");
+        mkfs.args(["-q", "-F"]).arg(&image);
+        if !run_or_skip(mkfs, "make an ext4 file system (e2fsprogs)") {
+            return None;
+        }
+        let mount = tempfile::tempdir().ok()?;
+        let mut loop_mount = std::process::Command::new("mount");
+        loop_mount
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(mount.path());
+        run_or_skip(loop_mount, "mount a loop device (needs root)").then_some(LoopExt4 {
+            mount,
+            _image: image_dir,
+        })
+    }
+    pub fn path(&self) -> &std::path::Path {
+        self.mount.path()
+    }
+}
+
+impl Drop for LoopExt4 {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.mount.path())
+            .status();
     }
 }
 
