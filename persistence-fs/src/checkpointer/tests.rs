@@ -262,3 +262,56 @@ async fn a_refused_put_leaves_no_journal() {
     assert!(!cdir.join(JOURNAL).exists());
     assert!(!cdir.exists());
 }
+
+/// A journal of another boot on a read-only mount cannot be replayed: reading the
+/// thread is `Unavailable` (never files a power loss may have cut short), and once the
+/// mount is writable again the replay brings everything back.
+#[tokio::test]
+async fn a_read_only_mount_refuses_a_thread_whose_journal_needs_a_replay() {
+    let mountpoint = tempfile::tempdir().unwrap();
+    let mount = |args: &[&str]| {
+        std::process::Command::new("mount")
+            .args(args)
+            .arg(mountpoint.path())
+            .output()
+            .is_ok_and(|out| out.status.success())
+    };
+    if !mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]) {
+        eprintln!("SKIP: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    /// Unmounts even when an assertion fails.
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(mountpoint.path());
+    let root = mountpoint.path().join("store");
+    let backend = open(&root);
+    let written = put(&backend, 0).await;
+    let cdir = checkpoints_dir(&backend);
+    drop(backend);
+    as_if_rebooted(&cdir);
+    std::fs::remove_file(cdir.join(written.id.to_string())).unwrap();
+    let (t, th) = ids();
+
+    assert!(mount(&["-o", "remount,ro"]));
+    let backend = open(&root);
+    let err = backend
+        .get(&t, &th, CheckpointSelector::Latest)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    drop(backend);
+
+    assert!(mount(&["-o", "remount,rw"]));
+    let backend = open(&root);
+    let got = backend
+        .get(&t, &th, CheckpointSelector::Latest)
+        .await
+        .unwrap()
+        .unwrap();
+    same(&got.checkpoint, &written);
+}
