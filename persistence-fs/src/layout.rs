@@ -5,7 +5,9 @@
 //! {root}/v1/
 //!   tenants/{tenant}/
 //!     threads/{thread}/~id                 original thread id (for hashed names)
-//!                     /checkpoints/{uuid}  one JSON file per checkpoint (atomic replace)
+//!                     /checkpoints/{uuid}  one JSON file per checkpoint (temp + rename)
+//!                                 /.journal  redo journal of recent puts (synced)
+//!                                 /.latest   id of the greatest checkpoint
 //!                     /writes/{uuid}       pending writes: append-only record log
 //!     thread-guards/{thread}.lock|.fence   flock target and fence high-water mark
 //!     sessions/{session}/~id, log, index   record log + fixed-width offset index
@@ -24,7 +26,8 @@
 //! different ids give different names. A name longer than [`MAX_NAME`] bytes is replaced
 //! by `=` and the SHA-256 of the id; the original id is kept inside the entry (`~id`
 //! file, or the item itself). Names starting with `~` are the layout's own; names
-//! starting with `.` are temp files.
+//! starting with `.` are temp files or the layout's hidden files (`.journal`, `.latest`),
+//! which listings skip.
 
 use std::path::{Path, PathBuf};
 
