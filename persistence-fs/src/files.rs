@@ -174,6 +174,12 @@ impl FileLock {
         Ok(FileLock { _file: file })
     }
 
+    /// The locked file, still locked: the lock is released by [`File::unlock`] or by
+    /// closing it.
+    pub fn into_file(self) -> File {
+        self._file
+    }
+
     /// Takes an exclusive lock on `path` (created if missing) within `wait`: `None` when
     /// another holder keeps it longer (a paused process, say), so no caller waits without
     /// limit on a lock file.

@@ -263,6 +263,9 @@ pub(crate) struct Inner {
     pub(crate) me: ProcessIdentity,
     /// How much of each session log this process has checked (see [`verified`]).
     pub(crate) verified: verified::VerifiedLogs,
+    /// The sessions this process keeps open between appends (see
+    /// `session_log::append`).
+    pub(crate) open_sessions: session_log::OpenSessions,
     /// What this process knows of each thread's checkpoint journal (see
     /// `checkpointer::journal`).
     pub(crate) journals: checkpointer::Journals,
@@ -392,6 +395,7 @@ impl FsBackend {
                 durability: writes,
                 me: ProcessIdentity::current(),
                 verified: verified::VerifiedLogs::default(),
+                open_sessions: session_log::OpenSessions::default(),
                 journals: checkpointer::Journals::default(),
             }),
         })

@@ -83,6 +83,19 @@ impl VerifiedLogs {
         Ok(())
     }
 
+    /// [`Self::record`] for a writer that knows the log's identity (device, inode) and
+    /// the last record's `header` (it just wrote it): reads nothing back.
+    pub fn note(&self, key: (u64, u64), last: u64, end: u64, header: &[u8]) {
+        let Ok(header) = <[u8; HEADER]>::try_from(header) else {
+            return;
+        };
+        let mut checked = self.lock();
+        if checked.len() >= MAX_ENTRIES && !checked.contains_key(&key) {
+            checked.clear();
+        }
+        checked.insert(key, Checked { end, last, header });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), Checked>> {
         self.checked
             .lock()

@@ -11,25 +11,27 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use async_trait::async_trait;
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
-    TenantId, Timestamp, validate_limit, validate_ttl,
+    AppendOptions, Cursor, Envelope, Page, Result, SessionEvent, SessionKey, SessionLog, TenantId,
+    Timestamp, validate_limit,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Range;
-use crate::checkpointer::{check_fence, ensure_entry, entry_id, record_fence};
+use crate::checkpointer::entry_id;
 use crate::config::Durability;
 use crate::error::{IoContext, corrupt, io_error};
 use crate::files::{self, FileLock};
-use crate::records::{self, HEADER, RecordAt};
+use crate::records::{self, RecordAt};
 use crate::{FsBackend, Inner};
 
+mod append;
 mod listing;
 mod recovery;
+pub(crate) use append::OpenSessions;
 use recovery::decode_event;
 
 const LOG: &str = "log";
@@ -147,6 +149,9 @@ impl Inner {
         s: &SessionKey,
     ) -> Result<(FileLock, SessionFiles, PathBuf, SessionState)> {
         let (f, lock_path, fence) = self.session_files(t, s)?;
+        // Whoever opens a session this way may trim, delete or rebuild it: what this
+        // process kept of it goes (an append keeps it again).
+        self.open_sessions.forget(&f.dir);
         let lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
         let mut state = self.recover(&f)?;
         if state.expired(Timestamp::now()) {
@@ -185,93 +190,6 @@ impl Inner {
         drop(lock);
         let (lock, f, fence, state) = self.open_session(t, s)?;
         Ok((Some(lock), f, fence, state))
-    }
-
-    fn append(
-        &self,
-        t: &TenantId,
-        s: &SessionKey,
-        events: Vec<Envelope>,
-        options: AppendOptions,
-    ) -> Result<u64> {
-        if events.is_empty() {
-            return Err(Error::invalid_input("append needs at least one event"));
-        }
-        let ttl = options
-            .ttl
-            .map(|t| validate_ttl("session ttl", t))
-            .transpose()?;
-        let (_lock, f, fence_path, state) = self.open_session(t, s)?;
-        let raise = check_fence(&fence_path, options.fence)?;
-        if let Some(expected) = options.expect_head
-            && expected != state.head
-        {
-            return Err(Error::conflict(format!(
-                "expected head {expected}, found {}",
-                state.head
-            )));
-        }
-        let now = Timestamp::now();
-        let exp = ttl.map(|ttl| now.saturating_add(ttl)).or(state.expires_at);
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut offsets = Vec::with_capacity(events.len() * 8);
-        let mut next_offset = state.log_len;
-        let mut seq = state.head;
-        for event in events {
-            seq += 1;
-            let payload = serde_json::to_vec(&StoredEvent {
-                seq,
-                at: now,
-                exp,
-                event,
-            })
-            .map_err(|e| Error::invalid_input(format!("event does not serialize: {e}")))?;
-            offsets.extend_from_slice(&next_offset.to_le_bytes());
-            next_offset += (HEADER + payload.len()) as u64;
-            payloads.push(payload);
-        }
-        let mut batch = Vec::with_capacity((next_offset - state.log_len) as usize);
-        records::frame_batch(payloads.iter().map(Vec::as_slice), &mut batch);
-        record_fence(&fence_path, raise, self.durability)?;
-        let (log, index) = match (state.log, state.index) {
-            (Some(log), Some(index)) => (log, index),
-            _ => {
-                ensure_entry(
-                    &f.dir,
-                    s.as_str(),
-                    self.durability,
-                    Some(&self.session_catalog(t)?),
-                )?;
-                let open = |p: &Path| files::open_rw(p, self.durability).at(p);
-                let pair = (open(&f.log)?, open(&f.index)?);
-                if self.durability == Durability::Fsync {
-                    files::sync_dir(&f.dir).at(&f.dir)?;
-                }
-                pair
-            }
-        };
-        // The batch first, durable, or nothing: a failed write is cut back.
-        records::append_at(&log, state.log_len, &batch, self.durability.durability).at(&f.log)?;
-        let last_offset = next_offset - (HEADER + payloads.last().map_or(0, Vec::len)) as u64;
-        self.verified
-            .record(&log, last_offset, next_offset)
-            .at(&f.log)?;
-        // Then the index, a cache never fsynced: written only once the batch is durable,
-        // so it never lists a record a crash could tear. The events are acknowledged
-        // whatever happens to it; an index that disagrees is rebuilt on the next call.
-        let start = state.count * 8;
-        let indexed = if state.count == 0 {
-            // Empty log (new, or emptied by a trim): the index restarts with this batch.
-            index
-                .set_len(0)
-                .and_then(|()| index.write_all_at(&offsets, 0))
-        } else {
-            index.write_all_at(&offsets, start)
-        };
-        if indexed.is_err() {
-            let _ = index.set_len(start);
-        }
-        Ok(seq)
     }
 
     fn read(
@@ -437,6 +355,7 @@ impl Inner {
             };
             for s in self.session_ids(&t)? {
                 let (f, lock_path, _) = self.session_files(&t, &s)?;
+                self.open_sessions.forget(&f.dir);
                 let _lock = FileLock::exclusive(&lock_path, self.durability).at(&lock_path)?;
                 let state = self.recover(&f)?;
                 if state.exists() && state.expired(Timestamp::now()) {
