@@ -305,7 +305,16 @@ impl Inner {
 impl Inner {
     /// The catalog of a tenant's threads.
     pub(crate) fn thread_catalog(&self, t: &TenantId) -> Result<catalog::Catalog> {
-        let dir = self.inside(self.layout.thread_catalog(t))?;
+        let tenant = self.inside(self.layout.tenant(t))?;
+        self.thread_catalog_in(&tenant, t)
+    }
+    /// [`Self::thread_catalog`] with the tenant's directory checked already.
+    pub(crate) fn thread_catalog_in(
+        &self,
+        tenant: &std::path::Path,
+        t: &TenantId,
+    ) -> Result<catalog::Catalog> {
+        let dir = self.inside_below(tenant, self.layout.thread_catalog(t))?;
         let entries = self.layout.threads(t);
         Ok(catalog::Catalog::new(dir, entries, self.durability))
     }

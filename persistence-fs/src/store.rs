@@ -166,7 +166,7 @@ impl Inner {
         let mut dir = self.layout.store(t);
         for label in ns.labels() {
             dir.push(encode(label));
-            ensure_entry(&dir, label, self.durability, None)?;
+            ensure_entry(&dir, label, self.durability, || Ok(None))?;
         }
         let stored = StoredItem {
             namespace: ns.clone(),

@@ -33,22 +33,27 @@ impl Inner {
     /// The id `.latest` names: the content of a regular file, or a symbolic link's target
     /// (as format 5 wrote it; never followed).
     pub(super) fn latest_pointer(&self, dir: &Path) -> Option<CheckpointId> {
+        use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
         let path = dir.join(CHECKPOINTS).join(LATEST);
-        let text = match std::fs::read_link(&path) {
-            Ok(target) => target.into_os_string().into_string().ok()?,
-            // EINVAL: not a symbolic link. Opened without following one (a link swapped
-            // in meanwhile is refused, never read through).
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                use std::io::Read as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                    .open(&path)
-                    .ok()?;
-                let mut text = String::new();
-                file.read_to_string(&mut text).ok()?;
-                text
+        // Opened without following a link (a link swapped in meanwhile is refused, never
+        // read through); ELOOP: a link, whose target is read instead.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path);
+        let text = match opened {
+            Ok(file) => {
+                // An id and a newline at most; anything longer is not an id.
+                let mut buf = [0u8; 64];
+                let n = file.read_at(&mut buf, 0).ok()?;
+                String::from_utf8(buf.get(..n)?.to_vec()).ok()?
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                std::fs::read_link(&path)
+                    .ok()?
+                    .into_os_string()
+                    .into_string()
+                    .ok()?
             }
             Err(_) => return None,
         };

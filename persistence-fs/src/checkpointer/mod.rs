@@ -99,17 +99,18 @@ pub(crate) fn entry_id(dir: &Path, name: &str) -> Result<Option<String>> {
     Ok(None)
 }
 
-/// Writes the `~id` file of a new entry directory, first noting the id in `catalog`
-/// (an entry is never created unlisted).
+/// Writes the `~id` file of a new entry directory, first noting the id in the catalog
+/// `catalog` returns (an entry is never created unlisted; the catalog is opened only
+/// for a new entry).
 pub(crate) fn ensure_entry(
     dir: &Path,
     id: &str,
     durability: crate::config::Writes,
-    catalog: Option<&Catalog>,
+    catalog: impl FnOnce() -> Result<Option<Catalog>>,
 ) -> Result<()> {
     let path = dir.join(ID_FILE);
     if !path.exists() {
-        if let Some(catalog) = catalog {
+        if let Some(catalog) = catalog()? {
             catalog.add(id)?;
         }
         files::write_atomic(&path, id.as_bytes(), durability).at(&path)?;

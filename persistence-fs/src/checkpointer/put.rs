@@ -1,6 +1,8 @@
 //! The writes of a thread that hold its lock: a checkpoint put (through the journal)
 //! and the pending writes of a task.
 
+use std::path::PathBuf;
+
 use persistence_core::{
     Checkpoint, CheckpointId, Error, ExpectLatest, Fence, NewCheckpoint, PendingWrite,
     PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write,
@@ -13,7 +15,31 @@ use crate::error::{IoContext, corrupt};
 use crate::files::{self, FileLock};
 use crate::records;
 
+/// The paths a thread's writes use, checked for links (see [`Inner::inside`]), the
+/// tenant's directory once for all of them.
+struct ThreadPaths {
+    tenant: PathBuf,
+    lock: PathBuf,
+    fence: PathBuf,
+    /// The thread's directory (its `checkpoints` checked too).
+    dir: PathBuf,
+}
+
 impl Inner {
+    fn thread_paths(&self, t: &TenantId, th: &ThreadKey) -> Result<ThreadPaths> {
+        let tenant = self.inside(self.layout.tenant(t))?;
+        let (lock, fence) = self.layout.thread_guards(t, th);
+        let lock = self.inside_below(&tenant, lock)?;
+        let dir = self.inside_below(&tenant, self.layout.thread(t, th))?;
+        self.inside_below(&dir, dir.join(CHECKPOINTS))?;
+        Ok(ThreadPaths {
+            tenant,
+            lock,
+            fence,
+            dir,
+        })
+    }
+
     pub(super) fn put_checkpoint(
         &self,
         t: &TenantId,
@@ -21,12 +47,14 @@ impl Inner {
         c: NewCheckpoint,
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
-        let (lock, fence_path) = self.layout.thread_guards(t, th);
-        let lock = self.inside(lock)?;
+        let ThreadPaths {
+            tenant,
+            lock,
+            fence: fence_path,
+            dir,
+        } = self.thread_paths(t, th)?;
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
         let raise = check_fence(&fence_path, options.fence)?;
-        let dir = self.inside(self.layout.thread(t, th))?;
-        self.inside(dir.join(CHECKPOINTS))?;
         // Opened (not made) before anything is read: it may owe the files a redo or a
         // replay. A put that is refused below leaves no journal behind.
         let journal = self.open_journal(&dir, false)?;
@@ -51,12 +79,9 @@ impl Inner {
             }
         }
         record_fence(&fence_path, raise, self.durability)?;
-        ensure_entry(
-            &dir,
-            th.as_str(),
-            self.durability,
-            Some(&self.thread_catalog(t)?),
-        )?;
+        ensure_entry(&dir, th.as_str(), self.durability, || {
+            self.thread_catalog_in(&tenant, t).map(Some)
+        })?;
         let stored = StoredCheckpoint {
             id: c.id,
             parent: c.parent,
@@ -102,17 +127,19 @@ impl Inner {
         writes: Vec<Write>,
         fence: Option<Fence>,
     ) -> Result<()> {
-        let (lock, fence_path) = self.layout.thread_guards(t, th);
-        let lock = self.inside(lock)?;
+        let ThreadPaths {
+            lock,
+            fence: fence_path,
+            dir,
+            ..
+        } = self.thread_paths(t, th)?;
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
         let raise = check_fence(&fence_path, fence)?;
-        let dir = self.inside(self.layout.thread(t, th))?;
-        self.inside(dir.join(CHECKPOINTS))?;
         self.open_journal(&dir, false)?;
         if self.load_checkpoint(&dir, id)?.is_none() {
             return Err(Error::not_found(format!("checkpoint {id} does not exist")));
         }
-        let path = self.inside(dir.join(WRITES).join(id.to_string()))?;
+        let path = self.inside_below(&dir, dir.join(WRITES).join(id.to_string()))?;
         // Under the lock: cut a torn batch left by a crash before appending after it.
         records::read_all(&path, true)
             .at(&path)?

@@ -221,12 +221,9 @@ impl Inner {
         let batch = self.batch(&state, &fence_path, &events, &options)?;
         record_fence(&fence_path, batch.raise, self.durability)?;
         if state.log.is_none() || state.index.is_none() {
-            ensure_entry(
-                &f.dir,
-                s.as_str(),
-                self.durability,
-                Some(&self.session_catalog(t)?),
-            )?;
+            ensure_entry(&f.dir, s.as_str(), self.durability, || {
+                self.session_catalog(t).map(Some)
+            })?;
             let open = |p: &Path| files::open_rw(p, self.durability).at(p);
             state.log = Some(open(&f.log)?);
             state.index = Some(open(&f.index)?);
