@@ -122,19 +122,21 @@
 //! # Costs
 //! `persistence bench --ops 1000 --tasks 1,8`, 2026-12-04, median of three runs, over
 //! `write`+`fdatasync` at the same concurrency measured around each row: session append
-//! 0.80× (1 task; 1.05 disk flushes per append) and 0.68× at 8 tasks on 8 sessions,
-//! which is 2.3× the one-task raw rate (eight raw loops on eight files reached 3.2×;
-//! an append makes about 35 system calls where the raw loop makes 2, on 2 cores);
-//! checkpoint put 0.31× at one task (runs from 0.20× to 0.56×) and 0.19× at eight
-//! (1.04–1.07 flushes, through the journal; it was 0.13× with 2.05 flushes before it):
-//! each checkpoint is still a new file, and creating one costs 0.2–1.1 ms on that VM's
-//! root ext4 without any sync (`raw new file (no sync)` in the bench; ext4 walks past
-//! every inode freed in the last ~30 s to allocate one, and deletions there come by the
-//! thousand), against 22 µs on
-//! a fresh loop-mounted ext4 on the same disk, where a put reached 0.59× (one run); its
-//! `.latest` pointer is a regular file overwritten in place (no new inode, no rename,
-//! which made ext4 flush a regular file); lock cycle 1.10× and 0.72× (no flush at all,
-//! see Locks).
+//! 0.84× (1 task; 1.05 disk flushes per append) and 0.81× at 8 tasks on 8 sessions,
+//! which is 2.9× the one-task raw rate. A process keeps the files of up to 64 sessions
+//! it appends to open between appends (`session_log::append`): an append to one of them
+//! makes 9 system calls (flock, three `statx` that show the files unchanged, one `pread`
+//! of the last record, the write, the sync, the index entry, unlock) where the raw loop
+//! makes 2; a first append opens and checks everything (about 36). Checkpoint put 0.18×
+//! at one task (runs from 0.18× to 0.46×) and 0.16× at eight (1.04–1.07 flushes,
+//! through the journal; it was 0.13× with 2.05 flushes before it): each checkpoint is
+//! still a new file, and creating one costs 0.2–1.1 ms on that VM's root ext4 without
+//! any sync (`raw new file (no sync)` in the bench; ext4 walks past every inode freed in
+//! the last ~30 s to allocate one, and deletions there come by the thousand), against
+//! 80–90 µs on a fresh loop-mounted ext4 on the same disk, where a put reached 0.67–0.75×
+//! at one task and 0.48–0.54× at eight (three runs); its `.latest` pointer is a regular
+//! file overwritten in place (no new inode, no rename, which made ext4 flush a regular
+//! file); lock cycle 0.95× and 0.79× (no flush at all, see Locks).
 //!
 //! `get(Latest)` and `put` read the thread's `.latest` pointer, not its directory: flat
 //! from 1 000 to 100 000 checkpoints (see the scale figures below). Listing threads,
@@ -216,11 +218,8 @@
 //! same read after ordinal 1 000 (p50 276 µs vs 298 µs). An earlier run on a quieter
 //! machine measured the raw loop at 9 266/s and the one-event append at 0.59× of it.
 //!
-//! A durable one-event append reaches 0.59× the raw loop, short of the 0.8× aimed for:
-//! besides the one `fdatasync` it takes an flock, re-validates the log tail (two record
-//! reads) and extends the index, and each append grows the log, so the sync also commits
-//! the new file size. Whole-file writes (checkpoints, leases) pay for the atomic
-//! replace: file fsync, rename and directory fsync.
+//! A store item's log, rewritten once it passes 64 KiB, pays for an atomic replace: file fsync,
+//! rename and directory fsync.
 #![deny(missing_docs)]
 
 mod catalog;

@@ -35,13 +35,16 @@
 //! `persistence bench --ops 1000 --tasks 1,8` (release build) against a local
 //! PostgreSQL 15 with `fsync` and `synchronous_commit` on, 2026-12-04, median of three
 //! runs, each ratio over a raw baseline at the same concurrency measured around the row:
-//! checkpoint put 0.77× / 0.80× (1 / 8 tasks) a durable `INSERT` of the same row, a
-//! guarded put (fence + `expect_latest`) 0.71× / 0.67×, session append 0.83× / 0.71×,
-//! store put 0.71× / 0.80×, each one WAL flush per operation at one task like the
-//! `INSERT`; get latest 0.48× / 0.43× a `SELECT` by primary key; the lock cycle 0.28× /
-//! 0.27× an advisory lock taken and released (one-task ratios moved by ±0.1 between the
+//! checkpoint put 0.85× / 0.82× (1 / 8 tasks) a durable `INSERT` of the same row, a
+//! guarded put (fence + `expect_latest`) 0.82× / 0.68×, session append 0.72× / 0.74×,
+//! store put 0.79× / 0.74×, each one WAL flush per operation at one task like the
+//! `INSERT`; get latest 0.41× / 0.36× a `SELECT` by primary key; the lock cycle 0.22× /
+//! 0.28× an advisory lock taken and released (one-task ratios moved by ±0.1 between the
 //! runs, and by ±0.15 between days), with no WAL flush but two row writes where
-//! the advisory lock writes nothing. What an operation costs the server beyond the row it
+//! the advisory lock writes nothing. An append writes two rows (its session's head and
+//! the event) where the `INSERT` writes one: `pgbench` timed the append function at
+//! 0.95× the `INSERT` on the same server, and an in-process loop alternating 1 500
+//! appends with 1 500 raw inserts measured 0.87×. What an operation costs the server beyond the row it
 //! writes is counted in `tests/costs.rs`: an append updates its session's row in place
 //! (one lookup), a store put over an existing item is one update, a guarded put writes
 //! the checkpoint alone (its thread's lock is held in memory), and no SQL-language
