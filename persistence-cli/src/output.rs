@@ -54,9 +54,9 @@ pub fn cell(value: &Value, max: usize) -> String {
     }
 }
 
-/// Prints `error: ...` (one line) and `hint: ...` to stderr.
+/// Prints `error: ...` (one line: the error and its causes) and `hint: ...` to stderr.
 pub fn report_error(url: &str, e: &Error) {
-    let message = e.to_string().replace(['\n', '\r'], " ");
+    let message = e.report().to_string().replace(['\n', '\r'], " ");
     eprintln!("error: {message}");
     if let Some(hint) = hint(url, e) {
         eprintln!("hint: {hint}");
@@ -70,7 +70,8 @@ fn hint(url: &str, e: &Error) -> Option<String> {
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => Some(("Redis", "redis")),
         _ => None,
     };
-    let message = e.message();
+    // Hints follow from the kind and where the error arose, never from message text.
+    let opening = e.backend() == "persistence" && e.operation() == "open";
     match e.kind() {
         ErrorKind::Unavailable => Some(match server {
             Some((name, service)) => format!(
@@ -79,7 +80,7 @@ fn hint(url: &str, e: &Error) -> Option<String> {
             ),
             None => "retry later; the store was unreachable".to_string(),
         }),
-        ErrorKind::InvalidInput if !url.contains("://") || message.contains("URL") => Some(
+        ErrorKind::InvalidInput if opening => Some(
             "URLs look like memory://, file://DIR, postgres://USER@HOST:5432/DB, \
              redis://HOST:6379, rediss://HOST:6379 (TLS), redis+cluster://HOST:PORT,HOST:PORT"
                 .to_string(),
@@ -90,17 +91,13 @@ fn hint(url: &str, e: &Error) -> Option<String> {
                 .to_string(),
         ),
         ErrorKind::SchemaTooOld => Some(
-            "run `persistence migrate --url postgres://OWNER@HOST/DB` as the owner role, \
-             then connect as persistence_app"
+            "run `persistence migrate --url postgres://OWNER@HOST/DB` as the owner role (it \
+             creates the schema and the persistence_app role), then connect as \
+             persistence_app"
                 .to_string(),
         ),
         ErrorKind::SchemaTooNew => Some(
             "this store was written by a newer version of persistence: upgrade this tool"
-                .to_string(),
-        ),
-        ErrorKind::Backend if message.contains("role \"persistence_app\" does not exist") => Some(
-            "the database is not set up: run `persistence migrate --url postgres://OWNER@HOST/DB` \
-                 (it creates the persistence_app role)"
                 .to_string(),
         ),
         ErrorKind::Backend if server.is_some() => {

@@ -239,6 +239,8 @@ fn bad_urls_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let err = fails(dir.path(), &["status", "--url", "ftp://example.com/x"]);
     assert!(err.contains("unknown URL scheme \"ftp\""), "{err}");
+    // The hint follows from where the error arose (opening the URL), not its wording.
+    assert!(err.contains("hint: URLs look like"), "{err}");
     let err = fails(dir.path(), &["demo", "--url", "not a url"]);
     assert!(err.contains("hint: URLs look like"), "{err}");
     let err = fails(

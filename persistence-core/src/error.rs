@@ -81,6 +81,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Build one with a constructor such as [`Error::conflict`], then add where it happened
 /// with [`Error::context`]. Backends keep their own private error enums and convert into
 /// this one at their boundary.
+///
+/// `Display` prints this error alone (context, kind, message); its cause, when there is
+/// one (an I/O error, the driver's error), is returned by
+/// [`source`](std::error::Error::source) and not repeated in `Display`, so error
+/// reporters that walk the chain (`anyhow`'s `{:#}`, `eyre`, `tracing`'s error fields)
+/// print each cause once. [`Error::report`] prints the error with its causes on one
+/// line, for a log line or a terminal.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
@@ -148,6 +155,12 @@ impl Error {
             ErrorKind::SchemaTooNew,
             format!("stored schema version {found} is newer than supported version {supported}"),
         );
+        e.schema = Some(SchemaVersions { found, supported });
+        e
+    }
+    /// [`ErrorKind::SchemaTooNew`] with both versions and why they are incompatible.
+    pub fn schema_too_new_because(found: u32, supported: u32, why: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::SchemaTooNew, why);
         e.schema = Some(SchemaVersions { found, supported });
         e
     }
@@ -231,9 +244,29 @@ impl fmt::Display for Error {
             }
             f.write_str(": ")?;
         }
-        write!(f, "{}: {}", self.kind, self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl Error {
+    /// This error followed by each of its causes, `: `-separated, on one line: what a log
+    /// line or a terminal should show (`Display` shows the error alone; see [`Error`]).
+    pub fn report(&self) -> ErrorReport<'_> {
+        ErrorReport(self)
+    }
+}
+
+/// [`Error::report`]: an error and its causes.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorReport<'a>(&'a Error);
+
+impl fmt::Display for ErrorReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(self.0);
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
         }
         Ok(())
     }
@@ -264,6 +297,32 @@ mod tests {
         );
         assert!(!e.is_retryable());
         assert!(Error::unavailable("down").is_retryable());
+    }
+
+    /// A cause is printed once by anything that walks the chain: `Display` leaves it to
+    /// `source()` (it printed it too), and `report()` prints the whole chain.
+    #[test]
+    fn the_cause_is_in_the_chain_not_in_display() {
+        let io = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full here");
+        let e = Error::backend_error("I/O error on /data/x")
+            .context("fs", "checkpoint.put", "t/th")
+            .with_source(io);
+        assert_eq!(
+            e.to_string(),
+            "fs checkpoint.put [t/th]: backend error: I/O error on /data/x"
+        );
+        let cause = std::error::Error::source(&e).expect("a source");
+        assert_eq!(cause.to_string(), "disk full here");
+        let mut chain = vec![e.to_string()];
+        let mut next = std::error::Error::source(&e);
+        while let Some(c) = next {
+            chain.push(c.to_string());
+            next = c.source();
+        }
+        assert_eq!(chain.join(": ").matches("disk full here").count(), 1);
+        assert_eq!(e.report().to_string(), chain.join(": "));
+        let plain = Error::conflict("x");
+        assert_eq!(plain.report().to_string(), plain.to_string());
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub use checkpointer::{
     Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions, Write,
 };
 pub use envelope::{Envelope, Upcaster, Versioned, decode, encode};
-pub use error::{Error, ErrorKind, Result, SchemaVersions};
+pub use error::{Error, ErrorKind, ErrorReport, Result, SchemaVersions};
 pub use filter::{Condition, Filter, FilterOp, json_values_equal};
 pub use ids::{
     ChannelName, CheckpointId, ItemKey, LockKey, MAX_KEY_BYTES, MAX_NAMESPACE_DEPTH,

@@ -425,7 +425,7 @@ impl FsBackend {
     /// `Backend` if the directory cannot be read; `Corrupt` for a name that does not
     /// decode to a valid tenant id.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
-        self.run("tenants", "all tenants".into(), |inner| {
+        self.run("tenants", String::new(), |inner| {
             let dir = inner.inside(inner.layout.tenants())?;
             let mut tenants = Vec::new();
             // Files and names this backend never writes (`.DS_Store`, a stray file) are

@@ -53,9 +53,11 @@ pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Displ
             Some(tls) => Error::tls(tls.failure, &tls.host),
             None => Error::tls(TlsFailure::Handshake, "the database server"),
         },
+        // The database's message is all its error says (besides the SQLSTATE, which picks
+        // the kind): it becomes the message, and is not repeated as a source.
         sqlx::Error::Database(db) => {
             let message = db.message().to_string();
-            match db.code().as_deref() {
+            let err = match db.code().as_deref() {
                 Some("PT409") => Error::conflict(message),
                 Some("PT423") => Error::new(persistence_core::ErrorKind::Fenced, message),
                 Some("PT404") => Error::not_found(message),
@@ -68,14 +70,21 @@ pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Displ
                 Some(code) if code.starts_with("57P") || code.starts_with("08") => {
                     Error::unavailable(format!("{message}{unknown}"))
                 }
-                _ => Error::backend_error(message),
-            }
+                // `persistence migrate` creates the application role: without it, the
+                // database (cluster) was never migrated.
+                Some("28000") if message.contains("\"persistence_app\"") => {
+                    Error::schema_too_old(format!("{message}: the database was never migrated"))
+                }
+                Some(code) => Error::backend_error(format!("{message} (SQLSTATE {code})")),
+                None => Error::backend_error(message),
+            };
+            return err.context(BACKEND, operation, key);
         }
         sqlx::Error::Io(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => Error::unavailable(format!(
-            "cannot reach the database (is Postgres running?){unknown}"
+            "cannot reach the database{unknown}"
         )),
         sqlx::Error::PoolTimedOut => {
             Error::unavailable("no database connection became free in time")

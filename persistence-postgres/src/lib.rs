@@ -193,7 +193,7 @@ async fn check_role(
         .fetch_all(&mut *conn, protocol)
         .await
         .and_then(pool::single)
-        .map_err(|e| map_unsent(e, "connect", "role"))?;
+        .map_err(|e| map_unsent(e, "connect", ""))?;
     if !(superuser || bypass) {
         return Ok(());
     }
@@ -203,7 +203,7 @@ async fn check_role(
             "connected as role {role:?}, which is {what}: row-level security does not \
              separate tenants for it; connect as persistence_app"
         ))
-        .context(BACKEND, "connect", "role"));
+        .context(BACKEND, "connect", ""));
     }
     tracing::warn!(
         role = %role,
@@ -235,11 +235,13 @@ impl PgBackend {
     /// migrated by a newer version of this library that is not compatible with this one.
     pub async fn connect(config: PgConfig) -> Result<Self> {
         let config = url_options::apply(config)?;
+        // The key of every error below: the server, without the password.
+        let target = persistence_core::redact_url(&config.config.url);
         let timeout_ms = config.config.statement_timeout.as_millis().to_string();
         let mut options: PgConnectOptions = config
             .driver_url
             .parse::<PgConnectOptions>()
-            .map_err(|e| map_unsent(e, "connect", "url"))?
+            .map_err(|e| map_unsent(e, "connect", &target))?
             .application_name(&config.config.application_name)
             .disable_statement_logging();
         let c = &config.config;
@@ -272,12 +274,13 @@ impl PgBackend {
             let mut pooled = db
                 .acquire(false)
                 .await
-                .map_err(|e| map(e, "connect", "pool"))?;
+                .map_err(|e| map(e, "connect", &target))?;
             let checked = async {
                 migrate::check_schema(pooled.conn(), protocol).await?;
                 check_role(pooled.conn(), c.privileged_role, protocol).await
             }
-            .await;
+            .await
+            .map_err(|e| e.context(BACKEND, "connect", &target));
             let _ = pooled.finish(Ok::<(), sqlx::Error>(()), true);
             checked
         };
@@ -288,7 +291,7 @@ impl PgBackend {
                     "no answer from the database within the operation deadline of {:?}",
                     c.operation_timeout
                 ))
-                .context(BACKEND, "connect", "schema")
+                .context(BACKEND, "connect", &target)
             })??;
         Ok(PgBackend { db })
     }
@@ -302,7 +305,7 @@ impl PgBackend {
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
         let names: Vec<String> =
             pool::fetch_all!(read self.db, crate::statement::Call::new(LIST_TENANTS))
-                .map_err(|e| map(e, "tenants", "all tenants"))?;
+                .map_err(|e| map(e, "tenants", ""))?;
         names.into_iter().map(TenantId::from_stored).collect()
     }
 
@@ -317,7 +320,7 @@ impl PgBackend {
     /// `Unavailable` or `Timeout` if the server cannot be reached in time.
     pub async fn purge_stale_leases(&self) -> Result<u64> {
         let n: i64 = pool::fetch_single!(self.db, crate::statement::Call::new(PURGE_STALE_LEASES))
-            .map_err(|e| map(e, "lock.purge_stale_leases", "all tenants"))?;
+            .map_err(|e| map(e, "lock.purge_stale_leases", ""))?;
         Ok(n.max(0) as u64)
     }
 

@@ -1,7 +1,7 @@
 //! The embedded migrations (`migrations/` at the repository root) and the schema check
 //! run at connect.
 
-use persistence_core::{Error, Result};
+use persistence_core::{Error, Result, redact_url};
 
 use sqlx::types::Json;
 
@@ -40,7 +40,7 @@ pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
     let options = settings
         .driver_url
         .parse::<sqlx::postgres::PgConnectOptions>()
-        .map_err(|e| map_unsent(e, "migrate", "url"))?
+        .map_err(|e| map_unsent(e, "migrate", redact_url(admin_url)))?
         .disable_statement_logging();
     let options = crate::tls::apply(options, &settings.config)?;
     let limit = settings.config.connect_timeout;
@@ -50,9 +50,15 @@ pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
             Error::timeout(format!(
                 "the server did not complete a connection within {limit:?}"
             ))
-            .context(BACKEND, "migrate", "connect")
+            .context(BACKEND, "migrate", redact_url(admin_url))
         })?
-        .map_err(|e| map_unsent(crate::tls::name_failure(e, &options), "migrate", "connect"))?;
+        .map_err(|e| {
+            map_unsent(
+                crate::tls::name_failure(e, &options),
+                "migrate",
+                redact_url(admin_url),
+            )
+        })?;
     let before: Vec<i64> = applied(&mut conn).await;
     let mut attempt = 0;
     loop {
@@ -64,7 +70,7 @@ pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
             Err(e) if attempt < 5 && is_role_race(&e) => attempt += 1,
             Err(e) => {
                 return Err(Error::backend_error(format!("migration failed: {e}"))
-                    .context(BACKEND, "migrate", "run"));
+                    .context(BACKEND, "migrate", redact_url(admin_url)));
             }
         }
     }
@@ -125,24 +131,24 @@ pub(crate) async fn check_schema(conn: &mut sqlx::PgConnection, protocol: Protoc
             if matches!(db.code().as_deref(), Some("42883") | Some("3F000")) =>
         {
             return Err(Error::schema_too_old(
-                "the database has no persistence schema: run `persistence migrate --url <admin url>`",
+                "the database has no persistence schema (it was never migrated)",
             )
-            .context(BACKEND, "connect", "schema"));
+            .context(BACKEND, "connect", ""));
         }
-        Err(e) => return Err(map_unsent(e, "connect", "schema")),
+        Err(e) => return Err(map_unsent(e, "connect", "")),
     };
     if version < MIN_DATABASE_SCHEMA {
         return Err(Error::schema_too_old(format!(
             "database schema version {version} is older than {MIN_DATABASE_SCHEMA}, the oldest this \
-             library runs against: run `persistence migrate`"
+             library runs against: migrate it"
         ))
-        .context(BACKEND, "connect", "schema"));
+        .context(BACKEND, "connect", ""));
     }
     let Json(compat): Json<Compatibility> = Call::new(COMPATIBILITY_SQL)
         .fetch_all(&mut *conn, protocol)
         .await
         .and_then(crate::pool::single)
-        .map_err(|e| map_unsent(e, "connect", "schema"))?;
+        .map_err(|e| map_unsent(e, "connect", ""))?;
     judge(&DatabaseSchema {
         version,
         compatible_from: compat.compatible_from,
@@ -159,8 +165,8 @@ fn judge(db: &DatabaseSchema) -> Result<()> {
         .collect();
     let too_new = |why: String| {
         Err(
-            Error::schema_too_new(db.version.max(0) as u32, SCHEMA_VERSION as u32)
-                .context(BACKEND, "connect", why),
+            Error::schema_too_new_because(db.version.max(0) as u32, SCHEMA_VERSION as u32, why)
+                .context(BACKEND, "connect", ""),
         )
     };
     if db.compatible_from > SCHEMA_VERSION {

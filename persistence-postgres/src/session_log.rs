@@ -164,7 +164,7 @@ impl SessionLog for PgBackend {
 
     async fn purge_expired(&self) -> Result<u64> {
         let sessions: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
-            .map_err(|e| map(e, "session.purge_expired", "all tenants"))?;
+            .map_err(|e| map(e, "session.purge_expired", ""))?;
         Ok(sessions as u64)
     }
 }

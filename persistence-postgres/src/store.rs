@@ -207,7 +207,7 @@ impl Store for PgBackend {
 
     async fn purge_expired(&self) -> Result<u64> {
         let items: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
-            .map_err(|e| map(e, "store.purge_expired", "all tenants"))?;
+            .map_err(|e| map(e, "store.purge_expired", ""))?;
         Ok(items as u64)
     }
 }

@@ -33,7 +33,7 @@ pub fn map(
             Effect::Write if !e.is_connection_refusal() => "; the write's outcome is unknown",
             _ => "",
         };
-        Error::unavailable(format!("cannot reach Redis (is it running?){outcome}"))
+        Error::unavailable(format!("cannot reach Redis{outcome}"))
     } else {
         Error::backend_error("Redis error")
     };

@@ -191,7 +191,7 @@ impl RedisBackend {
             redis::cmd("PING").query_async(&mut backend.conn()).await
         })
         .await
-        .map_err(|e| at_connect(e, "ping"))?;
+        .map_err(|e| at_connect(e, &url))?;
         if !backend.config.allow_eviction {
             backend.refuse_eviction().await?;
         }
@@ -213,7 +213,7 @@ impl RedisBackend {
                  second worker would take a held lock), items and events; set \
                  maxmemory-policy noeviction, or RedisConfig::allow_eviction to accept it"
             ))
-            .context(BACKEND, "connect", "maxmemory-policy"));
+            .context(BACKEND, "connect", redact_url(&self.config.url)));
         }
         Ok(())
     }
@@ -401,7 +401,7 @@ impl RedisBackend {
     /// `Unavailable` if the server cannot be reached; `Corrupt` for an invalid stored id.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
         let names = self
-            .read("tenants", "all tenants", || self.tenant_names())
+            .read("tenants", "", || self.tenant_names())
             .await?;
         let mut tenants = names
             .into_iter()

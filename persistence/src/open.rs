@@ -76,8 +76,20 @@ impl std::fmt::Debug for Persistence {
 /// `Unsupported` when the scheme's backend is not compiled in (the message names the
 /// cargo feature); the backend's own errors when it cannot open (`Unavailable` for an
 /// unreachable server, `SchemaTooOld` for an unmigrated database, `SchemaTooNew`, ...).
-/// No error carries the URL's password.
+/// No error carries the URL's password. Errors raised here, before a backend is involved
+/// (a malformed URL, an unknown option), name backend `"persistence"` and operation
+/// `"open"`, with the URL (password hidden) as their key.
 pub async fn open(url: &str) -> Result<Persistence> {
+    open_url(url).await.map_err(|e| {
+        if e.backend().is_empty() {
+            e.context("persistence", "open", redact_url(url))
+        } else {
+            e
+        }
+    })
+}
+
+async fn open_url(url: &str) -> Result<Persistence> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::invalid_input(format!(
             "{:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \

@@ -54,7 +54,7 @@ impl<B> Traced<B> {
         span.record("duration_us", micros(started.elapsed()));
         if let Err(e) = &result {
             span.record("error_kind", e.kind().as_str());
-            span.record("error", tracing::field::display(e));
+            span.record("error", tracing::field::display(e.report()));
             report(&span, e);
         }
         result
@@ -78,9 +78,9 @@ fn report(span: &tracing::Span, e: &Error) {
             | ErrorKind::Timeout
     );
     if expected {
-        tracing::debug!(parent: span, error_kind = e.kind().as_str(), "{e}");
+        tracing::debug!(parent: span, error_kind = e.kind().as_str(), "{}", e.report());
     } else {
-        tracing::warn!(parent: span, error_kind = e.kind().as_str(), "{e}");
+        tracing::warn!(parent: span, error_kind = e.kind().as_str(), "{}", e.report());
     }
 }
 

@@ -114,7 +114,14 @@ async fn bad_urls_are_invalid_input() {
     for url in urls {
         let e = open(url).await.expect_err(url);
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+        // Where it arose, as fields a caller (the CLI's hints) can branch on.
+        assert_eq!((e.backend(), e.operation()), ("persistence", "open"), "{url}");
+        assert_eq!(e.key(), url, "{url}");
     }
+    // The key hides a password like the message.
+    let e = open("ftp://user:secret@host/x").await.unwrap_err();
+    assert_eq!(e.key(), "ftp://user:***@host/x");
+    assert!(!e.report().to_string().contains("secret"), "{}", e.report());
 }
 
 #[cfg(not(feature = "postgres"))]
