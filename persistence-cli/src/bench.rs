@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::bench_cost::CostCounter;
 use crate::bench_raw::{self, Baseline, RawOp};
 use crate::bench_target::Target;
-use crate::output::print_json;
+use crate::output::{Format, print_json, say};
 
 /// Arguments of `persistence bench`.
 #[derive(clap::Args, Debug)]
@@ -31,8 +31,8 @@ pub struct BenchArgs {
     /// Concurrent tasks, one set of rows per value.
     #[arg(long, value_delimiter = ',', default_value = "1,8")]
     pub tasks: Vec<usize>,
-    /// Print one JSON document instead of a table.
-    #[arg(long)]
+    /// Same as `--format json` (kept for scripts written before `--format`).
+    #[arg(long, hide = true)]
     pub json: bool,
     /// Also check that costs stay flat as data grows: get latest and put on a thread of
     /// 1 000 and of N checkpoints, reads at ordinal 1 000 and N − 1 000 of an N-event
@@ -132,7 +132,8 @@ impl Baselines {
 /// a separate pass through the counting proxy (which adds latency to whatever it
 /// carries), and each row's storage cost is read from the storage's own counter
 /// ([`CostCounter`]) around it, warm-up included.
-pub async fn run(args: BenchArgs) -> Result<()> {
+pub async fn run(mut args: BenchArgs, format: Format) -> Result<()> {
+    args.json |= format == Format::Json;
     if args.ops < 10 {
         return Err(Error::invalid_input("--ops must be at least 10"));
     }
@@ -383,7 +384,7 @@ fn print_table(
     target: &Target,
     counted: Option<&str>,
 ) {
-    println!(
+    say!(
         "{} backend, {ops} ops per row; vs raw = ops/s over the raw baseline's (a write, \
          a read or a lock cycle, at the same concurrency, measured again around each \
          row: half before, half after)",
@@ -407,7 +408,7 @@ fn print_table(
                 && cost.unit != "device flushes"
                 && !cost.detail.is_empty()
             {
-                println!("{:<6}{}", "", cost.detail);
+                say!("{:<6}{}", "", cost.detail);
             }
         }
         for row in rows.iter().filter(|r| r.stats.tasks == b.tasks) {
@@ -416,14 +417,14 @@ fn print_table(
                 if cost.unit == "device flushes" {
                     disk_detail.get_or_insert_with(|| cost.detail.clone());
                 } else if !cost.detail.is_empty() {
-                    println!("{:<6}{}", "", cost.detail);
+                    say!("{:<6}{}", "", cost.detail);
                 }
             }
         }
     }
     if let Some(setup) = setup {
         print_row(setup, None);
-        println!(
+        say!(
             "(a pool opens a connection once{}: the rows above are per operation on open \
              connections)",
             if target.tls {
@@ -434,11 +435,11 @@ fn print_table(
         );
     }
     if let Some(detail) = disk_detail {
-        println!("(cost: the disk's flush requests per operation, warm-up included: {detail})");
+        say!("(cost: the disk's flush requests per operation, warm-up included: {detail})");
     }
     match counted {
-        Some(how) => println!("(round trips {how})"),
-        None => println!(
+        Some(how) => say!("(round trips {how})"),
+        None => say!(
             "(round trips are counted for single-node postgres:// and redis[s]:// URLs; \
              TLS only when the host is 127.0.0.1, which the certificate must name)"
         ),

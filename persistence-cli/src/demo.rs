@@ -19,7 +19,7 @@ use persistence::{
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::output::print_table;
+use crate::output::{Format, print_json, print_table, say};
 
 /// The simulated tenants and their threads.
 const THREADS: [(&str, &str); 4] = [
@@ -67,8 +67,26 @@ struct Progressed {
     fence: Fence,
 }
 
+/// What the demo tells: printed as it goes, or (`--format json`) gathered into one
+/// document `{"url", "backend", "lines": [...], "workers": [...]}` printed at the end.
+struct Narration {
+    format: Format,
+    lines: Vec<String>,
+}
+
+impl Narration {
+    fn line(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        match self.format {
+            Format::Table => say!("{text}"),
+            Format::Json if text.is_empty() => {}
+            Format::Json => self.lines.push(text),
+        }
+    }
+}
+
 /// Runs the simulation against `url`, `steps` steps per thread.
-pub async fn run(url: &str, steps: u64) -> Result<()> {
+pub async fn run(url: &str, steps: u64, format: Format) -> Result<()> {
     if steps < 2 {
         return Err(Error::invalid_input(
             "--steps must be at least 2 (one worker is killed mid-run)",
@@ -76,7 +94,14 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
     }
     let p = persistence::open(url).await?;
     let shown = persistence::redact_url(url);
-    println!("persistence demo on {shown} ({} backend)", p.backend_name());
+    let mut out = Narration {
+        format,
+        lines: Vec::new(),
+    };
+    out.line(format!(
+        "persistence demo on {shown} ({} backend)",
+        p.backend_name()
+    ));
     let workers = THREADS
         .iter()
         .map(|(t, th)| Worker::new(t, th))
@@ -111,11 +136,11 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
             handles[VICTIM].abort();
             killed = Some((step, fence));
             bar.suspend(|| {
-                println!(
+                out.line(format!(
                     "killed the worker of {} after step {step}; its lease (fence {}) is left to expire",
                     victim.label(),
                     fence.0
-                );
+                ));
             });
             break;
         }
@@ -148,7 +173,7 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
     bar.finish_with_message("done");
 
     let zombie = zombie_write(&p, victim, dead_fence).await?;
-    println!();
+    out.line("");
     let mut rows = Vec::new();
     for (w, outcome) in workers.iter().zip(&outcomes) {
         let Some(o) = outcome else { continue };
@@ -171,17 +196,42 @@ pub async fn run(url: &str, steps: u64) -> Result<()> {
             note,
         ]);
     }
-    print_table(&["tenant", "thread", "step", "events", "note"], &rows);
-    println!();
-    println!(
+    const COLUMNS: [&str; 5] = ["tenant", "thread", "step", "events", "note"];
+    if format == Format::Table {
+        print_table(&COLUMNS, &rows);
+    }
+    out.line("");
+    out.line(format!(
         "fencing: a late checkpoint from the killed worker (fence {}) was refused: {zombie}",
         dead_fence.0
-    );
-    show_isolation(&p, &workers).await?;
-    println!();
-    println!("next: persistence status --url {shown}");
-    println!("      persistence inspect --url {shown} thread --tenant acme billing/run-7");
+    ));
+    show_isolation(&p, &workers, &mut out).await?;
+    out.line("");
+    out.line(format!("next: persistence status --url {shown}"));
+    out.line(format!(
+        "      persistence inspect --url {shown} thread --tenant acme billing/run-7"
+    ));
     p.close().await;
+    if format == Format::Json {
+        let workers: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|row| {
+                serde_json::Value::Object(
+                    COLUMNS
+                        .iter()
+                        .zip(row)
+                        .map(|(k, v)| (k.to_string(), serde_json::Value::from(v.as_str())))
+                        .collect(),
+                )
+            })
+            .collect();
+        print_json(&serde_json::json!({
+            "url": shown,
+            "backend": p.backend_name(),
+            "lines": out.lines,
+            "workers": workers,
+        }));
+    }
     Ok(())
 }
 
@@ -335,7 +385,7 @@ async fn zombie_write(p: &Persistence, w: &Worker, fence: Fence) -> Result<Strin
 }
 
 /// Same ids under two tenants: separate histories, and nothing crosses over.
-async fn show_isolation(p: &Persistence, workers: &[Worker]) -> Result<()> {
+async fn show_isolation(p: &Persistence, workers: &[Worker], out: &mut Narration) -> Result<()> {
     let shared = ThreadKey::new("support/ticket-1")?;
     let acme = &workers[0].tenant;
     let globex = &workers[2].tenant;
@@ -350,16 +400,16 @@ async fn show_isolation(p: &Persistence, workers: &[Worker]) -> Result<()> {
     let id = |t: Option<persistence::CheckpointTuple>| {
         t.map_or("none".to_string(), |t| t.checkpoint.id.to_string())
     };
-    println!("isolation: both tenants have a thread {shared}:");
-    println!("  acme   latest checkpoint {}", id(a));
-    println!("  globex latest checkpoint {}", id(g));
+    out.line(format!("isolation: both tenants have a thread {shared}:"));
+    out.line(format!("  acme   latest checkpoint {}", id(a)));
+    out.line(format!("  globex latest checkpoint {}", id(g)));
     let leaked = p
         .checkpointer
         .get(globex, &workers[VICTIM].thread, CheckpointSelector::Latest)
         .await?;
     let listed = p.checkpointer.list_threads(globex, None, 100).await?;
     let names: Vec<String> = listed.items.iter().map(ToString::to_string).collect();
-    println!(
+    out.line(format!(
         "  globex reading acme's {}: {}; globex lists only its own threads: {}",
         workers[VICTIM].thread,
         if leaked.is_none() {
@@ -368,7 +418,7 @@ async fn show_isolation(p: &Persistence, workers: &[Worker]) -> Result<()> {
             "FOUND (isolation broken)"
         },
         names.join(", ")
-    );
+    ));
     if leaked.is_some() || listed.items.contains(&workers[VICTIM].thread) {
         return Err(Error::backend_error(
             "tenant isolation broken: globex sees acme's thread",

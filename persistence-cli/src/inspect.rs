@@ -7,7 +7,7 @@ use persistence::{
 };
 use serde_json::{Value, json};
 
-use crate::output::{Format, cell, print_json, print_table};
+use crate::output::{Format, cell, print_json, print_table, say};
 
 /// What to inspect.
 #[derive(Subcommand, Debug)]
@@ -54,9 +54,11 @@ pub enum Target {
     },
 }
 
-/// Opens `url` and prints the target.
+/// Opens `url` (a store that exists: nothing is created) and prints the target;
+/// `NotFound` when it holds nothing.
 pub async fn run(url: &str, target: Target, format: Format) -> Result<()> {
-    let p = persistence::open(url).await?;
+    validate(&target)?;
+    let p = persistence::open_existing(url).await?;
     let result = show(&p, target, format).await;
     p.close().await;
     result
@@ -82,6 +84,11 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 .checkpointer
                 .get(&tenant, &thread, CheckpointSelector::Latest)
                 .await?;
+            if latest.is_none() {
+                return Err(Error::not_found(format!(
+                    "thread {thread} of tenant {tenant} has no checkpoint"
+                )));
+            }
             let writes: Vec<Value> = latest
                 .map(|t| t.pending_writes)
                 .unwrap_or_default()
@@ -121,7 +128,7 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 })
                 .collect();
             print_table(&["step", "id", "created_at", "metadata", "state"], &rows);
-            println!("{} pending writes on the latest checkpoint", writes.len());
+            say!("{} pending writes on the latest checkpoint", writes.len());
         }
         Target::Session {
             tenant,
@@ -134,6 +141,11 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 arg::<SessionKey>("SESSION", &session)?,
             );
             let head = p.sessions.head(&tenant, &session).await?;
+            if head == 0 {
+                return Err(Error::not_found(format!(
+                    "session {session} of tenant {tenant} has no events"
+                )));
+            }
             let events = p.sessions.read(&tenant, &session, after, limit).await?;
             let events: Vec<Value> = events
                 .iter()
@@ -156,7 +168,7 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 })
                 .collect();
             print_table(&["seq", "appended_at", "event"], &rows);
-            println!("head {head}");
+            say!("head {head}");
         }
         Target::Namespace {
             tenant,
@@ -171,12 +183,22 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 ItemKey::new(prefix.clone())
                     .map_err(|e| Error::invalid_input(format!("--prefix: {}", e.message())))?;
             }
+            let query_prefix = prefix.clone();
             let query = ListItems {
                 key_prefix: prefix,
                 limit,
                 ..ListItems::default()
             };
             let page = p.store.list(&tenant, &namespace, query).await?;
+            if page.items.is_empty() {
+                let keys = query_prefix
+                    .map(|p| format!(" with keys starting with {p:?}"))
+                    .unwrap_or_default();
+                return Err(Error::not_found(format!(
+                    "namespace {} of tenant {tenant} holds no items{keys}",
+                    namespace.labels().join("/")
+                )));
+            }
             let items: Vec<Value> = page
                 .items
                 .iter()
@@ -208,6 +230,28 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 })
                 .collect();
             print_table(&["key", "version", "expires_at", "value"], &rows);
+        }
+    }
+    Ok(())
+}
+
+/// Bad arguments are reported before the store is opened (whether or not it exists).
+fn validate(target: &Target) -> Result<()> {
+    match target {
+        Target::Thread { tenant, thread, .. } => {
+            arg::<TenantId>("--tenant", tenant)?;
+            arg::<ThreadKey>("THREAD", thread)?;
+        }
+        Target::Session {
+            tenant, session, ..
+        } => {
+            arg::<TenantId>("--tenant", tenant)?;
+            arg::<SessionKey>("SESSION", session)?;
+        }
+        Target::Namespace { tenant, labels, .. } => {
+            arg::<TenantId>("--tenant", tenant)?;
+            Namespace::new(labels.clone())
+                .map_err(|e| Error::invalid_input(format!("namespace: {}", e.message())))?;
         }
     }
     Ok(())

@@ -30,6 +30,10 @@ const DEFAULT_URL: &str = "file://.persistence-demo";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Output format of every command: aligned text, or one JSON document (errors too,
+    /// on stderr).
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    format: Format,
 }
 
 /// The backend to use: memory://, file://DIR, postgres://..., redis://..., rediss://...,
@@ -63,17 +67,11 @@ enum Command {
     Status {
         #[command(flatten)]
         url: UrlArg,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
     },
     /// Print stored data of one thread, session or namespace.
     Inspect {
         #[command(flatten)]
         url: UrlArg,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
-        format: Format,
         #[command(subcommand)]
         what: inspect::Target,
     },
@@ -99,11 +97,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let format = cli.format;
     let (url, result) = runtime.block_on(run(cli));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            output::report_error(&url, &e);
+            output::report_error(&url, &e, format);
             ExitCode::FAILURE
         }
     }
@@ -122,30 +121,31 @@ fn init_tracing() {
 }
 
 async fn run(cli: Cli) -> (String, persistence::Result<()>) {
+    let format = cli.format;
     match cli.command {
         Command::Demo { url, steps } => {
-            let result = demo::run(&url.url, steps).await;
+            let result = demo::run(&url.url, steps, format).await;
             (url.url, result)
         }
         Command::Migrate { url } => {
-            let result = ops::migrate(&url.url).await;
+            let result = ops::migrate(&url.url, format).await;
             (url.url, result)
         }
-        Command::Status { url, format } => {
+        Command::Status { url } => {
             let result = ops::status(&url.url, format).await;
             (url.url, result)
         }
-        Command::Inspect { url, format, what } => {
+        Command::Inspect { url, what } => {
             let result = inspect::run(&url.url, what, format).await;
             (url.url, result)
         }
         Command::Gc { url } => {
-            let result = ops::gc(&url.url).await;
+            let result = ops::gc(&url.url, format).await;
             (url.url, result)
         }
         Command::Bench(args) => {
             let url = args.url.clone().unwrap_or_default();
-            let result = bench::run(args).await;
+            let result = bench::run(args, format).await;
             (url, result)
         }
     }

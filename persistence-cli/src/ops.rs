@@ -5,18 +5,23 @@ use persistence::{
 };
 use serde_json::json;
 
-use crate::output::{Format, print_json, print_table};
+use crate::output::{Format, print_json, print_table, say};
 
 /// Page size of the listings that count.
 const PAGE: usize = 500;
 
 /// Applies the embedded Postgres migrations and prints each one applied.
-pub async fn migrate(url: &str) -> Result<()> {
+pub async fn migrate(url: &str, format: Format) -> Result<()> {
     let scheme = url.split_once("://").map_or("", |(s, _)| s);
     if !matches!(scheme, "postgres" | "postgresql") {
         // Opening validates the URL and reports a bad one the same way as elsewhere.
         persistence::open(url).await?.close().await;
-        println!("nothing to migrate: the {scheme} backend versions its layout by itself");
+        let note =
+            format!("nothing to migrate: the {scheme} backend versions its layout by itself");
+        match format {
+            Format::Json => print_json(&json!({"applied": [], "note": note})),
+            Format::Table => say!("{note}"),
+        }
         return Ok(());
     }
     let applied = persistence::postgres::migrate(url).await?;
@@ -24,21 +29,33 @@ pub async fn migrate(url: &str) -> Result<()> {
         .iter()
         .map(|m| (m.version, m.description.to_string()));
     let names: Vec<(i64, String)> = names.collect();
+    let name_of = |version: &i64| {
+        names
+            .iter()
+            .find(|(v, _)| v == version)
+            .map_or("", |(_, n)| n.as_str())
+    };
+    if format == Format::Json {
+        print_json(&json!({
+            "applied": applied
+                .iter()
+                .map(|v| json!({"version": v, "name": name_of(v)}))
+                .collect::<Vec<_>>(),
+            "schema_version": persistence::postgres::SCHEMA_VERSION,
+        }));
+        return Ok(());
+    }
     if applied.is_empty() {
-        println!(
+        say!(
             "already up to date: schema version {}",
             persistence::postgres::SCHEMA_VERSION
         );
     }
     for version in &applied {
-        let name = names
-            .iter()
-            .find(|(v, _)| v == version)
-            .map_or("", |(_, n)| n.as_str());
-        println!("applied {version:04} {name}");
+        say!("applied {version:04} {}", name_of(version));
     }
     if !applied.is_empty() {
-        println!(
+        say!(
             "schema version {}; connect the application as persistence_app",
             persistence::postgres::SCHEMA_VERSION
         );
@@ -55,9 +72,10 @@ struct TenantCounts {
     items: u64,
 }
 
-/// Prints the backend, its schema, capabilities and counts per tenant.
+/// Prints the backend, its schema, capabilities and counts per tenant (of a store that
+/// exists: nothing is created).
 pub async fn status(url: &str, format: Format) -> Result<()> {
-    let p = persistence::open(url).await?;
+    let p = persistence::open_existing(url).await?;
     let mut counts = Vec::new();
     for tenant in p.tenants().await? {
         counts.push(count(&p, tenant).await?);
@@ -77,12 +95,12 @@ pub async fn status(url: &str, format: Format) -> Result<()> {
             })).collect::<Vec<_>>(),
         })),
         Format::Table => {
-            println!("backend       {}", p.backend_name());
-            println!("schema        {}", p.schema());
-            println!("capabilities  {}", caps.join(", "));
-            println!("tenants       {}", counts.len());
+            say!("backend       {}", p.backend_name());
+            say!("schema        {}", p.schema());
+            say!("capabilities  {}", caps.join(", "));
+            say!("tenants       {}", counts.len());
             if !counts.is_empty() {
-                println!();
+                say!();
                 let rows: Vec<Vec<String>> = counts
                     .iter()
                     .map(|c| {
@@ -173,20 +191,29 @@ where
     }
 }
 
-/// Runs `purge_expired` and prints what it removed.
-pub async fn gc(url: &str) -> Result<()> {
-    let p = persistence::open(url).await?;
+/// Runs `purge_expired` on a store that exists and prints what it removed.
+pub async fn gc(url: &str, format: Format) -> Result<()> {
+    let p = persistence::open_existing(url).await?;
     let purged = p.purge_expired().await;
     p.close().await;
     let purged = purged?;
-    println!(
+    if format == Format::Json {
+        print_json(&json!({
+            "backend": p.backend_name(),
+            "items": purged.items,
+            "sessions": purged.sessions,
+            "leases": purged.leases,
+        }));
+        return Ok(());
+    }
+    say!(
         "removed {} expired store items and {} expired sessions ({} backend)",
         purged.items,
         purged.sessions,
         p.backend_name()
     );
     if purged.leases > 0 {
-        println!(
+        say!(
             "removed {} lease records of locks unused for an hour",
             purged.leases
         );

@@ -1,10 +1,41 @@
 //! How results and errors are printed: aligned tables or JSON, and one-line errors with
 //! a hint.
 
-use persistence::{Error, ErrorKind};
-use serde_json::Value;
+use std::io::Write as _;
 
-/// Output format of commands that print stored data.
+use persistence::{Error, ErrorKind};
+use serde_json::{Value, json};
+
+/// `println!` for the command's output. A reader that closed the pipe (`persistence ...
+/// | head -1`) has what it wanted: the command ends quietly with success. Any other
+/// failure to write ends it with a one-line error.
+macro_rules! say {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// One line to stdout (see [`say!`]).
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Output format of every command (`--format`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Aligned columns for people.
@@ -27,7 +58,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", padded.join("  ").trim_end());
+        say!("{}", padded.join("  ").trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -37,7 +68,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// Prints a JSON document, pretty.
 pub fn print_json(value: &Value) {
-    println!(
+    say!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -54,11 +85,36 @@ pub fn cell(value: &Value, max: usize) -> String {
     }
 }
 
-/// Prints `error: ...` (one line: the error and its causes) and `hint: ...` to stderr.
-pub fn report_error(url: &str, e: &Error) {
+/// Prints `error: ...` (one line: the error and its causes) and `hint: ...` to stderr,
+/// or under `--format json` one JSON document: `{"error": {"kind", "message",
+/// "backend", "operation", "key", "causes", "hint"}}`.
+pub fn report_error(url: &str, e: &Error, format: Format) {
+    let hint = hint(url, e);
+    if format == Format::Json {
+        let mut causes = Vec::new();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            causes.push(c.to_string());
+            cause = c.source();
+        }
+        let doc = json!({"error": {
+            "kind": e.kind().as_str(),
+            "message": e.message(),
+            "backend": e.backend(),
+            "operation": e.operation(),
+            "key": e.key(),
+            "causes": causes,
+            "hint": hint,
+        }});
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&doc).unwrap_or_else(|_| doc.to_string())
+        );
+        return;
+    }
     let message = e.report().to_string().replace(['\n', '\r'], " ");
     eprintln!("error: {message}");
-    if let Some(hint) = hint(url, e) {
+    if let Some(hint) = hint {
         eprintln!("hint: {hint}");
     }
 }

@@ -3,9 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 use std::str::FromStr;
+
+use common::{fails, json, ok, persistence, stderr, stdout};
 
 use persistence_conformance::harness::{LocalPostgres, LocalRedis, Server, server_url};
 use serde_json::Value;
@@ -15,60 +18,6 @@ use sqlx::{ConnectOptions, Connection, Executor};
 /// The app role's password in test and bench URLs: what `docker-compose.yml` sets; the
 /// throwaway servers trust loopback connections and ignore it.
 const APP_PASSWORD: &str = "persistence_app";
-
-fn persistence(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persistence"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PERSISTENCE_URL")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run the persistence binary")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Runs and requires success, returning stdout.
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let o = persistence(dir, args);
-    assert!(
-        o.status.success(),
-        "persistence {args:?} failed: {}\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-/// Runs and requires a failure with a one-line error, a hint, and no panic.
-fn fails(dir: &Path, args: &[&str]) -> String {
-    let o = persistence(dir, args);
-    let err = stderr(&o);
-    assert!(
-        !o.status.success(),
-        "persistence {args:?} succeeded: {}",
-        stdout(&o)
-    );
-    assert!(!err.contains("panicked"), "panic: {err}");
-    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {err}");
-    assert!(
-        err.lines()
-            .all(|l| l.starts_with("error:") || l.starts_with("hint:")),
-        "{err}"
-    );
-    err
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
 
 /// The demo's checks, on any backend URL: it completes, kills and resumes a worker, is
 /// refused the stale write, shows isolation; a second run continues every thread.

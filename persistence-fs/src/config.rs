@@ -14,10 +14,13 @@ pub enum Durability {
     None,
 }
 
-/// Settings of [`FsBackend`](crate::FsBackend).
+/// Settings of [`FsBackend`](crate::FsBackend). Build with [`FsConfig::new`] and the
+/// `with_*` methods (fields may be added).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FsConfig {
-    /// Directory holding all data; created if missing. Nothing is written outside it.
+    /// Directory holding all data; created if missing (see
+    /// [`create_if_missing`](Self::create_if_missing)). Nothing is written outside it.
     pub root: PathBuf,
     /// Default [`Durability::Fsync`].
     pub durability: Durability,
@@ -28,6 +31,11 @@ pub struct FsConfig {
     /// Permission bits of every directory the backend creates (before the umask).
     /// Default `0o700`.
     pub dir_mode: u32,
+    /// Whether opening a root that holds no store makes one (the default). `false`
+    /// makes [`FsBackend::open`](crate::FsBackend::open) answer `NotFound` instead and
+    /// create nothing: for tools that only read, where a mistyped path should say so
+    /// rather than show an empty store.
+    pub create_if_missing: bool,
 }
 
 impl FsConfig {
@@ -38,7 +46,15 @@ impl FsConfig {
             durability: Durability::Fsync,
             file_mode: 0o600,
             dir_mode: 0o700,
+            create_if_missing: true,
         }
+    }
+    /// Same settings; whether a missing store is made (see
+    /// [`create_if_missing`](Self::create_if_missing)).
+    #[must_use]
+    pub fn with_create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
     }
     /// Same root, other durability.
     #[must_use]

@@ -360,8 +360,9 @@ impl FsBackend {
     /// Opens (creating if needed) a backend rooted at `config.root`.
     ///
     /// # Errors
-    /// `SchemaTooNew` if the root was written by a newer layout version; `Backend` for
-    /// I/O errors creating it.
+    /// `SchemaTooNew` if the root was written by a newer layout version; `NotFound` if it
+    /// holds no store and [`FsConfig::create_if_missing`] is off (nothing is created);
+    /// `Backend` for I/O errors creating it.
     pub fn open(config: FsConfig) -> Result<Self> {
         let opening = |e: Error| {
             if e.backend().is_empty() {
@@ -384,6 +385,12 @@ impl FsBackend {
                     config.root.display(),
                 ));
             }
+        }
+        if !config.create_if_missing && !layout.base().is_dir() {
+            return Err(opening(Error::not_found(format!(
+                "no store at {}",
+                config.root.display()
+            ))));
         }
         let writes = crate::config::Writes::of(&config);
         files::ensure_dir(layout.base(), writes)

@@ -83,9 +83,9 @@ pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Displ
         sqlx::Error::Io(_)
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => Error::unavailable(format!(
-            "cannot reach the database{unknown}"
-        )),
+        | sqlx::Error::WorkerCrashed => {
+            Error::unavailable(format!("cannot reach the database{unknown}"))
+        }
         sqlx::Error::PoolTimedOut => {
             Error::unavailable("no database connection became free in time")
         }

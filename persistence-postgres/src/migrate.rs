@@ -69,8 +69,13 @@ pub async fn migrate(admin_url: &str) -> Result<Vec<i64>> {
             // rolled back; run again, and it finds the role.
             Err(e) if attempt < 5 && is_role_race(&e) => attempt += 1,
             Err(e) => {
-                return Err(Error::backend_error(format!("migration failed: {e}"))
-                    .context(BACKEND, "migrate", redact_url(admin_url)));
+                return Err(
+                    Error::backend_error(format!("migration failed: {e}")).context(
+                        BACKEND,
+                        "migrate",
+                        redact_url(admin_url),
+                    ),
+                );
             }
         }
     }

@@ -400,9 +400,7 @@ impl RedisBackend {
     /// # Errors
     /// `Unavailable` if the server cannot be reached; `Corrupt` for an invalid stored id.
     pub async fn tenants(&self) -> Result<Vec<TenantId>> {
-        let names = self
-            .read("tenants", "", || self.tenant_names())
-            .await?;
+        let names = self.read("tenants", "", || self.tenant_names()).await?;
         let mut tenants = names
             .into_iter()
             .map(TenantId::from_stored)

@@ -40,7 +40,7 @@
 mod open;
 mod traced;
 
-pub use open::{Backend, Persistence, PurgeCounts, open};
+pub use open::{Backend, Persistence, PurgeCounts, open, open_existing};
 pub use persistence_core::*;
 pub use traced::Traced;
 

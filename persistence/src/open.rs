@@ -80,7 +80,7 @@ impl std::fmt::Debug for Persistence {
 /// (a malformed URL, an unknown option), name backend `"persistence"` and operation
 /// `"open"`, with the URL (password hidden) as their key.
 pub async fn open(url: &str) -> Result<Persistence> {
-    open_url(url).await.map_err(|e| {
+    open_url(url, Create::IfMissing).await.map_err(|e| {
         if e.backend().is_empty() {
             e.context("persistence", "open", redact_url(url))
         } else {
@@ -89,7 +89,31 @@ pub async fn open(url: &str) -> Result<Persistence> {
     })
 }
 
-async fn open_url(url: &str) -> Result<Persistence> {
+/// [`open`] for a store that must exist already, creating nothing: a `file://` root
+/// that holds no store is `NotFound` ("no store at PATH"), so a tool that only reads
+/// says that a path is mistyped instead of showing an empty store. Servers are connected
+/// as by [`open`] (connecting creates nothing).
+///
+/// # Errors
+/// As [`open`], and `NotFound` for a `file://` root without a store.
+pub async fn open_existing(url: &str) -> Result<Persistence> {
+    open_url(url, Create::Never).await.map_err(|e| {
+        if e.backend().is_empty() {
+            e.context("persistence", "open", redact_url(url))
+        } else {
+            e
+        }
+    })
+}
+
+/// Whether opening a `file://` root that holds no store makes one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Create {
+    IfMissing,
+    Never,
+}
+
+async fn open_url(url: &str, create: Create) -> Result<Persistence> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::invalid_input(format!(
             "{:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \
@@ -104,7 +128,7 @@ async fn open_url(url: &str) -> Result<Persistence> {
             options.reject_all(scheme)?;
             Backend::Memory(MemoryBackend::new())
         }
-        "file" => open_fs(location, options)?,
+        "file" => open_fs(location, options, create)?,
         "postgres" | "postgresql" => open_postgres(url).await?,
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
             open_redis(scheme, location, options).await?
@@ -162,7 +186,7 @@ impl Options {
 }
 
 #[cfg(feature = "fs")]
-fn open_fs(location: &str, mut options: Options) -> Result<Backend> {
+fn open_fs(location: &str, mut options: Options, create: Create) -> Result<Backend> {
     use persistence_fs::{Durability, FsBackend, FsConfig};
     if location.is_empty() {
         return Err(Error::invalid_input(
@@ -179,12 +203,14 @@ fn open_fs(location: &str, mut options: Options) -> Result<Backend> {
         }
     };
     options.reject_all("file")?;
-    let config = FsConfig::new(location).with_durability(durability);
+    let config = FsConfig::new(location)
+        .with_durability(durability)
+        .with_create_if_missing(create == Create::IfMissing);
     Ok(Backend::Fs(FsBackend::open(config)?))
 }
 
 #[cfg(not(feature = "fs"))]
-fn open_fs(_: &str, _: Options) -> Result<Backend> {
+fn open_fs(_: &str, _: Options, _: Create) -> Result<Backend> {
     Err(feature_off("file", "fs"))
 }
 

@@ -96,6 +96,31 @@ async fn file_url_with_and_without_fsync() {
     assert!(!fast.capabilities().durable);
 }
 
+/// `open_existing` creates nothing: a root without a store is `NotFound` and stays
+/// absent; once a store is there it opens like `open`.
+#[cfg(feature = "fs")]
+#[tokio::test]
+async fn open_existing_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let url = format!("file://{}", root.display());
+    let e = persistence::open_existing(&url).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    assert!(e.to_string().contains("no store at"), "{e}");
+    assert!(!root.exists(), "created {}", root.display());
+    open(&url).await.unwrap();
+    let p = persistence::open_existing(&url).await.unwrap();
+    assert_eq!(p.backend_name(), "fs");
+    // Other schemes connect as `open` does.
+    assert_eq!(
+        persistence::open_existing("memory://")
+            .await
+            .unwrap()
+            .backend_name(),
+        "memory"
+    );
+}
+
 #[tokio::test]
 async fn bad_urls_are_invalid_input() {
     let mut urls = vec![
@@ -115,7 +140,11 @@ async fn bad_urls_are_invalid_input() {
         let e = open(url).await.expect_err(url);
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
         // Where it arose, as fields a caller (the CLI's hints) can branch on.
-        assert_eq!((e.backend(), e.operation()), ("persistence", "open"), "{url}");
+        assert_eq!(
+            (e.backend(), e.operation()),
+            ("persistence", "open"),
+            "{url}"
+        );
         assert_eq!(e.key(), url, "{url}");
     }
     // The key hides a password like the message.
