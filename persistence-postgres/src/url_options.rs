@@ -7,6 +7,27 @@ use persistence_core::{Error, Result, redact_url};
 use crate::error::BACKEND;
 use crate::{PgConfig, SslMode};
 
+/// Every query option a `postgres://` URL may carry.
+const KNOWN_OPTIONS: [&str; 17] = [
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "operation_timeout_ms",
+    "connect_timeout_ms",
+    "max_connections",
+    "prepared_statements",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+    "statement-cache-capacity",
+];
+
 /// A config with URL options applied, and the URL to hand to the driver.
 pub(crate) struct Applied {
     pub config: PgConfig,
@@ -38,7 +59,26 @@ pub(crate) fn apply(mut config: PgConfig) -> Result<Applied> {
             | "sslrootcert"
             | "sslcert"
             | "sslkey" => ours.push((key.into_owned(), value.into_owned())),
-            _ => kept.push((key.into_owned(), value.into_owned())),
+            // The driver's own, which it applies as they are.
+            "host"
+            | "hostaddr"
+            | "port"
+            | "dbname"
+            | "user"
+            | "password"
+            | "application_name"
+            | "options"
+            | "statement-cache-capacity" => {
+                kept.push((key.into_owned(), value.into_owned()));
+            }
+            // The driver ignores what it does not know (and would take `ssl-mode` past
+            // this crate's TLS checks): a mistyped option must not be lost.
+            other => {
+                return Err(bad(format!(
+                    "unknown URL option {other:?}: expected one of {}",
+                    KNOWN_OPTIONS.join(", ")
+                )));
+            }
         }
     }
     for (key, value) in ours {

@@ -57,7 +57,15 @@ impl Endpoint {
                 "sslrootcert" => root_cert = path(),
                 "sslcert" => client_cert = path(),
                 "sslkey" => client_key = path(),
-                _ => kept.push((key.into_owned(), value.into_owned())),
+                // The driver's (RESP version); it ignores anything else, so a mistyped
+                // option would be lost: refused.
+                "protocol" => kept.push((key.into_owned(), value.into_owned())),
+                other => {
+                    return Err(bad(format!(
+                        "unknown URL option {other:?}: expected sslrootcert, sslcert, sslkey \
+                         or protocol (and prefix through persistence::open)"
+                    )));
+                }
             }
         }
         let pem = TlsPem::read(

@@ -24,7 +24,13 @@
 //! | `memory://` | in-process reference backend (tests, demos) | always |
 //! | `file:///var/lib/agent` or `file://relative/dir`, `?durability=none` to skip fsync | [`fs`] | `fs` (default) |
 //! | `postgres://persistence_app:...@host/db` | [`postgres`], as the app role | `postgres` |
-//! | `redis://host:6379/0`, `rediss://...` (TLS), `redis+cluster://h1:p,h2:p`, `rediss+cluster://...`; `?prefix=app:`, TLS files `sslrootcert=`, `sslcert=`, `sslkey=` (other options go to the driver) | [`redis`] | `redis` |
+//! | `redis://host:6379/0`, `rediss://...` (TLS), `redis+cluster://h1:p,h2:p`, `rediss+cluster://...`; `?prefix=app:`, TLS files `sslrootcert=`, `sslcert=`, `sslkey=`, the driver's `protocol=resp3` | [`redis`] | `redis` |
+//!
+//! Options are percent-decoded, and one the backend does not know is `InvalidInput`
+//! (the README lists each scheme's). After `file://` comes the path itself (absolute
+//! with a third slash, else relative to the working directory); `file://localhost/...`
+//! is refused (RFC 8089 reads it as an absolute path). [`open_existing`] opens a store
+//! without creating one.
 //!
 //! `full` enables every backend. A URL whose backend is not compiled in fails with
 //! `Unsupported` naming the feature to enable.

@@ -154,19 +154,31 @@ fn feature_off(scheme: &str, feature: &str) -> Error {
     ))
 }
 
-/// `key=value` options after `?`, consumed by the backend that understands them.
+/// `key=value` options after `?` (percent-decoded), consumed by the backend that
+/// understands them.
 struct Options(Vec<(String, String)>);
 
 impl Options {
     fn parse(query: &str) -> Result<Self> {
-        let mut pairs = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                Error::invalid_input(format!("URL option {pair:?} is not key=value"))
-            })?;
-            pairs.push((k.to_string(), v.to_string()));
+            if !pair.contains('=') {
+                return Err(Error::invalid_input(format!(
+                    "URL option {pair:?} is not key=value"
+                )));
+            }
         }
+        let pairs = url::form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         Ok(Options(pairs))
+    }
+
+    /// The options left, encoded again for a URL's query.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    fn encode(&self) -> String {
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&self.0)
+            .finish()
     }
 
     #[cfg_attr(not(any(feature = "fs", feature = "redis")), allow(dead_code))]
@@ -193,6 +205,21 @@ fn open_fs(location: &str, mut options: Options, create: Create) -> Result<Backe
             "file:// URL without a path: use file:///absolute/dir or file://relative/dir",
         ));
     }
+    // RFC 8089 reads `file://localhost/PATH` as the absolute `/PATH`; here the part after
+    // `file://` is the path, so it would be the relative `localhost/PATH`: refuse it.
+    if location == "localhost" || location.starts_with("localhost/") {
+        return Err(Error::invalid_input(format!(
+            "file://{location}: write file:///{} for an absolute path (after file:// comes \
+             the path itself: file:///absolute/dir, file://relative/dir)",
+            location
+                .trim_start_matches("localhost")
+                .trim_start_matches('/')
+        )));
+    }
+    let location = percent_encoding::percent_decode_str(location)
+        .decode_utf8()
+        .map_err(|_| Error::invalid_input("file:// URL path is not UTF-8 once percent-decoded"))?;
+    let location: &str = &location;
     let durability = match options.take("durability").as_deref() {
         None | Some("fsync") => Durability::Fsync,
         Some("none") => Durability::None,
@@ -236,8 +263,7 @@ async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Resul
     let url = if options.0.is_empty() {
         format!("{scheme}://{location}")
     } else {
-        let query: Vec<String> = options.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{scheme}://{location}?{}", query.join("&"))
+        format!("{scheme}://{location}?{}", options.encode())
     };
     let mut config = RedisConfig::new(url);
     if let Some(prefix) = prefix {

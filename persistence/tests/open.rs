@@ -96,6 +96,60 @@ async fn file_url_with_and_without_fsync() {
     assert!(!fast.capabilities().durable);
 }
 
+/// File URLs are percent-decoded (`%20` is a space), and `file://localhost/PATH`, which
+/// RFC 8089 reads as the absolute `/PATH` but this crate would read as the relative
+/// `localhost/PATH`, is refused rather than guessed.
+#[cfg(feature = "fs")]
+#[tokio::test]
+async fn file_urls_are_decoded_and_localhost_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/with%20space", dir.path().display());
+    let p = open(&url).await.unwrap();
+    assert!(p.schema().contains("with space"), "{}", p.schema());
+    assert!(dir.path().join("with space").join("v1").is_dir());
+    let e = open("file://localhost/tmp/x").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    assert!(e.to_string().contains("file:///"), "{e}");
+    // Options too: `durability=n%6Fne` is `none`.
+    let fast = open(&format!(
+        "file://{}?durability=n%6Fne",
+        dir.path().join("decoded").display()
+    ))
+    .await
+    .unwrap();
+    assert!(!fast.capabilities().durable);
+}
+
+/// An option no backend knows is refused on every scheme, before any connection (the
+/// Postgres and Redis drivers ignored unknown ones, so a mistyped `sslmode` was lost).
+#[tokio::test]
+async fn unknown_url_options_are_refused_on_every_scheme() {
+    let mut urls = vec!["memory://?colour=blue"];
+    if cfg!(feature = "fs") {
+        urls.push("file:///tmp/x?colour=blue");
+    }
+    if cfg!(feature = "postgres") {
+        urls.extend([
+            "postgres://app@127.0.0.1:1/db?colour=blue",
+            "postgres://app@127.0.0.1:1/db?ssl-mode=disable",
+        ]);
+    }
+    if cfg!(feature = "redis") {
+        urls.extend([
+            "redis://127.0.0.1:1?colour=blue",
+            "redis+cluster://127.0.0.1:1,127.0.0.1:2?colour=blue",
+        ]);
+    }
+    for url in urls {
+        let e = open(url).await.expect_err(url);
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{url}: {e}");
+        assert!(
+            e.to_string().contains("colour") || e.to_string().contains("ssl-mode"),
+            "{url}: {e}"
+        );
+    }
+}
+
 /// `open_existing` creates nothing: a root without a store is `NotFound` and stays
 /// absent; once a store is there it opens like `open`.
 #[cfg(feature = "fs")]
@@ -217,5 +271,9 @@ async fn redis_urls_with_a_prefix() {
         );
         let bogus = open(&format!("{url}{sep}protocol=bogus")).await;
         assert!(bogus.is_err(), "{server}");
+        // Options are percent-decoded: `%3A` is the prefix's `:`.
+        let encoded = prefix.replace(':', "%3A");
+        let decoded = open(&format!("{url}{sep}prefix={encoded}")).await.unwrap();
+        assert_eq!(decoded.tenants().await.unwrap().len(), 2, "{server}");
     }
 }
