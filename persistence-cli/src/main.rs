@@ -109,12 +109,14 @@ fn main() -> ExitCode {
 }
 
 /// Spans and events of the library go to stderr when `RUST_LOG` asks for them
-/// (e.g. `RUST_LOG=persistence=debug`).
+/// (e.g. `RUST_LOG=persistence=debug`), coloured only on a terminal.
 fn init_tracing() {
     if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
         tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            // Colour for a person at a terminal, never into a file or a pipe.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .init();
     }

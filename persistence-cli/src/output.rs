@@ -46,24 +46,28 @@ pub enum Format {
 
 /// Prints rows under a header, columns padded to their widest cell.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+    for line in table_lines(header, rows) {
+        say!("{line}");
     }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        say!("{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
+}
+
+/// The lines of [`print_table`]: no borders, two spaces between columns, each column
+/// as wide as its widest cell on a terminal (display width: a CJK character takes two
+/// columns), no trailing spaces, and never wrapped.
+fn table_lines(header: &[&str], rows: &[Vec<String>]) -> Vec<String> {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_style(comfy_table::presets::NOTHING)
+        .set_content_arrangement(comfy_table::ContentArrangement::Disabled)
+        .set_header(header.iter().copied())
+        .add_rows(rows.iter().cloned());
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
     }
+    table
+        .lines()
+        .map(|line| line.trim_end().to_string())
+        .collect()
 }
 
 /// Prints a JSON document, pretty.
@@ -164,5 +168,42 @@ fn hint(url: &str, e: &Error) -> Option<String> {
             url.split_once("://").map_or(url, |(_, p)| p)
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Columns of a table, as a terminal shows them: a wide character (CJK) takes two
+    /// columns, so padding by character count misaligned the columns after it.
+    fn display_column(line: &str, byte: usize) -> usize {
+        line[..byte]
+            .chars()
+            .map(|c| {
+                if ('\u{3000}'..='\u{9fff}').contains(&c) {
+                    2
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+
+    #[test]
+    fn columns_align_by_display_width() {
+        let rows = vec![
+            vec!["日本語".to_string(), "one".to_string()],
+            vec!["abc".to_string(), "two".to_string()],
+        ];
+        let lines = table_lines(&["key", "value"], &rows);
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        let starts: Vec<usize> = lines
+            .iter()
+            .zip(["value", "one", "two"])
+            .map(|(line, cell)| display_column(line, line.find(cell).expect(cell)))
+            .collect();
+        assert!(starts.iter().all(|s| *s == starts[0]), "{lines:#?}");
+        assert!(lines.iter().all(|l| l == l.trim_end()), "{lines:?}");
     }
 }

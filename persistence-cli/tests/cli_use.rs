@@ -153,3 +153,24 @@ fn every_command_speaks_json() {
     assert_eq!(error["error"]["operation"], "open", "{error}");
     assert!(error["error"]["hint"].is_string(), "{error}");
 }
+
+/// Colour is for a terminal: logs written into a pipe carry no escape codes.
+#[test]
+fn no_colour_into_a_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_persistence"))
+        .args(["demo", "--steps", "2"])
+        .current_dir(dir.path())
+        .env_remove("PERSISTENCE_URL")
+        .env("RUST_LOG", "persistence=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("persistence"), "no log lines: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped output: {err:?}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains('\u{1b}'));
+}
