@@ -103,7 +103,7 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                         "id": c.id.to_string(),
                         "parent": c.parent.map(|p| p.to_string()),
                         "step": c.step,
-                        "created_at": millis(c.created_at),
+                        "created_at": rfc3339(c.created_at),
                         "metadata": c.metadata,
                         "state": envelope(&c.state),
                     })
@@ -149,7 +149,7 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
             let events = p.sessions.read(&tenant, &session, after, limit).await?;
             let events: Vec<Value> = events
                 .iter()
-                .map(|e| json!({"seq": e.seq, "appended_at": millis(e.appended_at), "event": envelope(&e.event)}))
+                .map(|e| json!({"seq": e.seq, "appended_at": rfc3339(e.appended_at), "event": envelope(&e.event)}))
                 .collect();
             if format == Format::Json {
                 print_json(
@@ -206,8 +206,8 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                     json!({
                         "key": i.key.as_str(),
                         "version": i.version,
-                        "updated_at": millis(i.updated_at),
-                        "expires_at": i.expires_at.map(millis),
+                        "updated_at": rfc3339(i.updated_at),
+                        "expires_at": i.expires_at.map(rfc3339),
                         "value": envelope(&i.value),
                     })
                 })
@@ -268,8 +268,9 @@ fn envelope(e: &Envelope) -> Value {
     json!({"schema_version": e.schema_version, "data": e.data})
 }
 
-fn millis(t: Timestamp) -> u64 {
-    t.as_millis()
+/// An instant as people and programs read it: RFC 3339 in UTC, to the millisecond.
+fn rfc3339(t: Timestamp) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn text(v: &Value) -> String {

@@ -135,6 +135,14 @@ fn every_command_speaks_json() {
         ],
     ));
     assert!(inspect["checkpoints"].is_array(), "{inspect}");
+    // Times are RFC 3339 in UTC (they were epoch milliseconds).
+    let created = inspect["checkpoints"][0]["created_at"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        created.len() == 24 && created.as_bytes()[10] == b'T' && created.ends_with('Z'),
+        "{inspect}"
+    );
     let bench = json(&ok(
         dir.path(),
         &["bench", "--ops", "20", "--tasks", "1", "--format", "json"],

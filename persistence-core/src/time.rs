@@ -43,6 +43,38 @@ impl fmt::Debug for Timestamp {
     }
 }
 
+/// The same instant (`Timestamp`s are whole milliseconds, which `DateTime` holds
+/// exactly). One past `DateTime`'s range (after the year 262 143) is its maximum.
+#[cfg(feature = "chrono")]
+impl From<Timestamp> for chrono::DateTime<chrono::Utc> {
+    fn from(t: Timestamp) -> Self {
+        i64::try_from(t.0)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+    }
+}
+
+/// The instant, truncated to whole milliseconds.
+///
+/// # Errors
+/// `InvalidInput` for an instant before the Unix epoch (a `Timestamp` counts from it).
+#[cfg(feature = "chrono")]
+impl TryFrom<chrono::DateTime<chrono::Utc>> for Timestamp {
+    type Error = crate::Error;
+
+    fn try_from(t: chrono::DateTime<chrono::Utc>) -> crate::Result<Self> {
+        u64::try_from(t.timestamp_millis())
+            .map(Timestamp)
+            .map_err(|_| {
+                crate::Error::invalid_input(format!(
+                    "{} ms is before the Unix epoch: a Timestamp counts from it",
+                    t.timestamp_millis()
+                ))
+            })
+    }
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Now.
@@ -104,4 +136,32 @@ pub fn validate_ttl(what: &str, ttl: Duration) -> crate::Result<Duration> {
         )));
     }
     Ok(ttl)
+}
+
+#[cfg(all(test, feature = "chrono"))]
+mod chrono_tests {
+    use super::Timestamp;
+    use chrono::{DateTime, TimeZone, Utc};
+
+    #[test]
+    fn timestamps_convert_to_and_from_chrono() {
+        let t = Timestamp(1_796_347_944_581);
+        let d: DateTime<Utc> = t.into();
+        assert_eq!(d.timestamp_millis(), 1_796_347_944_581);
+        assert_eq!(Timestamp::try_from(d).unwrap(), t);
+        // Sub-millisecond precision is truncated.
+        let fine = Utc.timestamp_opt(1, 999_999_999).unwrap();
+        assert_eq!(Timestamp::try_from(fine).unwrap(), Timestamp(1_999));
+        // Before the epoch: refused, not wrapped.
+        let before = Utc.timestamp_opt(-1, 0).unwrap();
+        assert_eq!(
+            Timestamp::try_from(before).unwrap_err().kind(),
+            crate::ErrorKind::InvalidInput
+        );
+        // Past chrono's range: its maximum, not a panic.
+        assert_eq!(
+            DateTime::<Utc>::from(Timestamp(u64::MAX)),
+            DateTime::<Utc>::MAX_UTC
+        );
+    }
 }
