@@ -190,18 +190,14 @@ pub struct Scan {
 }
 
 /// Why a scan stopped before the end of the file.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     /// Reading failed.
-    Io(io::Error),
+    #[error("reading failed")]
+    Io(#[from] io::Error),
     /// Corruption at this offset.
+    #[error("damaged record at offset {0}")]
     Corrupt(u64),
-}
-
-impl From<io::Error> for ScanError {
-    fn from(e: io::Error) -> Self {
-        ScanError::Io(e)
-    }
 }
 
 /// Scans a whole record file: every record of a complete batch, and where the last

@@ -71,24 +71,15 @@ impl SslMode {
 }
 
 /// A failed TLS setup with a server, carried inside `sqlx::Error::Tls` from the pool's
-/// connect to [`crate::error::map`], which turns it into an `ErrorKind::Tls` error.
-#[derive(Debug)]
+/// connect to [`crate::error::map`], which turns it into an `ErrorKind::Tls` error. Its
+/// cause is its `source()`, not part of its `Display`.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS to {host}: {failure}")]
 pub(crate) struct TlsConnectError {
     pub failure: TlsFailure,
     pub host: String,
+    #[source]
     pub cause: sqlx::Error,
-}
-
-impl std::fmt::Display for TlsConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TLS to {}: {}: {}", self.host, self.failure, self.cause)
-    }
-}
-
-impl std::error::Error for TlsConnectError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.cause)
-    }
 }
 
 /// Wraps a connect failure that is a TLS failure (a handshake error, or the server's
@@ -152,4 +143,24 @@ pub(crate) fn apply(
         options = options.ssl_client_cert(cert).ssl_client_key(key);
     }
     Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cause is printed once by a chain walk: it is the source, not in `Display`
+    /// (it was both).
+    #[test]
+    fn a_tls_connect_error_leaves_its_cause_to_source() {
+        let e = TlsConnectError {
+            failure: TlsFailure::Handshake,
+            host: "db.example".into(),
+            cause: sqlx::Error::Protocol("the cause text".into()),
+        };
+        assert!(!e.to_string().contains("the cause text"), "{e}");
+        assert!(e.to_string().contains("db.example"), "{e}");
+        let source = std::error::Error::source(&e).map(ToString::to_string);
+        assert!(source.is_some_and(|s| s.contains("the cause text")));
+    }
 }
