@@ -1,4 +1,4 @@
-//! The embedded migrations (`migrations/` at the repository root) and the schema check
+//! The embedded migrations (this crate's `migrations/`) and the schema check
 //! run at connect.
 
 use persistence_core::{Error, Result, redact_url};
@@ -9,7 +9,7 @@ use crate::error::{BACKEND, map_unsent};
 use crate::statement::{Call, Protocol};
 
 /// The migrations, embedded at build time.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Schema version this code was written for (`persistence.schema_version()` after
 /// `migrate`).
