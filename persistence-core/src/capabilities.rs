@@ -19,8 +19,54 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    /// Nothing declared; set fields to declare features.
-    pub fn none() -> Self {
-        Self::default()
+    /// Nothing declared; declare features with the `with_*` builders, in a `const` too
+    /// (a backend outside this workspace builds its own this way):
+    ///
+    /// ```
+    /// use persistence_core::Capabilities;
+    ///
+    /// const MINE: Capabilities = Capabilities::none()
+    ///     .with_ttl(true)
+    ///     .with_durable(true);
+    /// assert!(MINE.ttl && MINE.durable && !MINE.search);
+    /// ```
+    pub const fn none() -> Self {
+        Capabilities {
+            ttl: false,
+            search: false,
+            multi_process: false,
+            cluster_safe: false,
+            durable: false,
+        }
+    }
+    /// Same, with [`ttl`](Self::ttl) set to `on`.
+    #[must_use]
+    pub const fn with_ttl(mut self, on: bool) -> Self {
+        self.ttl = on;
+        self
+    }
+    /// Same, with [`search`](Self::search) set to `on`.
+    #[must_use]
+    pub const fn with_search(mut self, on: bool) -> Self {
+        self.search = on;
+        self
+    }
+    /// Same, with [`multi_process`](Self::multi_process) set to `on`.
+    #[must_use]
+    pub const fn with_multi_process(mut self, on: bool) -> Self {
+        self.multi_process = on;
+        self
+    }
+    /// Same, with [`cluster_safe`](Self::cluster_safe) set to `on`.
+    #[must_use]
+    pub const fn with_cluster_safe(mut self, on: bool) -> Self {
+        self.cluster_safe = on;
+        self
+    }
+    /// Same, with [`durable`](Self::durable) set to `on`.
+    #[must_use]
+    pub const fn with_durable(mut self, on: bool) -> Self {
+        self.durable = on;
+        self
     }
 }

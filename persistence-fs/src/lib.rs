@@ -76,6 +76,17 @@
 //! `head`, `list_sessions`) take the lock shared, so readers do not wait for each other;
 //! they fall back to the exclusive lock when a torn tail must be repaired first.
 //!
+//! # Cancellation
+//! Every operation runs its file system calls on tokio's blocking pool
+//! (`spawn_blocking`). Dropping an operation's future (a `tokio::time::timeout` that
+//! fires, a `select!` that takes another branch) stops the caller waiting, not the
+//! operation: it runs to its end in the background, and a write may still land and be
+//! read afterwards, as if it had finished just after the caller gave up. Callers that
+//! give up on a write must treat its outcome as unknown (retry with the same checkpoint
+//! id, expected head or CAS version, which make a repeat harmless). What the operation
+//! holds (an flock, a kept session's files) is released when it ends. A runtime that
+//! shuts down waits for running blocking tasks.
+//!
 //! # Locks
 //! Leases are files holding `HOSTNAME@BOOT_ID@PID_NAMESPACE:PID:START_TIME` of the owning
 //! process ([`ProcessIdentity`]; the start time from `/proc/<pid>/stat`, so a recycled PID
