@@ -83,8 +83,8 @@
 //! operation: it runs to its end in the background, and a write may still land and be
 //! read afterwards, as if it had finished just after the caller gave up. Callers that
 //! give up on a write must treat its outcome as unknown (retry with the same checkpoint
-//! id, expected head or CAS version, which make a repeat harmless). What the operation
-//! holds (an flock, a kept session's files) is released when it ends. A runtime that
+//! id, expected head or CAS version, which make a repeat harmless). The flock an
+//! operation holds is released when it ends. A runtime that
 //! shuts down waits for running blocking tasks.
 //!
 //! # Locks
