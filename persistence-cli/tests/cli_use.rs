@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{fails, json, ok, persistence, stderr, stdout};
+use common::{command, fails, json, ok, persistence, stderr, stdout};
 
 /// A mistyped `file://` path is not an empty store: `status`, `inspect` and `gc` say
 /// there is no store there, fail, and leave the path as it was.
@@ -87,16 +87,15 @@ fn output_into_a_closed_pipe_ends_quietly() {
     for format in ["table", "json"] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader); // closed before the command writes anything
-        let out = Command::new(env!("CARGO_BIN_EXE_persistence"))
-            .args(["inspect", "session", "--tenant", "acme", "billing/run-7"])
-            .args(["--format", format])
-            .current_dir(dir.path())
-            .env_remove("PERSISTENCE_URL")
-            .env_remove("RUST_LOG")
-            .stdout(writer)
-            .stderr(Stdio::piped())
-            .output()
-            .unwrap();
+        let out = command(
+            dir.path(),
+            &["inspect", "session", "--tenant", "acme", "billing/run-7"],
+        )
+        .args(["--format", format])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("panicked"), "{format}: {err}");
         assert!(out.status.success(), "{format}: {:?} {err}", out.status);
@@ -166,10 +165,7 @@ fn every_command_speaks_json() {
 #[test]
 fn no_colour_into_a_pipe() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_persistence"))
-        .args(["demo", "--steps", "2"])
-        .current_dir(dir.path())
-        .env_remove("PERSISTENCE_URL")
+    let out = command(dir.path(), &["demo", "--steps", "2"])
         .env("RUST_LOG", "persistence=debug")
         .output()
         .unwrap();

@@ -7,12 +7,20 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-pub fn persistence(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_persistence"))
+/// The binary with `args`, run in `dir`, without the caller's `PERSISTENCE_URL` and
+/// `RUST_LOG`.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_persistence"));
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("PERSISTENCE_URL")
-        .env_remove("RUST_LOG")
+        .env_remove("RUST_LOG");
+    command
+}
+
+pub fn persistence(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args)
         .output()
         .expect("run the persistence binary")
 }

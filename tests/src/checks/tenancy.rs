@@ -116,24 +116,8 @@ pub async fn tenancy_sessions_isolated(fx: &Fixture) -> Result<()> {
 /// [`tenancy_search_isolated`]).
 pub async fn tenancy_store_isolated(fx: &Fixture) -> Result<()> {
     let (a, b, n, k) = (tenant("alpha"), tenant("beta"), ns(&["mem"]), item_key("k"));
-    fx.store
-        .put(
-            &a,
-            &n,
-            &k,
-            env(json!({"owner": "alpha"})),
-            Default::default(),
-        )
-        .await?;
-    fx.store
-        .put(
-            &a,
-            &n,
-            &k,
-            env(json!({"owner": "alpha"})),
-            Default::default(),
-        )
-        .await?;
+    put_owned(fx, &a, &n, &k, "alpha").await?;
+    put_owned(fx, &a, &n, &k, "alpha").await?;
     ensure!(fx.store.get(&b, &n, &k).await?.is_none());
     ensure!(all_item_pages(fx, &b, &n, None, 10).await?.is_empty());
     ensure!(
@@ -174,15 +158,7 @@ pub async fn tenancy_store_isolated(fx: &Fixture) -> Result<()> {
 /// A search never returns another tenant's items, whatever their namespace and value.
 pub async fn tenancy_search_isolated(fx: &Fixture) -> Result<()> {
     let (a, b, n, k) = (tenant("alpha"), tenant("beta"), ns(&["mem"]), item_key("k"));
-    fx.store
-        .put(
-            &a,
-            &n,
-            &k,
-            env(json!({"owner": "alpha"})),
-            Default::default(),
-        )
-        .await?;
+    put_owned(fx, &a, &n, &k, "alpha").await?;
     ensure!(
         fx.store
             .search(&b, SearchItems::default())
@@ -190,21 +166,27 @@ pub async fn tenancy_search_isolated(fx: &Fixture) -> Result<()> {
             .is_empty(),
         "B's search found A's item"
     );
-    fx.store
-        .put(
-            &b,
-            &n,
-            &k,
-            env(json!({"owner": "beta"})),
-            Default::default(),
-        )
-        .await?;
+    put_owned(fx, &b, &n, &k, "beta").await?;
     let found = fx.store.search(&b, SearchItems::default()).await?;
     ensure!(
         found.len() == 1 && found[0].value.data == json!({"owner": "beta"}),
         "B's search: {found:?}"
     );
     Ok(())
+}
+
+/// Puts `{"owner": owner}` at `n`/`k` for tenant `t`.
+async fn put_owned(
+    fx: &Fixture,
+    t: &TenantId,
+    n: &Namespace,
+    k: &ItemKey,
+    owner: &str,
+) -> Result<u64> {
+    Ok(fx
+        .store
+        .put(t, n, k, env(json!({"owner": owner})), Default::default())
+        .await?)
 }
 
 /// Two tenants with the same lock name hold independent leases and fences.
