@@ -137,7 +137,7 @@ pub async fn run(url: &str, steps: u64, format: Format) -> Result<()> {
             killed = Some((step, fence));
             bar.suspend(|| {
                 out.line(format!(
-                    "killed the worker of {} after step {step}; its lease (fence {}) is left to expire",
+                    "killed the worker of {} after step {step} (fence {}); dropping its work released its lease",
                     victim.label(),
                     fence.0
                 ));
@@ -277,7 +277,7 @@ async fn work(
             started_at,
             resumed_from: latest_step(&p, &w).await?,
             last_step: 0,
-            fence: lease.fence,
+            fence: lease.fence(),
         };
         let mut parent = p
             .checkpointer
@@ -287,12 +287,12 @@ async fn work(
         let mut step = outcome.resumed_from;
         while step < until {
             step += 1;
-            parent = Some(take_step(&p, &w, &lease, step, parent).await?);
+            parent = Some(take_step(&p, &w, &lease.lease(), step, parent).await?);
             bar.inc(1);
             if let Some(report) = &report {
                 let _ = report.send(Progressed {
                     step,
-                    fence: lease.fence,
+                    fence: lease.fence(),
                 });
             }
         }

@@ -163,7 +163,7 @@ async fn main() -> Result<()> {
         .lock
         .with_lock(&ids.tenant, &ids.lock, options, |lease| {
             let (svc, ids) = (&svc, &ids);
-            async move { run_steps(svc, ids, &lease, 6).await }
+            async move { run_steps(svc, ids, &lease.lease(), 6).await }
         })
         .await?;
     println!("worker B finished at step {done}");

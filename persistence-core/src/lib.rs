@@ -62,8 +62,8 @@ pub use ids::{
     MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
 };
 pub use lock::{
-    Fence, Lease, Lock, LockOptions, acquire_with_backoff, new_lease_token, validate_fence,
-    with_lock,
+    Fence, HeldLease, Lease, Lock, LockOptions, acquire_with_backoff, new_lease_token,
+    validate_fence, with_lock,
 };
 pub use memory::MemoryBackend;
 pub use page::{Cursor, MAX_PAGE_LIMIT, Page, validate_limit};

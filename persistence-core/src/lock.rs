@@ -7,15 +7,17 @@
 //! value). Pass the fence to checkpoint and session writes: a worker that lost its lease
 //! and still writes is refused with `Fenced` once a newer holder has written.
 
-use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::ids::{LockKey, TenantId};
 use crate::time::Timestamp;
+
+mod with_lock;
+pub use with_lock::{HeldLease, with_lock};
 
 /// A fencing token: higher means a newer holder.
 ///
@@ -167,103 +169,30 @@ pub async fn acquire_with_backoff<L: Lock + ?Sized>(
     }
 }
 
-/// Runs `work` while holding the lock `name`, renewing the lease in the background.
-///
-/// The lease (and so its fence) is handed to `work`; pass `lease.fence` to writes.
-/// Renewal runs every `ttl / 3` on the same task, concurrently with `work`; transient
-/// renewal errors are retried, each attempt bounded by the lease's remaining validity,
-/// until just before the lease would lapse. If the lease is lost (or can
-/// no longer be proven held, e.g. the backend stopped answering),
-/// `work` is dropped (stopped at its next await) and `LockLost` is returned. The lease is
-/// released when `work` finishes.
-///
-/// # Errors
-/// `Timeout` if the lock is not acquired within `options.wait`; `LockLost` if the lease
-/// is lost while `work` runs; whatever `work` returns.
-pub async fn with_lock<L, T, E, F, Fut>(
-    lock: &L,
-    tenant: &TenantId,
-    name: &LockKey,
-    options: LockOptions,
-    work: F,
-) -> std::result::Result<T, E>
-where
-    L: Lock + ?Sized,
-    F: FnOnce(Lease) -> Fut,
-    Fut: Future<Output = std::result::Result<T, E>>,
-    E: From<Error>,
-{
-    let lease = lock.acquire(tenant, name, options).await?;
-    let outcome = tokio::select! {
-        result = work(lease.clone()) => Ok(result),
-        lost = keep_renewed(lock, &lease, options.ttl) => Err(lost),
-    };
-    match outcome {
-        Ok(result) => {
-            // A failed release only means the lease lapses at its TTL.
-            let _ = lock.release(&lease).await;
-            result
-        }
-        Err(lost) => Err(Error::lock_lost(format!(
-            "lease was lost while the work was running: {}",
-            lost.message()
-        ))
-        .context("core", "lock.with_lock", format!("{tenant}/{name}"))
-        .with_source(lost)
-        .into()),
+/// A shared lock is a lock: `Arc<dyn Lock>` (what the facade hands out) and `Arc<B>`
+/// work wherever a `Lock` does, [`with_lock`] included.
+#[async_trait]
+impl<T: Lock + ?Sized> Lock for std::sync::Arc<T> {
+    async fn try_acquire(
+        &self,
+        tenant: &TenantId,
+        name: &LockKey,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        (**self).try_acquire(tenant, name, ttl).await
     }
-}
-
-/// Renews `lease` until renewal fails for good; returns the error that ended it.
-///
-/// The lease is known valid until `ttl` after the last successful renewal was *sent*
-/// (not answered): the backend judged its expiry from a later moment, so this estimate
-/// errs early. Attempts start a period after the previous one was sent, however long
-/// that one took, and each has its own deadline a twentieth of the TTL (slack for clocks
-/// and timers) before the estimate, so a backend that hangs (a paused server, a lost network)
-/// ends the work as `LockLost` while the lease is still ours, never after it lapsed.
-async fn keep_renewed<L: Lock + ?Sized>(lock: &L, lease: &Lease, ttl: Duration) -> Error {
-    let period = (ttl / 3).max(Duration::from_millis(1));
-    let margin = ttl / 20;
-    let start = tokio::time::Instant::now();
-    let mut valid_until = start + ttl;
-    let mut next = start + period;
-    loop {
-        let give_up_at = valid_until.checked_sub(margin).unwrap_or(valid_until);
-        tokio::time::sleep_until(next.min(give_up_at)).await;
-        let sent = tokio::time::Instant::now();
-        if sent >= give_up_at {
-            return Error::lock_lost("the lease could not be renewed before it would lapse");
-        }
-        next = sent + period;
-        match tokio::time::timeout_at(give_up_at, lock.renew(lease, ttl)).await {
-            Ok(Ok(_)) => valid_until = sent + ttl,
-            Ok(Err(e)) if e.kind() == ErrorKind::LockLost => return e,
-            Ok(Err(_)) => {}
-            Err(_) => {
-                return Error::lock_lost("renewing the lease did not finish before it would lapse");
-            }
-        }
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        (**self).renew(lease, ttl).await
     }
-}
-
-impl dyn Lock {
-    /// [`with_lock`] as a method on `dyn Lock`.
-    ///
-    /// # Errors
-    /// As [`with_lock`].
-    pub async fn with_lock<T, E, F, Fut>(
+    async fn release(&self, lease: &Lease) -> Result<bool> {
+        (**self).release(lease).await
+    }
+    async fn acquire(
         &self,
         tenant: &TenantId,
         name: &LockKey,
         options: LockOptions,
-        work: F,
-    ) -> std::result::Result<T, E>
-    where
-        F: FnOnce(Lease) -> Fut,
-        Fut: Future<Output = std::result::Result<T, E>>,
-        E: From<Error>,
-    {
-        with_lock(self, tenant, name, options, work).await
+    ) -> Result<Lease> {
+        (**self).acquire(tenant, name, options).await
     }
 }

@@ -240,7 +240,7 @@ pub async fn concurrency_with_lock_mutual_exclusion(fx: &Fixture) -> Result<()> 
                         fences
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push(lease.fence.0);
+                            .push(lease.fence().0);
                         Ok::<_, Error>(())
                     })
                     .await?;

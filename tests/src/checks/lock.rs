@@ -233,7 +233,7 @@ pub async fn lock_with_lock_runs_and_releases(fx: &Fixture) -> Result<()> {
     };
     let inner = fx.clone();
     let (t2, n2) = (t.clone(), n.clone());
-    let fence = with_lock(fx.lock.as_ref(), &t, &n, opts, |lease| async move {
+    let fence = with_lock(&fx.lock, &t, &n, opts, |lease| async move {
         let blocked = inner
             .lock
             .try_acquire(&t2, &n2, inner.long_ttl())
@@ -242,7 +242,7 @@ pub async fn lock_with_lock_runs_and_releases(fx: &Fixture) -> Result<()> {
         if !blocked {
             return Err(Error::conflict("lock was not held during the work"));
         }
-        Ok::<_, Error>(lease.fence)
+        Ok::<_, Error>(lease.fence())
     })
     .await?;
     ensure!(fence.0 >= 1);
@@ -284,6 +284,61 @@ pub async fn lock_with_lock_renews_in_background(fx: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// A caller that gives up on `with_lock` (a timeout drops its future) frees the lock at
+/// once: other workers do not wait out the lease's TTL (an hour here).
+pub async fn lock_with_lock_releases_when_dropped(fx: &Fixture) -> Result<()> {
+    let (t, n) = (tenant("a"), lock_key("abandoned"));
+    let opts = LockOptions {
+        ttl: fx.long_ttl(),
+        wait: Duration::from_secs(5),
+    };
+    let (started, work_started) = tokio::sync::oneshot::channel();
+    let run = fx.lock.with_lock(&t, &n, opts, |_held| async move {
+        let _ = started.send(());
+        std::future::pending::<std::result::Result<(), Error>>().await
+    });
+    tokio::select! {
+        _ = run => anyhow::bail!("the work ended on its own"),
+        _ = work_started => {}
+    }
+    // `run` is dropped: what a caller's timeout does.
+    for _ in 0..100 {
+        if fx.lock.try_acquire(&t, &n, fx.long_ttl()).await?.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the lease is still held after with_lock's future was dropped")
+}
+
+/// The work sees the lease as renewed: its expiry moves on (the lease handed out at
+/// acquire kept the first expiry, stale after the first renewal).
+pub async fn lock_with_lock_sees_renewals(fx: &Fixture) -> Result<()> {
+    let (t, n) = (tenant("a"), lock_key("renewed"));
+    let opts = LockOptions {
+        ttl: Duration::from_secs(1),
+        wait: Duration::from_secs(5),
+    };
+    let inner = fx.clone();
+    let (first, later) = fx
+        .lock
+        .with_lock(&t, &n, opts, |held| async move {
+            let first = held.expires_at();
+            // Past two renewal periods (a third of the TTL each).
+            for _ in 0..3 {
+                inner.pass_real(Duration::from_millis(250)).await;
+            }
+            ensure!(!held.is_lost(), "lease lost while renewed");
+            Ok::<_, anyhow::Error>((first, held.expires_at()))
+        })
+        .await?;
+    ensure!(
+        later > first,
+        "expiry did not move on: {first:?} then {later:?}"
+    );
+    Ok(())
+}
+
 /// When the lease is lost mid-work, `with_lock` stops the work and reports `LockLost`.
 pub async fn lock_with_lock_reports_loss(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), lock_key("stolen"));
@@ -300,7 +355,7 @@ pub async fn lock_with_lock_reports_loss(fx: &Fixture) -> Result<()> {
         .lock
         .with_lock(&t, &n, opts, |lease| async move {
             // Lose the lease: release it behind with_lock's back and let a rival in.
-            inner.lock.release(&lease).await?;
+            inner.lock.release(&lease.lease()).await?;
             inner.lock.try_acquire(&t2, &n2, inner.long_ttl()).await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);

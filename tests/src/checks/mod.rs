@@ -355,6 +355,8 @@ macro_rules! __for_each_check {
             lock::lock_with_lock_runs_and_releases [],
             lock::lock_with_lock_renews_in_background [],
             lock::lock_with_lock_reports_loss [],
+            lock::lock_with_lock_releases_when_dropped [],
+            lock::lock_with_lock_sees_renewals [],
             lock::lock_ttl_bounds [],
             lock::lock_held_does_not_block_writes [],
             tenancy::tenancy_checkpoints_isolated [],
