@@ -119,20 +119,25 @@ where
         result = work(held.clone()) => Ok(result),
         lost = keep_renewed(lock, &held, options.ttl) => Err(lost),
     };
-    guard.armed = false;
     match outcome {
         Ok(result) => {
-            // A failed release only means the lease lapses at its TTL.
+            // A failed release only means the lease lapses at its TTL. The guard stays
+            // armed until it is done: dropped while releasing, it releases again.
             let _ = lock.release(&held.lease()).await;
+            guard.armed = false;
             result
         }
-        Err(lost) => Err(Error::lock_lost(format!(
-            "lease was lost while the work was running: {}",
-            lost.message()
-        ))
-        .context("core", "lock.with_lock", format!("{tenant}/{name}"))
-        .with_source(lost)
-        .into()),
+        Err(lost) => {
+            // Lost: there is nothing left to release.
+            guard.armed = false;
+            // Why is the source (the renewal's own error), not repeated here.
+            Err(
+                Error::lock_lost("lease was lost while the work was running")
+                    .context("core", "lock.with_lock", format!("{tenant}/{name}"))
+                    .with_source(lost)
+                    .into(),
+            )
+        }
     }
 }
 

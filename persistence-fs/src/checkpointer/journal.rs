@@ -367,7 +367,7 @@ impl Journal<'_> {
         if (self.records >= COMPACT_RECORDS || self.len >= COMPACT_BYTES)
             && let Err(e) = self.compact(writes)
         {
-            tracing::warn!(error = %e, "persistence-fs: compacting a checkpoint journal failed");
+            tracing::warn!(error = %e.report(), "persistence-fs: compacting a checkpoint journal failed");
         }
         self.remember()
     }
