@@ -80,13 +80,7 @@ impl std::fmt::Debug for Persistence {
 /// (a malformed URL, an unknown option), name backend `"persistence"` and operation
 /// `"open"`, with the URL (password hidden) as their key.
 pub async fn open(url: &str) -> Result<Persistence> {
-    open_url(url, Create::IfMissing).await.map_err(|e| {
-        if e.backend().is_empty() {
-            e.context("persistence", "open", redact_url(url))
-        } else {
-            e
-        }
-    })
+    open_url(url, Create::IfMissing).await
 }
 
 /// [`open`] for a store that must exist already, creating nothing: a `file://` root
@@ -97,13 +91,7 @@ pub async fn open(url: &str) -> Result<Persistence> {
 /// # Errors
 /// As [`open`], and `NotFound` for a `file://` root without a store.
 pub async fn open_existing(url: &str) -> Result<Persistence> {
-    open_url(url, Create::Never).await.map_err(|e| {
-        if e.backend().is_empty() {
-            e.context("persistence", "open", redact_url(url))
-        } else {
-            e
-        }
-    })
+    open_url(url, Create::Never).await
 }
 
 /// Whether opening a `file://` root that holds no store makes one.
@@ -113,7 +101,19 @@ enum Create {
     Never,
 }
 
+/// [`open`] or [`open_existing`]; errors that no backend claimed are keyed
+/// `persistence open [URL]`.
 async fn open_url(url: &str, create: Create) -> Result<Persistence> {
+    open_scheme(url, create).await.map_err(|e| {
+        if e.backend().is_empty() {
+            e.context("persistence", "open", redact_url(url))
+        } else {
+            e
+        }
+    })
+}
+
+async fn open_scheme(url: &str, create: Create) -> Result<Persistence> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::invalid_input(format!(
             "{:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \
