@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 /// Settings of [`RedisBackend::connect`](crate::RedisBackend::connect).
 ///
-/// The `Debug` output never shows the password.
+/// The `Debug` output never shows the password. Build with [`RedisConfig::new`] and the
+/// `with_*` methods (fields may be added).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://host:port/db`, `rediss://host:port/db` (TLS), or
     /// `redis+cluster://host:port,host:port` (`rediss+cluster://` over TLS) for a Redis
@@ -101,6 +103,33 @@ impl RedisConfig {
     ) -> Self {
         self.tls_client_cert = Some(cert_file.into());
         self.tls_client_key = Some(key_file.into());
+        self
+    }
+    /// Same settings with another number of retries (see
+    /// [`read_retries`](Self::read_retries)).
+    #[must_use]
+    pub fn with_read_retries(mut self, retries: u32) -> Self {
+        self.read_retries = retries;
+        self
+    }
+    /// Same settings waiting for replicas after each write (see
+    /// [`wait_replicas`](Self::wait_replicas)).
+    #[must_use]
+    pub fn with_wait_replicas(mut self, wait: Option<WaitReplicas>) -> Self {
+        self.wait_replicas = wait;
+        self
+    }
+    /// Same settings with another node timeout (see [`timeout`](Self::timeout)).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Same settings, connecting even to a server that evicts keys (see
+    /// [`allow_eviction`](Self::allow_eviction)).
+    #[must_use]
+    pub fn with_allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
         self
     }
 }

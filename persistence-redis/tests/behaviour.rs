@@ -270,13 +270,12 @@ async fn unconfirmed_writes_are_reported() {
         1,
         "the write is on the primary"
     );
-    let cluster = RedisConfig {
-        wait_replicas: Some(persistence_redis::WaitReplicas {
+    let cluster = RedisConfig::new("redis+cluster://127.0.0.1:1").with_wait_replicas(Some(
+        persistence_redis::WaitReplicas {
             replicas: 1,
             timeout: Duration::from_millis(1),
-        }),
-        ..RedisConfig::new("redis+cluster://127.0.0.1:1")
-    };
+        },
+    ));
     let err = RedisBackend::connect(cluster).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
