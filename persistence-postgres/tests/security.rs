@@ -446,3 +446,33 @@ async fn assert_round_trips(expected: u64, tweak: impl Fn(PgConfig) -> PgConfig)
         assert_eq!(*trips, expected, "{op} took {trips} round trips");
     }
 }
+
+/// A refusal from the database's own SQL (a conflicting checkpoint id) says what the
+/// database said once: the message is the database's, not repeated as the source.
+#[tokio::test]
+async fn a_database_refusal_is_reported_once() {
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .unwrap();
+    let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
+    let id = CheckpointId::new();
+    let put = |n: i64| NewCheckpoint {
+        id,
+        parent: None,
+        step: n,
+        state: Envelope::new(1, json!(n)),
+        metadata: Default::default(),
+    };
+    Checkpointer::put(&backend, &t, &th, put(1), Default::default())
+        .await
+        .unwrap();
+    let e = Checkpointer::put(&backend, &t, &th, put(2), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    let text = e.report().to_string();
+    assert_eq!(text.matches("already exists").count(), 1, "{text}");
+}

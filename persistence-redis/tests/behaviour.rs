@@ -440,3 +440,19 @@ async fn item_get_runs_no_script() {
     );
     assert!(calls <= 20 * 5, "{calls} commands for 20 item gets");
 }
+
+/// A failed connect names the server it tried (the URL without its password) as its key,
+/// and carries no instructions meant for the CLI ("is it running?"): the kind,
+/// `Unavailable`, says what to do.
+#[tokio::test]
+async fn a_failed_connect_is_keyed_by_the_server_and_gives_no_cli_advice() {
+    let url = "redis://:secret@127.0.0.1:1";
+    let e = RedisBackend::connect(RedisConfig::new(url).with_timeout(Duration::from_secs(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{}", e.report());
+    assert_eq!(e.key(), persistence_core::redact_url(url));
+    let text = e.report().to_string();
+    assert!(!text.contains("secret"), "{text}");
+    assert!(!text.contains("running?"), "{text}");
+}
