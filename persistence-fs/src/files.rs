@@ -163,7 +163,7 @@ pub fn read_all(mut file: &File) -> io::Result<Vec<u8>> {
 /// exclude each other.
 #[derive(Debug)]
 pub struct FileLock {
-    _file: File,
+    file: File,
 }
 
 impl FileLock {
@@ -171,13 +171,13 @@ impl FileLock {
     pub fn exclusive(path: &Path, durability: Writes) -> io::Result<FileLock> {
         let file = Self::open(path, durability)?;
         file.lock()?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock { file })
     }
 
     /// The locked file, still locked: the lock is released by [`File::unlock`] or by
     /// closing it.
     pub fn into_file(self) -> File {
-        self._file
+        self.file
     }
 
     /// Takes an exclusive lock on `path` (created if missing) within `wait`: `None` when
@@ -193,7 +193,7 @@ impl FileLock {
         let mut pause = std::time::Duration::from_micros(200);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(Some(FileLock { _file: file })),
+                Ok(()) => return Ok(Some(FileLock { file })),
                 Err(fs::TryLockError::WouldBlock) => {}
                 Err(fs::TryLockError::Error(e)) => return Err(e),
             }
@@ -231,7 +231,7 @@ impl FileLock {
             Err(e) => return Err(e),
         };
         file.lock_shared()?;
-        Ok(Some(FileLock { _file: file }))
+        Ok(Some(FileLock { file }))
     }
 
     /// The lock file, created (with its directory) if missing.
