@@ -1,8 +1,9 @@
 //! An agent-like loop on the in-memory backend: each step checkpoints its state, appends
-//! events and writes a memory item under the thread's lock. Halfway through, the worker
-//! "crashes" (stops without releasing its lease); a second worker waits for the lease to
-//! lapse, resumes from the latest checkpoint, and the crashed worker's late write is
-//! refused by its stale fence.
+//! events and writes a memory item under the thread's lock (`LockKey::for_thread`), whose
+//! lease fences every checkpoint write. Halfway through, the worker "crashes" (stops
+//! without releasing its lease); a second worker waits for the lease to lapse, resumes
+//! from the latest checkpoint, and the crashed worker's late checkpoint is refused by its
+//! stale fence.
 //!
 //! Run: `cargo run -p persistence-core --example quickstart`
 
@@ -86,10 +87,7 @@ async fn run_steps(svc: &Services, ids: &Ids, lease: &Lease, until: i64) -> Resu
         state
             .notes
             .push(format!("thought about step {}", state.step));
-        let append = AppendOptions {
-            fence: Some(lease.fence),
-            ..Default::default()
-        };
+        let append = AppendOptions::default();
         let event = Event {
             kind: "step".into(),
             step: state.step,
@@ -111,17 +109,10 @@ async fn run_steps(svc: &Services, ids: &Ids, lease: &Lease, until: i64) -> Resu
             .await?;
         let id = CheckpointId::new();
         let guard = parent.map_or(ExpectLatest::Absent, ExpectLatest::Is);
-        let checkpoint = NewCheckpoint {
-            id,
-            parent,
-            step: state.step,
-            state: state.clone(),
-            metadata: Default::default(),
-        };
-        let options = PutCheckpointOptions {
-            expect_latest: guard,
-            fence: Some(lease.fence),
-        };
+        let checkpoint = NewCheckpoint::new(id, state.step, state.clone()).with_parent(parent);
+        let options = PutCheckpointOptions::default()
+            .with_expect_latest(guard)
+            .with_lease(lease);
         states
             .put(&ids.tenant, &ids.thread, checkpoint, options)
             .await?;
@@ -140,21 +131,21 @@ async fn main() -> Result<()> {
         store: Arc::new(backend.clone()),
         lock: Arc::new(backend),
     };
+    let thread = ThreadKey::new("support/ticket-42")?;
     let ids = Ids {
         tenant: TenantId::new("acme")?,
-        thread: ThreadKey::new("support/ticket-42")?,
+        lock: LockKey::for_thread(&thread),
+        thread,
         session: SessionKey::new("support/ticket-42")?,
-        lock: LockKey::new("thread:support/ticket-42")?,
         namespace: Namespace::new(["users", "u-7", "memories"])?,
         memory_key: ItemKey::new("progress")?,
     };
 
     println!("worker A takes the thread and runs 3 steps, then crashes without releasing");
     let ttl = Duration::from_millis(300);
-    let options = LockOptions {
-        ttl,
-        wait: Duration::from_secs(5),
-    };
+    let options = LockOptions::default()
+        .with_ttl(ttl)
+        .with_wait(Duration::from_secs(5));
     let crashed = svc.lock.acquire(&ids.tenant, &ids.lock, options).await?;
     run_steps(&svc, &ids, &crashed, 3).await?;
 
@@ -168,19 +159,21 @@ async fn main() -> Result<()> {
         .await?;
     println!("worker B finished at step {done}");
 
-    println!("worker A wakes up and tries to write with its old fence:");
-    let late = AppendOptions {
-        fence: Some(crashed.fence),
-        ..Default::default()
-    };
-    let zombie = Event {
-        kind: "zombie".into(),
+    println!("worker A wakes up and tries to checkpoint with its old lease:");
+    let zombie = AgentState {
         step: 4,
+        notes: vec!["zombie".into()],
     };
+    let late = PutCheckpointOptions::default().with_lease(&crashed);
     match svc
-        .sessions
-        .typed::<Event>()
-        .append(&ids.tenant, &ids.session, &[zombie], late)
+        .checkpoints
+        .typed::<AgentState>()
+        .put(
+            &ids.tenant,
+            &ids.thread,
+            NewCheckpoint::new(CheckpointId::new(), 4, zombie),
+            late,
+        )
         .await
     {
         Err(e) if e.kind() == ErrorKind::Fenced => println!("  refused: {e}"),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::envelope::Envelope;
 use crate::error::Result;
 use crate::ids::{ChannelName, CheckpointId, TaskId, TenantId, ThreadKey};
-use crate::lock::Fence;
+use crate::lock::Lease;
 use crate::page::{Cursor, Page};
 use crate::time::Timestamp;
 
@@ -18,7 +18,18 @@ pub type Metadata = BTreeMap<String, Value>;
 
 /// A checkpoint to store. `S` is the state: [`Envelope`] at the object-safe layer, a
 /// user type in [`TypedCheckpointer`](crate::TypedCheckpointer).
+///
+/// ```
+/// use persistence_core::{CheckpointId, Envelope, NewCheckpoint, serde_json::json};
+///
+/// let first = NewCheckpoint::new(CheckpointId::new(), 0, Envelope::new(1, json!({})));
+/// let next = NewCheckpoint::new(CheckpointId::new(), 1, Envelope::new(1, json!({"n": 1})))
+///     .with_parent(first.id)
+///     .with_metadata_entry("source", json!("loop"));
+/// assert_eq!(next.parent, Some(first.id));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct NewCheckpoint<S = Envelope> {
     /// Its id (generate with [`CheckpointId::new`]).
     pub id: CheckpointId,
@@ -32,8 +43,56 @@ pub struct NewCheckpoint<S = Envelope> {
     pub metadata: Metadata,
 }
 
+impl<S> NewCheckpoint<S> {
+    /// A checkpoint without parent or metadata.
+    pub fn new(id: CheckpointId, step: i64, state: S) -> Self {
+        NewCheckpoint {
+            id,
+            parent: None,
+            step,
+            state,
+            metadata: Metadata::new(),
+        }
+    }
+    /// Same, continuing from `parent` (`None`: a first checkpoint).
+    #[must_use]
+    pub fn with_parent(mut self, parent: impl Into<Option<CheckpointId>>) -> Self {
+        self.parent = parent.into();
+        self
+    }
+    /// Same, with `metadata` in place of its metadata.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+    /// Same, with one more metadata entry.
+    #[must_use]
+    pub fn with_metadata_entry(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+    /// The same checkpoint with its state mapped by `f` (the typed layer encodes with it).
+    ///
+    /// # Errors
+    /// What `f` returns.
+    pub fn try_map_state<T, E>(
+        self,
+        f: impl FnOnce(S) -> std::result::Result<T, E>,
+    ) -> std::result::Result<NewCheckpoint<T>, E> {
+        Ok(NewCheckpoint {
+            id: self.id,
+            parent: self.parent,
+            step: self.step,
+            state: f(self.state)?,
+            metadata: self.metadata,
+        })
+    }
+}
+
 /// A stored checkpoint.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Checkpoint<S = Envelope> {
     /// Its id.
     pub id: CheckpointId,
@@ -50,6 +109,37 @@ pub struct Checkpoint<S = Envelope> {
 }
 
 impl<S> Checkpoint<S> {
+    /// The stored form of `new`, stored at `created_at`. Backends build checkpoints
+    /// with this.
+    pub fn from_new(new: NewCheckpoint<S>, created_at: Timestamp) -> Self {
+        Checkpoint {
+            id: new.id,
+            parent: new.parent,
+            step: new.step,
+            state: new.state,
+            metadata: new.metadata,
+            created_at,
+        }
+    }
+
+    /// The same checkpoint with its state mapped by `f` (the typed layer decodes with it).
+    ///
+    /// # Errors
+    /// What `f` returns.
+    pub fn try_map_state<T, E>(
+        self,
+        f: impl FnOnce(S) -> std::result::Result<T, E>,
+    ) -> std::result::Result<Checkpoint<T>, E> {
+        Ok(Checkpoint {
+            id: self.id,
+            parent: self.parent,
+            step: self.step,
+            state: f(self.state)?,
+            metadata: self.metadata,
+            created_at: self.created_at,
+        })
+    }
+
     /// Whether `new` describes the same checkpoint (everything but `created_at`).
     pub fn same_as(&self, new: &NewCheckpoint<S>) -> bool
     where
@@ -65,6 +155,7 @@ impl<S> Checkpoint<S> {
 
 /// One pending write of a task, as given to [`Checkpointer::put_writes`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Write {
     /// Target channel.
     pub channel: ChannelName,
@@ -72,8 +163,16 @@ pub struct Write {
     pub value: Envelope,
 }
 
+impl Write {
+    /// A write of `value` to `channel`.
+    pub fn new(channel: ChannelName, value: Envelope) -> Self {
+        Write { channel, value }
+    }
+}
+
 /// A stored pending write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PendingWrite {
     /// Task that produced it.
     pub task_id: TaskId,
@@ -85,13 +184,37 @@ pub struct PendingWrite {
     pub value: Envelope,
 }
 
+impl PendingWrite {
+    /// Write number `index` of `task_id`'s batch. Backends build pending writes with this.
+    pub fn new(task_id: TaskId, index: u32, channel: ChannelName, value: Envelope) -> Self {
+        PendingWrite {
+            task_id,
+            index,
+            channel,
+            value,
+        }
+    }
+}
+
 /// A checkpoint with its pending writes, ordered by `(task_id, index)`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CheckpointTuple {
     /// The checkpoint.
     pub checkpoint: Checkpoint,
     /// Pending writes recorded against it.
     pub pending_writes: Vec<PendingWrite>,
+}
+
+impl CheckpointTuple {
+    /// `checkpoint` with `pending_writes` (ordered by `(task_id, index)`). Backends build
+    /// tuples with this.
+    pub fn new(checkpoint: Checkpoint, pending_writes: Vec<PendingWrite>) -> Self {
+        CheckpointTuple {
+            checkpoint,
+            pending_writes,
+        }
+    }
 }
 
 /// Which checkpoint [`Checkpointer::get`] returns.
@@ -105,6 +228,7 @@ pub enum CheckpointSelector {
 
 /// Guard on the thread's latest checkpoint for [`Checkpointer::put`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ExpectLatest {
     /// No guard.
     #[default]
@@ -116,20 +240,100 @@ pub enum ExpectLatest {
 }
 
 /// Options of [`Checkpointer::put`].
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// ```
+/// use persistence_core::{CheckpointId, ExpectLatest, PutCheckpointOptions};
+///
+/// let parent = CheckpointId::new();
+/// let options = PutCheckpointOptions::default().with_expect_latest(ExpectLatest::Is(parent));
+/// assert_eq!(options.expect_latest, ExpectLatest::Is(parent));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PutCheckpointOptions {
     /// Fail `Conflict`, writing nothing, unless the latest checkpoint is as expected.
     pub expect_latest: ExpectLatest,
-    /// Fence from the thread's lock; lower than one already seen fails `Fenced`.
-    pub fence: Option<Fence>,
+    /// Lease of the thread's own lock ([`LockKey::for_thread`](crate::LockKey::for_thread)):
+    /// a fence lower than one already seen fails `Fenced`; a lease of another lock or
+    /// tenant fails `InvalidInput`.
+    pub lease: Option<Lease>,
+}
+
+impl PutCheckpointOptions {
+    /// Same, guarded by `expect_latest`.
+    #[must_use]
+    pub fn with_expect_latest(mut self, expect_latest: ExpectLatest) -> Self {
+        self.expect_latest = expect_latest;
+        self
+    }
+    /// Same, fenced by `lease` (a lease of [`LockKey::for_thread`](crate::LockKey::for_thread)).
+    #[must_use]
+    pub fn with_lease(mut self, lease: &Lease) -> Self {
+        self.lease = Some(lease.clone());
+        self
+    }
+}
+
+/// Request of [`Checkpointer::put_writes`]: the pending writes of one task against one
+/// checkpoint.
+///
+/// ```
+/// use persistence_core::{ChannelName, CheckpointId, Envelope, PutWrites, TaskId, Write};
+/// use persistence_core::serde_json::json;
+///
+/// # fn main() -> persistence_core::Result<()> {
+/// let writes = vec![Write::new(ChannelName::new("messages")?, Envelope::new(1, json!("hi")))];
+/// let request = PutWrites::new(CheckpointId::new(), TaskId::new("task-1")?, writes);
+/// assert_eq!(request.writes.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PutWrites {
+    /// The checkpoint the writes belong to; it must exist.
+    pub checkpoint: CheckpointId,
+    /// The task that produced them.
+    pub task: TaskId,
+    /// The writes; write `i` gets index `i`.
+    pub writes: Vec<Write>,
+    /// Lease of the thread's own lock, as in [`PutCheckpointOptions::lease`].
+    pub lease: Option<Lease>,
+}
+
+impl PutWrites {
+    /// `writes` of `task` against `checkpoint`, unfenced.
+    pub fn new(checkpoint: CheckpointId, task: TaskId, writes: Vec<Write>) -> Self {
+        PutWrites {
+            checkpoint,
+            task,
+            writes,
+            lease: None,
+        }
+    }
+    /// Same, fenced by `lease` (a lease of [`LockKey::for_thread`](crate::LockKey::for_thread)).
+    #[must_use]
+    pub fn with_lease(mut self, lease: &Lease) -> Self {
+        self.lease = Some(lease.clone());
+        self
+    }
 }
 
 /// Query of [`Checkpointer::list`].
+///
+/// ```
+/// use persistence_core::{ListCheckpoints, serde_json::json};
+///
+/// let query = ListCheckpoints::default()
+///     .with_limit(10)
+///     .with_metadata_entry("source", json!("input"));
+/// assert_eq!(query.limit, 10);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ListCheckpoints {
     /// Only checkpoints with an id strictly below this one.
     pub before: Option<CheckpointId>,
-    /// Page size, 1..=10 000.
+    /// Page size, 1..=10 000. Default 100.
     pub limit: usize,
     /// Only checkpoints whose metadata has each of these top-level keys with an equal
     /// value.
@@ -150,16 +354,83 @@ impl Default for ListCheckpoints {
 }
 
 impl ListCheckpoints {
+    /// Same, only ids strictly below `before`.
+    #[must_use]
+    pub fn with_before(mut self, before: impl Into<Option<CheckpointId>>) -> Self {
+        self.before = before.into();
+        self
+    }
+    /// Same, with page size `limit`.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Same, with `metadata` as the whole filter.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+    /// Same, also requiring top-level metadata `key` to equal `value`.
+    #[must_use]
+    pub fn with_metadata_entry(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.metadata.insert(key.into(), value);
+        self
+    }
+    /// Same, continuing after the page that returned `cursor` (`None`: from the start).
+    #[must_use]
+    pub fn with_cursor(mut self, cursor: impl Into<Option<Cursor>>) -> Self {
+        self.cursor = cursor.into();
+        self
+    }
+}
+
+/// Query of [`Checkpointer::list_threads`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListThreads {
+    /// Page size, 1..=10 000. Default 100.
+    pub limit: usize,
+    /// Continue after a previous page.
+    pub cursor: Option<Cursor>,
+}
+
+impl Default for ListThreads {
+    fn default() -> Self {
+        ListThreads {
+            limit: 100,
+            cursor: None,
+        }
+    }
+}
+
+impl ListThreads {
+    /// Same, with page size `limit`.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Same, continuing after the page that returned `cursor` (`None`: from the start).
+    #[must_use]
+    pub fn with_cursor(mut self, cursor: impl Into<Option<Cursor>>) -> Self {
+        self.cursor = cursor.into();
+        self
+    }
+}
+
+impl ListCheckpoints {
     /// The exclusive upper id bound of the page: the lower of `before` and the cursor.
     /// Every backend encodes checkpoint cursors as the last id returned.
     ///
     /// # Errors
     /// `InvalidInput` if the cursor is not a checkpoint id.
-    pub fn upper_bound(&self) -> Result<Option<CheckpointId>> {
+    pub(crate) fn upper_bound(&self) -> Result<Option<CheckpointId>> {
         let after = self
             .cursor
             .as_ref()
-            .map(|c| c.as_str().parse::<CheckpointId>().map_err(|_| c.invalid()))
+            .map(|c| c.as_str().parse::<CheckpointId>().map_err(|_| c.invalid_error()))
             .transpose()?;
         Ok(match (self.before, after) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -169,7 +440,7 @@ impl ListCheckpoints {
 
     /// Whether `metadata` has every key of the query's filter with an equal value
     /// (numbers compare by value).
-    pub fn matches(&self, metadata: &Metadata) -> bool {
+    pub(crate) fn matches(&self, metadata: &Metadata) -> bool {
         self.metadata.iter().all(|(k, v)| {
             metadata
                 .get(k)
@@ -189,8 +460,10 @@ pub trait Checkpointer: Send + Sync {
     /// after a lost reply is safe), even when `expect_latest` no longer holds.
     ///
     /// # Errors
-    /// `Fenced` if `fence` is below the thread's highest; `Conflict` if the id exists
-    /// with other content or `expect_latest` fails. Nothing is written on error.
+    /// `Fenced` if the lease's fence is below the thread's highest; `InvalidInput` if the
+    /// lease is not of this tenant's [`LockKey::for_thread`](crate::LockKey::for_thread)
+    /// lock; `Conflict` if the id exists with other content or `expect_latest` fails.
+    /// Nothing is written on error.
     async fn put(
         &self,
         tenant: &TenantId,
@@ -219,20 +492,14 @@ pub trait Checkpointer: Send + Sync {
         query: ListCheckpoints,
     ) -> Result<Page<Checkpoint>>;
 
-    /// Records pending writes of `task` against a checkpoint. Write `i` gets index `i`;
+    /// Records pending writes of a task against a checkpoint. Write `i` gets index `i`;
     /// an existing `(task, index)` is kept as is, so retries are safe.
     ///
     /// # Errors
-    /// `NotFound` if the checkpoint does not exist; `Fenced` as for `put`.
-    async fn put_writes(
-        &self,
-        tenant: &TenantId,
-        thread: &ThreadKey,
-        checkpoint: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
-    ) -> Result<()>;
+    /// `NotFound` if the checkpoint does not exist; `Fenced` and `InvalidInput` for the
+    /// lease as for `put`.
+    async fn put_writes(&self, tenant: &TenantId, thread: &ThreadKey, request: PutWrites)
+    -> Result<()>;
 
     /// Deletes every checkpoint and write of a thread. Returns whether it existed.
     /// The thread's fence high-water mark is kept.
@@ -255,10 +522,9 @@ pub trait Checkpointer: Send + Sync {
     -> Result<u64>;
 
     /// Threads that have at least one checkpoint, in ascending id order.
-    async fn list_threads(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<ThreadKey>>;
+    ///
+    /// # Errors
+    /// `InvalidInput` for a bad limit or cursor.
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads)
+    -> Result<Page<ThreadKey>>;
 }

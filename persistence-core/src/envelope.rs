@@ -18,7 +18,13 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 
 /// A stored payload and the schema version it was written with.
+///
+/// # Room to grow
+/// `#[non_exhaustive]`: build one with [`Envelope::new`]. A later version may add how
+/// the data is encoded (a codec: compression, encryption) as a field that stays absent for
+/// plain JSON, so rows written before it still read as they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Envelope {
     /// Version of the writer's schema.
     pub schema_version: u32,

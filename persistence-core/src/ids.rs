@@ -92,14 +92,6 @@ macro_rules! string_id {
                 $check($what, &value)?;
                 Ok(Self(value))
             }
-            /// Re-validates an id read back from storage.
-            ///
-            /// # Errors
-            /// `Corrupt` (not `InvalidInput`): a stored id that fails validation means the
-            /// stored data was damaged, not that the caller passed bad input.
-            pub fn from_stored(value: impl Into<String>) -> Result<Self> {
-                Self::new(value).map_err(|e| Error::corrupt(format!("stored {}", e.message())))
-            }
             /// The id as given.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -107,6 +99,12 @@ macro_rules! string_id {
             /// The id as an owned string.
             pub fn into_string(self) -> String {
                 self.0
+            }
+        }
+
+        impl crate::backend::FromStored for $name {
+            fn from_stored(value: impl Into<String>) -> Result<Self> {
+                Self::new(value).map_err(|e| Error::corrupt(format!("stored {}", e.message())))
             }
         }
 
@@ -170,9 +168,24 @@ string_id!(
     SessionKey, "session id", check_key
 );
 string_id!(
-    /// The name of a lock (often the thread id it protects).
+    /// The name of a lock. A thread's or session's own lock is named by
+    /// [`LockKey::for_thread`] / [`LockKey::for_session`].
     LockKey, "lock name", check_key
 );
+impl LockKey {
+    /// The lock that owns `thread`: the only lock whose lease a fenced checkpoint write
+    /// of that thread accepts. Named `thread:` followed by the thread id (so up to
+    /// 519 bytes, past the 512 bytes [`LockKey::new`] allows, and every backend stores it).
+    pub fn for_thread(thread: &ThreadKey) -> LockKey {
+        LockKey(format!("thread:{thread}"))
+    }
+    /// The lock that owns `session`: the only lock whose lease a fenced append to that
+    /// session accepts. Named `session:` followed by the session id.
+    pub fn for_session(session: &SessionKey) -> LockKey {
+        LockKey(format!("session:{session}"))
+    }
+}
+
 string_id!(
     /// The key of a store item within its namespace.
     ItemKey, "store key", check_key

@@ -8,12 +8,15 @@
 //! - the [`Envelope`] every stored payload travels in, and the [`Versioned`] trait with
 //!   upcasters for user types;
 //! - the four object-safe traits: [`Checkpointer`], [`Store`], [`SessionLog`], [`Lock`]
-//!   (plus [`with_lock`]);
+//!   (plus [`with_lock`]), each scoped to one tenant per call, and [`Maintenance`], the
+//!   one that crosses tenants (status, health, purge of expired data);
 //! - typed handles ([`TypedCheckpointer`], [`TypedStore`], [`TypedSessionLog`]);
 //! - one [`Error`] with an [`ErrorKind`] callers branch on;
 //! - [`Capabilities`] a backend declares;
 //! - [`MemoryBackend`], the reference implementation the conformance suite and the
-//!   model-based tests compare every backend against.
+//!   model-based tests compare every backend against;
+//! - [`backend`]: what implementers need beyond the traits (input checks shared by
+//!   every backend, page building, lease binding), kept apart from the user API.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -33,6 +36,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod backend;
 mod capabilities;
 mod checkpointer;
 mod envelope;
@@ -40,6 +44,7 @@ mod error;
 mod filter;
 mod ids;
 mod lock;
+mod maintenance;
 mod memory;
 mod page;
 mod redact;
@@ -52,25 +57,23 @@ mod typed;
 pub use capabilities::Capabilities;
 pub use checkpointer::{
     Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
-    Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions, Write,
+    ListThreads, Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites, Write,
 };
 pub use envelope::{Envelope, Upcaster, Versioned, decode, encode};
 pub use error::{Error, ErrorKind, ErrorReport, Result, SchemaVersions};
-pub use filter::{Condition, Filter, FilterOp, json_values_equal};
+pub use filter::{Condition, Filter, FilterOp};
 pub use ids::{
     ChannelName, CheckpointId, ItemKey, LockKey, MAX_KEY_BYTES, MAX_NAMESPACE_DEPTH,
     MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
 };
-pub use lock::{
-    Fence, HeldLease, Lease, Lock, LockOptions, acquire_with_backoff, new_lease_token,
-    validate_fence, with_lock,
-};
+pub use lock::{Fence, HeldLease, Lease, Lock, LockOptions, with_lock};
+pub use maintenance::{Maintenance, PurgeCounts};
 pub use memory::MemoryBackend;
-pub use page::{Cursor, MAX_PAGE_LIMIT, Page, validate_limit};
+pub use page::{Cursor, MAX_PAGE_LIMIT, Page};
 pub use redact::redact_url;
-pub use session_log::{AppendOptions, SessionEvent, SessionLog};
+pub use session_log::{AppendOptions, ListSessions, SessionEvent, SessionLog};
 pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
-pub use time::{Clock, ManualClock, SystemClock, Timestamp, validate_ttl};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tls::{ClientPem, TlsFailure, TlsPem};
 pub use typed::{
     CheckpointerExt, SessionLogExt, StoreExt, TypedCheckpointTuple, TypedCheckpointer,

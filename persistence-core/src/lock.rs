@@ -59,7 +59,20 @@ pub fn validate_fence(fence: Option<Fence>) -> Result<Option<Fence>> {
 }
 
 /// Proof of holding a lock until `expires_at`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Pass it (not just its fence) to fenced writes: [`PutCheckpointOptions::with_lease`],
+/// [`PutWrites::with_lease`] and [`AppendOptions::with_lease`] accept only a lease of the
+/// written thread's or session's own lock ([`LockKey::for_thread`],
+/// [`LockKey::for_session`]) under the same tenant, so a lease of another lock is
+/// `InvalidInput` instead of a raised high-water mark that locks the rightful holder out.
+///
+/// `Debug` does not print the token: it is the proof of ownership.
+///
+/// [`PutCheckpointOptions::with_lease`]: crate::PutCheckpointOptions::with_lease
+/// [`PutWrites::with_lease`]: crate::PutWrites::with_lease
+/// [`AppendOptions::with_lease`]: crate::AppendOptions::with_lease
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Lease {
     /// Tenant of the lock.
     pub tenant: TenantId,
@@ -73,13 +86,56 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+impl Lease {
+    /// A lease as a [`Lock`] hands it out. Backends build leases with this; callers get
+    /// theirs from [`Lock::try_acquire`], [`Lock::acquire`] or [`with_lock`].
+    pub fn new(
+        tenant: TenantId,
+        name: LockKey,
+        token: impl Into<String>,
+        fence: Fence,
+        expires_at: Timestamp,
+    ) -> Self {
+        Lease {
+            tenant,
+            name,
+            token: token.into(),
+            fence,
+            expires_at,
+        }
+    }
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("token", &"[redacted]")
+            .field("fence", &self.fence)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
 /// A random 128-bit token, hex encoded.
 pub fn new_lease_token() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 /// How [`Lock::acquire`] and [`with_lock`] wait and hold.
+///
+/// ```
+/// use std::time::Duration;
+/// use persistence_core::LockOptions;
+///
+/// let options = LockOptions::default()
+///     .with_ttl(Duration::from_secs(10))
+///     .with_wait(Duration::from_secs(2));
+/// assert_eq!(options.ttl, Duration::from_secs(10));
+/// ```
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct LockOptions {
     /// Lease time to live; renewed every `ttl / 3` by `with_lock`. Default 30 s.
     pub ttl: Duration,
@@ -93,6 +149,21 @@ impl Default for LockOptions {
             ttl: Duration::from_secs(30),
             wait: Duration::from_secs(10),
         }
+    }
+}
+
+impl LockOptions {
+    /// Same, with the lease time to live set to `ttl`.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+    /// Same, waiting up to `wait` for a held lock.
+    #[must_use]
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
     }
 }
 

@@ -25,13 +25,14 @@ impl Cursor {
     }
 
     /// The `InvalidInput` error for a cursor a backend cannot decode.
-    pub fn invalid(&self) -> Error {
+    pub(crate) fn invalid_error(&self) -> Error {
         Error::invalid_input(format!("cursor {:?} was not made by this backend", self.0))
     }
 }
 
 /// One page of results and where the next one starts.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Page<T> {
     /// The items of this page, in the listing's order.
     pub items: Vec<T>,
@@ -40,9 +41,14 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// `items`, followed by more from `next` if it is `Some`.
+    pub fn new(items: Vec<T>, next: Option<Cursor>) -> Self {
+        Page { items, next }
+    }
+
     /// Builds a page from up to `limit + 1` fetched items: the extra one only tells that
     /// more follow, and `cursor_of` encodes the position after the last kept item.
-    pub fn from_overfetch(
+    pub(crate) fn from_overfetch_impl(
         mut items: Vec<T>,
         limit: usize,
         cursor_of: impl Fn(&T) -> Cursor,

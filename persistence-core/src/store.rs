@@ -12,7 +12,16 @@ use crate::page::{Cursor, Page};
 use crate::time::Timestamp;
 
 /// Options of [`Store::put`].
+///
+/// ```
+/// use std::time::Duration;
+/// use persistence_core::PutItemOptions;
+///
+/// let options = PutItemOptions::default().with_if_version(3).with_ttl(Duration::from_secs(60));
+/// assert_eq!(options.if_version, Some(3));
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct PutItemOptions {
     /// Expire the item this long after the put. `None`: never expires (a previous TTL is
     /// cleared).
@@ -22,8 +31,24 @@ pub struct PutItemOptions {
     pub if_version: Option<u64>,
 }
 
+impl PutItemOptions {
+    /// Same, expiring this long after the put (`None`: never).
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: impl Into<Option<Duration>>) -> Self {
+        self.ttl = ttl.into();
+        self
+    }
+    /// Same, put only if the current version is `if_version` (0: absent).
+    #[must_use]
+    pub fn with_if_version(mut self, if_version: impl Into<Option<u64>>) -> Self {
+        self.if_version = if_version.into();
+        self
+    }
+}
+
 /// A stored item.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Item {
     /// Its namespace.
     pub namespace: Namespace,
@@ -42,8 +67,32 @@ pub struct Item {
     pub expires_at: Option<Timestamp>,
 }
 
+impl Item {
+    /// A stored item. Backends build items with this.
+    pub fn new(
+        namespace: Namespace,
+        key: ItemKey,
+        value: Envelope,
+        version: u64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> Self {
+        Item {
+            namespace,
+            key,
+            value,
+            version,
+            created_at,
+            updated_at,
+            expires_at,
+        }
+    }
+}
+
 /// Query of [`Store::list`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ListItems {
     /// Only keys starting with this string.
     pub key_prefix: Option<String>,
@@ -63,8 +112,30 @@ impl Default for ListItems {
     }
 }
 
+impl ListItems {
+    /// Same, only keys starting with `key_prefix`.
+    #[must_use]
+    pub fn with_key_prefix(mut self, key_prefix: impl Into<Option<String>>) -> Self {
+        self.key_prefix = key_prefix.into();
+        self
+    }
+    /// Same, continuing after the page that returned `cursor` (`None`: from the start).
+    #[must_use]
+    pub fn with_cursor(mut self, cursor: impl Into<Option<Cursor>>) -> Self {
+        self.cursor = cursor.into();
+        self
+    }
+    /// Same, with page size `limit`.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
 /// Query of [`Store::list_namespaces`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ListNamespaces {
     /// Only namespaces under this one (whole labels).
     pub prefix: Option<Namespace>,
@@ -87,8 +158,36 @@ impl Default for ListNamespaces {
     }
 }
 
+impl ListNamespaces {
+    /// Same, only namespaces under `prefix`.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<Option<Namespace>>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// Same, truncating results to `max_depth` labels.
+    #[must_use]
+    pub fn with_max_depth(mut self, max_depth: impl Into<Option<usize>>) -> Self {
+        self.max_depth = max_depth.into();
+        self
+    }
+    /// Same, continuing after the page that returned `cursor` (`None`: from the start).
+    #[must_use]
+    pub fn with_cursor(mut self, cursor: impl Into<Option<Cursor>>) -> Self {
+        self.cursor = cursor.into();
+        self
+    }
+    /// Same, with page size `limit`.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+}
+
 /// Query of [`Store::search`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct SearchItems {
     /// Only items in this namespace or below it. `None`: the whole tenant.
     pub namespace_prefix: Option<Namespace>,
@@ -108,6 +207,33 @@ impl Default for SearchItems {
             limit: 100,
             offset: 0,
         }
+    }
+}
+
+impl SearchItems {
+    /// Same, only items in `namespace_prefix` or below.
+    #[must_use]
+    pub fn with_namespace_prefix(mut self, namespace_prefix: impl Into<Option<Namespace>>) -> Self {
+        self.namespace_prefix = namespace_prefix.into();
+        self
+    }
+    /// Same, matching `filter`.
+    #[must_use]
+    pub fn with_filter(mut self, filter: Filter) -> Self {
+        self.filter = filter;
+        self
+    }
+    /// Same, returning at most `limit` items.
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
+    /// Same, skipping `offset` matches first.
+    #[must_use]
+    pub fn with_offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
     }
 }
 
@@ -169,7 +295,4 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// `Unsupported` on backends without search.
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>>;
-
-    /// Deletes expired items (all tenants). Returns how many were removed.
-    async fn purge_expired(&self) -> Result<u64>;
 }

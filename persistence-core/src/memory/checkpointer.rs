@@ -8,11 +8,11 @@ use super::{
 };
 use crate::checkpointer::{
     Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
-    NewCheckpoint, PendingWrite, PutCheckpointOptions, Write,
+    ListThreads, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites,
 };
 use crate::error::{Error, Result};
-use crate::ids::{CheckpointId, TaskId, TenantId, ThreadKey};
-use crate::lock::Fence;
+use crate::ids::{CheckpointId, TenantId, ThreadKey};
+use crate::backend::PageExt;
 use crate::page::{Cursor, Page, validate_limit};
 
 fn tuple(thread: &ThreadState, c: &Checkpoint) -> CheckpointTuple {
@@ -36,8 +36,10 @@ impl Checkpointer for MemoryBackend {
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
         let now = self.now();
+        let fence = crate::backend::thread_fence(tenant, thread, options.lease.as_ref())
+            .map_err(ctx("checkpoint.put", format!("{tenant}/{thread}")))?;
         self.with_tenant(tenant, |t| {
-            check_fence(t.thread_fences.get(thread), options.fence)?;
+            check_fence(t.thread_fences.get(thread), fence)?;
             let state = t.threads.get(thread);
             if let Some(existing) = state.and_then(|s| s.checkpoints.get(&checkpoint.id)) {
                 return if existing.same_as(&checkpoint) {
@@ -59,7 +61,7 @@ impl Checkpointer for MemoryBackend {
                     )));
                 }
             }
-            record_fence(&mut t.thread_fences, thread.clone(), options.fence);
+            record_fence(&mut t.thread_fences, thread.clone(), fence);
             let stored = Checkpoint {
                 id: checkpoint.id,
                 parent: checkpoint.parent,
@@ -130,11 +132,20 @@ impl Checkpointer for MemoryBackend {
         &self,
         tenant: &TenantId,
         thread: &ThreadKey,
-        checkpoint: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
+        request: PutWrites,
     ) -> Result<()> {
+        let PutWrites {
+            checkpoint,
+            task,
+            writes,
+            lease,
+            ..
+        } = request;
+        let fence = crate::backend::thread_fence(tenant, thread, lease.as_ref()).map_err(ctx(
+            "checkpoint.put_writes",
+            format!("{tenant}/{thread}/{checkpoint}"),
+        ))?;
+        let task = &task;
         self.with_tenant(tenant, |t| {
             check_fence(t.thread_fences.get(thread), fence)?;
             let state = t
@@ -228,9 +239,9 @@ impl Checkpointer for MemoryBackend {
     async fn list_threads(
         &self,
         tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
+        query: ListThreads,
     ) -> Result<Page<ThreadKey>> {
+        let ListThreads { cursor, limit, .. } = query;
         let limit = validate_limit(limit).map_err(ctx("checkpoint.list_threads", tenant))?;
         let after: Option<ThreadKey> = cursor
             .as_ref()

@@ -25,6 +25,7 @@ use crate::ids::{
     CheckpointId, ItemKey, LockKey, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
 };
 use crate::lock::Fence;
+use crate::maintenance::{Maintenance, PurgeCounts};
 use crate::page::Cursor;
 use crate::session_log::SessionEvent;
 use crate::time::{Clock, ManualClock, SystemClock, Timestamp};
@@ -118,6 +119,12 @@ impl MemoryBackend {
         tenants
     }
 
+    /// Removes expired items and sessions of every tenant (what
+    /// [`Maintenance::purge_expired`] does here).
+    pub fn purge_expired(&self) -> PurgeCounts {
+        PurgeCounts::new(self.purge_expired_items(), self.purge_expired_sessions(), 0)
+    }
+
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
@@ -132,6 +139,28 @@ impl MemoryBackend {
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl Maintenance for MemoryBackend {
+    fn backend_name(&self) -> &str {
+        BACKEND
+    }
+    fn capabilities(&self) -> Capabilities {
+        MemoryBackend::capabilities(self)
+    }
+    fn schema(&self) -> String {
+        "in-process (not stored)".to_string()
+    }
+    async fn tenants(&self) -> Result<Vec<TenantId>> {
+        Ok(MemoryBackend::tenants(self))
+    }
+    async fn purge_expired(&self) -> Result<PurgeCounts> {
+        Ok(MemoryBackend::purge_expired(self))
+    }
+    async fn health(&self) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -151,12 +180,12 @@ fn encode_cursor<T: Serialize>(position: &T) -> Cursor {
 }
 
 fn decode_cursor<T: DeserializeOwned>(cursor: &Cursor) -> Result<T> {
-    serde_json::from_str(cursor.as_str()).map_err(|_| cursor.invalid())
+    serde_json::from_str(cursor.as_str()).map_err(|_| cursor.invalid_error())
 }
 
 /// Checks `fence` against the high-water mark without recording it.
 fn check_fence(highest: Option<&u64>, fence: Option<Fence>) -> Result<()> {
-    crate::validate_fence(fence)?;
+    crate::backend::validate_fence(fence)?;
     match (fence, highest) {
         (Some(Fence(presented)), Some(&highest)) if presented < highest => {
             Err(Error::fenced(presented, highest))

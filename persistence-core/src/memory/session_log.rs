@@ -9,8 +9,9 @@ use super::{
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{SessionKey, TenantId};
-use crate::page::{Cursor, Page, validate_limit};
-use crate::session_log::{AppendOptions, SessionEvent, SessionLog};
+use crate::backend::PageExt;
+use crate::page::{Page, validate_limit};
+use crate::session_log::{AppendOptions, ListSessions, SessionEvent, SessionLog};
 use crate::time::{Timestamp, validate_ttl};
 
 /// The live session, if any; an expired one is treated as absent.
@@ -45,8 +46,10 @@ impl SessionLog for MemoryBackend {
             .map(|t| validate_ttl("session ttl", t))
             .transpose()
             .map_err(ctx("session.append", &key))?;
+        let fence = crate::backend::session_fence(tenant, session, options.lease.as_ref())
+            .map_err(ctx("session.append", &key))?;
         self.with_tenant(tenant, |t| {
-            check_fence(t.session_fences.get(session), options.fence)?;
+            check_fence(t.session_fences.get(session), fence)?;
             let head = live(t, session, now).map_or(0, |s| s.head);
             if let Some(expected) = options.expect_head
                 && expected != head
@@ -55,7 +58,7 @@ impl SessionLog for MemoryBackend {
                     "expected head {expected}, found {head}"
                 )));
             }
-            record_fence(&mut t.session_fences, session.clone(), options.fence);
+            record_fence(&mut t.session_fences, session.clone(), fence);
             if live(t, session, now).is_none() {
                 t.sessions.insert(session.clone(), SessionState::default());
             }
@@ -132,9 +135,9 @@ impl SessionLog for MemoryBackend {
     async fn list_sessions(
         &self,
         tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
+        query: ListSessions,
     ) -> Result<Page<SessionKey>> {
+        let ListSessions { cursor, limit, .. } = query;
         let limit = validate_limit(limit).map_err(ctx("session.list_sessions", tenant))?;
         let after: Option<SessionKey> = cursor
             .as_ref()
@@ -153,8 +156,11 @@ impl SessionLog for MemoryBackend {
         });
         Ok(Page::from_overfetch(items, limit, encode_cursor))
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+impl MemoryBackend {
+    /// Removes expired sessions of every tenant.
+    pub(super) fn purge_expired_sessions(&self) -> u64 {
         let now = self.now();
         let mut state = self.lock_state();
         let mut removed = 0;
@@ -163,6 +169,6 @@ impl SessionLog for MemoryBackend {
             t.sessions.retain(|_, s| !is_expired(s.expires_at, now));
             removed += (before - t.sessions.len()) as u64;
         }
-        Ok(removed)
+        removed
     }
 }

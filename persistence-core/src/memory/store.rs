@@ -7,6 +7,7 @@ use super::{MemoryBackend, StoredItem, ctx, decode_cursor, encode_cursor, is_exp
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{ItemKey, Namespace, TenantId};
+use crate::backend::PageExt;
 use crate::page::{Page, validate_limit};
 use crate::store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
 use crate::time::validate_ttl;
@@ -206,8 +207,11 @@ impl Store for MemoryBackend {
                 .collect()
         }))
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+impl MemoryBackend {
+    /// Removes expired items of every tenant.
+    pub(super) fn purge_expired_items(&self) -> u64 {
         let now = self.now();
         let mut state = self.lock_state();
         let mut removed = 0;
@@ -219,6 +223,6 @@ impl Store for MemoryBackend {
             }
             t.items.retain(|_, slot| !slot.is_empty());
         }
-        Ok(removed)
+        removed
     }
 }
