@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use persistence_core::{
-    AppendOptions, CheckpointSelector, Cursor, Envelope, ItemKey, ListItems, Namespace,
-    NewCheckpoint, Result, SessionKey, TenantId, ThreadKey,
+    AppendOptions, CheckpointSelector, Cursor, Envelope, ItemKey, ListItems, ListSessions,
+    ListThreads, Namespace, NewCheckpoint, Result, SessionKey, TenantId, ThreadKey,
 };
 use serde_json::json;
 
@@ -104,13 +104,11 @@ pub async fn run(stores: &Stores, size: usize, progress: &dyn Fn(&str)) -> Resul
         progress(&format!("filling a thread with {n} checkpoints"));
         let th = ThreadKey::new(format!("scale-thread-{n}"))?;
         for step in 0..n {
-            let c = NewCheckpoint {
-                id: Default::default(),
-                parent: None,
-                step: step as i64,
-                state: Envelope::new(1, json!({ "step": step })),
-                metadata: Default::default(),
-            };
+            let c = NewCheckpoint::new(
+                Default::default(),
+                step as i64,
+                Envelope::new(1, json!({ "step": step })),
+            );
             stores
                 .checkpointer
                 .put(&t, &th, c, Default::default())
@@ -139,13 +137,11 @@ pub async fn run(stores: &Stores, size: usize, progress: &dyn Fn(&str)) -> Resul
         let stats = measure(&format!("put, {n} checkpoints"), CALLS, 1, move |i| {
             let (s, t, th) = (s.clone(), t2.clone(), th2.clone());
             async move {
-                let c = NewCheckpoint {
-                    id: Default::default(),
-                    parent: None,
-                    step: (n + i) as i64,
-                    state: Envelope::new(1, json!({ "step": n + i })),
-                    metadata: Default::default(),
-                };
+                let c = NewCheckpoint::new(
+                    Default::default(),
+                    (n + i) as i64,
+                    Envelope::new(1, json!({ "step": n + i })),
+                );
                 let _ = s.checkpointer.put(&t, &th, c, Default::default()).await;
             }
         })
@@ -253,7 +249,13 @@ pub async fn run(stores: &Stores, size: usize, progress: &dyn Fn(&str)) -> Resul
 async fn list_sessions(stores: &Stores, t: &TenantId, page: usize) -> Result<usize> {
     let (mut cursor, mut entries): (Option<Cursor>, usize) = (None, 0);
     loop {
-        let p = stores.sessions.list_sessions(t, cursor, page).await?;
+        let p = stores
+            .sessions
+            .list_sessions(
+                t,
+                ListSessions::default().with_cursor(cursor).with_limit(page),
+            )
+            .await?;
         entries += p.items.len();
         cursor = p.next;
         if cursor.is_none() {
@@ -266,11 +268,7 @@ async fn list_sessions(stores: &Stores, t: &TenantId, page: usize) -> Result<usi
 async fn list_items(stores: &Stores, t: &TenantId, ns: &Namespace, page: usize) -> Result<usize> {
     let (mut cursor, mut entries): (Option<Cursor>, usize) = (None, 0);
     loop {
-        let query = ListItems {
-            cursor,
-            limit: page,
-            ..Default::default()
-        };
+        let query = ListItems::default().with_cursor(cursor).with_limit(page);
         let p = stores.store.list(t, ns, query).await?;
         entries += p.items.len();
         cursor = p.next;
@@ -292,7 +290,13 @@ pub async fn cleanup(stores: &Stores) -> Result<()> {
     let t = tenant()?;
     let mut cursor = None;
     loop {
-        let page = stores.checkpointer.list_threads(&t, cursor, 1_000).await?;
+        let page = stores
+            .checkpointer
+            .list_threads(
+                &t,
+                ListThreads::default().with_cursor(cursor).with_limit(1_000),
+            )
+            .await?;
         for th in &page.items {
             stores.checkpointer.delete_thread(&t, th).await?;
         }
@@ -303,7 +307,10 @@ pub async fn cleanup(stores: &Stores) -> Result<()> {
     }
     loop {
         // Deleting while paging: always take the first page again.
-        let page = stores.sessions.list_sessions(&t, None, 1_000).await?;
+        let page = stores
+            .sessions
+            .list_sessions(&t, ListSessions::default().with_limit(1_000))
+            .await?;
         for s in &page.items {
             stores.sessions.delete(&t, s).await?;
         }
@@ -313,10 +320,7 @@ pub async fn cleanup(stores: &Stores) -> Result<()> {
     }
     let ns = namespace()?;
     loop {
-        let query = ListItems {
-            limit: 1_000,
-            ..Default::default()
-        };
+        let query = ListItems::default().with_limit(1_000);
         let page = stores.store.list(&t, &ns, query).await?;
         for item in &page.items {
             stores.store.delete(&t, &ns, &item.key, None).await?;

@@ -236,13 +236,7 @@ async fn call(s: &Stores, t: &TenantId, op: Op, i: usize, tasks: usize) -> Resul
 /// The ~250-byte checkpoint of operation `i`.
 fn checkpoint(i: usize, parent: Option<CheckpointId>) -> NewCheckpoint {
     let state = json!({"messages": [{"role": "user", "text": "x".repeat(200)}]});
-    NewCheckpoint {
-        id: CheckpointId::new(),
-        parent,
-        step: i as i64,
-        state: Envelope::new(1, state),
-        metadata: Default::default(),
-    }
+    NewCheckpoint::new(CheckpointId::new(), i as i64, Envelope::new(1, state)).with_parent(parent)
 }
 
 /// The thread and lock of task `k` in the guarded put row: the same names at every
@@ -250,10 +244,9 @@ fn checkpoint(i: usize, parent: Option<CheckpointId>) -> NewCheckpoint {
 /// go back), one per task of the widest row. Rows at another concurrency continue the
 /// threads and leases of the tasks they share.
 fn guarded_names(k: usize) -> Result<(ThreadKey, LockKey)> {
-    Ok((
-        ThreadKey::new(format!("guarded-{k}"))?,
-        LockKey::new(format!("bench-guard-{k}"))?,
-    ))
+    let thread = ThreadKey::new(format!("guarded-{k}"))?;
+    let lock = LockKey::for_thread(&thread);
+    Ok((thread, lock))
 }
 
 /// A put fenced with the task's lease and expecting its thread's latest checkpoint. The
@@ -291,10 +284,9 @@ async fn guarded_put(s: &Stores, t: &TenantId, i: usize, tasks: usize) -> Result
             GuardedThread { lease, latest }
         }
     };
-    let options = PutCheckpointOptions {
-        expect_latest: state.latest.map_or(ExpectLatest::Absent, ExpectLatest::Is),
-        fence: Some(state.lease.fence),
-    };
+    let options = PutCheckpointOptions::default()
+        .with_expect_latest(state.latest.map_or(ExpectLatest::Absent, ExpectLatest::Is))
+        .with_lease(&state.lease);
     let put = s
         .checkpointer
         .put(t, &thread, checkpoint(i, state.latest), options)

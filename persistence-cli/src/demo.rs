@@ -267,10 +267,9 @@ async fn work(
     bar: ProgressBar,
     report: Option<mpsc::UnboundedSender<Progressed>>,
 ) -> Result<Outcome> {
-    let options = LockOptions {
-        ttl: LEASE_TTL,
-        wait: LEASE_TTL * 5,
-    };
+    let options = LockOptions::default()
+        .with_ttl(LEASE_TTL)
+        .with_wait(LEASE_TTL * 5);
     let (lock, tenant, name) = (p.lock.clone(), w.tenant.clone(), w.lock.clone());
     lock.with_lock(&tenant, &name, options, |lease| async move {
         let mut outcome = Outcome {
@@ -340,13 +339,13 @@ async fn take_step(
     let mut metadata = Metadata::new();
     metadata.insert("source".into(), json!("loop"));
     metadata.insert("fence".into(), json!(lease.fence.0));
-    let checkpoint = NewCheckpoint {
-        id: CheckpointId::new(),
-        parent,
+    let checkpoint = NewCheckpoint::new(
+        CheckpointId::new(),
         step,
-        state: Envelope::new(1, json!({"step": step, "events": head})),
-        metadata,
-    };
+        Envelope::new(1, json!({"step": step, "events": head})),
+    )
+    .with_parent(parent)
+    .with_metadata(metadata);
     let id = checkpoint.id;
     let options = PutCheckpointOptions {
         expect_latest: parent.map_or(ExpectLatest::Absent, ExpectLatest::Is),
@@ -360,13 +359,11 @@ async fn take_step(
 
 /// The killed worker wakes up and writes with its old fence: it must be refused.
 async fn zombie_write(p: &Persistence, w: &Worker, fence: Fence) -> Result<String> {
-    let checkpoint = NewCheckpoint {
-        id: CheckpointId::new(),
-        parent: None,
-        step: -1,
-        state: Envelope::new(1, json!({"zombie": true})),
-        metadata: Metadata::new(),
-    };
+    let checkpoint = NewCheckpoint::new(
+        CheckpointId::new(),
+        -1,
+        Envelope::new(1, json!({"zombie": true})),
+    );
     let options = PutCheckpointOptions {
         expect_latest: ExpectLatest::Any,
         fence: Some(fence),
@@ -407,7 +404,10 @@ async fn show_isolation(p: &Persistence, workers: &[Worker], out: &mut Narration
         .checkpointer
         .get(globex, &workers[VICTIM].thread, CheckpointSelector::Latest)
         .await?;
-    let listed = p.checkpointer.list_threads(globex, None, 100).await?;
+    let listed = p
+        .checkpointer
+        .list_threads(globex, ListThreads::default().with_limit(100))
+        .await?;
     let names: Vec<String> = listed.items.iter().map(ToString::to_string).collect();
     out.line(format!(
         "  globex reading acme's {}: {}; globex lists only its own threads: {}",

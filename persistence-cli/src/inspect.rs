@@ -75,10 +75,7 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 arg::<TenantId>("--tenant", &tenant)?,
                 arg::<ThreadKey>("THREAD", &thread)?,
             );
-            let query = ListCheckpoints {
-                limit,
-                ..ListCheckpoints::default()
-            };
+            let query = ListCheckpoints::default().with_limit(limit);
             let page = p.checkpointer.list(&tenant, &thread, query).await?;
             let latest = p
                 .checkpointer
@@ -184,11 +181,9 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                     .map_err(|e| Error::invalid_input(format!("--prefix: {}", e.message())))?;
             }
             let query_prefix = prefix.clone();
-            let query = ListItems {
-                key_prefix: prefix,
-                limit,
-                ..ListItems::default()
-            };
+            let query = ListItems::default()
+                .with_key_prefix(prefix)
+                .with_limit(limit);
             let page = p.store.list(&tenant, &namespace, query).await?;
             if page.items.is_empty() {
                 let keys = query_prefix

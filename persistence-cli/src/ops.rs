@@ -139,24 +139,30 @@ fn capability_names(c: Capabilities) -> Vec<&'static str> {
 
 /// Counts by paging through the tenant's listings (never loading one whole).
 async fn count(p: &Persistence, tenant: TenantId) -> Result<TenantCounts> {
-    let threads = count_pages(|cursor| p.checkpointer.list_threads(&tenant, cursor, PAGE)).await?;
-    let sessions = count_pages(|cursor| p.sessions.list_sessions(&tenant, cursor, PAGE)).await?;
+    let threads = count_pages(|cursor| {
+        p.checkpointer.list_threads(
+            &tenant,
+            ListThreads::default().with_cursor(cursor).with_limit(PAGE),
+        )
+    })
+    .await?;
+    let sessions = count_pages(|cursor| {
+        p.sessions.list_sessions(
+            &tenant,
+            ListSessions::default().with_cursor(cursor).with_limit(PAGE),
+        )
+    })
+    .await?;
     let (mut namespaces, mut items, mut cursor) = (0, 0, None);
     loop {
-        let query = ListNamespaces {
-            cursor,
-            limit: PAGE,
-            ..ListNamespaces::default()
-        };
+        let query = ListNamespaces::default()
+            .with_cursor(cursor)
+            .with_limit(PAGE);
         let page = p.store.list_namespaces(&tenant, query).await?;
         for ns in &page.items {
             namespaces += 1;
             items += count_pages(|cursor| {
-                let query = ListItems {
-                    cursor,
-                    limit: PAGE,
-                    ..ListItems::default()
-                };
+                let query = ListItems::default().with_cursor(cursor).with_limit(PAGE);
                 p.store.list(&tenant, ns, query)
             })
             .await?;

@@ -133,17 +133,11 @@ fn gc_removes_expired(dir: &Path, url: &str) {
         let p = persistence::open(&absolute).await.unwrap();
         let t = persistence::TenantId::new("gc-tenant").unwrap();
         let ttl = Some(std::time::Duration::from_millis(50));
-        let item = PutItemOptions {
-            ttl,
-            ..PutItemOptions::default()
-        };
+        let item = PutItemOptions::default().with_ttl(ttl);
         let (ns, key) = (Namespace::new(["tmp"]).unwrap(), ItemKey::new("k").unwrap());
         let value = Envelope::new(1, serde_json::json!(1));
         p.store.put(&t, &ns, &key, value, item).await.unwrap();
-        let append = AppendOptions {
-            ttl,
-            ..AppendOptions::default()
-        };
+        let append = AppendOptions::default().with_ttl(ttl);
         let session = persistence::SessionKey::new("short").unwrap();
         let event = vec![Envelope::new(1, serde_json::json!(1))];
         p.sessions

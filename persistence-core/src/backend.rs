@@ -167,7 +167,10 @@ mod tests {
         // A thread's lock does not fence the session of the same id, nor the reverse.
         assert!(session_fence(&t, &s, Some(&own)).is_err());
         let own_session = lease("t", LockKey::for_session(&s), 3);
-        assert_eq!(session_fence(&t, &s, Some(&own_session)).unwrap(), Some(Fence(3)));
+        assert_eq!(
+            session_fence(&t, &s, Some(&own_session)).unwrap(),
+            Some(Fence(3))
+        );
         assert!(thread_fence(&t, &th, Some(&own_session)).is_err());
     }
 

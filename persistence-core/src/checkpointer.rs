@@ -430,7 +430,11 @@ impl ListCheckpoints {
         let after = self
             .cursor
             .as_ref()
-            .map(|c| c.as_str().parse::<CheckpointId>().map_err(|_| c.invalid_error()))
+            .map(|c| {
+                c.as_str()
+                    .parse::<CheckpointId>()
+                    .map_err(|_| c.invalid_error())
+            })
             .transpose()?;
         Ok(match (self.before, after) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -498,8 +502,12 @@ pub trait Checkpointer: Send + Sync {
     /// # Errors
     /// `NotFound` if the checkpoint does not exist; `Fenced` and `InvalidInput` for the
     /// lease as for `put`.
-    async fn put_writes(&self, tenant: &TenantId, thread: &ThreadKey, request: PutWrites)
-    -> Result<()>;
+    async fn put_writes(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        request: PutWrites,
+    ) -> Result<()>;
 
     /// Deletes every checkpoint and write of a thread. Returns whether it existed.
     /// The thread's fence high-water mark is kept.
@@ -525,6 +533,5 @@ pub trait Checkpointer: Send + Sync {
     ///
     /// # Errors
     /// `InvalidInput` for a bad limit or cursor.
-    async fn list_threads(&self, tenant: &TenantId, query: ListThreads)
-    -> Result<Page<ThreadKey>>;
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>>;
 }

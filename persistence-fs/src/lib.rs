@@ -241,6 +241,7 @@ mod files;
 mod item_file;
 pub mod layout;
 mod lock;
+mod maintenance;
 mod namespaces;
 mod records;
 mod session_log;
@@ -251,6 +252,7 @@ use std::sync::Arc;
 
 pub use config::{Durability, FsConfig};
 pub use lock::ProcessIdentity;
+use persistence_core::backend::FromStored;
 use persistence_core::{Capabilities, Error, Result, TenantId};
 
 use crate::error::{BACKEND, IoContext};
@@ -472,7 +474,7 @@ impl FsBackend {
     }
 
     /// Runs blocking file work off the async runtime and labels its errors.
-    async fn run<T, F>(&self, operation: &'static str, key: String, work: F) -> Result<T>
+    pub(crate) async fn run<T, F>(&self, operation: &'static str, key: String, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,

@@ -13,9 +13,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use persistence_core::backend::{acquire_with_backoff, new_lease_token, validate_ttl};
 use persistence_core::{
     Error, ErrorKind, Fence, Lease, Lock, LockKey, LockOptions, Result, TenantId, Timestamp,
-    acquire_with_backoff, new_lease_token, validate_ttl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -315,13 +315,13 @@ impl Inner {
         };
         let bytes = serde_json::to_vec(&file).map_err(|e| Error::backend_error(e.to_string()))?;
         files::overwrite_in_place(&lease_path, &bytes, self.durability).at(&lease_path)?;
-        Ok(Some(Lease {
-            tenant: t.clone(),
-            name: name.clone(),
-            token: file.token,
-            fence: Fence(fence),
-            expires_at: file.expires_at,
-        }))
+        Ok(Some(Lease::new(
+            t.clone(),
+            name.clone(),
+            file.token,
+            Fence(fence),
+            file.expires_at,
+        )))
     }
 
     fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
@@ -336,10 +336,9 @@ impl Inner {
                 let bytes =
                     serde_json::to_vec(&held).map_err(|e| Error::backend_error(e.to_string()))?;
                 files::overwrite_in_place(&lease_path, &bytes, self.durability).at(&lease_path)?;
-                Ok(Lease {
-                    expires_at: held.expires_at,
-                    ..lease.clone()
-                })
+                let mut renewed = lease.clone();
+                renewed.expires_at = held.expires_at;
+                Ok(renewed)
             }
             _ => Err(Error::lock_lost("lease expired or was taken over")),
         }

@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use persistence_core::backend::{CursorExt, PageExt, validate_limit, validate_ttl};
 use persistence_core::{
     Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
-    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp, validate_limit, validate_ttl,
+    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,15 +36,15 @@ impl StoredItem {
         self.expires_at.is_none_or(|e| e > now)
     }
     fn into_item(self) -> Item {
-        Item {
-            namespace: self.namespace,
-            key: self.key,
-            value: self.value,
-            version: self.version,
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            expires_at: self.expires_at,
-        }
+        Item::new(
+            self.namespace,
+            self.key,
+            self.value,
+            self.version,
+            self.created_at,
+            self.updated_at,
+            self.expires_at,
+        )
     }
 }
 
@@ -514,10 +515,13 @@ impl Store for FsBackend {
         })
         .await
     }
+}
 
-    /// Also deletes what interrupted writes left behind (temp files, trash, staging
-    /// copies older than ten minutes), which are not items and are not counted.
-    async fn purge_expired(&self) -> Result<u64> {
+impl FsBackend {
+    /// Removes expired items of every tenant. Also deletes what interrupted writes left
+    /// behind (temp files, trash, staging copies older than ten minutes), which are not
+    /// items and are not counted.
+    pub(crate) async fn purge_expired_items(&self) -> Result<u64> {
         self.run("store.purge_expired", String::new(), |i| {
             let base = i.layout.base();
             files::remove_leftovers(base).at(base)?;

@@ -102,7 +102,10 @@ async fn hostile_ids_stay_inside_the_root() {
         assert!(name.is_ascii() && !name.contains('\\'), "bad name {name:?}");
     }
     // Everything reads back through the API.
-    let threads = backend.list_threads(&t, None, 1000).await.unwrap();
+    let threads = backend
+        .list_threads(&t, ListThreads::default().with_limit(1000))
+        .await
+        .unwrap();
     assert_eq!(threads.items.len(), HOSTILE_IDS.len());
     let namespaces = backend
         .list_namespaces(&t, Default::default())
@@ -348,10 +351,9 @@ async fn foreign_host_waits_for_expiry() {
             .unwrap()
             .is_none()
     );
-    let options = LockOptions {
-        ttl: Duration::from_secs(10),
-        wait: Duration::from_millis(100),
-    };
+    let options = LockOptions::default()
+        .with_ttl(Duration::from_secs(10))
+        .with_wait(Duration::from_millis(100));
     let err = backend.acquire(&t, &name, options).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert!(err.to_string().contains("another host"), "{err}");
@@ -496,10 +498,9 @@ async fn acquire_waits_no_longer_than_asked_when_the_lock_file_is_held() {
         .acquire(
             &t,
             &name,
-            LockOptions {
-                ttl: Duration::from_secs(10),
-                wait: Duration::from_secs(2),
-            },
+            LockOptions::default()
+                .with_ttl(Duration::from_secs(10))
+                .with_wait(Duration::from_secs(2)),
         )
         .await
         .unwrap_err();
@@ -625,7 +626,10 @@ async fn one_bad_entry_does_not_break_a_tenant() {
         .to_path_buf();
     std::fs::write(sessions.join("stray-file"), b"x").unwrap();
     std::fs::write(sessions.join("=stray-hashed"), b"x").unwrap();
-    let page = backend.list_sessions(&t, None, 10).await.unwrap();
+    let page = backend
+        .list_sessions(&t, ListSessions::default().with_limit(10))
+        .await
+        .unwrap();
     assert_eq!(page.items, vec![s.clone()]);
     std::fs::write(backend.layout().tenants().join(".DS_Store"), b"x").unwrap();
     std::fs::write(backend.layout().tenants().join("stray"), b"x").unwrap();

@@ -45,10 +45,7 @@ impl Fixture {
         value: serde_json::Value,
         if_version: Option<u64>,
     ) -> persistence_core::Result<u64> {
-        let options = PutItemOptions {
-            if_version,
-            ..Default::default()
-        };
+        let options = PutItemOptions::default().with_if_version(if_version);
         Store::put(
             &self.backend,
             &self.t,

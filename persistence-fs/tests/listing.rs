@@ -353,7 +353,7 @@ async fn listing_creates_nothing() {
     let ns = Namespace::new(["nowhere"]).unwrap();
     assert!(
         backend
-            .list_sessions(&ghost, None, 10)
+            .list_sessions(&ghost, ListSessions::default().with_limit(10))
             .await
             .unwrap()
             .items
@@ -361,7 +361,7 @@ async fn listing_creates_nothing() {
     );
     assert!(
         backend
-            .list_threads(&ghost, None, 10)
+            .list_threads(&ghost, ListThreads::default().with_limit(10))
             .await
             .unwrap()
             .items
@@ -455,11 +455,15 @@ async fn listed_sessions_are_exactly_the_live_ones() {
     let index = backend.layout().session(&t, &stale).join("index");
     std::fs::write(&index, 7u64.to_le_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(80));
-    let listed: Vec<String> =
-        common::every_page(async |c| backend.list_sessions(&t, c, 2).await.unwrap())
+    let listed: Vec<String> = common::every_page(async |c| {
+        backend
+            .list_sessions(&t, ListSessions::default().with_cursor(c).with_limit(2))
             .await
-            .iter()
-            .map(|k| k.as_str().to_owned())
-            .collect();
+            .unwrap()
+    })
+    .await
+    .iter()
+    .map(|k| k.as_str().to_owned())
+    .collect();
     assert_eq!(listed, ["live", "stale-index", "trimmed"]);
 }

@@ -131,7 +131,7 @@ async fn a_torn_pending_writes_batch_is_never_partly_visible() {
     };
     let first = TaskId::new("first").unwrap();
     backend
-        .put_writes(&t, &th, id, &first, vec![write(1)], None)
+        .put_writes(&t, &th, PutWrites::new(id, first.clone(), vec![write(1)]))
         .await
         .unwrap();
     let writes_file = backend
@@ -145,10 +145,7 @@ async fn a_torn_pending_writes_batch_is_never_partly_visible() {
         .put_writes(
             &t,
             &th,
-            id,
-            &second,
-            vec![write(2), write(3), write(4)],
-            None,
+            PutWrites::new(id, second.clone(), vec![write(2), write(3), write(4)]),
         )
         .await
         .unwrap();
@@ -262,12 +259,16 @@ async fn damage_to_the_last_pending_write_is_corrupt() {
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
     let id = common::first_checkpoint(&backend, &t, &th).await;
     for task in ["a", "b"] {
-        let w = Write {
-            channel: ChannelName::new("c").unwrap(),
-            value: Envelope::new(1, json!({"task": task, "pad": "y".repeat(40)})),
-        };
+        let w = Write::new(
+            ChannelName::new("c").unwrap(),
+            Envelope::new(1, json!({"task": task, "pad": "y".repeat(40)})),
+        );
         backend
-            .put_writes(&t, &th, id, &TaskId::new(task).unwrap(), vec![w], None)
+            .put_writes(
+                &t,
+                &th,
+                PutWrites::new(id, (TaskId::new(task).unwrap()).clone(), vec![w]),
+            )
             .await
             .unwrap();
     }
@@ -370,7 +371,7 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
     let task = TaskId::new("task").unwrap();
     assert!(
         backend
-            .put_writes(&t, &th, id, &task, writes.clone(), None)
+            .put_writes(&t, &th, PutWrites::new(id, task.clone(), writes.clone()))
             .await
             .is_err()
     );
@@ -386,7 +387,7 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
         got.pending_writes.len()
     );
     backend
-        .put_writes(&t, &th, id, &task, writes, None)
+        .put_writes(&t, &th, PutWrites::new(id, task.clone(), writes))
         .await
         .unwrap();
     let got = backend
@@ -437,7 +438,11 @@ async fn a_read_only_root_reads_everything() {
     assert_eq!(backend.head(&t, &s).await.unwrap(), 2);
     assert_eq!(ordinals(&backend).await.unwrap(), [1, 2]);
     assert_eq!(
-        backend.list_sessions(&t, None, 10).await.unwrap().items,
+        backend
+            .list_sessions(&t, ListSessions::default().with_limit(10))
+            .await
+            .unwrap()
+            .items,
         vec![s.clone()]
     );
     assert!(

@@ -135,13 +135,7 @@ async fn main() -> persistence_core::Result<()> {
     // get latest on a 1 000-checkpoint thread, before and after 1 000 000 rows elsewhere.
     let hot = ThreadKey::new("hot")?;
     for i in 0..1000 {
-        let c = NewCheckpoint {
-            id: CheckpointId::new(),
-            parent: None,
-            step: i,
-            state: Envelope::new(1, json!({})),
-            metadata: Default::default(),
-        };
+        let c = NewCheckpoint::new(CheckpointId::new(), i, Envelope::new(1, json!({})));
         Checkpointer::put(&b, &t, &hot, c, Default::default()).await?;
     }
     let mut p50 = Vec::new();

@@ -1,10 +1,11 @@
 //! Checkpoints: `persistence.checkpoint_*` functions.
 
 use async_trait::async_trait;
+use persistence_core::backend::{CursorExt, ListCheckpointsExt, PageExt, validate_limit};
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
     Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -37,14 +38,12 @@ struct Row {
 
 impl Row {
     fn split(self) -> (Checkpoint, Vec<PendingWrite>) {
-        let checkpoint = Checkpoint {
-            id: self.id,
-            parent: self.parent,
-            step: self.step,
-            state: self.state,
-            metadata: self.metadata,
-            created_at: self.created_at,
-        };
+        let checkpoint = Checkpoint::from_new(
+            NewCheckpoint::new(self.id, self.step, self.state)
+                .with_parent(self.parent)
+                .with_metadata(self.metadata),
+            self.created_at,
+        );
         (checkpoint, self.writes)
     }
 }
@@ -93,14 +92,12 @@ impl Checkpointer for PgBackend {
                 .bind(fence)
         )
         .map_err(|e| map(e, "checkpoint.put", &key))?;
-        Ok(Checkpoint {
-            id: c.id,
-            parent: c.parent,
-            step: c.step,
-            state: c.state,
-            metadata: c.metadata,
-            created_at: Timestamp(created.max(0) as u64),
-        })
+        Ok(Checkpoint::from_new(
+            NewCheckpoint::new(c.id, c.step, c.state)
+                .with_parent(c.parent)
+                .with_metadata(c.metadata),
+            Timestamp(created.max(0) as u64),
+        ))
     }
 
     async fn get(
@@ -128,10 +125,7 @@ impl Checkpointer for PgBackend {
         let row: Row =
             serde_json::from_value(value).map_err(|e| corrupt(e, "checkpoint.get", &key))?;
         let (checkpoint, pending_writes) = row.split();
-        Ok(Some(CheckpointTuple {
-            checkpoint,
-            pending_writes,
-        }))
+        Ok(Some(CheckpointTuple::new(checkpoint, pending_writes)))
     }
 
     async fn list(

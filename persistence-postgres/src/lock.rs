@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use persistence_core::{
-    Error, Fence, Lease, Lock, LockKey, Result, TenantId, Timestamp, new_lease_token, validate_ttl,
-};
+use persistence_core::backend::{new_lease_token, validate_ttl};
+use persistence_core::{Error, Fence, Lease, Lock, LockKey, Result, TenantId, Timestamp};
 use serde::Deserialize;
 use sqlx::types::Json;
 

@@ -2,9 +2,10 @@
 //! `head`, locked by the append, never from `MAX(seq) + 1`.
 
 use async_trait::async_trait;
+use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
 use persistence_core::{
     AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
-    TenantId, Timestamp, validate_limit, validate_ttl,
+    TenantId, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;

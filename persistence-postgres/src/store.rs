@@ -2,9 +2,10 @@
 //! collation, so they order label by label, bytewise.
 
 use async_trait::async_trait;
+use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
 use persistence_core::{
     Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
-    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp, validate_limit, validate_ttl,
+    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -35,15 +36,15 @@ struct Row {
 
 impl From<Row> for Item {
     fn from(r: Row) -> Self {
-        Item {
-            namespace: r.namespace,
-            key: r.key,
-            value: r.value,
-            version: r.version,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-            expires_at: r.expires_at,
-        }
+        Item::new(
+            r.namespace,
+            r.key,
+            r.value,
+            r.version,
+            r.created_at,
+            r.updated_at,
+            r.expires_at,
+        )
     }
 }
 

@@ -87,18 +87,16 @@ async fn operations_execute_no_sql_function() {
     let second = Checkpointer::put(&backend, &t, &th, checkpoint(Some(first.id)), fenced)
         .await
         .unwrap();
-    let write = Write {
-        channel: persistence_core::ChannelName::new("c").unwrap(),
-        value: Envelope::new(1, serde_json::json!(1)),
-    };
+    let write = Write::new(
+        persistence_core::ChannelName::new("c").unwrap(),
+        Envelope::new(1, serde_json::json!(1)),
+    );
     backend
         .put_writes(
             &t,
             &th,
-            second.id,
-            &TaskId::new("task").unwrap(),
-            vec![write],
-            Some(lease.fence),
+            PutWrites::new(second.id, TaskId::new("task").unwrap(), vec![write])
+                .with_lease(FENCE_TODO(Some(lease.fence))),
         )
         .await
         .unwrap();
@@ -315,11 +313,10 @@ async fn hot_writes_touch_only_the_rows_they_must() {
 
 /// A small checkpoint after `parent`.
 fn checkpoint(parent: Option<CheckpointId>) -> NewCheckpoint {
-    NewCheckpoint {
-        id: CheckpointId::new(),
-        parent,
-        step: 0,
-        state: Envelope::new(1, serde_json::json!({"s": 1})),
-        metadata: Default::default(),
-    }
+    NewCheckpoint::new(
+        CheckpointId::new(),
+        0,
+        Envelope::new(1, serde_json::json!({"s": 1})),
+    )
+    .with_parent(parent)
 }

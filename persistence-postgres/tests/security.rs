@@ -28,13 +28,7 @@ const TABLES: &[&str] = &[
 
 /// A small first checkpoint.
 fn checkpoint() -> NewCheckpoint {
-    NewCheckpoint {
-        id: CheckpointId::new(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    }
+    NewCheckpoint::new(CheckpointId::new(), 0, Envelope::new(1, json!({})))
 }
 
 /// Writes one row of every table under tenant `a` through the backend.
@@ -51,14 +45,18 @@ async fn seed(backend: &PgBackend) -> TenantId {
         .await
         .unwrap()
         .unwrap();
-    let w = Write {
-        channel: persistence_core::ChannelName::new("ch").unwrap(),
-        value: Envelope::new(1, json!(1)),
-    };
+    let w = Write::new(
+        persistence_core::ChannelName::new("ch").unwrap(),
+        Envelope::new(1, json!(1)),
+    );
     // Fenced, so the thread's row (its fence high-water mark) is written too.
     let task = TaskId::new("task").unwrap();
     backend
-        .put_writes(&t, &th, id, &task, vec![w], Some(lease.fence))
+        .put_writes(
+            &t,
+            &th,
+            PutWrites::new(id, task.clone(), vec![w]).with_lease(FENCE_TODO(Some(lease.fence))),
+        )
         .await
         .unwrap();
     backend

@@ -2,11 +2,13 @@
 //! sorted set (lexicographic = UUIDv7 order), pending writes in one hash per checkpoint.
 
 use async_trait::async_trait;
+use persistence_core::backend::{
+    CursorExt, ListCheckpointsExt, PageExt, validate_fence, validate_limit,
+};
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
     Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_fence,
-    validate_limit,
+    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write,
 };
 use serde::{Deserialize, Serialize};
 
@@ -27,14 +29,12 @@ struct Content {
 
 fn decode(content: &str, created: &str, operation: &'static str, key: &str) -> Result<Checkpoint> {
     let c: Content = serde_json::from_str(content).map_err(|e| corrupt(e, operation, key))?;
-    Ok(Checkpoint {
-        id: c.id,
-        parent: c.parent,
-        step: c.step,
-        state: c.state,
-        metadata: c.metadata,
-        created_at: Timestamp(parse_u64(created, operation, key)?),
-    })
+    Ok(Checkpoint::from_new(
+        NewCheckpoint::new(c.id, c.step, c.state)
+            .with_parent(c.parent)
+            .with_metadata(c.metadata),
+        Timestamp(parse_u64(created, operation, key)?),
+    ))
 }
 
 impl RedisBackend {
@@ -181,14 +181,12 @@ impl Checkpointer for RedisBackend {
         index.map_err(|e| map(e, Effect::Write, "checkpoint.put", &key))?;
         let created = expect_ok(reply?, "checkpoint.put", &key)?;
         self.confirm_write("checkpoint.put", &key).await?;
-        Ok(Checkpoint {
-            id: content.id,
-            parent: content.parent,
-            step: content.step,
-            state: content.state,
-            metadata: content.metadata,
-            created_at: Timestamp(parse_u64(&created, "checkpoint.put", &key)?),
-        })
+        Ok(Checkpoint::from_new(
+            NewCheckpoint::new(content.id, content.step, content.state)
+                .with_parent(content.parent)
+                .with_metadata(content.metadata),
+            Timestamp(parse_u64(&created, "checkpoint.put", &key)?),
+        ))
     }
 
     async fn get(
@@ -224,10 +222,7 @@ impl Checkpointer for RedisBackend {
             })
             .collect::<Result<Vec<_>>>()?;
         pending_writes.sort_by(|a, b| (&a.task_id, a.index).cmp(&(&b.task_id, b.index)));
-        Ok(Some(CheckpointTuple {
-            checkpoint,
-            pending_writes,
-        }))
+        Ok(Some(CheckpointTuple::new(checkpoint, pending_writes)))
     }
 
     async fn list(
@@ -287,12 +282,7 @@ impl Checkpointer for RedisBackend {
         for (index, write) in writes.into_iter().enumerate() {
             let index = u32::try_from(index)
                 .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
-            let record = PendingWrite {
-                task_id: task.clone(),
-                index,
-                channel: write.channel,
-                value: write.value,
-            };
+            let record = PendingWrite::new(task.clone(), index, write.channel, write.value);
             let json =
                 serde_json::to_string(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
             invocation

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use persistence_core::{
-    Error, Fence, Lease, Lock, LockKey, Result, TenantId, Timestamp, new_lease_token, validate_ttl,
-};
+use persistence_core::backend::{new_lease_token, validate_ttl};
+use persistence_core::{Error, Fence, Lease, Lock, LockKey, Result, TenantId, Timestamp};
 
 use crate::error::{BACKEND, Effect, map};
 use crate::{RedisBackend, invocation, parse_u64, scripts};
@@ -35,13 +34,13 @@ impl Lock for RedisBackend {
         let Some((fence, expires)) = reply else {
             return Ok(None);
         };
-        let lease = Lease {
-            tenant: tenant.clone(),
-            name: name.clone(),
+        let lease = Lease::new(
+            tenant.clone(),
+            name.clone(),
             token,
-            fence: Fence(parse_u64(&fence, "lock.try_acquire", &key)?),
-            expires_at: Timestamp(parse_u64(&expires, "lock.try_acquire", &key)?),
-        };
+            Fence(parse_u64(&fence, "lock.try_acquire", &key)?),
+            Timestamp(parse_u64(&expires, "lock.try_acquire", &key)?),
+        );
         if let Err(unconfirmed) = self.confirm_write("lock.try_acquire", &key).await {
             // Nobody will ever hold this token: free the lock now rather than leave it
             // held for its whole TTL. (If this release fails too, the lease lapses.)

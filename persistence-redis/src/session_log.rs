@@ -4,9 +4,10 @@
 //! the fence counter has none.
 
 use async_trait::async_trait;
+use persistence_core::backend::{CursorExt, PageExt, validate_fence, validate_limit, validate_ttl};
 use persistence_core::{
     AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
-    TenantId, Timestamp, validate_fence, validate_limit, validate_ttl,
+    TenantId, Timestamp,
 };
 use redis::AsyncCommands;
 
@@ -19,11 +20,11 @@ fn parse_event(member: &str, key: &str) -> Result<SessionEvent> {
     let (Some(seq), Some(at), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(corrupt("event member without ordinal", "session.read", key));
     };
-    Ok(SessionEvent {
-        seq: parse_u64(seq, "session.read", key)?,
-        appended_at: Timestamp(parse_u64(at, "session.read", key)?),
-        event: serde_json::from_str(json).map_err(|e| corrupt(e, "session.read", key))?,
-    })
+    Ok(SessionEvent::new(
+        parse_u64(seq, "session.read", key)?,
+        serde_json::from_str(json).map_err(|e| corrupt(e, "session.read", key))?,
+        Timestamp(parse_u64(at, "session.read", key)?),
+    ))
 }
 
 #[async_trait]

@@ -4,9 +4,10 @@
 //! by label.
 
 use async_trait::async_trait;
+use persistence_core::backend::{CursorExt, PageExt, validate_limit, validate_ttl};
 use persistence_core::{
     Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
-    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp, validate_limit, validate_ttl,
+    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use redis::AsyncCommands;
 
@@ -29,19 +30,19 @@ fn parse_items(
             let [version, created, updated, expires] = parts.as_slice() else {
                 return Err(corrupt(format!("item meta {meta:?}"), operation, key));
             };
-            Ok(Item {
-                namespace: ns.clone(),
-                key: ItemKey::new(k.as_str()).map_err(|e| corrupt(e, operation, key))?,
-                value: serde_json::from_str(value).map_err(|e| corrupt(e, operation, key))?,
-                version: parse_u64(version, operation, key)?,
-                created_at: Timestamp(parse_u64(created, operation, key)?),
-                updated_at: Timestamp(parse_u64(updated, operation, key)?),
-                expires_at: if expires.is_empty() {
+            Ok(Item::new(
+                ns.clone(),
+                ItemKey::new(k.as_str()).map_err(|e| corrupt(e, operation, key))?,
+                serde_json::from_str(value).map_err(|e| corrupt(e, operation, key))?,
+                parse_u64(version, operation, key)?,
+                Timestamp(parse_u64(created, operation, key)?),
+                Timestamp(parse_u64(updated, operation, key)?),
+                if expires.is_empty() {
                     None
                 } else {
                     Some(Timestamp(parse_u64(expires, operation, key)?))
                 },
-            })
+            ))
         })
         .collect()
 }

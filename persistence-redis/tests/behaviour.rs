@@ -223,10 +223,9 @@ async fn with_lock_handles_tiny_and_huge_ttls() {
     let t = TenantId::new("t").unwrap();
     for (i, ttl) in [1u64, 2, 3, 10, 3_600_000].into_iter().enumerate() {
         let name = LockKey::new(format!("l{i}")).unwrap();
-        let options = LockOptions {
-            ttl: Duration::from_millis(ttl),
-            wait: Duration::from_secs(5),
-        };
+        let options = LockOptions::default()
+            .with_ttl(Duration::from_millis(ttl))
+            .with_wait(Duration::from_secs(5));
         let result = with_lock(&backend, &t, &name, options, |_lease| async {
             tokio::time::sleep(Duration::from_millis(30)).await;
             Ok::<_, Error>(())

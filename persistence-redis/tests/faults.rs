@@ -173,10 +173,9 @@ async fn with_lock_on_a_paused_server_is_lock_lost_in_time() {
     let b = backend(server.url(), Duration::from_secs(10)).await;
     let (t, name) = ids();
     let pid = server.pid();
-    let options = LockOptions {
-        ttl: Duration::from_secs(3),
-        wait: Duration::from_secs(1),
-    };
+    let options = LockOptions::default()
+        .with_ttl(Duration::from_secs(3))
+        .with_wait(Duration::from_secs(1));
     let started = Instant::now();
     let outcome: Result<(), Error> = with_lock(&b, &t, &name, options, |_lease| async move {
         tokio::time::sleep(Duration::from_millis(100)).await;

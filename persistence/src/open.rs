@@ -395,11 +395,11 @@ impl Persistence {
             Backend::Postgres(b) => b.purge_stale_leases().await?,
             _ => 0,
         };
-        Ok(PurgeCounts {
-            items: self.store.purge_expired().await?,
-            sessions: self.sessions.purge_expired().await?,
+        Ok(PurgeCounts::new(
+            self.store.purge_expired().await?,
+            self.sessions.purge_expired().await?,
             leases,
-        })
+        ))
     }
 
     /// Closes pooled connections, where the backend has any. Calls still in flight

@@ -126,9 +126,11 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
         writes: Vec<Write>,
         fence: Option<Fence>,
     ) -> Result<()> {
-        let call = self
-            .inner
-            .put_writes(tenant, thread, checkpoint, task, writes, fence);
+        let call = self.inner.put_writes(
+            tenant,
+            thread,
+            PutWrites::new(checkpoint, task, writes).with_lease(FENCE_TODO(fence)),
+        );
         self.run("checkpoint.put_writes", Some(tenant), call).await
     }
 
@@ -164,7 +166,10 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<ThreadKey>> {
-        let call = self.inner.list_threads(tenant, cursor, limit);
+        let call = self.inner.list_threads(
+            tenant,
+            ListThreads::default().with_cursor(cursor).with_limit(limit),
+        );
         self.run("checkpoint.list_threads", Some(tenant), call)
             .await
     }
@@ -280,7 +285,12 @@ impl<B: SessionLog> SessionLog for Traced<B> {
         cursor: Option<Cursor>,
         limit: usize,
     ) -> Result<Page<SessionKey>> {
-        let call = self.inner.list_sessions(tenant, cursor, limit);
+        let call = self.inner.list_sessions(
+            tenant,
+            ListSessions::default()
+                .with_cursor(cursor)
+                .with_limit(limit),
+        );
         self.run("session.list_sessions", Some(tenant), call).await
     }
 

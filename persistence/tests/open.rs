@@ -50,13 +50,7 @@ async fn round_trip(url: &str) -> persistence::Persistence {
     // A tenant whose only data is an unguarded checkpoint is a tenant too (Postgres
     // listed only tenants with a thread row, which only guarded writes create).
     let only_checkpoints = TenantId::new("t0").unwrap();
-    let checkpoint = NewCheckpoint {
-        id: CheckpointId::new(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({"s": 1})),
-        metadata: Default::default(),
-    };
+    let checkpoint = NewCheckpoint::new(CheckpointId::new(), 0, Envelope::new(1, json!({"s": 1})));
     p.checkpointer
         .put(
             &only_checkpoints,

@@ -85,10 +85,7 @@ async fn operations_are_spans_without_payloads() {
         )
         .await
         .unwrap();
-    let stale = PutItemOptions {
-        if_version: Some(7),
-        ..PutItemOptions::default()
-    };
+    let stale = PutItemOptions::default().with_if_version(7);
     let e = p
         .store
         .put(&t, &ns, &key, Envelope::new(1, json!(secret)), stale)

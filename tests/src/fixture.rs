@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persistence_core::{
-    Capabilities, Checkpointer, Lock, ManualClock, MemoryBackend, SessionLog, Store,
+    Capabilities, Checkpointer, Lock, Maintenance, ManualClock, MemoryBackend, SessionLog, Store,
 };
 
 /// How a check makes time pass.
@@ -31,6 +31,8 @@ pub struct Fixture {
     pub sessions: Arc<dyn SessionLog>,
     /// The lock service.
     pub lock: Arc<dyn Lock>,
+    /// Cross-tenant upkeep (purge of expired data).
+    pub maintenance: Arc<dyn Maintenance>,
     /// What the backend declares.
     pub capabilities: Capabilities,
     /// How to make time pass.
@@ -40,17 +42,18 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// A fixture from one value implementing all four traits.
+    /// A fixture from one value implementing the four data traits and [`Maintenance`].
     pub fn new<B>(name: &str, backend: B, capabilities: Capabilities, time: TimeControl) -> Self
     where
-        B: Checkpointer + Store + SessionLog + Lock + Clone + 'static,
+        B: Checkpointer + Store + SessionLog + Lock + Maintenance + Clone + 'static,
     {
         Fixture {
             name: name.to_string(),
             checkpointer: Arc::new(backend.clone()),
             store: Arc::new(backend.clone()),
             sessions: Arc::new(backend.clone()),
-            lock: Arc::new(backend),
+            lock: Arc::new(backend.clone()),
+            maintenance: Arc::new(backend),
             capabilities,
             time,
             resources: Vec::new(),

@@ -21,10 +21,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Envelope, ExpectLatest, Fence, Filter,
-    ItemKey, ListCheckpoints, ListItems, ListNamespaces, LockKey, ManualClock, MemoryBackend,
-    Namespace, NewCheckpoint, PutCheckpointOptions, PutItemOptions, SearchItems, SessionKey,
-    TaskId, TenantId, ThreadKey, Write, serde_json::json,
+    AppendOptions, CheckpointId, CheckpointSelector, Envelope, ExpectLatest, Filter, ItemKey,
+    Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, LockKey,
+    ManualClock, MemoryBackend, Namespace, NewCheckpoint, PutCheckpointOptions, PutItemOptions,
+    PutWrites, SearchItems, SessionKey, TaskId, TenantId, ThreadKey, Write, serde_json::json,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -146,7 +146,7 @@ enum Op {
         limit: usize,
         offset: usize,
     },
-    /// `purge_expired` of store and sessions.
+    /// `Maintenance::purge_expired`.
     Purge,
     /// `Lock::try_acquire` into a lease slot.
     TryAcquire {
@@ -468,6 +468,15 @@ fn id<T, E: std::fmt::Debug>(r: Result<T, E>) -> T {
     }
 }
 
+/// A lease of thread `th`'s own lock with fence `f` (the model picks fences freely).
+fn thread_lease(t: usize, th: usize, f: u64) -> Lease {
+    crate::checks::thread_lease(&tenant(t), &thread(th), f)
+}
+/// A lease of session `s`'s own lock with fence `f`.
+fn session_lease(t: usize, s: usize, f: u64) -> Lease {
+    crate::checks::session_lease(&tenant(t), &session(s), f)
+}
+
 fn tenant(i: usize) -> TenantId {
     id(TenantId::new(TENANTS[i]))
 }
@@ -511,17 +520,11 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 };
                 let mut metadata = persistence_core::Metadata::new();
                 metadata.insert("even".into(), json!(step % 2 == 0));
-                let c = NewCheckpoint {
-                    id: ids[*id],
-                    parent: None,
-                    step: *step,
-                    state: Envelope::new(1, json!({"step": step})),
-                    metadata,
-                };
-                let opts = PutCheckpointOptions {
-                    expect_latest,
-                    fence: fence.map(Fence),
-                };
+                let c =
+                    NewCheckpoint::new(ids[*id], *step, Envelope::new(1, json!({"step": step})))
+                        .with_metadata(metadata);
+                let mut opts = PutCheckpointOptions::default().with_expect_latest(expect_latest);
+                opts.lease = fence.map(|f| thread_lease(*t, *th, f));
                 let stored = fx
                     .checkpointer
                     .put(&tenant(*t), &thread(*th), c, opts)
@@ -554,11 +557,9 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 before,
                 even_steps,
             } => {
-                let mut query = ListCheckpoints {
-                    limit: *limit,
-                    before: before.map(|s| ids[s]),
-                    ..Default::default()
-                };
+                let mut query = ListCheckpoints::default()
+                    .with_limit(*limit)
+                    .with_before(before.map(|s| ids[s]));
                 if *even_steps {
                     query.metadata.insert("even".into(), json!(true));
                 }
@@ -585,22 +586,19 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 fence,
             } => {
                 let writes = (0..*n)
-                    .map(|i| Write {
-                        channel: persistence_core::ChannelName::new("ch")
-                            .unwrap_or_else(|_| unreachable!()),
-                        value: Envelope::new(1, json!(i)),
+                    .map(|i| {
+                        Write::new(
+                            persistence_core::ChannelName::new("ch")
+                                .unwrap_or_else(|_| unreachable!()),
+                            Envelope::new(1, json!(i)),
+                        )
                     })
                     .collect();
                 let task = TaskId::new(format!("task{task}"))?;
+                let mut request = PutWrites::new(ids[*id], task, writes);
+                request.lease = fence.map(|f| thread_lease(*t, *th, f));
                 fx.checkpointer
-                    .put_writes(
-                        &tenant(*t),
-                        &thread(*th),
-                        ids[*id],
-                        &task,
-                        writes,
-                        fence.map(Fence),
-                    )
+                    .put_writes(&tenant(*t), &thread(*th), request)
                     .await?;
                 "ok".into()
             }
@@ -625,7 +623,12 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 loop {
                     let page = fx
                         .checkpointer
-                        .list_threads(&tenant(*t), cursor, *limit)
+                        .list_threads(
+                            &tenant(*t),
+                            ListThreads::default()
+                                .with_cursor(cursor)
+                                .with_limit(*limit),
+                        )
                         .await?;
                     seen.extend(page.items.iter().map(ToString::to_string));
                     match page.next {
@@ -644,11 +647,10 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 ttl,
             } => {
                 let events = (0..*n).map(|i| Envelope::new(1, json!(i))).collect();
-                let opts = AppendOptions {
-                    expect_head: *expect_head,
-                    fence: fence.map(Fence),
-                    ttl: ttl.then(|| ttl_for(true)),
-                };
+                let mut opts = AppendOptions::default()
+                    .with_expect_head(*expect_head)
+                    .with_ttl(ttl.then(|| ttl_for(true)));
+                opts.lease = fence.map(|f| session_lease(*t, *s, f));
                 fx.sessions
                     .append(&tenant(*t), &session(*s), events, opts)
                     .await?
@@ -688,7 +690,12 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 loop {
                     let page = fx
                         .sessions
-                        .list_sessions(&tenant(*t), cursor, *limit)
+                        .list_sessions(
+                            &tenant(*t),
+                            ListSessions::default()
+                                .with_cursor(cursor)
+                                .with_limit(*limit),
+                        )
                         .await?;
                     seen.extend(page.items.iter().map(ToString::to_string));
                     match page.next {
@@ -706,10 +713,9 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 if_version,
                 ttl,
             } => {
-                let opts = PutItemOptions {
-                    ttl: ttl.then(|| ttl_for(true)),
-                    if_version: *if_version,
-                };
+                let opts = PutItemOptions::default()
+                    .with_ttl(ttl.then(|| ttl_for(true)))
+                    .with_if_version(*if_version);
                 fx.store
                     .put(
                         &tenant(*t),
@@ -748,11 +754,10 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 prefix,
                 limit,
             } => {
-                let mut query = ListItems {
-                    key_prefix: prefix.then(|| "k".to_string()),
-                    cursor: None,
-                    limit: *limit,
-                };
+                let mut query = ListItems::default()
+                    .with_key_prefix(prefix.then(|| "k".to_string()))
+                    .with_cursor(None)
+                    .with_limit(*limit);
                 let mut seen = Vec::new();
                 loop {
                     let page = fx
@@ -772,11 +777,9 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 format!("{seen:?}")
             }
             Op::Namespaces { t, depth, limit } => {
-                let mut query = ListNamespaces {
-                    max_depth: *depth,
-                    limit: *limit,
-                    ..Default::default()
-                };
+                let mut query = ListNamespaces::default()
+                    .with_max_depth(*depth)
+                    .with_limit(*limit);
                 let mut seen = Vec::new();
                 loop {
                     let page = fx.store.list_namespaces(&tenant(*t), query.clone()).await?;
@@ -796,12 +799,11 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 offset,
             } => {
                 let filter = Filter::from_json(&json!({"v": {"$gte": min}}))?;
-                let query = SearchItems {
-                    namespace_prefix: prefix.map(namespace),
-                    filter,
-                    limit: *limit,
-                    offset: *offset,
-                };
+                let query = SearchItems::default()
+                    .with_namespace_prefix(prefix.map(namespace))
+                    .with_filter(filter)
+                    .with_limit(*limit)
+                    .with_offset(*offset);
                 let found = fx.store.search(&tenant(*t), query).await?;
                 format!(
                     "{:?}",
@@ -814,8 +816,7 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
             Op::Purge => {
                 // Counts are checked by the conformance suite, not compared here: a backend
                 // may count bookkeeping it cleans (Redis counts stale index entries).
-                fx.store.purge_expired().await?;
-                fx.sessions.purge_expired().await?;
+                fx.maintenance.purge_expired().await?;
                 "purged".into()
             }
             Op::TryAcquire { t, l, slot, short } => {

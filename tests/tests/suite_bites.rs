@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use persistence_conformance::{Fixture, SuiteReport, run_suite};
 use persistence_core::{
-    AppendOptions, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer,
-    Cursor, Envelope, Fence, Lease, ListCheckpoints, Lock, LockKey, MemoryBackend, NewCheckpoint,
-    Page, PutCheckpointOptions, Result, SessionEvent, SessionKey, SessionLog, TaskId, TenantId,
-    ThreadKey, Write,
+    AppendOptions, Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, Envelope, Fence,
+    Lease, ListCheckpoints, ListSessions, ListThreads, Lock, LockKey, MemoryBackend, NewCheckpoint,
+    Page, PutCheckpointOptions, PutWrites, Result, SessionEvent, SessionKey, SessionLog, TenantId,
+    ThreadKey,
 };
 
 /// Lets a second holder in: when the lock is held, hands out a forged lease anyway.
@@ -28,13 +28,13 @@ impl Lock for SecondHolderLock {
     ) -> Result<Option<Lease>> {
         Ok(Some(match self.0.try_acquire(tenant, name, ttl).await? {
             Some(lease) => lease,
-            None => Lease {
-                tenant: tenant.clone(),
-                name: name.clone(),
-                token: "forged".into(),
-                fence: Fence(1),
-                expires_at: persistence_core::Timestamp::now(),
-            },
+            None => Lease::new(
+                tenant.clone(),
+                name.clone(),
+                "forged",
+                Fence(1),
+                persistence_core::Timestamp::now(),
+            ),
         }))
     }
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
@@ -86,16 +86,8 @@ impl SessionLog for RenumberingLog {
     async fn delete(&self, t: &TenantId, s: &SessionKey) -> Result<bool> {
         self.0.delete(t, s).await
     }
-    async fn list_sessions(
-        &self,
-        t: &TenantId,
-        c: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<SessionKey>> {
-        self.0.list_sessions(t, c, limit).await
-    }
-    async fn purge_expired(&self) -> Result<u64> {
-        self.0.purge_expired().await
+    async fn list_sessions(&self, t: &TenantId, q: ListSessions) -> Result<Page<SessionKey>> {
+        self.0.list_sessions(t, q).await
     }
 }
 
@@ -115,7 +107,8 @@ impl Checkpointer for LeakyCheckpointer {
         c: NewCheckpoint,
         o: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
-        let o = PutCheckpointOptions { fence: None, ..o };
+        let mut o = o;
+        o.lease = None;
         self.0.put(&shared(), th, c, o).await
     }
     async fn get(
@@ -134,16 +127,10 @@ impl Checkpointer for LeakyCheckpointer {
     ) -> Result<Page<Checkpoint>> {
         self.0.list(&shared(), th, q).await
     }
-    async fn put_writes(
-        &self,
-        _: &TenantId,
-        th: &ThreadKey,
-        c: CheckpointId,
-        task: &TaskId,
-        w: Vec<Write>,
-        _: Option<Fence>,
-    ) -> Result<()> {
-        self.0.put_writes(&shared(), th, c, task, w, None).await
+    async fn put_writes(&self, _: &TenantId, th: &ThreadKey, r: PutWrites) -> Result<()> {
+        let mut r = r;
+        r.lease = None;
+        self.0.put_writes(&shared(), th, r).await
     }
     async fn delete_thread(&self, _: &TenantId, th: &ThreadKey) -> Result<bool> {
         self.0.delete_thread(&shared(), th).await
@@ -154,13 +141,69 @@ impl Checkpointer for LeakyCheckpointer {
     async fn copy_thread(&self, _: &TenantId, from: &ThreadKey, to: &ThreadKey) -> Result<u64> {
         self.0.copy_thread(&shared(), from, to).await
     }
-    async fn list_threads(
+    async fn list_threads(&self, _: &TenantId, q: ListThreads) -> Result<Page<ThreadKey>> {
+        self.0.list_threads(&shared(), q).await
+    }
+}
+
+/// The fencing of 0.1: any lease's fence is taken as the written thread's or session's,
+/// whatever lock or tenant it came from (rebinds the lease to the right lock, so the
+/// memory backend sees only its fence).
+#[derive(Clone)]
+struct UnboundFences(MemoryBackend);
+
+fn rebound(lease: &mut Option<Lease>, tenant: &TenantId, name: LockKey) {
+    if let Some(lease) = lease {
+        lease.tenant = tenant.clone();
+        lease.name = name;
+    }
+}
+
+#[async_trait]
+impl Checkpointer for UnboundFences {
+    async fn put(
         &self,
-        _: &TenantId,
-        c: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<ThreadKey>> {
-        self.0.list_threads(&shared(), c, limit).await
+        t: &TenantId,
+        th: &ThreadKey,
+        c: NewCheckpoint,
+        o: PutCheckpointOptions,
+    ) -> Result<Checkpoint> {
+        let mut o = o;
+        rebound(&mut o.lease, t, LockKey::for_thread(th));
+        self.0.put(t, th, c, o).await
+    }
+    async fn get(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        s: CheckpointSelector,
+    ) -> Result<Option<CheckpointTuple>> {
+        self.0.get(t, th, s).await
+    }
+    async fn list(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        q: ListCheckpoints,
+    ) -> Result<Page<Checkpoint>> {
+        self.0.list(t, th, q).await
+    }
+    async fn put_writes(&self, t: &TenantId, th: &ThreadKey, r: PutWrites) -> Result<()> {
+        let mut r = r;
+        rebound(&mut r.lease, t, LockKey::for_thread(th));
+        self.0.put_writes(t, th, r).await
+    }
+    async fn delete_thread(&self, t: &TenantId, th: &ThreadKey) -> Result<bool> {
+        self.0.delete_thread(t, th).await
+    }
+    async fn prune(&self, t: &TenantId, th: &ThreadKey, keep: usize) -> Result<u64> {
+        self.0.prune(t, th, keep).await
+    }
+    async fn copy_thread(&self, t: &TenantId, from: &ThreadKey, to: &ThreadKey) -> Result<u64> {
+        self.0.copy_thread(t, from, to).await
+    }
+    async fn list_threads(&self, t: &TenantId, q: ListThreads) -> Result<Page<ThreadKey>> {
+        self.0.list_threads(t, q).await
     }
 }
 
@@ -228,6 +271,20 @@ async fn reused_ordinals_are_caught() {
     );
 }
 
+/// The fencing of 0.1 took a fence from any lock: a higher fence of another lock locked
+/// the rightful holder out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fences_of_another_lock_are_caught() {
+    let report = run_suite(|| async {
+        let (mut fx, backend) = memory_parts();
+        fx.checkpointer = Arc::new(UnboundFences(backend));
+        fx
+    })
+    .await;
+    assert_fails(&report, &["lock_lease_of_another_lock_refused"]);
+    assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ignored_tenants_and_fences_are_caught() {
     let report = run_suite(|| async {
@@ -243,6 +300,7 @@ async fn ignored_tenants_and_fences_are_caught() {
             "tenancy_hostile_ids_never_collide",
             "checkpoint_fenced_put",
             "checkpoint_fenced_put_writes",
+            "lock_lease_of_another_lock_refused",
             "checkpoint_fence_survives_delete",
         ],
     );

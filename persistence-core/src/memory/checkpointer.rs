@@ -6,13 +6,13 @@ use super::{
     BACKEND, MemoryBackend, ThreadState, check_fence, ctx, decode_cursor, encode_cursor,
     record_fence,
 };
+use crate::backend::PageExt;
 use crate::checkpointer::{
     Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
     ListThreads, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites,
 };
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TenantId, ThreadKey};
-use crate::backend::PageExt;
 use crate::page::{Cursor, Page, validate_limit};
 
 fn tuple(thread: &ThreadState, c: &Checkpoint) -> CheckpointTuple {
@@ -236,11 +236,7 @@ impl Checkpointer for MemoryBackend {
         ))
     }
 
-    async fn list_threads(
-        &self,
-        tenant: &TenantId,
-        query: ListThreads,
-    ) -> Result<Page<ThreadKey>> {
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
         let ListThreads { cursor, limit, .. } = query;
         let limit = validate_limit(limit).map_err(ctx("checkpoint.list_threads", tenant))?;
         let after: Option<ThreadKey> = cursor

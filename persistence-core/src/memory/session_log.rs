@@ -6,10 +6,10 @@ use super::{
     MemoryBackend, SessionState, TenantState, check_fence, ctx, decode_cursor, encode_cursor,
     is_expired, record_fence,
 };
+use crate::backend::PageExt;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{SessionKey, TenantId};
-use crate::backend::PageExt;
 use crate::page::{Page, validate_limit};
 use crate::session_log::{AppendOptions, ListSessions, SessionEvent, SessionLog};
 use crate::time::{Timestamp, validate_ttl};

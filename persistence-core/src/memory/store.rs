@@ -4,10 +4,10 @@ use std::ops::Bound;
 use async_trait::async_trait;
 
 use super::{MemoryBackend, StoredItem, ctx, decode_cursor, encode_cursor, is_expired};
+use crate::backend::PageExt;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{ItemKey, Namespace, TenantId};
-use crate::backend::PageExt;
 use crate::page::{Page, validate_limit};
 use crate::store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
 use crate::time::validate_ttl;

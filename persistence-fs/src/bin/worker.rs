@@ -82,23 +82,18 @@ async fn crash_loop(root: &str) -> persistence_core::Result<()> {
             .append(&tenant, &session, batch, AppendOptions::default())
             .await?;
         ack(format!("append {head}"));
-        let checkpoint = NewCheckpoint {
-            id: CheckpointId::new(),
-            parent: None,
-            step: i as i64,
-            state: Envelope::new(1, serde_json::json!({"i": i, "pad": "x".repeat(512)})),
-            metadata: Default::default(),
-        };
+        let checkpoint = NewCheckpoint::new(
+            CheckpointId::new(),
+            i as i64,
+            Envelope::new(1, serde_json::json!({"i": i, "pad": "x".repeat(512)})),
+        );
         let id = checkpoint.id;
         Checkpointer::put(&backend, &tenant, &thread, checkpoint, Default::default()).await?;
         ack(format!("checkpoint {id}"));
         // Each version's value names it (padded, so the item file is rewritten every few
         // dozen puts): a value read at another version is a lost or torn write.
         let value = serde_json::json!({"version": version + 1, "pad": "x".repeat(400)});
-        let options = persistence_core::PutItemOptions {
-            if_version: Some(version),
-            ..Default::default()
-        };
+        let options = persistence_core::PutItemOptions::default().with_if_version(version);
         version = Store::put(
             &backend,
             &tenant,
@@ -133,10 +128,9 @@ async fn append(root: &str, session: &str, n: u64) -> persistence_core::Result<(
 async fn lock_cycles(root: &str, n: u64, file: &str) -> persistence_core::Result<()> {
     let backend = FsBackend::open(FsConfig::new(root))?;
     let (tenant, name) = (TenantId::new("multi")?, LockKey::new("counter")?);
-    let options = LockOptions {
-        ttl: Duration::from_secs(30),
-        wait: Duration::from_secs(120),
-    };
+    let options = LockOptions::default()
+        .with_ttl(Duration::from_secs(30))
+        .with_wait(Duration::from_secs(120));
     let io = |e: std::io::Error| persistence_core::Error::backend_error(e.to_string());
     for _ in 0..n {
         let lease = backend.acquire(&tenant, &name, options).await?;
@@ -197,13 +191,11 @@ async fn create(root: &str, from: u64) -> persistence_core::Result<()> {
             AppendOptions::default(),
         )
         .await?;
-        let checkpoint = NewCheckpoint {
-            id: CheckpointId::new(),
-            parent: None,
-            step: 0,
-            state: Envelope::new(1, serde_json::json!(i)),
-            metadata: Default::default(),
-        };
+        let checkpoint = NewCheckpoint::new(
+            CheckpointId::new(),
+            0,
+            Envelope::new(1, serde_json::json!(i)),
+        );
         let thread = ThreadKey::new(name.clone())?;
         Checkpointer::put(&backend, &tenant, &thread, checkpoint, Default::default()).await?;
         Store::put(

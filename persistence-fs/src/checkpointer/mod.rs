@@ -11,10 +11,13 @@ mod tests;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use persistence_core::backend::{
+    CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
+};
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write, validate_limit,
+    Error, Fence, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page, PendingWrite,
+    PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -48,20 +51,18 @@ struct StoredCheckpoint {
 
 impl From<StoredCheckpoint> for Checkpoint {
     fn from(s: StoredCheckpoint) -> Self {
-        Checkpoint {
-            id: s.id,
-            parent: s.parent,
-            step: s.step,
-            state: s.state,
-            metadata: s.metadata,
-            created_at: s.created_at,
-        }
+        Checkpoint::from_new(
+            NewCheckpoint::new(s.id, s.step, s.state)
+                .with_parent(s.parent)
+                .with_metadata(s.metadata),
+            s.created_at,
+        )
     }
 }
 
 /// Checks `fence` against the high-water mark in `path`; returns the value to record.
 pub(crate) fn check_fence(path: &Path, fence: Option<Fence>) -> Result<Option<u64>> {
-    let Some(Fence(presented)) = persistence_core::validate_fence(fence)? else {
+    let Some(Fence(presented)) = persistence_core::backend::validate_fence(fence)? else {
         return Ok(None);
     };
     let highest = files::read_counter(path)
@@ -202,10 +203,7 @@ impl Inner {
 
     fn tuple(&self, dir: &Path, c: Checkpoint) -> Result<CheckpointTuple> {
         let pending_writes = self.load_writes(dir, c.id)?;
-        Ok(CheckpointTuple {
-            checkpoint: c,
-            pending_writes,
-        })
+        Ok(CheckpointTuple::new(c, pending_writes))
     }
 
     /// The ids of a tenant's threads from a scan of its directory (any order): what its
@@ -318,16 +316,23 @@ impl Checkpointer for FsBackend {
         &self,
         tenant: &TenantId,
         thread: &ThreadKey,
-        checkpoint: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
+        request: PutWrites,
     ) -> Result<()> {
-        let (t, th, task) = (tenant.clone(), thread.clone(), task.clone());
+        let (t, th) = (tenant.clone(), thread.clone());
+        let PutWrites {
+            checkpoint,
+            task,
+            writes,
+            lease,
+            ..
+        } = request;
         self.run(
             "checkpoint.put_writes",
             format!("{tenant}/{thread}/{checkpoint}"),
-            move |i| i.put_writes(&t, &th, checkpoint, &task, writes, fence),
+            move |i| {
+                let fence = thread_fence(&t, &th, lease.as_ref())?;
+                i.put_writes(&t, &th, checkpoint, &task, writes, fence)
+            },
         )
         .await
     }
@@ -461,13 +466,9 @@ impl Checkpointer for FsBackend {
         .await
     }
 
-    async fn list_threads(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<ThreadKey>> {
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
         let t = tenant.clone();
+        let ListThreads { cursor, limit, .. } = query;
         self.run("checkpoint.list_threads", tenant.to_string(), move |i| {
             let limit = validate_limit(limit)?;
             let after: Option<ThreadKey> = cursor_id(&cursor)?;

@@ -1,6 +1,7 @@
 //! The writes of a thread that hold its lock: a checkpoint put (through the journal)
 //! and the pending writes of a task.
 
+use persistence_core::backend::thread_fence;
 use std::path::PathBuf;
 
 use persistence_core::{
@@ -54,7 +55,7 @@ impl Inner {
             dir,
         } = self.thread_paths(t, th)?;
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
-        let raise = check_fence(&fence_path, options.fence)?;
+        let raise = check_fence(&fence_path, thread_fence(t, th, options.lease.as_ref())?)?;
         // Opened (not made) before anything is read: it may owe the files a redo or a
         // replay. A put that is refused below leaves no journal behind.
         let journal = self.open_journal(&dir, false)?;
@@ -155,12 +156,7 @@ impl Inner {
             {
                 continue;
             }
-            let record = PendingWrite {
-                task_id: task.clone(),
-                index,
-                channel: write.channel,
-                value: write.value,
-            };
+            let record = PendingWrite::new(task.clone(), index, write.channel, write.value);
             let payload =
                 serde_json::to_vec(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
             payloads.push(payload);

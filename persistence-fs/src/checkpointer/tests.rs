@@ -32,13 +32,11 @@ fn checkpoints_dir(backend: &FsBackend) -> PathBuf {
 
 async fn put(backend: &FsBackend, step: i64) -> Checkpoint {
     let (t, th) = ids();
-    let c = NewCheckpoint {
-        id: CheckpointId::new(),
-        parent: None,
+    let c = NewCheckpoint::new(
+        CheckpointId::new(),
         step,
-        state: Envelope::new(1, json!({ "step": step, "pad": "x".repeat(300) })),
-        metadata: Default::default(),
-    };
+        Envelope::new(1, json!({ "step": step, "pad": "x".repeat(300) })),
+    );
     Checkpointer::put(backend, &t, &th, c, Default::default())
         .await
         .unwrap()
@@ -243,13 +241,7 @@ async fn a_refused_put_leaves_no_journal() {
     let dir = tempfile::tempdir().unwrap();
     let backend = open(dir.path());
     let (t, th) = ids();
-    let c = NewCheckpoint {
-        id: CheckpointId::new(),
-        parent: None,
-        step: 0,
-        state: Envelope::new(1, json!({})),
-        metadata: Default::default(),
-    };
+    let c = NewCheckpoint::new(CheckpointId::new(), 0, Envelope::new(1, json!({})));
     let guarded = persistence_core::PutCheckpointOptions {
         expect_latest: persistence_core::ExpectLatest::Is(CheckpointId::new()),
         ..Default::default()

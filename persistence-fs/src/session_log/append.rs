@@ -29,8 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use persistence_core::backend::{session_fence, validate_ttl};
 use persistence_core::{
-    AppendOptions, Envelope, Error, Result, SessionKey, TenantId, Timestamp, validate_ttl,
+    AppendOptions, Envelope, Error, Fence, Result, SessionKey, TenantId, Timestamp,
 };
 use serde::Serialize;
 
@@ -211,14 +212,15 @@ impl Inner {
         if let Some(ttl) = options.ttl {
             validate_ttl("session ttl", ttl)?;
         }
+        let fence = session_fence(t, s, options.lease.as_ref())?;
         let dir = self.layout.session(t, s);
         if let Some(kept) = self.open_sessions.take(&dir)
-            && let Some(head) = self.append_kept(kept, t, s, &events, &options)?
+            && let Some(head) = self.append_kept(kept, t, s, &events, fence, &options)?
         {
             return Ok(head);
         }
         let (lock, f, fence_path, mut state) = self.open_session(t, s)?;
-        let batch = self.batch(&state, &fence_path, &events, &options)?;
+        let batch = self.batch(&state, &fence_path, &events, fence, &options)?;
         record_fence(&fence_path, batch.raise, self.durability)?;
         if state.log.is_none() || state.index.is_none() {
             ensure_entry(&f.dir, s.as_str(), self.durability, || {
@@ -248,6 +250,7 @@ impl Inner {
         t: &TenantId,
         s: &SessionKey,
         events: &[Envelope],
+        fence: Option<Fence>,
         options: &AppendOptions,
     ) -> Result<Option<u64>> {
         let (lock_path, fence_path) = self.layout.session_guards(t, s);
@@ -256,7 +259,7 @@ impl Inner {
         if !kept.is_current(&lock_path, &f) || kept.state.expired(Timestamp::now()) {
             return Ok(None); // dropping the file releases the lock
         }
-        let batch = match self.batch(&kept.state, &fence_path, events, options) {
+        let batch = match self.batch(&kept.state, &fence_path, events, fence, options) {
             Ok(batch) => batch,
             Err(refused) => {
                 // Nothing written: the files stay as they were, worth keeping.
@@ -281,9 +284,10 @@ impl Inner {
         state: &SessionState,
         fence_path: &Path,
         events: &[Envelope],
+        fence: Option<Fence>,
         options: &AppendOptions,
     ) -> Result<Batch> {
-        let raise = check_fence(fence_path, options.fence)?;
+        let raise = check_fence(fence_path, fence)?;
         if let Some(expected) = options.expect_head
             && expected != state.head
         {

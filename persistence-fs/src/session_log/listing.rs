@@ -184,10 +184,7 @@ mod tests {
             let backend = backend.clone();
             let t = t.clone();
             async move {
-                let options = AppendOptions {
-                    ttl,
-                    ..Default::default()
-                };
+                let options = AppendOptions::default().with_ttl(ttl);
                 backend
                     .append(&t, &s, vec![Envelope::new(1, data)], options)
                     .await

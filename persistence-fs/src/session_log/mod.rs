@@ -14,9 +14,10 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use persistence_core::backend::{CursorExt, PageExt, validate_limit};
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, Page, Result, SessionEvent, SessionKey, SessionLog, TenantId,
-    Timestamp, validate_limit,
+    AppendOptions, Cursor, Envelope, ListSessions, Page, Result, SessionEvent, SessionKey,
+    SessionLog, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -252,11 +253,7 @@ impl Inner {
                     if e.seq != start + out.len() as u64 {
                         return Ok(None);
                     }
-                    out.push(SessionEvent {
-                        seq: e.seq,
-                        event: e.event,
-                        appended_at: e.at,
-                    });
+                    out.push(SessionEvent::new(e.seq, e.event, e.at));
                     offset = end;
                 }
                 RecordAt::End | RecordAt::Torn | RecordAt::Corrupt => {
@@ -431,10 +428,10 @@ impl SessionLog for FsBackend {
     async fn list_sessions(
         &self,
         tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
+        query: ListSessions,
     ) -> Result<Page<SessionKey>> {
         let t = tenant.clone();
+        let ListSessions { cursor, limit, .. } = query;
         self.run("session.list_sessions", tenant.to_string(), move |i| {
             let limit = validate_limit(limit)?;
             let after = cursor
@@ -470,8 +467,11 @@ impl SessionLog for FsBackend {
         })
         .await
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+impl FsBackend {
+    /// Removes expired sessions of every tenant.
+    pub(crate) async fn purge_expired_sessions(&self) -> Result<u64> {
         self.run("session.purge_expired", String::new(), |i| {
             i.purge_sessions()
         })

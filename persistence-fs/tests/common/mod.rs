@@ -14,13 +14,7 @@ pub fn checkpoint(
     step: i64,
     state: serde_json::Value,
 ) -> NewCheckpoint {
-    NewCheckpoint {
-        id: Default::default(),
-        parent,
-        step,
-        state: Envelope::new(1, state),
-        metadata: Default::default(),
-    }
+    NewCheckpoint::new(Default::default(), step, Envelope::new(1, state)).with_parent(parent)
 }
 
 /// Puts an empty first checkpoint on `th` and returns its id.
@@ -69,14 +63,22 @@ pub async fn every_listed_id(
     ns: &Namespace,
     limit: usize,
 ) -> [Vec<String>; 3] {
-    let sessions = every_page(async |c| backend.list_sessions(t, c, limit).await.unwrap()).await;
-    let threads = every_page(async |c| backend.list_threads(t, c, limit).await.unwrap()).await;
+    let sessions = every_page(async |c| {
+        backend
+            .list_sessions(t, ListSessions::default().with_cursor(c).with_limit(limit))
+            .await
+            .unwrap()
+    })
+    .await;
+    let threads = every_page(async |c| {
+        backend
+            .list_threads(t, ListThreads::default().with_cursor(c).with_limit(limit))
+            .await
+            .unwrap()
+    })
+    .await;
     let items = every_page(async |cursor| {
-        let query = ListItems {
-            cursor,
-            limit,
-            ..Default::default()
-        };
+        let query = ListItems::default().with_cursor(cursor).with_limit(limit);
         Store::list(backend, t, ns, query).await.unwrap()
     })
     .await;

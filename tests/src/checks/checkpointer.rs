@@ -3,26 +3,21 @@
 
 use anyhow::{Result, ensure};
 use persistence_core::{
-    CheckpointSelector as Sel, ExpectLatest, Fence, ListCheckpoints, PutCheckpointOptions,
-    serde_json::json,
+    CheckpointSelector as Sel, ExpectLatest, ListCheckpoints, ListThreads, PutCheckpointOptions,
+    PutWrites, TenantId, ThreadKey, serde_json::json,
 };
 
 use super::{
-    all_checkpoint_pages, all_thread_pages, cp, cp_meta, env, task, tenant, thread, write,
+    all_checkpoint_pages, all_thread_pages, cp, cp_meta, env, task, tenant, thread, thread_lease,
+    write,
 };
 use crate::Fixture;
 
 fn guard(expect_latest: ExpectLatest) -> PutCheckpointOptions {
-    PutCheckpointOptions {
-        expect_latest,
-        fence: None,
-    }
+    PutCheckpointOptions::default().with_expect_latest(expect_latest)
 }
-fn fenced(f: u64) -> PutCheckpointOptions {
-    PutCheckpointOptions {
-        expect_latest: ExpectLatest::Any,
-        fence: Some(Fence(f)),
-    }
+fn fenced(t: &TenantId, th: &ThreadKey, f: u64) -> PutCheckpointOptions {
+    PutCheckpointOptions::default().with_lease(&thread_lease(t, th, f))
 }
 
 /// A stored checkpoint comes back whole, as latest and by id.
@@ -190,7 +185,9 @@ pub async fn checkpoint_retry_after_guard_moved_is_ok(fx: &Fixture) -> Result<()
     let (t, th) = (tenant("a"), thread("retry"));
     let c1 = cp(None, 0);
     let opts = guard(ExpectLatest::Absent);
-    fx.checkpointer.put(&t, &th, c1.clone(), opts).await?;
+    fx.checkpointer
+        .put(&t, &th, c1.clone(), opts.clone())
+        .await?;
     fx.checkpointer.put(&t, &th, c1.clone(), opts).await?;
     Ok(())
 }
@@ -227,11 +224,9 @@ pub async fn checkpoint_list_before_and_limit(fx: &Fixture) -> Result<()> {
         .list(
             &t,
             &th,
-            ListCheckpoints {
-                before: Some(cs[4].id),
-                limit: 2,
-                ..Default::default()
-            },
+            ListCheckpoints::default()
+                .with_before(cs[4].id)
+                .with_limit(2),
         )
         .await?;
     let ids: Vec<_> = page.items.iter().map(|c| c.id).collect();
@@ -253,10 +248,7 @@ pub async fn checkpoint_list_metadata_filter(fx: &Fixture) -> Result<()> {
         fx.checkpointer.put(&t, &th, c, Default::default()).await?;
     }
     want.reverse();
-    let mut query = ListCheckpoints {
-        limit: 2,
-        ..Default::default()
-    };
+    let mut query = ListCheckpoints::default().with_limit(2);
     query.metadata.insert("source".into(), json!("input"));
     query.metadata.insert("writer".into(), json!({"id": 7}));
     let mut got = Vec::new();
@@ -311,14 +303,19 @@ pub async fn checkpoint_put_writes_returned_with_checkpoint(fx: &Fixture) -> Res
         .put_writes(
             &t,
             &th,
-            c.id,
-            &task("task-b"),
-            vec![write("out", 1), write("log", 2)],
-            None,
+            PutWrites::new(
+                c.id,
+                (task("task-b")).clone(),
+                vec![write("out", 1), write("log", 2)],
+            ),
         )
         .await?;
     fx.checkpointer
-        .put_writes(&t, &th, c.id, &task("task-a"), vec![write("out", 3)], None)
+        .put_writes(
+            &t,
+            &th,
+            PutWrites::new(c.id, (task("task-a")).clone(), vec![write("out", 3)]),
+        )
         .await?;
     let got = fx
         .checkpointer
@@ -356,16 +353,17 @@ pub async fn checkpoint_put_writes_idempotent(fx: &Fixture) -> Result<()> {
         .put(&t, &th, c.clone(), Default::default())
         .await?;
     fx.checkpointer
-        .put_writes(&t, &th, c.id, &task("x"), vec![write("out", 1)], None)
+        .put_writes(
+            &t,
+            &th,
+            PutWrites::new(c.id, task("x"), vec![write("out", 1)]),
+        )
         .await?;
     fx.checkpointer
         .put_writes(
             &t,
             &th,
-            c.id,
-            &task("x"),
-            vec![write("out", 99), write("more", 2)],
-            None,
+            PutWrites::new(c.id, task("x"), vec![write("out", 99), write("more", 2)]),
         )
         .await?;
     let got = fx
@@ -391,7 +389,11 @@ pub async fn checkpoint_put_writes_missing_checkpoint(fx: &Fixture) -> Result<()
     let ghost = cp(None, 0).id;
     ensure_kind!(
         fx.checkpointer
-            .put_writes(&t, &th, ghost, &task("x"), vec![write("o", 1)], None)
+            .put_writes(
+                &t,
+                &th,
+                PutWrites::new(ghost, task("x"), vec![write("o", 1)])
+            )
             .await,
         NotFound
     );
@@ -408,7 +410,11 @@ pub async fn checkpoint_writes_belong_to_their_checkpoint(fx: &Fixture) -> Resul
         .put(&t, &th, c1.clone(), Default::default())
         .await?;
     fx.checkpointer
-        .put_writes(&t, &th, c1.id, &task("x"), vec![write("o", 1)], None)
+        .put_writes(
+            &t,
+            &th,
+            PutWrites::new(c1.id, task("x"), vec![write("o", 1)]),
+        )
         .await?;
     fx.checkpointer
         .put(&t, &th, c2.clone(), Default::default())
@@ -431,7 +437,11 @@ pub async fn checkpoint_delete_thread(fx: &Fixture) -> Result<()> {
         .put(&t, &th, c.clone(), Default::default())
         .await?;
     fx.checkpointer
-        .put_writes(&t, &th, c.id, &task("x"), vec![write("o", 1)], None)
+        .put_writes(
+            &t,
+            &th,
+            PutWrites::new(c.id, task("x"), vec![write("o", 1)]),
+        )
         .await?;
     fx.checkpointer
         .put(&t, &keep, cp(None, 0), Default::default())
@@ -470,7 +480,11 @@ pub async fn checkpoint_prune_keeps_latest(fx: &Fixture) -> Result<()> {
             .put(&t, &th, c.clone(), Default::default())
             .await?;
         fx.checkpointer
-            .put_writes(&t, &th, c.id, &task("x"), vec![write("o", 1)], None)
+            .put_writes(
+                &t,
+                &th,
+                PutWrites::new(c.id, task("x"), vec![write("o", 1)]),
+            )
             .await?;
     }
     ensure!(fx.checkpointer.prune(&t, &th, 2).await? == 4, "prune count");
@@ -509,7 +523,11 @@ pub async fn checkpoint_copy_thread(fx: &Fixture) -> Result<()> {
         .put(&t, &src, c2.clone(), Default::default())
         .await?;
     fx.checkpointer
-        .put_writes(&t, &src, c2.id, &task("x"), vec![write("o", 5)], None)
+        .put_writes(
+            &t,
+            &src,
+            PutWrites::new(c2.id, task("x"), vec![write("o", 5)]),
+        )
         .await?;
     ensure!(fx.checkpointer.copy_thread(&t, &src, &dst).await? == 2);
     let forked = fx
@@ -596,11 +614,17 @@ pub async fn checkpoint_list_threads_paginated(fx: &Fixture) -> Result<()> {
 /// equal and higher fences pass.
 pub async fn checkpoint_fenced_put(fx: &Fixture) -> Result<()> {
     let (t, th) = (tenant("a"), thread("fenced"));
-    fx.checkpointer.put(&t, &th, cp(None, 0), fenced(5)).await?;
-    fx.checkpointer.put(&t, &th, cp(None, 1), fenced(5)).await?;
+    fx.checkpointer
+        .put(&t, &th, cp(None, 0), fenced(&t, &th, 5))
+        .await?;
+    fx.checkpointer
+        .put(&t, &th, cp(None, 1), fenced(&t, &th, 5))
+        .await?;
     let stale = cp(None, 2);
     ensure_kind!(
-        fx.checkpointer.put(&t, &th, stale.clone(), fenced(4)).await,
+        fx.checkpointer
+            .put(&t, &th, stale.clone(), fenced(&t, &th, 4))
+            .await,
         Fenced
     );
     ensure!(
@@ -610,9 +634,13 @@ pub async fn checkpoint_fenced_put(fx: &Fixture) -> Result<()> {
             .is_none(),
         "fenced put wrote"
     );
-    fx.checkpointer.put(&t, &th, cp(None, 3), fenced(6)).await?;
+    fx.checkpointer
+        .put(&t, &th, cp(None, 3), fenced(&t, &th, 6))
+        .await?;
     ensure_kind!(
-        fx.checkpointer.put(&t, &th, cp(None, 4), fenced(5)).await,
+        fx.checkpointer
+            .put(&t, &th, cp(None, 4), fenced(&t, &th, 5))
+            .await,
         Fenced
     );
     Ok(())
@@ -622,16 +650,16 @@ pub async fn checkpoint_fenced_put(fx: &Fixture) -> Result<()> {
 pub async fn checkpoint_fenced_put_writes(fx: &Fixture) -> Result<()> {
     let (t, th) = (tenant("a"), thread("fenced-writes"));
     let c = cp(None, 0);
-    fx.checkpointer.put(&t, &th, c.clone(), fenced(3)).await?;
+    fx.checkpointer
+        .put(&t, &th, c.clone(), fenced(&t, &th, 3))
+        .await?;
     ensure_kind!(
         fx.checkpointer
             .put_writes(
                 &t,
                 &th,
-                c.id,
-                &task("x"),
-                vec![write("o", 1)],
-                Some(Fence(2))
+                PutWrites::new(c.id, task("x"), vec![write("o", 1)])
+                    .with_lease(&thread_lease(&t, &th, 2))
             )
             .await,
         Fenced
@@ -645,10 +673,8 @@ pub async fn checkpoint_fenced_put_writes(fx: &Fixture) -> Result<()> {
         .put_writes(
             &t,
             &th,
-            c.id,
-            &task("x"),
-            vec![write("o", 1)],
-            Some(Fence(3)),
+            PutWrites::new(c.id, task("x"), vec![write("o", 1)])
+                .with_lease(&thread_lease(&t, &th, 3)),
         )
         .await?;
     Ok(())
@@ -657,10 +683,14 @@ pub async fn checkpoint_fenced_put_writes(fx: &Fixture) -> Result<()> {
 /// Deleting a thread does not reset its fence: a zombie writer stays fenced out.
 pub async fn checkpoint_fence_survives_delete(fx: &Fixture) -> Result<()> {
     let (t, th) = (tenant("a"), thread("fence-delete"));
-    fx.checkpointer.put(&t, &th, cp(None, 0), fenced(9)).await?;
+    fx.checkpointer
+        .put(&t, &th, cp(None, 0), fenced(&t, &th, 9))
+        .await?;
     fx.checkpointer.delete_thread(&t, &th).await?;
     ensure_kind!(
-        fx.checkpointer.put(&t, &th, cp(None, 1), fenced(8)).await,
+        fx.checkpointer
+            .put(&t, &th, cp(None, 1), fenced(&t, &th, 8))
+            .await,
         Fenced
     );
     Ok(())
@@ -674,27 +704,13 @@ pub async fn checkpoint_invalid_list_arguments(fx: &Fixture) -> Result<()> {
         .await?;
     ensure_kind!(
         fx.checkpointer
-            .list(
-                &t,
-                &th,
-                ListCheckpoints {
-                    limit: 0,
-                    ..Default::default()
-                }
-            )
+            .list(&t, &th, ListCheckpoints::default().with_limit(0))
             .await,
         InvalidInput
     );
     ensure_kind!(
         fx.checkpointer
-            .list(
-                &t,
-                &th,
-                ListCheckpoints {
-                    limit: 1_000_000,
-                    ..Default::default()
-                }
-            )
+            .list(&t, &th, ListCheckpoints::default().with_limit(1_000_000))
             .await,
         InvalidInput
     );
@@ -704,20 +720,26 @@ pub async fn checkpoint_invalid_list_arguments(fx: &Fixture) -> Result<()> {
             .list(
                 &t,
                 &th,
-                ListCheckpoints {
-                    cursor: Some(bogus.clone()),
-                    ..Default::default()
-                }
+                ListCheckpoints::default().with_cursor(bogus.clone())
             )
             .await,
         InvalidInput
     );
     ensure_kind!(
-        fx.checkpointer.list_threads(&t, Some(bogus), 10).await,
+        fx.checkpointer
+            .list_threads(
+                &t,
+                ListThreads::default()
+                    .with_cursor(Some(bogus))
+                    .with_limit(10)
+            )
+            .await,
         InvalidInput
     );
     ensure_kind!(
-        fx.checkpointer.list_threads(&t, None, 0).await,
+        fx.checkpointer
+            .list_threads(&t, ListThreads::default().with_limit(0))
+            .await,
         InvalidInput
     );
     Ok(())

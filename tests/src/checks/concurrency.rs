@@ -113,10 +113,7 @@ pub async fn concurrency_expect_latest_one_winner(fx: &Fixture) -> Result<()> {
     for i in 0..TASKS {
         let (cpr, t, th) = (fx.checkpointer.clone(), t.clone(), th.clone());
         let c = cp(Some(root.id), 1 + i as i64);
-        let opts = PutCheckpointOptions {
-            expect_latest: ExpectLatest::Is(root.id),
-            fence: None,
-        };
+        let opts = PutCheckpointOptions::default().with_expect_latest(ExpectLatest::Is(root.id));
         handles.push(tokio::spawn(async move { cpr.put(&t, &th, c, opts).await }));
     }
     let mut wins = 0;
@@ -142,10 +139,7 @@ pub async fn concurrency_store_cas_one_winner(fx: &Fixture) -> Result<()> {
     let mut handles = Vec::new();
     for i in 0..TASKS {
         let (store, t, n, k) = (fx.store.clone(), t.clone(), n.clone(), k.clone());
-        let opts = PutItemOptions {
-            if_version: Some(1),
-            ..Default::default()
-        };
+        let opts = PutItemOptions::default().with_if_version(1);
         handles.push(tokio::spawn(async move {
             store.put(&t, &n, &k, env(json!(i)), opts).await
         }));
@@ -174,10 +168,7 @@ pub async fn concurrency_expect_head_one_winner(fx: &Fixture) -> Result<()> {
     let mut handles = Vec::new();
     for _ in 0..TASKS {
         let (log, t, s) = (fx.sessions.clone(), t.clone(), s.clone());
-        let opts = AppendOptions {
-            expect_head: Some(1),
-            ..Default::default()
-        };
+        let opts = AppendOptions::default().with_expect_head(1);
         handles.push(tokio::spawn(async move {
             log.append(&t, &s, super::events(1..3), opts).await
         }));
@@ -216,10 +207,9 @@ pub async fn concurrency_with_lock_mutual_exclusion(fx: &Fixture) -> Result<()> 
         );
         handles.push(tokio::spawn(async move {
             for _ in 0..5 {
-                let opts = LockOptions {
-                    ttl: Duration::from_secs(30),
-                    wait: Duration::from_secs(60),
-                };
+                let opts = LockOptions::default()
+                    .with_ttl(Duration::from_secs(30))
+                    .with_wait(Duration::from_secs(60));
                 let (store, t2, n2, k2, fences) = (
                     fx.store.clone(),
                     t.clone(),
@@ -283,10 +273,7 @@ pub async fn concurrency_cas_merges_keep_every_field(fx: &Fixture) -> Result<()>
                     .ok_or_else(|| anyhow::anyhow!("item vanished"))?;
                 let mut data = item.value.data.clone();
                 data[format!("f{task}")] = json!(task);
-                let opts = PutItemOptions {
-                    if_version: Some(item.version),
-                    ..Default::default()
-                };
+                let opts = PutItemOptions::default().with_if_version(item.version);
                 match store.put(&t, &n, &k, env(data), opts).await {
                     Ok(_) => return anyhow::Ok(()),
                     Err(e) if e.kind() == ErrorKind::Conflict && attempt < 1000 => {

@@ -3,8 +3,8 @@
 
 use anyhow::{Result, ensure};
 use persistence_core::{
-    CheckpointSelector as Sel, CheckpointerExt, Envelope, ErrorKind, NewCheckpoint, SessionLogExt,
-    StoreExt, Upcaster, Versioned,
+    CheckpointSelector as Sel, CheckpointerExt, Envelope, ErrorKind, NewCheckpoint, PutWrites,
+    SessionLogExt, StoreExt, Upcaster, Versioned,
     serde_json::{self, Value, json},
 };
 
@@ -43,13 +43,14 @@ pub async fn envelope_versions_preserved(fx: &Fixture) -> Result<()> {
         .put_writes(
             &t,
             &thread("e"),
-            c.id,
-            &super::task("x"),
-            vec![persistence_core::Write {
-                channel: persistence_core::ChannelName::new("ch")?,
-                value: payload.clone(),
-            }],
-            None,
+            PutWrites::new(
+                c.id,
+                super::task("x"),
+                vec![persistence_core::Write::new(
+                    persistence_core::ChannelName::new("ch")?,
+                    payload.clone(),
+                )],
+            ),
         )
         .await?;
     fx.sessions
@@ -237,13 +238,7 @@ pub async fn envelope_typed_roundtrip(fx: &Fixture) -> Result<()> {
         .put(
             &t,
             &thread("typed"),
-            NewCheckpoint {
-                id,
-                parent: None,
-                step: 0,
-                state: note.clone(),
-                metadata: Default::default(),
-            },
+            NewCheckpoint::new(id, 0, note.clone()),
             Default::default(),
         )
         .await?;

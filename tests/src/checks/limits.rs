@@ -5,28 +5,22 @@
 
 use anyhow::{Result, ensure};
 use persistence_core::{
-    AppendOptions, CheckpointSelector as Sel, Envelope, ErrorKind, ExpectLatest, Fence,
-    PutCheckpointOptions, serde_json::json,
+    AppendOptions, CheckpointSelector as Sel, Envelope, ErrorKind, Fence, PutCheckpointOptions,
+    PutWrites, SessionKey, TenantId, ThreadKey, serde_json::json,
 };
 
-use super::{cp, events, item_key, ns, session, task, tenant, thread};
+use super::{cp, events, item_key, ns, session, session_lease, task, tenant, thread, thread_lease};
 use crate::Fixture;
 
 /// 2^53: above it, adjacent integers are no longer distinct as doubles.
 const TWO_POW_53: u64 = 1 << 53;
 
-fn fenced(f: u64) -> PutCheckpointOptions {
-    PutCheckpointOptions {
-        expect_latest: ExpectLatest::Any,
-        fence: Some(Fence(f)),
-    }
+fn fenced(t: &TenantId, th: &ThreadKey, f: u64) -> PutCheckpointOptions {
+    PutCheckpointOptions::default().with_lease(&thread_lease(t, th, f))
 }
 
-fn appended(f: u64) -> AppendOptions {
-    AppendOptions {
-        fence: Some(Fence(f)),
-        ..Default::default()
-    }
+fn appended(t: &TenantId, s: &SessionKey, f: u64) -> AppendOptions {
+    AppendOptions::default().with_lease(&session_lease(t, s, f))
 }
 
 /// Checkpoint puts, pending writes and appends compare fences exactly just above 2^53 and
@@ -37,11 +31,11 @@ pub async fn limits_fences_compare_exactly(fx: &Fixture) -> Result<()> {
         let th = thread(&format!("fence-{name}"));
         let c = cp(None, 0);
         fx.checkpointer
-            .put(&t, &th, c.clone(), fenced(high))
+            .put(&t, &th, c.clone(), fenced(&t, &th, high))
             .await?;
         ensure_kind!(
             fx.checkpointer
-                .put(&t, &th, cp(None, 1), fenced(high - 1))
+                .put(&t, &th, cp(None, 1), fenced(&t, &th, high - 1))
                 .await,
             Fenced
         );
@@ -50,30 +44,28 @@ pub async fn limits_fences_compare_exactly(fx: &Fixture) -> Result<()> {
                 .put_writes(
                     &t,
                     &th,
-                    c.id,
-                    &task("x"),
-                    vec![super::write("o", 1)],
-                    Some(Fence(high - 1))
+                    PutWrites::new(c.id, task("x"), vec![super::write("o", 1)])
+                        .with_lease(&thread_lease(&t, &th, high - 1))
                 )
                 .await,
             Fenced
         );
         fx.checkpointer
-            .put(&t, &th, cp(None, 2), fenced(high))
+            .put(&t, &th, cp(None, 2), fenced(&t, &th, high))
             .await?;
 
         let s = session(&format!("fence-{name}"));
         fx.sessions
-            .append(&t, &s, events(0..1), appended(high))
+            .append(&t, &s, events(0..1), appended(&t, &s, high))
             .await?;
         ensure_kind!(
             fx.sessions
-                .append(&t, &s, events(1..2), appended(high - 1))
+                .append(&t, &s, events(1..2), appended(&t, &s, high - 1))
                 .await,
             Fenced
         );
         fx.sessions
-            .append(&t, &s, events(1..2), appended(high))
+            .append(&t, &s, events(1..2), appended(&t, &s, high))
             .await?;
         ensure!(
             fx.sessions.head(&t, &s).await? == 2,
@@ -89,7 +81,9 @@ pub async fn limits_fence_above_range_is_invalid(fx: &Fixture) -> Result<()> {
     let over = Fence::MAX.0 + 1;
     let c = cp(None, 0);
     ensure_kind!(
-        fx.checkpointer.put(&t, &th, c.clone(), fenced(over)).await,
+        fx.checkpointer
+            .put(&t, &th, c.clone(), fenced(&t, &th, over))
+            .await,
         InvalidInput
     );
     ensure!(
@@ -104,25 +98,25 @@ pub async fn limits_fence_above_range_is_invalid(fx: &Fixture) -> Result<()> {
             .put_writes(
                 &t,
                 &th,
-                c.id,
-                &task("x"),
-                vec![super::write("o", 1)],
-                Some(Fence(u64::MAX))
+                PutWrites::new(c.id, task("x"), vec![super::write("o", 1)])
+                    .with_lease(&thread_lease(&t, &th, u64::MAX))
             )
             .await,
         InvalidInput
     );
     ensure_kind!(
         fx.sessions
-            .append(&t, &s, events(0..1), appended(over))
+            .append(&t, &s, events(0..1), appended(&t, &s, over))
             .await,
         InvalidInput
     );
     ensure!(fx.sessions.head(&t, &s).await? == 0, "refused append wrote");
     // Nothing was recorded either: a low fence still passes.
-    fx.checkpointer.put(&t, &th, cp(None, 1), fenced(1)).await?;
+    fx.checkpointer
+        .put(&t, &th, cp(None, 1), fenced(&t, &th, 1))
+        .await?;
     fx.sessions
-        .append(&t, &s, events(0..1), appended(1))
+        .append(&t, &s, events(0..1), appended(&t, &s, 1))
         .await?;
     Ok(())
 }
@@ -174,12 +168,10 @@ async fn round_trip_every_kind(
     item?;
     appended?;
     // A checkpoint that holds the payload accepts it as a pending write too.
-    let write = persistence_core::Write {
-        channel: persistence_core::ChannelName::new("ch")?,
-        value: payload.clone(),
-    };
+    let write =
+        persistence_core::Write::new(persistence_core::ChannelName::new("ch")?, payload.clone());
     fx.checkpointer
-        .put_writes(&t, &th, c.id, &task("x"), vec![write], None)
+        .put_writes(&t, &th, PutWrites::new(c.id, task("x"), vec![write]))
         .await?;
     let got = fx
         .checkpointer

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use persistence_core::{Error, ErrorKind, LockOptions, with_lock};
+use persistence_core::{
+    AppendOptions, Error, ErrorKind, Lease, LockKey, LockOptions, PutCheckpointOptions, PutWrites,
+    TenantId, with_lock,
+};
 
 use super::{lock_key, tenant};
 use crate::Fixture;
@@ -186,10 +189,9 @@ pub async fn lock_acquire_times_out(fx: &Fixture) -> Result<()> {
         .try_acquire(&t, &n, fx.long_ttl())
         .await?
         .ok_or_else(|| anyhow::anyhow!("refused"))?;
-    let opts = LockOptions {
-        ttl: fx.long_ttl(),
-        wait: Duration::from_millis(150),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(fx.long_ttl())
+        .with_wait(Duration::from_millis(150));
     let started = std::time::Instant::now();
     ensure_kind!(fx.lock.acquire(&t, &n, opts).await, Timeout);
     ensure!(
@@ -214,10 +216,9 @@ pub async fn lock_acquire_waits_for_release(fx: &Fixture) -> Result<()> {
             lock.release(&held).await
         })
     };
-    let opts = LockOptions {
-        ttl: fx.long_ttl(),
-        wait: Duration::from_secs(10),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(fx.long_ttl())
+        .with_wait(Duration::from_secs(10));
     let lease = fx.lock.acquire(&t, &n, opts).await?;
     ensure!(releaser.await?.is_ok());
     ensure!(lease.fence.0 >= 2, "fence {}", lease.fence.0);
@@ -227,10 +228,9 @@ pub async fn lock_acquire_waits_for_release(fx: &Fixture) -> Result<()> {
 /// `with_lock` hands the lease to the work, returns its result and releases after.
 pub async fn lock_with_lock_runs_and_releases(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), lock_key("scoped"));
-    let opts = LockOptions {
-        ttl: fx.long_ttl(),
-        wait: Duration::from_secs(5),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(fx.long_ttl())
+        .with_wait(Duration::from_secs(5));
     let inner = fx.clone();
     let (t2, n2) = (t.clone(), n.clone());
     let fence = with_lock(&fx.lock, &t, &n, opts, |lease| async move {
@@ -259,10 +259,9 @@ pub async fn lock_with_lock_renews_in_background(fx: &Fixture) -> Result<()> {
     // Work of 2.5 TTLs: the lease must be renewed at least twice. A TTL of a second
     // keeps the check meaningful on a loaded machine, where a task can wake 100 ms late.
     let ttl = Duration::from_secs(1);
-    let opts = LockOptions {
-        ttl,
-        wait: Duration::from_secs(5),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(ttl)
+        .with_wait(Duration::from_secs(5));
     let inner = fx.clone();
     let (t2, n2) = (t.clone(), n.clone());
     fx.lock
@@ -288,10 +287,9 @@ pub async fn lock_with_lock_renews_in_background(fx: &Fixture) -> Result<()> {
 /// once: other workers do not wait out the lease's TTL (an hour here).
 pub async fn lock_with_lock_releases_when_dropped(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), lock_key("abandoned"));
-    let opts = LockOptions {
-        ttl: fx.long_ttl(),
-        wait: Duration::from_secs(5),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(fx.long_ttl())
+        .with_wait(Duration::from_secs(5));
     let (started, work_started) = tokio::sync::oneshot::channel();
     let run = fx.lock.with_lock(&t, &n, opts, |_held| async move {
         let _ = started.send(());
@@ -315,10 +313,9 @@ pub async fn lock_with_lock_releases_when_dropped(fx: &Fixture) -> Result<()> {
 /// acquire kept the first expiry, stale after the first renewal).
 pub async fn lock_with_lock_sees_renewals(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), lock_key("renewed"));
-    let opts = LockOptions {
-        ttl: Duration::from_secs(1),
-        wait: Duration::from_secs(5),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(Duration::from_secs(1))
+        .with_wait(Duration::from_secs(5));
     let inner = fx.clone();
     let (first, later) = fx
         .lock
@@ -343,10 +340,9 @@ pub async fn lock_with_lock_sees_renewals(fx: &Fixture) -> Result<()> {
 pub async fn lock_with_lock_reports_loss(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), lock_key("stolen"));
     let ttl = Duration::from_millis(300);
-    let opts = LockOptions {
-        ttl,
-        wait: Duration::from_secs(5),
-    };
+    let opts = LockOptions::default()
+        .with_ttl(ttl)
+        .with_wait(Duration::from_secs(5));
     let inner = fx.clone();
     let (t2, n2) = (t.clone(), n.clone());
     let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -393,31 +389,119 @@ pub async fn lock_ttl_bounds(fx: &Fixture) -> Result<()> {
     Ok(())
 }
 
-/// Holding a thread's lock never blocks fenced writes to that thread or session.
+/// Holding a thread's or session's own lock never blocks the writes its lease fences.
 pub async fn lock_held_does_not_block_writes(fx: &Fixture) -> Result<()> {
     let t = tenant("a");
-    let lease = fx
+    let (s, th) = (super::session("same"), super::thread("same"));
+    let session_lease = fx
         .lock
-        .try_acquire(&t, &lock_key("same"), fx.long_ttl())
+        .try_acquire(&t, &LockKey::for_session(&s), fx.long_ttl())
         .await?
         .ok_or_else(|| anyhow::anyhow!("refused"))?;
-    let opts = persistence_core::AppendOptions {
-        fence: Some(lease.fence),
-        ..Default::default()
-    };
-    let (s, th) = (super::session("same"), super::thread("same"));
+    let opts = AppendOptions::default().with_lease(&session_lease);
     let write = fx.sessions.append(&t, &s, super::events(0..1), opts);
     let head = tokio::time::timeout(Duration::from_secs(10), write).await??;
     ensure!(head == 1);
-    let put = fx.checkpointer.put(
-        &t,
-        &th,
-        super::cp(None, 0),
-        persistence_core::PutCheckpointOptions {
-            fence: Some(lease.fence),
-            ..Default::default()
-        },
-    );
+    let thread_lease = fx
+        .lock
+        .try_acquire(&t, &LockKey::for_thread(&th), fx.long_ttl())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("refused"))?;
+    let opts = PutCheckpointOptions::default().with_lease(&thread_lease);
+    let put = fx.checkpointer.put(&t, &th, super::cp(None, 0), opts);
     tokio::time::timeout(Duration::from_secs(10), put).await??;
     Ok(())
+}
+
+/// A lease fences only what its lock owns: a lease of another lock (however high its
+/// fence) or of another tenant is `InvalidInput` on checkpoint puts, pending writes and
+/// appends, writes nothing, and leaves the rightful holder able to write.
+pub async fn lock_lease_of_another_lock_refused(fx: &Fixture) -> Result<()> {
+    let t = tenant("a");
+    let (th, s) = (super::thread("owned"), super::session("owned"));
+    let own_thread = acquire(fx, &t, &LockKey::for_thread(&th)).await?;
+    let own_session = acquire(fx, &t, &LockKey::for_session(&s)).await?;
+    // Another lock whose fence has outgrown the rightful holders' fences.
+    let other = lock_key("other");
+    let mut foreign = acquire(fx, &t, &other).await?;
+    for _ in 0..3 {
+        fx.lock.release(&foreign).await?;
+        foreign = acquire(fx, &t, &other).await?;
+    }
+    ensure!(
+        foreign.fence > own_thread.fence && foreign.fence > own_session.fence,
+        "the other lock's fence {:?} did not outgrow {:?} / {:?}",
+        foreign.fence,
+        own_thread.fence,
+        own_session.fence
+    );
+    // The same names under another tenant.
+    let elsewhere = tenant("b");
+    let other_tenant = acquire(fx, &elsewhere, &LockKey::for_thread(&th)).await?;
+    let other_tenant_session = acquire(fx, &elsewhere, &LockKey::for_session(&s)).await?;
+    // A thread's lock does not fence the session of the same id, nor the reverse.
+    let wrong_for_thread = [&foreign, &other_tenant, &own_session];
+    let wrong_for_session = [&foreign, &other_tenant_session, &own_thread];
+
+    let first = super::cp(None, 0);
+    for lease in wrong_for_thread {
+        let options = PutCheckpointOptions::default().with_lease(lease);
+        ensure_kind!(
+            fx.checkpointer.put(&t, &th, first.clone(), options).await,
+            InvalidInput
+        );
+    }
+    ensure!(
+        fx.checkpointer
+            .get(&t, &th, persistence_core::CheckpointSelector::Latest)
+            .await?
+            .is_none(),
+        "a refused put wrote"
+    );
+    let options = PutCheckpointOptions::default().with_lease(&own_thread);
+    fx.checkpointer.put(&t, &th, first.clone(), options).await?;
+    for lease in wrong_for_thread {
+        let request = PutWrites::new(first.id, super::task("x"), vec![super::write("o", 1)])
+            .with_lease(lease);
+        ensure_kind!(
+            fx.checkpointer.put_writes(&t, &th, request).await,
+            InvalidInput
+        );
+    }
+    let request = PutWrites::new(first.id, super::task("x"), vec![super::write("o", 1)])
+        .with_lease(&own_thread);
+    fx.checkpointer.put_writes(&t, &th, request).await?;
+    let options = PutCheckpointOptions::default().with_lease(&own_thread);
+    fx.checkpointer
+        .put(&t, &th, super::cp(Some(first.id), 1), options)
+        .await?;
+
+    for lease in wrong_for_session {
+        let options = AppendOptions::default().with_lease(lease);
+        ensure_kind!(
+            fx.sessions
+                .append(&t, &s, super::events(0..1), options)
+                .await,
+            InvalidInput
+        );
+    }
+    ensure!(
+        fx.sessions.head(&t, &s).await? == 0,
+        "a refused append wrote"
+    );
+    let options = AppendOptions::default().with_lease(&own_session);
+    ensure!(
+        fx.sessions
+            .append(&t, &s, super::events(0..1), options)
+            .await?
+            == 1
+    );
+    Ok(())
+}
+
+async fn acquire(fx: &Fixture, t: &TenantId, name: &LockKey) -> Result<Lease> {
+    fx.lock
+        .try_acquire(t, name, fx.long_ttl())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("lock {name} refused"))
 }

@@ -6,9 +6,9 @@
 
 use anyhow::Result;
 use persistence_core::{
-    ChannelName, Checkpoint, CheckpointId, Envelope, ItemKey, ListCheckpoints, ListItems,
-    ListNamespaces, LockKey, Namespace, NewCheckpoint, SessionEvent, SessionKey, TaskId, TenantId,
-    ThreadKey, Write,
+    ChannelName, Checkpoint, CheckpointId, Envelope, Fence, ItemKey, Lease, ListCheckpoints,
+    ListItems, ListNamespaces, ListSessions, ListThreads, LockKey, Namespace, NewCheckpoint,
+    SessionEvent, SessionKey, TaskId, TenantId, ThreadKey, Timestamp, Write,
     serde_json::{Value, json},
 };
 
@@ -89,6 +89,27 @@ pub const HOSTILE_IDS: &[&str] = &[
 ];
 
 // Constructors for ids the checks know to be valid; a failure here is a bug in a check.
+/// A lease of `th`'s own lock ([`LockKey::for_thread`]) with fence `f`, as a [`Lock`]
+/// would hand it out: the checks pick fences freely to test how they compare.
+///
+/// [`Lock`]: persistence_core::Lock
+pub(crate) fn thread_lease(t: &TenantId, th: &ThreadKey, f: u64) -> Lease {
+    forged_lease(t, LockKey::for_thread(th), f)
+}
+/// A lease of `s`'s own lock ([`LockKey::for_session`]) with fence `f`.
+pub(crate) fn session_lease(t: &TenantId, s: &SessionKey, f: u64) -> Lease {
+    forged_lease(t, LockKey::for_session(s), f)
+}
+fn forged_lease(t: &TenantId, name: LockKey, f: u64) -> Lease {
+    Lease::new(
+        t.clone(),
+        name,
+        "forged-by-check",
+        Fence(f),
+        Timestamp::now(),
+    )
+}
+
 #[allow(clippy::expect_used)]
 pub(crate) fn tenant(s: &str) -> TenantId {
     TenantId::new(s).expect("valid tenant in check")
@@ -119,10 +140,10 @@ pub(crate) fn ns(labels: &[&str]) -> Namespace {
 }
 #[allow(clippy::expect_used)]
 pub(crate) fn write(channel: &str, n: i64) -> Write {
-    Write {
-        channel: ChannelName::new(channel).expect("valid channel in check"),
-        value: env(json!({"w": n})),
-    }
+    Write::new(
+        ChannelName::new(channel).expect("valid channel in check"),
+        env(json!({"w": n})),
+    )
 }
 
 /// A version-1 envelope.
@@ -139,13 +160,7 @@ pub(crate) fn events(range: std::ops::Range<u64>) -> Vec<Envelope> {
 }
 /// A new checkpoint with a fresh id.
 pub(crate) fn cp(parent: Option<CheckpointId>, step: i64) -> NewCheckpoint {
-    NewCheckpoint {
-        id: CheckpointId::new(),
-        parent,
-        step,
-        state: env(json!({"step": step})),
-        metadata: Default::default(),
-    }
+    NewCheckpoint::new(CheckpointId::new(), step, env(json!({"step": step}))).with_parent(parent)
 }
 /// A new checkpoint with metadata from a JSON object.
 pub(crate) fn cp_meta(step: i64, metadata: Value) -> NewCheckpoint {
@@ -187,11 +202,9 @@ pub(crate) async fn all_checkpoint_pages(
             .list(
                 t,
                 th,
-                ListCheckpoints {
-                    limit,
-                    cursor,
-                    ..Default::default()
-                },
+                ListCheckpoints::default()
+                    .with_limit(limit)
+                    .with_cursor(cursor),
             )
             .await?;
         Ok((page.items, page.next))
@@ -205,7 +218,13 @@ pub(crate) async fn all_thread_pages(
     limit: usize,
 ) -> Result<Vec<ThreadKey>> {
     drain(|cursor| async move {
-        let page = fx.checkpointer.list_threads(t, cursor, limit).await?;
+        let page = fx
+            .checkpointer
+            .list_threads(
+                t,
+                ListThreads::default().with_cursor(cursor).with_limit(limit),
+            )
+            .await?;
         Ok((page.items, page.next))
     })
     .await
@@ -217,7 +236,15 @@ pub(crate) async fn all_session_pages(
     limit: usize,
 ) -> Result<Vec<SessionKey>> {
     drain(|cursor| async move {
-        let page = fx.sessions.list_sessions(t, cursor, limit).await?;
+        let page = fx
+            .sessions
+            .list_sessions(
+                t,
+                ListSessions::default()
+                    .with_cursor(cursor)
+                    .with_limit(limit),
+            )
+            .await?;
         Ok((page.items, page.next))
     })
     .await
@@ -231,11 +258,10 @@ pub(crate) async fn all_item_pages(
     limit: usize,
 ) -> Result<Vec<persistence_core::Item>> {
     drain(|cursor| async move {
-        let query = ListItems {
-            key_prefix: prefix.map(str::to_string),
-            cursor,
-            limit,
-        };
+        let query = ListItems::default()
+            .with_key_prefix(prefix.map(str::to_string))
+            .with_cursor(cursor)
+            .with_limit(limit);
         let page = fx.store.list(t, n, query).await?;
         Ok((page.items, page.next))
     })
@@ -248,10 +274,7 @@ pub(crate) async fn all_namespace_pages(
     query: ListNamespaces,
 ) -> Result<Vec<Namespace>> {
     drain(|cursor| {
-        let query = ListNamespaces {
-            cursor,
-            ..query.clone()
-        };
+        let query = query.clone().with_cursor(cursor);
         async move {
             let page = fx.store.list_namespaces(t, query).await?;
             Ok((page.items, page.next))
@@ -359,6 +382,7 @@ macro_rules! __for_each_check {
             lock::lock_with_lock_sees_renewals [],
             lock::lock_ttl_bounds [],
             lock::lock_held_does_not_block_writes [],
+            lock::lock_lease_of_another_lock_refused [],
             tenancy::tenancy_checkpoints_isolated [],
             tenancy::tenancy_sessions_isolated [],
             tenancy::tenancy_store_isolated [],

@@ -2,16 +2,13 @@
 //! listing, fences, TTL.
 
 use anyhow::{Result, ensure};
-use persistence_core::{AppendOptions, Fence};
+use persistence_core::{AppendOptions, ListSessions};
 
-use super::{all_session_pages, env_n, events, read_all, session, tenant};
+use super::{all_session_pages, env_n, events, read_all, session, session_lease, tenant};
 use crate::Fixture;
 
 fn expect(head: u64) -> AppendOptions {
-    AppendOptions {
-        expect_head: Some(head),
-        ..Default::default()
-    }
+    AppendOptions::default().with_expect_head(head)
 }
 
 /// The first append of a new session gets ordinal 1; an absent session has head 0.
@@ -190,7 +187,12 @@ pub async fn session_list_sessions_paginated(fx: &Fixture) -> Result<()> {
     }
     fx.sessions.delete(&t, &session("s004")).await?;
     ensure!(all_session_pages(fx, &t, 4).await?.len() == want.len() - 1);
-    ensure_kind!(fx.sessions.list_sessions(&t, None, 0).await, InvalidInput);
+    ensure_kind!(
+        fx.sessions
+            .list_sessions(&t, ListSessions::default().with_limit(0))
+            .await,
+        InvalidInput
+    );
     Ok(())
 }
 
@@ -213,10 +215,7 @@ pub async fn session_empty_append_is_invalid(fx: &Fixture) -> Result<()> {
 /// A stale fence fails `Fenced` and writes nothing; equal and higher fences pass.
 pub async fn session_fenced_append(fx: &Fixture) -> Result<()> {
     let (t, s) = (tenant("a"), session("fenced"));
-    let with = |f| AppendOptions {
-        fence: Some(Fence(f)),
-        ..Default::default()
-    };
+    let with = |f| AppendOptions::default().with_lease(&session_lease(&t, &s, f));
     fx.sessions.append(&t, &s, events(0..1), with(2)).await?;
     fx.sessions.append(&t, &s, events(1..2), with(2)).await?;
     ensure_kind!(
@@ -258,10 +257,7 @@ pub async fn session_event_roundtrip(fx: &Fixture) -> Result<()> {
 pub async fn session_ttl_expiry(fx: &Fixture) -> Result<()> {
     let t = tenant("a");
     let (tmp, keep) = (session("ephemeral"), session("durable"));
-    let ttl = AppendOptions {
-        ttl: Some(fx.short_ttl()),
-        ..Default::default()
-    };
+    let ttl = AppendOptions::default().with_ttl(fx.short_ttl());
     fx.sessions.append(&t, &tmp, events(0..3), ttl).await?;
     fx.sessions
         .append(&t, &keep, events(0..1), Default::default())
@@ -269,7 +265,7 @@ pub async fn session_ttl_expiry(fx: &Fixture) -> Result<()> {
     ensure!(fx.sessions.head(&t, &tmp).await? == 3);
     fx.expire().await;
     ensure!(
-        fx.sessions.purge_expired().await? >= 1,
+        fx.maintenance.purge_expired().await?.sessions >= 1,
         "purge counted nothing"
     );
     ensure!(
@@ -295,10 +291,7 @@ pub async fn session_ttl_expiry(fx: &Fixture) -> Result<()> {
 /// Expired sessions are hidden even before any purge runs.
 pub async fn session_ttl_hidden_before_purge(fx: &Fixture) -> Result<()> {
     let (t, s) = (tenant("a"), session("lazy"));
-    let ttl = AppendOptions {
-        ttl: Some(fx.short_ttl()),
-        ..Default::default()
-    };
+    let ttl = AppendOptions::default().with_ttl(fx.short_ttl());
     fx.sessions.append(&t, &s, events(0..2), ttl).await?;
     fx.expire().await;
     ensure!(
@@ -319,10 +312,7 @@ pub async fn session_ttl_hidden_before_purge(fx: &Fixture) -> Result<()> {
 /// A zero TTL is `InvalidInput`.
 pub async fn session_zero_ttl_is_invalid(fx: &Fixture) -> Result<()> {
     let (t, s) = (tenant("a"), session("zero-ttl"));
-    let zero = AppendOptions {
-        ttl: Some(std::time::Duration::ZERO),
-        ..Default::default()
-    };
+    let zero = AppendOptions::default().with_ttl(std::time::Duration::ZERO);
     ensure_kind!(
         fx.sessions.append(&t, &s, events(0..1), zero).await,
         InvalidInput

@@ -9,10 +9,7 @@ use super::{all_item_pages, all_namespace_pages, env, item_key, ns, session, ten
 use crate::Fixture;
 
 fn cas(v: u64) -> PutItemOptions {
-    PutItemOptions {
-        if_version: Some(v),
-        ..Default::default()
-    }
+    PutItemOptions::default().with_if_version(v)
 }
 
 /// A new item has version 1 and reads back whole.
@@ -191,14 +188,7 @@ pub async fn store_list_prefix_paginated(fx: &Fixture) -> Result<()> {
     );
     ensure_kind!(
         fx.store
-            .list(
-                &t,
-                &n,
-                ListItems {
-                    limit: 0,
-                    ..Default::default()
-                }
-            )
+            .list(&t, &n, ListItems::default().with_limit(0))
             .await,
         InvalidInput
     );
@@ -234,25 +224,10 @@ pub async fn store_list_namespaces_prefix_and_depth(fx: &Fixture) -> Result<()> 
         ns(&["z"]),
     ];
     ensure!(all == want, "all {all:?}");
-    let under_a = all_namespace_pages(
-        fx,
-        &t,
-        ListNamespaces {
-            prefix: Some(ns(&["a"])),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let under_a =
+        all_namespace_pages(fx, &t, ListNamespaces::default().with_prefix(ns(&["a"]))).await?;
     ensure!(under_a == want[..3].to_vec(), "under a: {under_a:?}");
-    let depth2 = all_namespace_pages(
-        fx,
-        &t,
-        ListNamespaces {
-            max_depth: Some(2),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let depth2 = all_namespace_pages(fx, &t, ListNamespaces::default().with_max_depth(2)).await?;
     ensure!(
         depth2
             == vec![
@@ -266,23 +241,15 @@ pub async fn store_list_namespaces_prefix_and_depth(fx: &Fixture) -> Result<()> 
     let d1 = all_namespace_pages(
         fx,
         &t,
-        ListNamespaces {
-            prefix: Some(ns(&["a"])),
-            max_depth: Some(1),
-            ..Default::default()
-        },
+        ListNamespaces::default()
+            .with_prefix(ns(&["a"]))
+            .with_max_depth(1),
     )
     .await?;
     ensure!(d1 == vec![ns(&["a"])], "a depth 1: {d1:?}");
     ensure_kind!(
         fx.store
-            .list_namespaces(
-                &t,
-                ListNamespaces {
-                    max_depth: Some(0),
-                    ..Default::default()
-                }
-            )
+            .list_namespaces(&t, ListNamespaces::default().with_max_depth(0))
             .await,
         InvalidInput
     );
@@ -301,15 +268,7 @@ pub async fn store_list_namespaces_paginated(fx: &Fixture) -> Result<()> {
         want.push(n);
     }
     for limit in [1, 3, 11] {
-        let got = all_namespace_pages(
-            fx,
-            &t,
-            ListNamespaces {
-                limit,
-                ..Default::default()
-            },
-        )
-        .await?;
+        let got = all_namespace_pages(fx, &t, ListNamespaces::default().with_limit(limit)).await?;
         ensure!(got == want, "limit {limit}: {got:?}");
     }
     fx.store.delete(&t, &want[0], &item_key("k"), None).await?;
@@ -337,10 +296,7 @@ pub async fn store_search_filters(fx: &Fixture) -> Result<()> {
         let fx = fx.clone();
         let t = t.clone();
         async move {
-            let query = SearchItems {
-                filter: Filter::from_json(&filter)?,
-                ..Default::default()
-            };
+            let query = SearchItems::default().with_filter(Filter::from_json(&filter)?);
             let found = fx.store.search(&t, query).await?;
             anyhow::Ok(
                 found
@@ -389,12 +345,10 @@ pub async fn store_search_prefix_offset_limit(fx: &Fixture) -> Result<()> {
         let t = t.clone();
         let prefix = prefix.map(|p| ns(&p));
         async move {
-            let q = SearchItems {
-                namespace_prefix: prefix,
-                limit,
-                offset,
-                ..Default::default()
-            };
+            let q = SearchItems::default()
+                .with_namespace_prefix(prefix)
+                .with_limit(limit)
+                .with_offset(offset);
             let found = fx.store.search(&t, q).await?;
             anyhow::Ok(
                 found
@@ -411,13 +365,7 @@ pub async fn store_search_prefix_offset_limit(fx: &Fixture) -> Result<()> {
     ensure!(search(None, 10, 0).await?.len() == 5);
     ensure_kind!(
         fx.store
-            .search(
-                &t,
-                SearchItems {
-                    limit: 0,
-                    ..Default::default()
-                }
-            )
+            .search(&t, SearchItems::default().with_limit(0))
             .await,
         InvalidInput
     );
@@ -429,10 +377,7 @@ pub async fn store_search_prefix_offset_limit(fx: &Fixture) -> Result<()> {
 pub async fn store_ttl_expiry(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), ns(&["ttl"]));
     let (tmp, keep) = (item_key("tmp"), item_key("keep"));
-    let ttl = PutItemOptions {
-        ttl: Some(fx.short_ttl()),
-        ..Default::default()
-    };
+    let ttl = PutItemOptions::default().with_ttl(fx.short_ttl());
     fx.store
         .put(&t, &n, &tmp, env(json!({"x": 1})), ttl)
         .await?;
@@ -449,7 +394,7 @@ pub async fn store_ttl_expiry(fx: &Fixture) -> Result<()> {
     );
     fx.expire().await;
     ensure!(
-        fx.store.purge_expired().await? >= 2,
+        fx.maintenance.purge_expired().await?.items >= 2,
         "purge counted fewer than 2"
     );
     ensure!(
@@ -472,29 +417,27 @@ pub async fn store_ttl_expiry(fx: &Fixture) -> Result<()> {
 /// reports.
 pub async fn store_and_session_purges_count_their_own_kind(fx: &Fixture) -> Result<()> {
     let ttl = Some(fx.short_ttl());
-    let item = PutItemOptions {
-        ttl,
-        ..Default::default()
-    };
+    let item = PutItemOptions::default().with_ttl(ttl);
     for t in [tenant("a"), tenant("b")] {
         fx.store
             .put(&t, &ns(&["purge"]), &item_key("k"), env(json!(1)), item)
             .await?;
     }
-    let append = AppendOptions {
-        ttl,
-        ..Default::default()
-    };
+    let append = AppendOptions::default().with_ttl(ttl);
     fx.sessions
         .append(&tenant("a"), &session("short"), vec![env(json!(1))], append)
         .await?;
     fx.expire().await;
-    let items = fx.store.purge_expired().await?;
-    ensure!(items >= 2, "store purge counted {items} of 2 expired items");
-    let sessions = fx.sessions.purge_expired().await?;
+    let purged = fx.maintenance.purge_expired().await?;
     ensure!(
-        sessions >= 1,
-        "session purge counted {sessions} of 1 expired session after the store purge"
+        purged.items >= 2,
+        "purge counted {} of 2 expired items",
+        purged.items
+    );
+    ensure!(
+        purged.sessions >= 1,
+        "purge counted {} of 1 expired session as sessions",
+        purged.sessions
     );
     ensure!(fx.sessions.head(&tenant("a"), &session("short")).await? == 0);
     Ok(())
@@ -504,10 +447,7 @@ pub async fn store_and_session_purges_count_their_own_kind(fx: &Fixture) -> Resu
 pub async fn store_ttl_hidden_before_purge_and_cleared(fx: &Fixture) -> Result<()> {
     let (t, n) = (tenant("a"), ns(&["ttl2"]));
     let (gone, kept) = (item_key("gone"), item_key("kept"));
-    let ttl = PutItemOptions {
-        ttl: Some(fx.short_ttl()),
-        ..Default::default()
-    };
+    let ttl = PutItemOptions::default().with_ttl(fx.short_ttl());
     fx.store
         .put(&t, &n, &gone, env(json!({"x": 1})), ttl)
         .await?;
@@ -538,10 +478,7 @@ pub async fn store_ttl_hidden_before_purge_and_cleared(fx: &Fixture) -> Result<(
 /// An expired item counts as absent for CAS and versions.
 pub async fn store_expired_is_absent_for_cas(fx: &Fixture) -> Result<()> {
     let (t, n, k) = (tenant("a"), ns(&["ttl3"]), item_key("k"));
-    let ttl = PutItemOptions {
-        ttl: Some(fx.short_ttl()),
-        ..Default::default()
-    };
+    let ttl = PutItemOptions::default().with_ttl(fx.short_ttl());
     fx.store.put(&t, &n, &k, env(json!(1)), ttl).await?;
     fx.store.put(&t, &n, &k, env(json!(2)), ttl).await?;
     fx.expire().await;
@@ -556,10 +493,7 @@ pub async fn store_expired_is_absent_for_cas(fx: &Fixture) -> Result<()> {
 /// A zero TTL is `InvalidInput` and writes nothing.
 pub async fn store_zero_ttl_is_invalid(fx: &Fixture) -> Result<()> {
     let (t, n, k) = (tenant("a"), ns(&["zero"]), item_key("k"));
-    let zero = PutItemOptions {
-        ttl: Some(std::time::Duration::ZERO),
-        ..Default::default()
-    };
+    let zero = PutItemOptions::default().with_ttl(std::time::Duration::ZERO);
     ensure_kind!(
         fx.store.put(&t, &n, &k, env(json!(1)), zero).await,
         InvalidInput

@@ -3,14 +3,15 @@
 
 use anyhow::{Result, ensure};
 use persistence_core::{
-    AppendOptions, CheckpointSelector as Sel, Fence, ItemKey, ListNamespaces, Namespace,
-    PutCheckpointOptions, PutItemOptions, SearchItems, SessionKey, TenantId, ThreadKey,
+    AppendOptions, CheckpointSelector as Sel, ItemKey, ListNamespaces, Namespace,
+    PutCheckpointOptions, PutItemOptions, PutWrites, SearchItems, SessionKey, TenantId, ThreadKey,
     serde_json::json,
 };
 
 use super::{
     HOSTILE_IDS, all_item_pages, all_namespace_pages, all_session_pages, all_thread_pages, cp, env,
-    events, item_key, lock_key, ns, session, task, tenant, thread, write,
+    events, item_key, lock_key, ns, session, session_lease, task, tenant, thread, thread_lease,
+    write,
 };
 use crate::Fixture;
 
@@ -22,7 +23,11 @@ pub async fn tenancy_checkpoints_isolated(fx: &Fixture) -> Result<()> {
         .put(&a, &th, c.clone(), Default::default())
         .await?;
     fx.checkpointer
-        .put_writes(&a, &th, c.id, &task("x"), vec![write("o", 1)], None)
+        .put_writes(
+            &a,
+            &th,
+            PutWrites::new(c.id, task("x"), vec![write("o", 1)]),
+        )
         .await?;
     ensure!(
         fx.checkpointer.get(&b, &th, Sel::Latest).await?.is_none(),
@@ -57,7 +62,11 @@ pub async fn tenancy_checkpoints_isolated(fx: &Fixture) -> Result<()> {
     );
     let writes = fx
         .checkpointer
-        .put_writes(&b, &th, c.id, &task("x"), vec![write("o", 2)], None)
+        .put_writes(
+            &b,
+            &th,
+            PutWrites::new(c.id, task("x"), vec![write("o", 2)]),
+        )
         .await;
     ensure!(writes.is_err(), "B wrote against A's checkpoint");
     // B writing the same checkpoint id is its own, and A's stays as it was.
@@ -95,10 +104,7 @@ pub async fn tenancy_sessions_isolated(fx: &Fixture) -> Result<()> {
                 &b,
                 &s,
                 events(0..1),
-                AppendOptions {
-                    expect_head: Some(0),
-                    ..Default::default()
-                }
+                AppendOptions::default().with_expect_head(0)
             )
             .await?
             == 1
@@ -136,10 +142,7 @@ pub async fn tenancy_store_isolated(fx: &Fixture) -> Result<()> {
             &n,
             &k,
             env(json!({"owner": "beta"})),
-            PutItemOptions {
-                if_version: Some(0),
-                ..Default::default()
-            },
+            PutItemOptions::default().with_if_version(0),
         )
         .await?;
     ensure!(created == 1, "B's item did not start at version 1");
@@ -205,10 +208,8 @@ pub async fn tenancy_locks_isolated(fx: &Fixture) -> Result<()> {
     // Both are held at once; what a first fence is worth is the backend's business (Redis
     // floors fences at its clock), so only independence is checked, below and in
     // `tenancy_fences_isolated`.
-    let forged = persistence_core::Lease {
-        tenant: b.clone(),
-        ..la.clone()
-    };
+    let mut forged = la.clone();
+    forged.tenant = b.clone();
     ensure!(
         !fx.lock.release(&forged).await?,
         "A's token released B's lease"
@@ -224,14 +225,8 @@ pub async fn tenancy_locks_isolated(fx: &Fixture) -> Result<()> {
 pub async fn tenancy_fences_isolated(fx: &Fixture) -> Result<()> {
     let (a, b) = (tenant("alpha"), tenant("beta"));
     let (th, s) = (thread("t"), session("s"));
-    let high = PutCheckpointOptions {
-        fence: Some(Fence(100)),
-        ..Default::default()
-    };
-    let low = PutCheckpointOptions {
-        fence: Some(Fence(1)),
-        ..Default::default()
-    };
+    let high = PutCheckpointOptions::default().with_lease(&thread_lease(&a, &th, 100));
+    let low = PutCheckpointOptions::default().with_lease(&thread_lease(&b, &th, 1));
     fx.checkpointer.put(&a, &th, cp(None, 0), high).await?;
     fx.checkpointer.put(&b, &th, cp(None, 0), low).await?;
     fx.sessions
@@ -239,10 +234,7 @@ pub async fn tenancy_fences_isolated(fx: &Fixture) -> Result<()> {
             &a,
             &s,
             events(0..1),
-            AppendOptions {
-                fence: Some(Fence(100)),
-                ..Default::default()
-            },
+            AppendOptions::default().with_lease(&session_lease(&a, &s, 100)),
         )
         .await?;
     fx.sessions
@@ -250,10 +242,7 @@ pub async fn tenancy_fences_isolated(fx: &Fixture) -> Result<()> {
             &b,
             &s,
             events(0..1),
-            AppendOptions {
-                fence: Some(Fence(1)),
-                ..Default::default()
-            },
+            AppendOptions::default().with_lease(&session_lease(&b, &s, 1)),
         )
         .await?;
     Ok(())

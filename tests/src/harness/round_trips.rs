@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use persistence_core::{
     AppendOptions, ChannelName, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey,
-    Lock, LockKey, Namespace, NewCheckpoint, Result, SessionKey, SessionLog, Store, TaskId,
-    TenantId, ThreadKey, Write,
+    Lock, LockKey, Namespace, NewCheckpoint, PutWrites, Result, SessionKey, SessionLog, Store,
+    TaskId, TenantId, ThreadKey, Write,
 };
 use serde_json::json;
 
@@ -61,13 +61,7 @@ where
                 }
             };
         }
-        let c = NewCheckpoint {
-            id: CheckpointId::new(),
-            parent: None,
-            step: round,
-            state: Envelope::new(1, json!({})),
-            metadata: Default::default(),
-        };
+        let c = NewCheckpoint::new(CheckpointId::new(), round, Envelope::new(1, json!({})));
         let id = c.id;
         let n = counter().await?;
         Checkpointer::put(backend, &t, &th, c, Default::default()).await?;
@@ -76,13 +70,10 @@ where
         Checkpointer::get(backend, &t, &th, CheckpointSelector::Latest).await?;
         count!("checkpoint get latest", n);
         let n = counter().await?;
-        let w = Write {
-            channel: ChannelName::new("c")?,
-            value: Envelope::new(1, json!(1)),
-        };
+        let w = Write::new(ChannelName::new("c")?, Envelope::new(1, json!(1)));
         let task = TaskId::new("task")?;
         backend
-            .put_writes(&t, &th, id, &task, vec![w], None)
+            .put_writes(&t, &th, PutWrites::new(id, task.clone(), vec![w]))
             .await?;
         count!("checkpoint put_writes", n);
         let n = counter().await?;
