@@ -17,7 +17,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use persistence::{Backend, Persistence};
+use persistence::Persistence;
+
+use crate::bench_raw::BuiltIn;
 use persistence_bench::{Cost, DeviceFlushes};
 use tokio::sync::Mutex;
 
@@ -68,10 +70,10 @@ impl CostCounter {
     /// The counter for `p`'s storage; [`CostCounter::None`] where there is none or it
     /// cannot be reached (the rows then show no cost, the bench still runs).
     pub async fn connect(p: &Persistence, url: &str) -> Self {
-        match p.backend() {
+        match crate::bench_raw::built_in(p) {
             #[allow(unreachable_patterns)]
-            Backend::Fs(fs) => CostCounter::Disk(DeviceFlushes::of(fs.layout().base())),
-            Backend::Postgres(_) => {
+            BuiltIn::Fs(fs) => CostCounter::Disk(DeviceFlushes::of(fs.layout().base())),
+            BuiltIn::Postgres => {
                 use sqlx::Connection;
                 let Ok(mut conn) = sqlx::PgConnection::connect(url).await else {
                     return CostCounter::None;
@@ -85,7 +87,7 @@ impl CostCounter {
                     fsync: fsync.as_deref() != Some("off"),
                 }
             }
-            Backend::Redis(_) if !url.contains("+cluster://") => {
+            BuiltIn::Redis if !url.contains("+cluster://") => {
                 let conn = match crate::bench_raw::redis_client(url) {
                     Ok(client) => client.get_multiplexed_async_connection().await.ok(),
                     Err(_) => None,

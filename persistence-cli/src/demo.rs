@@ -13,8 +13,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use persistence::{
     AppendOptions, CheckpointId, CheckpointSelector, Envelope, Error, ErrorKind, ExpectLatest,
-    Fence, ItemKey, Lease, LockKey, LockOptions, Metadata, Namespace, NewCheckpoint, Persistence,
-    PutCheckpointOptions, PutItemOptions, Result, SessionKey, TenantId, ThreadKey,
+    Fence, ItemKey, Lease, ListThreads, LockKey, LockOptions, Metadata, Namespace, NewCheckpoint,
+    Persistence, PutCheckpointOptions, PutItemOptions, Result, SessionKey, TenantId, ThreadKey,
 };
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -52,7 +52,7 @@ impl Worker {
             thread: ThreadKey::new(thread)?,
             session: SessionKey::new(thread)?,
             memory: Namespace::new(["memory", thread])?,
-            lock: LockKey::new(format!("thread:{thread}"))?,
+            lock: LockKey::for_thread(&ThreadKey::new(thread)?),
         })
     }
 
@@ -64,7 +64,7 @@ impl Worker {
 /// A step that was checkpointed, reported by a running worker.
 struct Progressed {
     step: i64,
-    fence: Fence,
+    lease: Lease,
 }
 
 /// What the demo tells: printed as it goes, or (`--format json`) gathered into one
@@ -131,10 +131,11 @@ pub async fn run(url: &str, steps: u64, format: Format) -> Result<()> {
     let victim = &workers[VICTIM];
     let kill_at = targets[VICTIM].1 - (steps as i64) / 2;
     let mut killed = None;
-    while let Some(Progressed { step, fence }) = victim_progress.recv().await {
+    while let Some(Progressed { step, lease }) = victim_progress.recv().await {
         if step >= kill_at {
             handles[VICTIM].abort();
-            killed = Some((step, fence));
+            let fence = lease.fence;
+            killed = Some((step, lease));
             bar.suspend(|| {
                 out.line(format!(
                     "killed the worker of {} after step {step} (fence {}); dropping its work released its lease",
@@ -145,7 +146,7 @@ pub async fn run(url: &str, steps: u64, format: Format) -> Result<()> {
             break;
         }
     }
-    let Some((killed_at, dead_fence)) = killed else {
+    let Some((killed_at, dead_lease)) = killed else {
         // The victim stopped on its own: report its error, if it had one.
         join(handles.swap_remove(VICTIM)).await?;
         return Err(Error::backend_error(
@@ -172,7 +173,7 @@ pub async fn run(url: &str, steps: u64, format: Format) -> Result<()> {
     outcomes[VICTIM] = Some(resumed);
     bar.finish_with_message("done");
 
-    let zombie = zombie_write(&p, victim, dead_fence).await?;
+    let zombie = zombie_write(&p, victim, &dead_lease).await?;
     out.line("");
     let mut rows = Vec::new();
     for (w, outcome) in workers.iter().zip(&outcomes) {
@@ -203,7 +204,7 @@ pub async fn run(url: &str, steps: u64, format: Format) -> Result<()> {
     out.line("");
     out.line(format!(
         "fencing: a late checkpoint from the killed worker (fence {}) was refused: {zombie}",
-        dead_fence.0
+        dead_lease.fence.0
     ));
     show_isolation(&p, &workers, &mut out).await?;
     out.line("");
@@ -291,7 +292,7 @@ async fn work(
             if let Some(report) = &report {
                 let _ = report.send(Progressed {
                     step,
-                    fence: lease.fence(),
+                    lease: lease.lease(),
                 });
             }
         }
@@ -314,10 +315,9 @@ async fn take_step(
         1,
         json!({"step": step, "kind": "tool_result", "fence": lease.fence.0}),
     );
-    let append = AppendOptions {
-        fence: Some(lease.fence),
-        ..AppendOptions::default()
-    };
+    // The checkpoint below is the fenced write (the lease is the thread's lock); the
+    // event log is appended unfenced, like a transcript anyone may add to.
+    let append = AppendOptions::default();
     let head = p
         .sessions
         .append(&w.tenant, &w.session, vec![event], append)
@@ -347,10 +347,9 @@ async fn take_step(
     .with_parent(parent)
     .with_metadata(metadata);
     let id = checkpoint.id;
-    let options = PutCheckpointOptions {
-        expect_latest: parent.map_or(ExpectLatest::Absent, ExpectLatest::Is),
-        fence: Some(lease.fence),
-    };
+    let options = PutCheckpointOptions::default()
+        .with_expect_latest(parent.map_or(ExpectLatest::Absent, ExpectLatest::Is))
+        .with_lease(lease);
     p.checkpointer
         .put(&w.tenant, &w.thread, checkpoint, options)
         .await?;
@@ -358,16 +357,13 @@ async fn take_step(
 }
 
 /// The killed worker wakes up and writes with its old fence: it must be refused.
-async fn zombie_write(p: &Persistence, w: &Worker, fence: Fence) -> Result<String> {
+async fn zombie_write(p: &Persistence, w: &Worker, lease: &Lease) -> Result<String> {
     let checkpoint = NewCheckpoint::new(
         CheckpointId::new(),
         -1,
         Envelope::new(1, json!({"zombie": true})),
     );
-    let options = PutCheckpointOptions {
-        expect_latest: ExpectLatest::Any,
-        fence: Some(fence),
-    };
+    let options = PutCheckpointOptions::default().with_lease(lease);
     match p
         .checkpointer
         .put(&w.tenant, &w.thread, checkpoint, options)

@@ -1,7 +1,8 @@
 //! Operations commands: `migrate`, `status`, `gc`.
 
 use persistence::{
-    Capabilities, Cursor, ListItems, ListNamespaces, Page, Persistence, Result, TenantId,
+    Capabilities, Cursor, ListItems, ListNamespaces, ListSessions, ListThreads, Page, Persistence,
+    Result, TenantId,
 };
 use serde_json::json;
 

@@ -227,8 +227,11 @@ pub enum CheckpointSelector {
 }
 
 /// Guard on the thread's latest checkpoint for [`Checkpointer::put`].
+///
+/// Exhaustive on purpose, like [`CheckpointSelector`]: every backend must implement every
+/// guard, so a new one is a breaking change rather than a variant a backend could
+/// silently not support.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
 pub enum ExpectLatest {
     /// No guard.
     #[default]

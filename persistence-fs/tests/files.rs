@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use persistence_conformance::checks::HOSTILE_IDS;
 use persistence_core::{
-    AppendOptions, Checkpointer, Envelope, ErrorKind, ItemKey, Lock, LockKey, LockOptions,
-    Namespace, SessionKey, SessionLog, Store, TenantId, ThreadKey, Timestamp,
+    AppendOptions, Checkpointer, Envelope, ErrorKind, ItemKey, ListSessions, ListThreads, Lock,
+    LockKey, LockOptions, Namespace, SessionKey, SessionLog, Store, TenantId, ThreadKey, Timestamp,
 };
 use persistence_fs::{FsBackend, FsConfig, ProcessIdentity};
 use serde_json::json;
@@ -667,10 +667,7 @@ async fn one_bad_entry_does_not_break_a_tenant() {
         &ns,
         &bad,
         Envelope::new(1, json!(2)),
-        persistence_core::PutItemOptions {
-            if_version: Some(1),
-            ..Default::default()
-        },
+        persistence_core::PutItemOptions::default().with_if_version(1),
     )
     .await
     .unwrap_err();
@@ -746,7 +743,9 @@ async fn gc_removes_leftovers_of_interrupted_writes() {
     for p in [&tmp, &trash, &copy] {
         age(p);
     }
-    Store::purge_expired(&backend).await.unwrap();
+    persistence_core::Maintenance::purge_expired(&backend)
+        .await
+        .unwrap();
     for p in [&tmp, &trash, &copy] {
         assert!(!p.exists(), "{} left behind", p.display());
     }
@@ -805,10 +804,8 @@ async fn latest_comes_from_the_pointer_not_a_listing() {
         &t,
         &th,
         c,
-        persistence_core::PutCheckpointOptions {
-            expect_latest: persistence_core::ExpectLatest::Is(last.unwrap()),
-            ..Default::default()
-        },
+        persistence_core::PutCheckpointOptions::default()
+            .with_expect_latest(persistence_core::ExpectLatest::Is(last.unwrap())),
     )
     .await
     .unwrap();

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use persistence_core::{
-    Checkpointer, Envelope, ItemKey, ListItems, Namespace, SessionKey, SessionLog, Store, TenantId,
-    ThreadKey,
+    Checkpointer, Envelope, ItemKey, ListItems, ListSessions, ListThreads, Namespace, SessionKey,
+    SessionLog, Store, TenantId, ThreadKey,
 };
 use persistence_fs::{Durability, FsBackend, FsConfig};
 use serde_json::json;
@@ -273,10 +273,7 @@ async fn namespaces_page_through_their_catalog() {
     }
     // A namespace whose only item has expired is not listed.
     let expired = Namespace::new(["n", "expired"]).unwrap();
-    let options = persistence_core::PutItemOptions {
-        ttl: Some(Duration::from_millis(1)),
-        ..Default::default()
-    };
+    let options = persistence_core::PutItemOptions::default().with_ttl(Duration::from_millis(1));
     let key = ItemKey::new("k").unwrap();
     Store::put(
         &backend,
@@ -304,10 +301,7 @@ async fn namespaces_page_through_their_catalog() {
     }
     assert_eq!(all_namespaces(&backend, &t, query.clone(), 7).await, all);
     let n = Namespace::new(["n"]).unwrap();
-    let under_n = persistence_core::ListNamespaces {
-        prefix: Some(n.clone()),
-        ..Default::default()
-    };
+    let under_n = persistence_core::ListNamespaces::default().with_prefix(n.clone());
     let want: Vec<Namespace> = all
         .iter()
         .filter(|ns| ns.starts_with(&n))
@@ -315,10 +309,7 @@ async fn namespaces_page_through_their_catalog() {
         .collect();
     assert_eq!(all_namespaces(&backend, &t, under_n.clone(), 4).await, want);
     for depth in [1, 2] {
-        let query = persistence_core::ListNamespaces {
-            max_depth: Some(depth),
-            ..Default::default()
-        };
+        let query = persistence_core::ListNamespaces::default().with_max_depth(depth);
         let mut want: Vec<Namespace> = all.iter().map(|ns| ns.truncated(depth)).collect();
         want.dedup();
         for limit in [1, 3, 1000] {
@@ -389,7 +380,7 @@ fn catalogued(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `gc` (`Store::purge_expired`) rebuilds the catalogs from their directories: an id
+/// `gc` (`Maintenance::purge_expired`) rebuilds the catalogs from their directories: an id
 /// whose entry vanished behind the catalog's back is dropped (after two rounds at most:
 /// the first folds the journal, which may hold a creation still in flight), and every
 /// other entry stays listed.
@@ -407,7 +398,9 @@ async fn gc_drops_ids_whose_entries_are_gone() {
     let items = layout.namespace(&f.tenant, &f.ns).join("~items");
     std::fs::remove_file(items.join(persistence_fs::layout::encode(&gone))).unwrap();
     for _ in 0..2 {
-        Store::purge_expired(&f.backend).await.unwrap();
+        persistence_core::Maintenance::purge_expired(&f.backend)
+            .await
+            .unwrap();
     }
     let catalogs = [
         layout.base().join("tenants/t/catalogs/sessions"),
@@ -435,10 +428,7 @@ async fn listed_sessions_are_exactly_the_live_ones() {
     let backend = open(&base.path().join("store"));
     let t = TenantId::new("t").unwrap();
     let append = async |name: &str, ttl: Option<Duration>| {
-        let options = persistence_core::AppendOptions {
-            ttl,
-            ..Default::default()
-        };
+        let options = persistence_core::AppendOptions::default().with_ttl(ttl);
         let events = vec![Envelope::new(1, json!(1)), Envelope::new(1, json!(2))];
         backend
             .append(&t, &SessionKey::new(name).unwrap(), events, options)

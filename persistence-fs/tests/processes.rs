@@ -114,10 +114,7 @@ async fn sigkill_loses_no_acknowledged_write() {
         let all = backend.list(
             &tenant,
             &thread,
-            persistence_core::ListCheckpoints {
-                limit: 10_000,
-                ..Default::default()
-            },
+            persistence_core::ListCheckpoints::default().with_limit(10_000),
         );
         all.await
             .unwrap_or_else(|e| panic!("round {round}: unreadable checkpoints: {e}"));

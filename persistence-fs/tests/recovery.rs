@@ -9,8 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use persistence_core::{
-    AppendOptions, ChannelName, CheckpointSelector, Checkpointer, Envelope, ErrorKind, SessionKey,
-    SessionLog, TaskId, TenantId, ThreadKey, Write,
+    AppendOptions, ChannelName, CheckpointSelector, Checkpointer, Envelope, ErrorKind,
+    ListSessions, PutWrites, SessionKey, SessionLog, TaskId, TenantId, ThreadKey, Write,
 };
 use persistence_fs::{FsBackend, FsConfig};
 use serde_json::json;
@@ -125,10 +125,7 @@ async fn a_torn_pending_writes_batch_is_never_partly_visible() {
     let backend = open(&original);
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
     let id = common::first_checkpoint(&backend, &t, &th).await;
-    let write = |v: i64| Write {
-        channel: ChannelName::new("c").unwrap(),
-        value: Envelope::new(1, json!(v)),
-    };
+    let write = |v: i64| Write::new(ChannelName::new("c").unwrap(), Envelope::new(1, json!(v)));
     let first = TaskId::new("first").unwrap();
     backend
         .put_writes(&t, &th, PutWrites::new(id, first.clone(), vec![write(1)]))
@@ -363,9 +360,11 @@ async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
     let id = common::first_checkpoint(&backend, &t, &th).await;
     let filler = common::fill(disk.path());
     let writes: Vec<Write> = (0..5)
-        .map(|i| Write {
-            channel: ChannelName::new("c").unwrap(),
-            value: Envelope::new(1, json!({"i": i, "pad": "w".repeat(3000)})),
+        .map(|i| {
+            Write::new(
+                ChannelName::new("c").unwrap(),
+                Envelope::new(1, json!({"i": i, "pad": "w".repeat(3000)})),
+            )
         })
         .collect();
     let task = TaskId::new("task").unwrap();
@@ -475,19 +474,16 @@ async fn leases_and_fences_lost_in_a_power_loss_never_repeat_a_fence() {
     let dir = tempfile::tempdir().unwrap();
     let backend = open(dir.path());
     let t = TenantId::new("t").unwrap();
-    let name = LockKey::new("thread-1").unwrap();
+    let session = SessionKey::new("fenced").unwrap();
+    let name = LockKey::for_session(&session);
     let (_, lease_path, fence_path) = backend.layout().lease(&t, &name);
     let ttl = std::time::Duration::from_secs(60);
-    let session = SessionKey::new("fenced").unwrap();
-    let fenced = |fence| AppendOptions {
-        fence: Some(fence),
-        ..Default::default()
-    };
+    let fenced = |lease: &persistence_core::Lease| AppendOptions::default().with_lease(lease);
     let event = || vec![Envelope::new(1, json!("e"))];
 
     let mut highest = backend.try_acquire(&t, &name, ttl).await.unwrap().unwrap();
     backend
-        .append(&t, &session, event(), fenced(highest.fence))
+        .append(&t, &session, event(), fenced(&highest))
         .await
         .unwrap();
     let remains: [(&str, PowerLoss); 4] = [
@@ -523,11 +519,11 @@ async fn leases_and_fences_lost_in_a_power_loss_never_repeat_a_fence() {
             highest.fence.0
         );
         backend
-            .append(&t, &session, event(), fenced(next.fence))
+            .append(&t, &session, event(), fenced(&next))
             .await
             .unwrap();
         let stale = backend
-            .append(&t, &session, event(), fenced(highest.fence))
+            .append(&t, &session, event(), fenced(&highest))
             .await
             .unwrap_err();
         assert_eq!(stale.kind(), ErrorKind::Fenced, "{what}: {stale}");

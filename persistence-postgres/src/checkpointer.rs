@@ -1,11 +1,13 @@
 //! Checkpoints: `persistence.checkpoint_*` functions.
 
 use async_trait::async_trait;
-use persistence_core::backend::{CursorExt, ListCheckpointsExt, PageExt, validate_limit};
+use persistence_core::backend::{
+    CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
+};
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write,
+    Error, ExpectLatest, Fence, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page,
+    PendingWrite, PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -71,10 +73,8 @@ impl Checkpointer for PgBackend {
             ExpectLatest::Absent => (1, None),
             ExpectLatest::Is(id) => (2, Some(id.as_uuid())),
         };
-        let fence = options
-            .fence
-            .map(|f| fence_i64(f.0))
-            .transpose()
+        let fence = thread_fence(tenant, thread, options.lease.as_ref())
+            .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put", &key))?;
         let created: i64 = crate::pool::fetch_single!(
             self.db,
@@ -158,15 +158,18 @@ impl Checkpointer for PgBackend {
         &self,
         tenant: &TenantId,
         thread: &ThreadKey,
-        checkpoint: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
+        request: PutWrites,
     ) -> Result<()> {
+        let PutWrites {
+            checkpoint,
+            task,
+            writes,
+            lease,
+            ..
+        } = request;
         let key = format!("{tenant}/{thread}/{checkpoint}");
-        let fence = fence
-            .map(|f| fence_i64(f.0))
-            .transpose()
+        let fence = thread_fence(tenant, thread, lease.as_ref())
+            .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put_writes", &key))?;
         let payload: Vec<serde_json::Value> = writes
             .iter()
@@ -244,12 +247,8 @@ impl Checkpointer for PgBackend {
         Ok(n as u64)
     }
 
-    async fn list_threads(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<ThreadKey>> {
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
+        let ListThreads { cursor, limit, .. } = query;
         let ctx = |e: Error| e.context(crate::error::BACKEND, "checkpoint.list_threads", tenant);
         let limit = limit_i32(limit).map_err(ctx)?;
         let after = cursor

@@ -145,6 +145,7 @@ mod checkpointer;
 mod config;
 mod error;
 mod lock;
+mod maintenance;
 mod migrate;
 mod pool;
 mod session_log;
@@ -155,6 +156,7 @@ mod url_options;
 
 pub use config::{PgConfig, PrivilegedRole};
 pub use migrate::{MIGRATOR, MIN_DATABASE_SCHEMA, SCHEMA_VERSION, migrate};
+use persistence_core::backend::FromStored;
 use persistence_core::{Capabilities, Error, Result, TenantId};
 use std::sync::Arc;
 pub use tls::SslMode;

@@ -48,12 +48,14 @@ impl Lock for PgBackend {
                 .bind(ttl)
         )
         .map_err(|e| map(e, "lock.try_acquire", &key))?;
-        Ok(row.map(|Json(a)| Lease {
-            tenant: tenant.clone(),
-            name: name.clone(),
-            token,
-            fence: Fence(a.fence),
-            expires_at: a.expires_at,
+        Ok(row.map(|Json(a)| {
+            Lease::new(
+                tenant.clone(),
+                name.clone(),
+                token,
+                Fence(a.fence),
+                a.expires_at,
+            )
         }))
     }
 
@@ -70,10 +72,11 @@ impl Lock for PgBackend {
         )
         .map_err(|e| map(e, "lock.renew", &key))?;
         match expires {
-            Some(ms) => Ok(Lease {
-                expires_at: Timestamp(ms.max(0) as u64),
-                ..lease.clone()
-            }),
+            Some(ms) => {
+                let mut renewed = lease.clone();
+                renewed.expires_at = Timestamp(ms.max(0) as u64);
+                Ok(renewed)
+            }
             None => Err(Error::lock_lost("lease expired or was taken over").context(
                 BACKEND,
                 "lock.renew",

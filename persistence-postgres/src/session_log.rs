@@ -2,10 +2,10 @@
 //! `head`, locked by the append, never from `MAX(seq) + 1`.
 
 use async_trait::async_trait;
-use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
+use persistence_core::backend::{PageExt, session_fence, validate_limit, validate_ttl};
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
-    TenantId, Timestamp,
+    AppendOptions, Cursor, Envelope, Error, ListSessions, Page, Result, SessionEvent, SessionKey,
+    SessionLog, TenantId, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -53,10 +53,8 @@ impl SessionLog for PgBackend {
             .map(|t| validate_ttl("session ttl", t).map(|t| t.as_millis() as i64))
             .transpose()
             .map_err(ctx)?;
-        let fence = options
-            .fence
-            .map(|f| fence_i64(f.0))
-            .transpose()
+        let fence = session_fence(tenant, session, options.lease.as_ref())
+            .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
         let payload: Vec<serde_json::Value> = events
             .iter()
@@ -96,11 +94,7 @@ impl SessionLog for PgBackend {
         .map_err(|e| map(e, "session.read", &key))?;
         Ok(rows
             .into_iter()
-            .map(|r| SessionEvent {
-                seq: r.seq,
-                event: r.event,
-                appended_at: r.appended_at,
-            })
+            .map(|r| SessionEvent::new(r.seq, r.event, r.appended_at))
             .collect())
     }
 
@@ -140,9 +134,9 @@ impl SessionLog for PgBackend {
     async fn list_sessions(
         &self,
         tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
+        query: ListSessions,
     ) -> Result<Page<SessionKey>> {
+        let ListSessions { cursor, limit, .. } = query;
         let ctx = |e: Error| e.context(BACKEND, "session.list_sessions", tenant);
         let limit = validate_limit(limit).map_err(ctx)?;
         let after = cursor
@@ -162,8 +156,11 @@ impl SessionLog for PgBackend {
             Cursor::new(k.as_str())
         }))
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+impl PgBackend {
+    /// Removes expired sessions of every tenant.
+    pub(crate) async fn purge_expired_sessions(&self) -> Result<u64> {
         let sessions: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
             .map_err(|e| map(e, "session.purge_expired", ""))?;
         Ok(sessions as u64)

@@ -205,8 +205,11 @@ impl Store for PgBackend {
         .map_err(|e| map(e, "store.search", tenant))?;
         Ok(rows.into_iter().map(Item::from).collect())
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+impl PgBackend {
+    /// Removes expired items of every tenant.
+    pub(crate) async fn purge_expired_items(&self) -> Result<u64> {
         let items: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
             .map_err(|e| map(e, "store.purge_expired", ""))?;
         Ok(items as u64)

@@ -12,7 +12,8 @@ use std::time::Duration;
 use persistence_conformance::harness::dedicated::DedicatedPostgres;
 use persistence_core::{
     CheckpointId, Checkpointer, Envelope, ExpectLatest, ItemKey, Lock, LockKey, Namespace,
-    NewCheckpoint, PutCheckpointOptions, SessionKey, SessionLog, Store, TenantId, ThreadKey,
+    NewCheckpoint, PutCheckpointOptions, PutWrites, SessionKey, SessionLog, Store, TenantId,
+    ThreadKey,
 };
 use persistence_postgres::{PgBackend, PgConfig, migrate};
 use sqlx::{Connection, Executor, PgConnection};
@@ -69,7 +70,7 @@ async fn operations_execute_no_sql_function() {
     let (t, s) = session();
     let th = ThreadKey::new("th").unwrap();
     let lease = backend
-        .try_acquire(&t, &LockKey::new("th").unwrap(), Duration::from_secs(60))
+        .try_acquire(&t, &LockKey::for_thread(&th), Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();
@@ -77,10 +78,7 @@ async fn operations_execute_no_sql_function() {
         .renew(&lease, Duration::from_secs(60))
         .await
         .unwrap();
-    let fenced = PutCheckpointOptions {
-        fence: Some(lease.fence),
-        ..Default::default()
-    };
+    let fenced = PutCheckpointOptions::default().with_lease(&lease);
     let first = Checkpointer::put(&backend, &t, &th, checkpoint(None), Default::default())
         .await
         .unwrap();
@@ -95,8 +93,7 @@ async fn operations_execute_no_sql_function() {
         .put_writes(
             &t,
             &th,
-            PutWrites::new(second.id, TaskId::new("task").unwrap(), vec![write])
-                .with_lease(FENCE_TODO(Some(lease.fence))),
+            PutWrites::new(second.id, TaskId::new("task").unwrap(), vec![write]).with_lease(&lease),
         )
         .await
         .unwrap();
@@ -109,10 +106,12 @@ async fn operations_execute_no_sql_function() {
     .await
     .unwrap()
     .unwrap();
-    let append = persistence_core::AppendOptions {
-        fence: Some(lease.fence),
-        ..Default::default()
-    };
+    let session_lease = backend
+        .try_acquire(&t, &LockKey::for_session(&s), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let append = persistence_core::AppendOptions::default().with_lease(&session_lease);
     let event = vec![Envelope::new(1, serde_json::json!("e"))];
     backend.append(&t, &s, event, append).await.unwrap();
     backend.read(&t, &s, 0, 10).await.unwrap();
@@ -225,16 +224,13 @@ async fn hot_writes_touch_only_the_rows_they_must() {
     // The session, the item, the lease and the thread exist before anything is counted.
     growth_of(&server, &mut admin, WAL_RECORDS, async |b| {
         let held = b
-            .try_acquire(&t, &LockKey::new("th").unwrap(), Duration::from_secs(300))
+            .try_acquire(&t, &LockKey::for_thread(&th), Duration::from_secs(300))
             .await
             .unwrap()
             .unwrap();
         let first = checkpoint(None);
         latest = Some(first.id);
-        let fenced = PutCheckpointOptions {
-            fence: Some(held.fence),
-            ..Default::default()
-        };
+        let fenced = PutCheckpointOptions::default().with_lease(&held);
         Checkpointer::put(b, &t, &th, first, fenced).await.unwrap();
         lease = Some(held);
         b.append(&t, &s, event(), Default::default()).await.unwrap();
@@ -289,14 +285,13 @@ async fn hot_writes_touch_only_the_rows_they_must() {
         "{puts} WAL records for {OPS} puts of an existing item (the old function wrote 3)"
     );
 
-    let fence = lease.unwrap().fence;
+    let lease = lease.unwrap();
     let guarded = growth_of(&server, &mut admin, WAL_RECORDS, async |b| {
         for _ in 0..OPS {
             let next = checkpoint(latest);
-            let options = PutCheckpointOptions {
-                expect_latest: ExpectLatest::Is(latest.unwrap()),
-                fence: Some(fence),
-            };
+            let options = PutCheckpointOptions::default()
+                .with_expect_latest(ExpectLatest::Is(latest.unwrap()))
+                .with_lease(&lease);
             latest = Some(next.id);
             Checkpointer::put(b, &t, &th, next, options).await.unwrap();
         }

@@ -544,10 +544,9 @@ async fn with_lock_on_a_paused_server_is_lock_lost_in_time() {
     })
     .await;
     let (t, name) = (TenantId::new("t").unwrap(), LockKey::new("worker").unwrap());
-    let options = persistence_core::LockOptions {
-        ttl: Duration::from_secs(3),
-        wait: Duration::from_secs(1),
-    };
+    let options = persistence_core::LockOptions::default()
+        .with_ttl(Duration::from_secs(3))
+        .with_wait(Duration::from_secs(1));
     let postmaster = server.pid();
     let started = Instant::now();
     let paused = std::sync::Mutex::new(Vec::new());
@@ -598,22 +597,21 @@ async fn lease_changes_lost_in_a_crash_never_repeat_a_fence() {
     drop(admin);
     let t = TenantId::new("t").unwrap();
     let ttl = Duration::from_millis(500);
-    let fenced = |fence| persistence_core::AppendOptions {
-        fence: Some(fence),
-        ..Default::default()
+    let fenced = |lease: &persistence_core::Lease| {
+        persistence_core::AppendOptions::default().with_lease(lease)
     };
     let event = || vec![persistence_core::Envelope::new(1, serde_json::json!("e"))];
 
     // A lease whose fence was used by an acknowledged write survives the crash.
-    let used = LockKey::new("used").unwrap();
+    let s_used = SessionKey::new("used").unwrap();
+    let used = LockKey::for_session(&s_used);
     let held = backend
         .try_acquire(&t, &used, Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();
-    let s_used = SessionKey::new("used").unwrap();
     backend
-        .append(&t, &s_used, event(), fenced(held.fence))
+        .append(&t, &s_used, event(), fenced(&held))
         .await
         .unwrap();
     server.restart("immediate");
@@ -626,17 +624,16 @@ async fn lease_changes_lost_in_a_crash_never_repeat_a_fence() {
     // Leases taken, released or left to expire just before a crash: whatever the crash
     // kept, the next holder's fence is above theirs and fences out their writers.
     for round in 0..3 {
-        let name = LockKey::new(format!("lost-{round}")).unwrap();
         let session = SessionKey::new(format!("lost-{round}")).unwrap();
+        let name = LockKey::for_session(&session);
         let first = backend.try_acquire(&t, &name, ttl).await.unwrap().unwrap();
         if round % 2 == 1 {
             backend.release(&first).await.unwrap();
         }
         server.restart("immediate");
-        let wait = persistence_core::LockOptions {
-            ttl,
-            wait: Duration::from_secs(10),
-        };
+        let wait = persistence_core::LockOptions::default()
+            .with_ttl(ttl)
+            .with_wait(Duration::from_secs(10));
         let next = retry_unavailable(|| backend.acquire(&t, &name, wait)).await;
         assert!(
             next.fence > first.fence,
@@ -645,11 +642,11 @@ async fn lease_changes_lost_in_a_crash_never_repeat_a_fence() {
             first.fence.0
         );
         backend
-            .append(&t, &session, event(), fenced(next.fence))
+            .append(&t, &session, event(), fenced(&next))
             .await
             .unwrap();
         let stale = backend
-            .append(&t, &session, event(), fenced(first.fence))
+            .append(&t, &session, event(), fenced(&first))
             .await
             .unwrap_err();
         assert_eq!(stale.kind(), ErrorKind::Fenced, "round {round}: {stale}");

@@ -10,7 +10,8 @@ use std::time::Duration;
 use persistence_conformance::harness::{CountingProxy, round_trips_per_operation};
 use persistence_core::{
     AppendOptions, CheckpointId, Checkpointer, Envelope, ErrorKind, ItemKey, Lock, LockKey,
-    Namespace, NewCheckpoint, SessionKey, SessionLog, Store, TaskId, TenantId, ThreadKey, Write,
+    Namespace, NewCheckpoint, PutWrites, SessionKey, SessionLog, Store, TaskId, TenantId,
+    ThreadKey, Write,
 };
 use persistence_postgres::{PgBackend, PgConfig, SCHEMA_VERSION, migrate};
 use serde_json::json;
@@ -41,7 +42,7 @@ async fn seed(backend: &PgBackend) -> TenantId {
         .await
         .unwrap();
     let lease = backend
-        .try_acquire(&t, &LockKey::new("l").unwrap(), Duration::from_secs(60))
+        .try_acquire(&t, &LockKey::for_thread(&th), Duration::from_secs(60))
         .await
         .unwrap()
         .unwrap();
@@ -55,7 +56,7 @@ async fn seed(backend: &PgBackend) -> TenantId {
         .put_writes(
             &t,
             &th,
-            PutWrites::new(id, task.clone(), vec![w]).with_lease(FENCE_TODO(Some(lease.fence))),
+            PutWrites::new(id, task.clone(), vec![w]).with_lease(&lease),
         )
         .await
         .unwrap();
@@ -457,13 +458,7 @@ async fn a_database_refusal_is_reported_once() {
         .unwrap();
     let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
     let id = CheckpointId::new();
-    let put = |n: i64| NewCheckpoint {
-        id,
-        parent: None,
-        step: n,
-        state: Envelope::new(1, json!(n)),
-        metadata: Default::default(),
-    };
+    let put = |n: i64| NewCheckpoint::new(id, n, Envelope::new(1, json!(n)));
     Checkpointer::put(&backend, &t, &th, put(1), Default::default())
         .await
         .unwrap();

@@ -3,12 +3,12 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    CursorExt, ListCheckpointsExt, PageExt, validate_fence, validate_limit,
+    CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
 };
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, ExpectLatest, Fence, ListCheckpoints, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, Result, TaskId, TenantId, ThreadKey, Timestamp, Write,
+    Error, ExpectLatest, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page, PendingWrite,
+    PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -154,7 +154,7 @@ impl Checkpointer for RedisBackend {
             ExpectLatest::Absent => ("1", String::new()),
             ExpectLatest::Is(id) => ("2", id.to_string()),
         };
-        let fence = validate_fence(options.fence)
+        let fence = thread_fence(tenant, thread, options.lease.as_ref())
             .map_err(|e| e.context(BACKEND, "checkpoint.put", &key))?
             .map(|f| f.0.to_string())
             .unwrap_or_default();
@@ -258,14 +258,19 @@ impl Checkpointer for RedisBackend {
         &self,
         tenant: &TenantId,
         thread: &ThreadKey,
-        checkpoint: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
+        request: PutWrites,
     ) -> Result<()> {
+        let PutWrites {
+            checkpoint,
+            task,
+            writes,
+            lease,
+            ..
+        } = request;
+        let task = &task;
         let key = format!("{tenant}/{thread}/{checkpoint}");
-        let fence =
-            validate_fence(fence).map_err(|e| e.context(BACKEND, "checkpoint.put_writes", &key))?;
+        let fence = thread_fence(tenant, thread, lease.as_ref())
+            .map_err(|e| e.context(BACKEND, "checkpoint.put_writes", &key))?;
         let k = self.keys.thread(tenant, thread);
         let mut invocation = invocation!(
             scripts::CHECKPOINT_PUT_WRITES,
@@ -384,12 +389,8 @@ impl Checkpointer for RedisBackend {
         parse_u64(&copied, "checkpoint.copy_thread", &key)
     }
 
-    async fn list_threads(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<ThreadKey>> {
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
+        let ListThreads { cursor, limit, .. } = query;
         let key = tenant.to_string();
         let limit = validate_limit(limit)
             .map_err(|e| e.context(BACKEND, "checkpoint.list_threads", &key))?;

@@ -107,11 +107,13 @@ mod conn;
 mod error;
 pub mod keys;
 mod lock;
+mod maintenance;
 mod scripts;
 mod session_log;
 mod store;
 mod tls;
 
+use persistence_core::backend::FromStored;
 use std::future::Future;
 use std::time::Duration;
 

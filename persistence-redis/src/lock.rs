@@ -65,10 +65,11 @@ impl Lock for RedisBackend {
             })
             .await?;
         match reply {
-            Some(expires) => Ok(Lease {
-                expires_at: Timestamp(parse_u64(&expires, "lock.renew", &key)?),
-                ..lease.clone()
-            }),
+            Some(expires) => {
+                let mut renewed = lease.clone();
+                renewed.expires_at = Timestamp(parse_u64(&expires, "lock.renew", &key)?);
+                Ok(renewed)
+            }
             None => Err(Error::lock_lost("lease expired or was taken over").context(
                 BACKEND,
                 "lock.renew",

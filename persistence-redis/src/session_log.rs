@@ -4,10 +4,10 @@
 //! the fence counter has none.
 
 use async_trait::async_trait;
-use persistence_core::backend::{CursorExt, PageExt, validate_fence, validate_limit, validate_ttl};
+use persistence_core::backend::{CursorExt, PageExt, session_fence, validate_limit, validate_ttl};
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, Error, Page, Result, SessionEvent, SessionKey, SessionLog,
-    TenantId, Timestamp,
+    AppendOptions, Cursor, Envelope, Error, ListSessions, Page, Result, SessionEvent, SessionKey,
+    SessionLog, TenantId, Timestamp,
 };
 use redis::AsyncCommands;
 
@@ -46,7 +46,7 @@ impl SessionLog for RedisBackend {
             .map(|t| validate_ttl("session ttl", t))
             .transpose()
             .map_err(ctx)?;
-        let fence = validate_fence(options.fence).map_err(ctx)?;
+        let fence = session_fence(tenant, session, options.lease.as_ref()).map_err(ctx)?;
         let k = self.keys.session(tenant, session);
         let mut invocation = invocation!(
             scripts::SESSION_APPEND,
@@ -143,9 +143,9 @@ impl SessionLog for RedisBackend {
     async fn list_sessions(
         &self,
         tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
+        query: ListSessions,
     ) -> Result<Page<SessionKey>> {
+        let ListSessions { cursor, limit, .. } = query;
         let key = tenant.to_string();
         let limit =
             validate_limit(limit).map_err(|e| e.context(BACKEND, "session.list_sessions", &key))?;
@@ -179,10 +179,12 @@ impl SessionLog for RedisBackend {
             Cursor::new(k.as_str())
         }))
     }
+}
 
+impl RedisBackend {
     /// Session data expires by itself (key TTLs); this drops index entries of sessions
     /// that are gone and counts them.
-    async fn purge_expired(&self) -> Result<u64> {
+    pub(crate) async fn purge_expired_sessions(&self) -> Result<u64> {
         let mut removed = 0;
         for t in self.tenants().await? {
             let mut after: Option<String> = None;

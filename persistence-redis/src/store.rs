@@ -323,8 +323,12 @@ impl Store for RedisBackend {
         }
         Ok(out)
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+impl RedisBackend {
+    /// Removes expired items' index entries (the items expire by themselves) and counts
+    /// them.
+    pub(crate) async fn purge_expired_items(&self) -> Result<u64> {
         let mut removed = 0;
         for t in self.tenants().await? {
             let index = self.keys.index(&t, Index::Namespaces);

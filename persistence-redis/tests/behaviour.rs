@@ -347,12 +347,12 @@ async fn an_unguarded_checkpoint_put_runs_no_script() {
     };
     let t = TenantId::new("t").unwrap();
     let th = ThreadKey::new("th").unwrap();
-    let checkpoint = |step: i64| NewCheckpoint {
-        id: Default::default(),
-        parent: None,
-        step,
-        state: Envelope::new(1, serde_json::json!({"step": step})),
-        metadata: Default::default(),
+    let checkpoint = |step: i64| {
+        NewCheckpoint::new(
+            Default::default(),
+            step,
+            Envelope::new(1, serde_json::json!({"step": step})),
+        )
     };
     let scripts = async |conn: &mut redis::aio::MultiplexedConnection| {
         support::calls_of(conn, "evalsha").await + support::calls_of(conn, "eval").await
@@ -386,10 +386,8 @@ async fn an_unguarded_checkpoint_put_runs_no_script() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
-    let guarded = persistence_core::PutCheckpointOptions {
-        expect_latest: ExpectLatest::Is(last.id),
-        ..Default::default()
-    };
+    let guarded = persistence_core::PutCheckpointOptions::default()
+        .with_expect_latest(ExpectLatest::Is(last.id));
     backend.put(&t, &th, checkpoint(10), guarded).await.unwrap();
     // (Its first run may count twice: an EVALSHA refused with NOSCRIPT, then the EVAL.)
     assert!(

@@ -44,10 +44,14 @@
 #![deny(missing_docs)]
 
 mod open;
+mod persistence;
+mod schemes;
 mod traced;
 
-pub use open::{Backend, Persistence, PurgeCounts, open, open_existing};
+pub use open::{open, open_existing};
+pub use persistence::Persistence;
 pub use persistence_core::*;
+pub use schemes::{BUILT_IN_SCHEMES, OpenFuture, OpenRequest, known_schemes, register_scheme};
 pub use traced::Traced;
 
 /// The README's code blocks, compiled as doc tests so they cannot drift.

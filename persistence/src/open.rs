@@ -1,75 +1,12 @@
 //! Choosing and opening a backend from a URL.
 
-use std::sync::Arc;
+use persistence_core::{Error, MemoryBackend, Result, redact_url};
 
-use persistence_core::{
-    Capabilities, Checkpointer, Error, Lock, MemoryBackend, Result, SessionLog, Store, TenantId,
-    redact_url,
-};
+use crate::persistence::Persistence;
+use crate::schemes;
 
-use crate::traced::Traced;
-
-/// The four traits of one opened backend, each call traced (see the crate docs).
-///
-/// Cloning is cheap and shares the connection pool or directory handle.
-#[derive(Clone)]
-pub struct Persistence {
-    /// Checkpoints of graph/agent runs.
-    pub checkpointer: Arc<dyn Checkpointer>,
-    /// Long-term memory items.
-    pub store: Arc<dyn Store>,
-    /// Session event logs.
-    pub sessions: Arc<dyn SessionLog>,
-    /// Leases with fences.
-    pub lock: Arc<dyn Lock>,
-    backend: Backend,
-}
-
-/// The concrete backend behind a [`Persistence`], for backend-specific calls
-/// (closing a pool, the filesystem layout, ...).
-#[derive(Clone)]
-#[non_exhaustive]
-pub enum Backend {
-    /// `memory://`.
-    Memory(MemoryBackend),
-    /// `file://`.
-    #[cfg(feature = "fs")]
-    Fs(persistence_fs::FsBackend),
-    /// `postgres://`.
-    #[cfg(feature = "postgres")]
-    Postgres(persistence_postgres::PgBackend),
-    /// `redis://`, `rediss://`, `redis+cluster://`, `rediss+cluster://`.
-    #[cfg(feature = "redis")]
-    Redis(persistence_redis::RedisBackend),
-}
-
-/// What [`Persistence::purge_expired`] removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PurgeCounts {
-    /// Expired store items.
-    pub items: u64,
-    /// Expired sessions.
-    pub sessions: u64,
-    /// Lease records of locks unused for an hour (Postgres; Redis expires its own, the
-    /// other backends report 0).
-    pub leases: u64,
-}
-
-impl std::fmt::Debug for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(Persistence::name_of(self))
-    }
-}
-
-impl std::fmt::Debug for Persistence {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Persistence")
-            .field("backend", &self.backend_name())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Opens the backend named by `url` (see the crate docs for the schemes).
+/// Opens the backend named by `url` (see the crate docs for the schemes; schemes added
+/// with [`register_scheme`](crate::register_scheme) work too).
 ///
 /// # Errors
 /// `InvalidInput` for a URL without a known scheme or with a bad option;
@@ -121,26 +58,30 @@ async fn open_scheme(url: &str, create: Create) -> Result<Persistence> {
             redact_url(url)
         ))
     })?;
+    if let Some(opener) = schemes::registered(scheme) {
+        let request = schemes::OpenRequest {
+            url: url.to_string(),
+            create_if_missing: create == Create::IfMissing,
+        };
+        return opener(request).await;
+    }
     let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
     let options = Options::parse(query)?;
-    let backend = match scheme {
+    match scheme {
         "memory" => {
             options.reject_all(scheme)?;
-            Backend::Memory(MemoryBackend::new())
+            Ok(Persistence::from_backend(MemoryBackend::new()))
         }
-        "file" => open_fs(location, options, create)?,
-        "postgres" | "postgresql" => open_postgres(url).await?,
+        "file" => open_fs(location, options, create),
+        "postgres" | "postgresql" => open_postgres(url).await,
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
-            open_redis(scheme, location, options).await?
+            open_redis(scheme, location, options).await
         }
-        other => {
-            return Err(Error::invalid_input(format!(
-                "unknown URL scheme {other:?}: expected memory, file, postgres, redis, rediss, \
-                 redis+cluster or rediss+cluster"
-            )));
-        }
-    };
-    Ok(Persistence::new(backend))
+        other => Err(Error::invalid_input(format!(
+            "unknown URL scheme {other:?}: expected {}",
+            schemes::known_schemes().join(", ")
+        ))),
+    }
 }
 
 #[cfg_attr(
@@ -198,7 +139,7 @@ impl Options {
 }
 
 #[cfg(feature = "fs")]
-fn open_fs(location: &str, mut options: Options, create: Create) -> Result<Backend> {
+fn open_fs(location: &str, mut options: Options, create: Create) -> Result<Persistence> {
     use persistence_fs::{Durability, FsBackend, FsConfig};
     if location.is_empty() {
         return Err(Error::invalid_input(
@@ -233,29 +174,29 @@ fn open_fs(location: &str, mut options: Options, create: Create) -> Result<Backe
     let config = FsConfig::new(location)
         .with_durability(durability)
         .with_create_if_missing(create == Create::IfMissing);
-    Ok(Backend::Fs(FsBackend::open(config)?))
+    Ok(Persistence::from_backend(FsBackend::open(config)?))
 }
 
 #[cfg(not(feature = "fs"))]
-fn open_fs(_: &str, _: Options, _: Create) -> Result<Backend> {
+fn open_fs(_: &str, _: Options, _: Create) -> Result<Persistence> {
     Err(feature_off("file", "fs"))
 }
 
 #[cfg(feature = "postgres")]
-async fn open_postgres(url: &str) -> Result<Backend> {
+async fn open_postgres(url: &str) -> Result<Persistence> {
     use persistence_postgres::{PgBackend, PgConfig};
-    Ok(Backend::Postgres(
+    Ok(Persistence::from_backend(
         PgBackend::connect(PgConfig::new(url)).await?,
     ))
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn open_postgres(_: &str) -> Result<Backend> {
+async fn open_postgres(_: &str) -> Result<Persistence> {
     Err(feature_off("postgres", "postgres"))
 }
 
 #[cfg(feature = "redis")]
-async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Result<Backend> {
+async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Result<Persistence> {
     use persistence_redis::{RedisBackend, RedisConfig};
     let prefix = options.take("prefix");
     // Other options (TLS files, `protocol=resp3`, ...) belong to the backend and the
@@ -269,145 +210,12 @@ async fn open_redis(scheme: &str, location: &str, mut options: Options) -> Resul
     if let Some(prefix) = prefix {
         config = config.with_prefix(prefix);
     }
-    Ok(Backend::Redis(RedisBackend::connect(config).await?))
+    Ok(Persistence::from_backend(
+        RedisBackend::connect(config).await?,
+    ))
 }
 
 #[cfg(not(feature = "redis"))]
-async fn open_redis(scheme: &str, _: &str, _: Options) -> Result<Backend> {
+async fn open_redis(scheme: &str, _: &str, _: Options) -> Result<Persistence> {
     Err(feature_off(scheme, "redis"))
-}
-
-impl Persistence {
-    /// Wraps an already opened backend (with tracing), for configurations a URL cannot
-    /// express.
-    pub fn new(backend: Backend) -> Self {
-        fn bundle<B>(name: &'static str, b: B) -> Bundle
-        where
-            B: Checkpointer + Store + SessionLog + Lock + Clone + 'static,
-        {
-            let traced = Arc::new(Traced::new(name, b));
-            (traced.clone(), traced.clone(), traced.clone(), traced)
-        }
-        type Bundle = (
-            Arc<dyn Checkpointer>,
-            Arc<dyn Store>,
-            Arc<dyn SessionLog>,
-            Arc<dyn Lock>,
-        );
-        let (checkpointer, store, sessions, lock) = match &backend {
-            Backend::Memory(b) => bundle(Self::name_of(&backend), b.clone()),
-            #[cfg(feature = "fs")]
-            Backend::Fs(b) => bundle(Self::name_of(&backend), b.clone()),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(b) => bundle(Self::name_of(&backend), b.clone()),
-            #[cfg(feature = "redis")]
-            Backend::Redis(b) => bundle(Self::name_of(&backend), b.clone()),
-        };
-        Persistence {
-            checkpointer,
-            store,
-            sessions,
-            lock,
-            backend,
-        }
-    }
-
-    /// The concrete backend.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
-    /// `memory`, `fs`, `postgres` or `redis`.
-    pub fn backend_name(&self) -> &'static str {
-        Self::name_of(&self.backend)
-    }
-
-    fn name_of(backend: &Backend) -> &'static str {
-        match backend {
-            Backend::Memory(_) => "memory",
-            #[cfg(feature = "fs")]
-            Backend::Fs(_) => "fs",
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => "postgres",
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => "redis",
-        }
-    }
-
-    /// What the backend supports.
-    pub fn capabilities(&self) -> Capabilities {
-        match &self.backend {
-            Backend::Memory(b) => b.capabilities(),
-            #[cfg(feature = "fs")]
-            Backend::Fs(b) => b.capabilities(),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(b) => b.capabilities(),
-            #[cfg(feature = "redis")]
-            Backend::Redis(b) => b.capabilities(),
-        }
-    }
-
-    /// The version of the stored layout: the filesystem layout directory, the
-    /// database schema version, or the key layout.
-    pub fn schema(&self) -> String {
-        match &self.backend {
-            Backend::Memory(_) => "in-process (not stored)".to_string(),
-            #[cfg(feature = "fs")]
-            Backend::Fs(b) => format!(
-                "layout {}, format v{}",
-                b.layout().base().display(),
-                persistence_fs::FORMAT_VERSION
-            ),
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => {
-                format!("schema version {}", persistence_postgres::SCHEMA_VERSION)
-            }
-            #[cfg(feature = "redis")]
-            Backend::Redis(_) => "key layout v1".to_string(),
-        }
-    }
-
-    /// Tenants holding any data, ascending. An operations view across tenants: the
-    /// four traits never cross a tenant boundary.
-    ///
-    /// # Errors
-    /// The backend's errors (`Unavailable`, `Corrupt`).
-    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
-        match &self.backend {
-            Backend::Memory(b) => Ok(b.tenants()),
-            #[cfg(feature = "fs")]
-            Backend::Fs(b) => b.tenants().await,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(b) => b.tenants().await,
-            #[cfg(feature = "redis")]
-            Backend::Redis(b) => b.tenants().await,
-        }
-    }
-
-    /// Removes expired store items and sessions of every tenant: run it periodically
-    /// (`persistence gc`).
-    ///
-    /// # Errors
-    /// The backend's errors.
-    pub async fn purge_expired(&self) -> Result<PurgeCounts> {
-        let leases = match &self.backend {
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(b) => b.purge_stale_leases().await?,
-            _ => 0,
-        };
-        Ok(PurgeCounts::new(
-            self.store.purge_expired().await?,
-            self.sessions.purge_expired().await?,
-            leases,
-        ))
-    }
-
-    /// Closes pooled connections, where the backend has any. Calls still in flight
-    /// finish.
-    pub async fn close(&self) {
-        #[cfg(feature = "postgres")]
-        if let Backend::Postgres(b) = &self.backend {
-            b.close().await;
-        }
-    }
 }

@@ -1,15 +1,16 @@
 //! [`Traced`]: a backend wrapper that runs every operation in a `tracing` span.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use persistence_core::{
-    AppendOptions, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer,
-    Cursor, Envelope, Error, ErrorKind, Fence, Item, ItemKey, Lease, ListCheckpoints, ListItems,
-    ListNamespaces, Lock, LockKey, LockOptions, Namespace, NewCheckpoint, Page,
-    PutCheckpointOptions, PutItemOptions, Result, SearchItems, SessionEvent, SessionKey,
-    SessionLog, Store, TaskId, TenantId, ThreadKey, Write,
+    AppendOptions, Capabilities, Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer,
+    Envelope, Error, ErrorKind, Item, ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces,
+    ListSessions, ListThreads, Lock, LockKey, LockOptions, Maintenance, Namespace, NewCheckpoint,
+    Page, PurgeCounts, PutCheckpointOptions, PutItemOptions, PutWrites, Result, SearchItems,
+    SessionEvent, SessionKey, SessionLog, Store, TenantId, ThreadKey,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -19,14 +20,17 @@ use tracing::field::Empty;
 /// Payloads are never recorded.
 #[derive(Clone, Debug)]
 pub struct Traced<B> {
-    backend: &'static str,
+    backend: Arc<str>,
     inner: B,
 }
 
 impl<B> Traced<B> {
     /// Traces `inner`, naming it `backend` in every span.
-    pub fn new(backend: &'static str, inner: B) -> Self {
-        Traced { backend, inner }
+    pub fn new(backend: impl Into<Arc<str>>, inner: B) -> Self {
+        Traced {
+            backend: backend.into(),
+            inner,
+        }
     }
 
     /// The wrapped backend.
@@ -42,7 +46,7 @@ impl<B> Traced<B> {
     ) -> Result<T> {
         let span = tracing::info_span!(
             "persistence",
-            backend = self.backend,
+            backend = &*self.backend,
             operation,
             tenant = tenant.map(TenantId::as_str),
             duration_us = Empty,
@@ -121,16 +125,9 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
         &self,
         tenant: &TenantId,
         thread: &ThreadKey,
-        checkpoint: CheckpointId,
-        task: &TaskId,
-        writes: Vec<Write>,
-        fence: Option<Fence>,
+        request: PutWrites,
     ) -> Result<()> {
-        let call = self.inner.put_writes(
-            tenant,
-            thread,
-            PutWrites::new(checkpoint, task, writes).with_lease(FENCE_TODO(fence)),
-        );
+        let call = self.inner.put_writes(tenant, thread, request);
         self.run("checkpoint.put_writes", Some(tenant), call).await
     }
 
@@ -160,16 +157,8 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
         self.run("checkpoint.copy_thread", Some(tenant), call).await
     }
 
-    async fn list_threads(
-        &self,
-        tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
-    ) -> Result<Page<ThreadKey>> {
-        let call = self.inner.list_threads(
-            tenant,
-            ListThreads::default().with_cursor(cursor).with_limit(limit),
-        );
+    async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
+        let call = self.inner.list_threads(tenant, query);
         self.run("checkpoint.list_threads", Some(tenant), call)
             .await
     }
@@ -233,11 +222,6 @@ impl<B: Store> Store for Traced<B> {
         let call = self.inner.search(tenant, query);
         self.run("store.search", Some(tenant), call).await
     }
-
-    async fn purge_expired(&self) -> Result<u64> {
-        let call = self.inner.purge_expired();
-        self.run("store.purge_expired", None, call).await
-    }
 }
 
 #[async_trait]
@@ -282,21 +266,38 @@ impl<B: SessionLog> SessionLog for Traced<B> {
     async fn list_sessions(
         &self,
         tenant: &TenantId,
-        cursor: Option<Cursor>,
-        limit: usize,
+        query: ListSessions,
     ) -> Result<Page<SessionKey>> {
-        let call = self.inner.list_sessions(
-            tenant,
-            ListSessions::default()
-                .with_cursor(cursor)
-                .with_limit(limit),
-        );
+        let call = self.inner.list_sessions(tenant, query);
         self.run("session.list_sessions", Some(tenant), call).await
     }
+}
 
-    async fn purge_expired(&self) -> Result<u64> {
+#[async_trait]
+impl<B: Maintenance> Maintenance for Traced<B> {
+    fn backend_name(&self) -> &str {
+        self.inner.backend_name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    fn schema(&self) -> String {
+        self.inner.schema()
+    }
+    async fn tenants(&self) -> Result<Vec<TenantId>> {
+        let call = self.inner.tenants();
+        self.run("maintenance.tenants", None, call).await
+    }
+    async fn purge_expired(&self) -> Result<PurgeCounts> {
         let call = self.inner.purge_expired();
-        self.run("session.purge_expired", None, call).await
+        self.run("maintenance.purge_expired", None, call).await
+    }
+    async fn health(&self) -> Result<()> {
+        let call = self.inner.health();
+        self.run("maintenance.health", None, call).await
+    }
+    async fn close(&self) {
+        self.inner.close().await;
     }
 }
 

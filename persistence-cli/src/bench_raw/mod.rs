@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use persistence::{Backend, CheckpointId, Error, Persistence, Result};
+use persistence::{CheckpointId, Error, Persistence, Result};
 use persistence_bench::{Stats, measure};
 use tokio::sync::Mutex;
 
@@ -123,9 +123,9 @@ impl Baseline {
     ) -> Result<Self> {
         let tasks = tasks.max(1);
         let record = Arc::new(vec![b'r'; record_size]);
-        let kind = match p.backend() {
+        let kind = match crate::bench_raw::built_in(p) {
             #[allow(unreachable_patterns)]
-            Backend::Fs(fs) => {
+            BuiltIn::Fs(fs) => {
                 // Beside the layout directory, in the store's root (same filesystem).
                 let base = fs.layout().base();
                 let root = base.parent().unwrap_or(base).to_path_buf();
@@ -154,7 +154,7 @@ impl Baseline {
                     sync: p.capabilities().durable,
                 }
             }
-            Backend::Postgres(_) => {
+            BuiltIn::Postgres => {
                 let mut conns = Vec::new();
                 for _ in 0..tasks {
                     conns.push(Arc::new(Mutex::new(pg_connect(url).await?)));
@@ -167,7 +167,7 @@ impl Baseline {
                 }
                 Kind::Postgres { conns, read_id }
             }
-            Backend::Redis(_) => {
+            BuiltIn::Redis => {
                 let client = redis_client(url)?;
                 let mut conn = client
                     .get_multiplexed_async_connection()
@@ -472,8 +472,8 @@ pub async fn connection_setup(
         "new connection"
     };
     let url = url.to_string();
-    let stats = match p.backend() {
-        Backend::Postgres(_) => {
+    let stats = match crate::bench_raw::built_in(p) {
+        BuiltIn::Postgres => {
             measure(name, count, 1, move |_| {
                 let (url, fail) = (url.clone(), fail.clone());
                 async move {
@@ -488,7 +488,7 @@ pub async fn connection_setup(
             })
             .await
         }
-        Backend::Redis(_) => {
+        BuiltIn::Redis => {
             let client = redis_client(&url)?;
             measure(name, count, 1, move |_| {
                 let (client, fail) = (client.clone(), fail.clone());
@@ -508,4 +508,26 @@ pub async fn connection_setup(
     };
     take_failure(&failure, "connect")?;
     Ok(stats)
+}
+
+/// The built-in backend a bench runs on: the raw baselines and cost counters exist for
+/// these only.
+pub(crate) enum BuiltIn<'a> {
+    Fs(&'a persistence::fs::FsBackend),
+    Postgres,
+    Redis,
+    Other,
+}
+
+/// Which [`BuiltIn`] backend `p` is.
+pub(crate) fn built_in(p: &Persistence) -> BuiltIn<'_> {
+    if let Some(fs) = p.backend::<persistence::fs::FsBackend>() {
+        BuiltIn::Fs(fs)
+    } else if p.backend::<persistence::postgres::PgBackend>().is_some() {
+        BuiltIn::Postgres
+    } else if p.backend::<persistence::redis::RedisBackend>().is_some() {
+        BuiltIn::Redis
+    } else {
+        BuiltIn::Other
+    }
 }

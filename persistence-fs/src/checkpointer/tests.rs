@@ -242,10 +242,8 @@ async fn a_refused_put_leaves_no_journal() {
     let backend = open(dir.path());
     let (t, th) = ids();
     let c = NewCheckpoint::new(CheckpointId::new(), 0, Envelope::new(1, json!({})));
-    let guarded = persistence_core::PutCheckpointOptions {
-        expect_latest: persistence_core::ExpectLatest::Is(CheckpointId::new()),
-        ..Default::default()
-    };
+    let guarded = persistence_core::PutCheckpointOptions::default()
+        .with_expect_latest(persistence_core::ExpectLatest::Is(CheckpointId::new()));
     let err = Checkpointer::put(&backend, &t, &th, c, guarded)
         .await
         .unwrap_err();

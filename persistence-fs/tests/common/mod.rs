@@ -3,8 +3,9 @@
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses some of them
 
 use persistence_core::{
-    AppendOptions, CheckpointId, Checkpointer, Cursor, Envelope, ListItems, Namespace,
-    NewCheckpoint, Page, SessionKey, SessionLog, Store, TenantId, ThreadKey,
+    AppendOptions, CheckpointId, Checkpointer, Cursor, Envelope, ListItems, ListSessions,
+    ListThreads, Namespace, NewCheckpoint, Page, SessionKey, SessionLog, Store, TenantId,
+    ThreadKey,
 };
 use persistence_fs::FsBackend;
 

@@ -1,0 +1,48 @@
+//! [`Maintenance`] for Postgres: status, health and purge across tenants.
+
+use async_trait::async_trait;
+use persistence_core::{Capabilities, Maintenance, PurgeCounts, Result, TenantId};
+
+use crate::PgBackend;
+use crate::error::{BACKEND, map};
+
+/// One round trip that touches no table.
+const HEALTH: &str = "SELECT 1::bigint";
+
+#[async_trait]
+impl Maintenance for PgBackend {
+    fn backend_name(&self) -> &str {
+        BACKEND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        PgBackend::capabilities(self)
+    }
+
+    fn schema(&self) -> String {
+        format!("schema version {}", crate::SCHEMA_VERSION)
+    }
+
+    async fn tenants(&self) -> Result<Vec<TenantId>> {
+        PgBackend::tenants(self).await
+    }
+
+    /// Expired items and sessions, and the lease rows of locks unused for an hour
+    /// ([`PgBackend::purge_stale_leases`]).
+    async fn purge_expired(&self) -> Result<PurgeCounts> {
+        let items = self.purge_expired_items().await?;
+        let sessions = self.purge_expired_sessions().await?;
+        let leases = self.purge_stale_leases().await?;
+        Ok(PurgeCounts::new(items, sessions, leases))
+    }
+
+    async fn health(&self) -> Result<()> {
+        let _: i64 = crate::pool::fetch_single!(read self.db, crate::statement::Call::new(HEALTH))
+            .map_err(|e| map(e, "health", ""))?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        PgBackend::close(self).await;
+    }
+}

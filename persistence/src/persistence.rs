@@ -1,0 +1,122 @@
+//! [`Persistence`]: one opened backend behind the five traits.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use persistence_core::{
+    Capabilities, Checkpointer, Lock, Maintenance, PurgeCounts, Result, SessionLog, Store, TenantId,
+};
+
+use crate::traced::Traced;
+
+/// One opened backend: the four data traits and [`Maintenance`], each call traced (see
+/// the crate docs).
+///
+/// [`open`](crate::open) builds one from a URL; [`Persistence::from_backend`] from any
+/// value implementing the five traits, a backend outside this workspace included.
+/// Everything here goes through the traits, so such a backend gets the same facade, the
+/// same spans and, with [`register_scheme`](crate::register_scheme), the same URLs and CLI.
+///
+/// Cloning is cheap and shares the connection pool or directory handle.
+#[derive(Clone)]
+pub struct Persistence {
+    /// Checkpoints of graph/agent runs.
+    pub checkpointer: Arc<dyn Checkpointer>,
+    /// Long-term memory items.
+    pub store: Arc<dyn Store>,
+    /// Session event logs.
+    pub sessions: Arc<dyn SessionLog>,
+    /// Leases with fences.
+    pub lock: Arc<dyn Lock>,
+    /// Status, health and upkeep across tenants (operators' API: hand tenant code the
+    /// four data traits only).
+    pub maintenance: Arc<dyn Maintenance>,
+    /// The backend as given, untraced, for [`Persistence::backend`].
+    backend: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for Persistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persistence")
+            .field("backend", &self.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Persistence {
+    /// Wraps `backend` (one value implementing the five traits; clones must share its
+    /// data) with the facade's tracing.
+    ///
+    /// ```
+    /// use persistence::{MemoryBackend, Persistence};
+    ///
+    /// let p = Persistence::from_backend(MemoryBackend::new());
+    /// assert_eq!(p.backend_name(), "memory");
+    /// assert!(p.backend::<MemoryBackend>().is_some());
+    /// ```
+    pub fn from_backend<B>(backend: B) -> Self
+    where
+        B: Checkpointer + Store + SessionLog + Lock + Maintenance + Clone + 'static,
+    {
+        let traced = Arc::new(Traced::new(backend.backend_name(), backend.clone()));
+        Persistence {
+            checkpointer: traced.clone(),
+            store: traced.clone(),
+            sessions: traced.clone(),
+            lock: traced.clone(),
+            maintenance: traced,
+            backend: Arc::new(backend),
+        }
+    }
+
+    /// The backend given to [`Persistence::from_backend`] (or opened by
+    /// [`open`](crate::open)), if it is a `B`: for calls only that backend has (the
+    /// filesystem layout, say). Calls through it are not traced.
+    pub fn backend<B: Any>(&self) -> Option<&B> {
+        self.backend.downcast_ref::<B>()
+    }
+
+    /// The backend's name (`memory`, `fs`, `postgres`, `redis`, or a third party's).
+    pub fn backend_name(&self) -> &str {
+        self.maintenance.backend_name()
+    }
+
+    /// What the backend supports.
+    pub fn capabilities(&self) -> Capabilities {
+        self.maintenance.capabilities()
+    }
+
+    /// The stored format, for humans: Postgres schema version, fs layout and format, ...
+    pub fn schema(&self) -> String {
+        self.maintenance.schema()
+    }
+
+    /// Tenants holding any data, ascending.
+    ///
+    /// # Errors
+    /// As [`Maintenance::tenants`].
+    pub async fn tenants(&self) -> Result<Vec<TenantId>> {
+        self.maintenance.tenants().await
+    }
+
+    /// Removes expired items and sessions of every tenant, and lease rows nobody uses.
+    ///
+    /// # Errors
+    /// As [`Maintenance::purge_expired`].
+    pub async fn purge_expired(&self) -> Result<PurgeCounts> {
+        self.maintenance.purge_expired().await
+    }
+
+    /// One round trip to the storage behind the backend, for readiness probes.
+    ///
+    /// # Errors
+    /// As [`Maintenance::health`].
+    pub async fn health(&self) -> Result<()> {
+        self.maintenance.health().await
+    }
+
+    /// Closes connections the backend holds (a no-op where there are none).
+    pub async fn close(&self) {
+        self.maintenance.close().await;
+    }
+}
