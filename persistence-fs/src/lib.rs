@@ -125,7 +125,7 @@
 //! `with_modes(0o640, 0o750)` lets a group read (backups, a reporting user). Processes
 //! writing one root must run as one user (or share a group and modes that let them). Readers need read access only (session readers open the lock file
 //! read-only; a read-only mount reads everything). Entries this backend never writes (a
-//! stray file, `.DS_Store`) are skipped by listings. `purge_expired` of the store (run by
+//! stray file, `.DS_Store`) are skipped by listings. `Maintenance::purge_expired` (run by
 //! `persistence gc`) also deletes temp files, trash and staging copies left by
 //! interrupted writes once they are ten minutes old, and rebuilds the catalogs from
 //! their directories (dropping ids of entries that are gone).
@@ -338,7 +338,7 @@ impl Inner {
     }
     /// Rebuilds every catalog of every tenant from scans of their directories (with the
     /// journals' changes on top), dropping ids whose entries are gone: part of
-    /// `Store::purge_expired`, so `persistence gc` tidies them.
+    /// `Maintenance::purge_expired`, so `persistence gc` tidies them.
     ///
     /// # Errors
     /// I/O errors.

@@ -3,9 +3,10 @@
 //! - [`checks`]: plain `async fn(&Fixture) -> anyhow::Result<()>` functions grouped by
 //!   trait. Each asserts one line of the contract (`DESIGN.md`) and only ever branches on
 //!   [`ErrorKind`](persistence_core::ErrorKind), never on message text.
-//! - [`conformance_suite!`]: emits one `#[tokio::test]` per check for a backend, skipping
-//!   (with a printed reason) the checks whose [`Requirement`] the backend's
-//!   [`Capabilities`](persistence_core::Capabilities) do not declare.
+//! - [`conformance_suite!`]: emits one `#[tokio::test]` per check for a backend; the
+//!   checks whose [`Requirement`] the backend declares it lacks (`lacks [Search]`) are
+//!   emitted `#[ignore]`d, and the declaration is checked against the backend's
+//!   [`Capabilities`](persistence_core::Capabilities).
 //! - [`model`]: a model-based test comparing a backend with
 //!   [`MemoryBackend`](persistence_core::MemoryBackend) on random operation sequences.
 //! - [`harness`]: where tests find servers (env URL, throwaway local process), and
@@ -17,7 +18,8 @@
 //! use persistence_conformance::{Fixture, TimeControl, conformance_suite};
 //! use persistence_core::MemoryBackend;
 //!
-//! // Put your backend here: anything implementing the four traits + Clone.
+//! // Put your backend here: anything implementing the four data traits, `Maintenance`
+//! // and Clone.
 //! conformance_suite!(my_backend, async {
 //!     let backend = MemoryBackend::new();
 //!     let capabilities = backend.capabilities();

@@ -81,39 +81,166 @@ where
 /// per test. `None` means the backend's server is not available: the test prints why and
 /// passes vacuously, which the harness only allows when `PERSISTENCE_TEST_REQUIRE` does
 /// not name that server (CI names them all).
+///
+/// A backend that does not declare a capability says so here, with `lacks [...]`
+/// ([`Requirement`] names: `Ttl`, `Search`): the checks that need it are emitted
+/// `#[ignore]`d, so the test runner lists them as ignored, not as passes. The suite holds
+/// the declaration to the backend's [`Capabilities`](persistence_core::Capabilities):
+/// a check that needs a capability the fixture lacks but the invocation does not declare
+/// fails, and so does the emitted `capabilities_match_declaration` test when the two
+/// disagree either way.
+///
+/// ```ignore
+/// conformance_suite!(my_backend, async { Some(my_fixture().await) });
+/// conformance_suite!(my_backend_without_search, async { Some(fixture().await) }, lacks [Search]);
+/// ```
 #[macro_export]
 macro_rules! conformance_suite {
-    ($suite:ident, $setup:expr) => {
-        $crate::__for_each_check!(__conformance_tests, $suite, $setup);
+    ($suite:ident, $setup:expr $(,)?) => {
+        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: no, search: no });
+    };
+    ($suite:ident, $setup:expr, lacks [$($lack:ident),* $(,)?] $(,)?) => {
+        $crate::__lacks!({ ttl: no, search: no } [$($lack),*] $suite, $setup);
+    };
+}
+
+/// Turns `lacks [...]` into one flag per [`Requirement`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __lacks {
+    ({ ttl: $t:tt, search: $s:tt } [] $suite:ident, $setup:expr) => {
+        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: $t, search: $s });
+    };
+    ({ ttl: $t:tt, search: $s:tt } [Ttl $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: yes, search: $s } [$($rest),*] $($tail)*);
+    };
+    ({ ttl: $t:tt, search: $s:tt } [Search $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: $t, search: yes } [$($rest),*] $($tail)*);
+    };
+    ({ $($flags:tt)* } [$other:ident $(, $rest:ident)*] $($tail:tt)*) => {
+        compile_error!(concat!(
+            "conformance_suite!: `",
+            stringify!($other),
+            "` is not a capability the suite gates on (Ttl, Search)"
+        ));
     };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    (($suite:ident, $setup:expr) $($module:ident :: $check:ident [$($req:ident),*]),* $(,)?) => {
+    (($suite:ident, $setup:expr, $flags:tt) $($module:ident :: $check:ident [$($req:ident),*]),* $(,)?) => {
         #[allow(non_snake_case)]
         mod $suite {
             #[allow(unused_imports)]
             use super::*;
             $(
-                #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $check() {
-                    let Some(fixture) = ($setup).await else {
-                        eprintln!("{}: backend unavailable, not run", stringify!($check));
-                        return;
-                    };
-                    if let Some(reason) =
-                        $crate::skip_reason(&fixture, &[$($crate::Requirement::$req),*])
-                    {
-                        eprintln!("{}: skipped: {reason}", stringify!($check));
-                        return;
-                    }
-                    if let Err(e) = $crate::checks::$module::$check(&fixture).await {
-                        panic!("{} on {}: {e:#}", stringify!($check), fixture.name);
-                    }
-                }
+                $crate::__conformance_test!($flags [$($req),*] [$($req),*] $module $check $setup);
             )*
+
+            /// The capabilities declared to the suite (`lacks [...]`) are the fixture's.
+            #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn capabilities_match_declaration() {
+                let Some(fixture) = ($setup).await else {
+                    eprintln!("capabilities_match_declaration: backend unavailable, not run");
+                    return;
+                };
+                $crate::__check_declaration!(fixture, $flags);
+            }
+        }
+    };
+}
+
+/// Compares the declared flags with the fixture's capabilities.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __check_declaration {
+    ($fixture:ident, { ttl: $t:tt, search: $s:tt }) => {
+        let declared = [
+            ("Ttl", $crate::__flag!($t), !$fixture.capabilities.ttl),
+            ("Search", $crate::__flag!($s), !$fixture.capabilities.search),
+        ];
+        for (name, declared_lacking, lacking) in declared {
+            assert_eq!(
+                declared_lacking,
+                lacking,
+                "{}: conformance_suite! {} {name} but the backend's capabilities {}",
+                $fixture.name,
+                if declared_lacking {
+                    "declares it lacks"
+                } else {
+                    "does not declare it lacks"
+                },
+                if lacking { "lack it" } else { "have it" },
+            );
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __flag {
+    (yes) => {
+        true
+    };
+    (no) => {
+        false
+    };
+}
+
+/// One test: `#[ignore]`d when a requirement is declared lacking.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    // Every requirement is met: a plain test.
+    ($flags:tt [] $reqs:tt $module:ident $check:ident $setup:expr) => {
+        $crate::__conformance_test_fn!(false [] $reqs $module $check $setup);
+    };
+    ({ ttl: yes, search: $s:tt } [Ttl $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+        $crate::__conformance_test_fn!(
+            true
+            [#[ignore = "the backend lacks Ttl (declared: conformance_suite!(.., lacks [Ttl]))"]]
+            $reqs $($tail)*
+        );
+    };
+    ({ ttl: $t:tt, search: yes } [Search $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+        $crate::__conformance_test_fn!(
+            true
+            [#[ignore = "the backend lacks Search (declared: conformance_suite!(.., lacks [Search]))"]]
+            $reqs $($tail)*
+        );
+    };
+    ($flags:tt [$first:ident $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__conformance_test!($flags [$($rest),*] $($tail)*);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test_fn {
+    ($ignored:literal [$($ignore:tt)*] [$($req:ident),*] $module:ident $check:ident $setup:expr) => {
+        #[$crate::__tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($ignore)*
+        async fn $check() {
+            let Some(fixture) = ($setup).await else {
+                eprintln!("{}: backend unavailable, not run", stringify!($check));
+                return;
+            };
+            if let Some(reason) =
+                $crate::skip_reason(&fixture, &[$($crate::Requirement::$req),*])
+            {
+                // Run by `--ignored` on a backend that declared the lack: nothing to check.
+                assert!(
+                    $ignored,
+                    "{}: {reason}, but conformance_suite! does not declare it: add `lacks [..]`",
+                    stringify!($check)
+                );
+                eprintln!("{}: not run: {reason}", stringify!($check));
+                return;
+            }
+            if let Err(e) = $crate::checks::$module::$check(&fixture).await {
+                panic!("{} on {}: {e:#}", stringify!($check), fixture.name);
+            }
         }
     };
 }
