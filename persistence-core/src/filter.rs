@@ -58,8 +58,9 @@ impl FilterOp {
     }
 }
 
-/// One condition on one top-level field.
+/// One condition on one top-level field (conditions come from [`Filter::from_json`]).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Condition {
     /// Field name.
     pub field: String,

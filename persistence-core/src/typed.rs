@@ -32,6 +32,7 @@ fn decode_checkpoint<S: Versioned>(c: Checkpoint) -> Result<Checkpoint<S>> {
 
 /// A checkpoint with typed state and its (untyped) pending writes.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TypedCheckpointTuple<S> {
     /// The checkpoint.
     pub checkpoint: Checkpoint<S>,

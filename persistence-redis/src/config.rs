@@ -136,10 +136,18 @@ impl RedisConfig {
 
 /// See [`RedisConfig::wait_replicas`].
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct WaitReplicas {
     /// Replicas that must acknowledge each write.
     pub replicas: u32,
     /// How long to wait for them; a write not confirmed in time fails `Unavailable`
     /// (it is on the primary, but may not survive a failover).
     pub timeout: std::time::Duration,
+}
+
+impl WaitReplicas {
+    /// Wait for `replicas` replicas to acknowledge each write, for up to `timeout`.
+    pub fn new(replicas: u32, timeout: std::time::Duration) -> Self {
+        WaitReplicas { replicas, timeout }
+    }
 }

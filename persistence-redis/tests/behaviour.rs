@@ -247,10 +247,10 @@ async fn unconfirmed_writes_are_reported() {
         return;
     };
     let mut config = RedisConfig::new(url).with_prefix(format!("wait{}:", std::process::id()));
-    config.wait_replicas = Some(persistence_redis::WaitReplicas {
-        replicas: 1,
-        timeout: Duration::from_millis(50),
-    });
+    config.wait_replicas = Some(persistence_redis::WaitReplicas::new(
+        1,
+        Duration::from_millis(50),
+    ));
     let backend = RedisBackend::connect(config).await.unwrap();
     let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
     let err = backend
@@ -270,10 +270,7 @@ async fn unconfirmed_writes_are_reported() {
         "the write is on the primary"
     );
     let cluster = RedisConfig::new("redis+cluster://127.0.0.1:1").with_wait_replicas(Some(
-        persistence_redis::WaitReplicas {
-            replicas: 1,
-            timeout: Duration::from_millis(1),
-        },
+        persistence_redis::WaitReplicas::new(1, Duration::from_millis(1)),
     ));
     let err = RedisBackend::connect(cluster).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);

@@ -266,10 +266,7 @@ async fn an_unconfirmed_lease_is_not_orphaned() {
         return;
     };
     let mut config = RedisConfig::new(server.url());
-    config.wait_replicas = Some(WaitReplicas {
-        replicas: 1,
-        timeout: Duration::from_millis(100),
-    });
+    config.wait_replicas = Some(WaitReplicas::new(1, Duration::from_millis(100)));
     let waiting = RedisBackend::connect(config).await.unwrap();
     let (t, name) = ids();
     let err = waiting

@@ -93,6 +93,7 @@ async fn operations_are_spans_without_payloads() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     p.purge_expired().await.unwrap();
+    p.health().await.unwrap();
 
     let spans = recorded.spans.lock().unwrap().clone();
     let ops: Vec<&str> = spans.iter().map(|(_, f)| f["operation"].as_str()).collect();
@@ -102,8 +103,8 @@ async fn operations_are_spans_without_payloads() {
             "session.append",
             "store.put",
             "store.put",
-            "store.purge_expired",
-            "session.purge_expired"
+            "maintenance.purge_expired",
+            "maintenance.health"
         ]
     );
     for (_, f) in &spans {
