@@ -20,6 +20,7 @@ pub use crate::filter::json_values_equal;
 pub use crate::lock::{acquire_with_backoff, new_lease_token, validate_fence};
 pub use crate::page::validate_limit;
 pub use crate::time::validate_ttl;
+pub use crate::tls::{ClientPem, TlsPem};
 
 /// The fence a checkpoint write of `thread` carries, from the lease the caller passed.
 ///

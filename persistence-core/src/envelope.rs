@@ -20,10 +20,13 @@ use crate::error::{Error, Result};
 /// A stored payload and the schema version it was written with.
 ///
 /// # Room to grow
-/// `#[non_exhaustive]`: build one with [`Envelope::new`]. A later version may add how
-/// the data is encoded (a codec: compression, encryption) as a field that stays absent for
-/// plain JSON, so rows written before it still read as they are.
+/// `#[non_exhaustive]`: build one with [`Envelope::new`]. A later version may record how
+/// the data is encoded (a codec: compression, encryption) in a field that stays absent
+/// for plain JSON, so rows written before it still read as they are. In the other
+/// direction, a stored envelope with a field this version does not know (one written by
+/// such a later version) is `Corrupt` on read, never taken for plain JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Envelope {
     /// Version of the writer's schema.
@@ -192,5 +195,15 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Corrupt);
         let e = decode::<V3>(&Envelope::new(0, json!({}))).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn a_field_of_a_later_version_is_refused_not_ignored() {
+        let later = br#"{"schema_version": 1, "data": "c2VjcmV0", "codec": "aes-gcm"}"#;
+        let e = Envelope::from_slice(later).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.message().contains("codec"), "{e}");
+        let plain = Envelope::from_slice(br#"{"schema_version": 1, "data": "x"}"#).unwrap();
+        assert_eq!(plain, Envelope::new(1, json!("x")));
     }
 }

@@ -74,7 +74,7 @@ pub use redact::redact_url;
 pub use session_log::{AppendOptions, ListSessions, SessionEvent, SessionLog};
 pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
-pub use tls::{ClientPem, TlsFailure, TlsPem};
+pub use tls::TlsFailure;
 pub use typed::{
     CheckpointerExt, SessionLogExt, StoreExt, TypedCheckpointTuple, TypedCheckpointer,
     TypedSessionLog, TypedStore,

@@ -121,7 +121,7 @@ pub(crate) fn apply(
         config.tls_client_cert.as_deref(),
         config.tls_client_key.as_deref(),
     );
-    persistence_core::TlsPem::read(root, cert, key).map_err(|e| {
+    persistence_core::backend::TlsPem::read(root, cert, key).map_err(|e| {
         e.context(
             crate::error::BACKEND,
             "connect",

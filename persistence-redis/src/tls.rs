@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use persistence_core::{Error, Result, TlsFailure, TlsPem, redact_url};
+use persistence_core::backend::TlsPem;
+use persistence_core::{Error, Result, TlsFailure, redact_url};
 use redis::{ClientTlsConfig, TlsCertificates};
 
 use crate::RedisConfig;

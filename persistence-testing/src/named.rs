@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::postgres::{as_user, find_bin_dir, server_user};
+use crate::postgres::{as_user, find_bin_dir, initdb, server_user};
 use crate::redis::command as redis_command;
 use crate::{START_ATTEMPTS, free_port};
 
@@ -248,28 +248,7 @@ fn start_postgres(dir: &Path) -> Result<u16, String> {
             .map_err(|e| format!("chown {}: {e}", dir.display()))?;
     }
     let data = dir.join("data");
-    let out = as_user(&mut Command::new(bin.join("initdb")), user)
-        .args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-D",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .output()
-        .map_err(|e| format!("initdb: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
+    initdb(&bin, &data, user)?;
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {
         let port = free_port()?;

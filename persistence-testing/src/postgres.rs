@@ -101,7 +101,15 @@ pub(crate) fn init_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<Path
         std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
             .map_err(|e| format!("chown {}: {e}", dir.display()))?;
     }
-    let data = dir.join("data");
+    if let Err(e) = initdb(bin, &dir.join("data"), user) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(dir)
+}
+
+/// `initdb` of a new cluster in `data` (trust authentication, superuser `postgres`).
+pub(crate) fn initdb(bin: &Path, data: &Path, user: Option<(u32, u32)>) -> Result<(), String> {
     let out = as_user(&mut Command::new(bin.join("initdb")), user)
         .args([
             "-A",
@@ -114,18 +122,17 @@ pub(crate) fn init_data_dir(bin: &Path, user: Option<(u32, u32)>) -> Result<Path
             "--locale=C",
             "-D",
         ])
-        .arg(&data)
+        .arg(data)
         .stdout(Stdio::null())
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
     if !out.status.success() {
-        let _ = std::fs::remove_dir_all(&dir);
         return Err(format!(
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(dir)
+    Ok(())
 }
 
 /// Whether a throwaway server speaks TLS.

@@ -2,8 +2,9 @@
 //! runs ([`Checkpointer`]), long-term memory ([`Store`]), session event logs
 //! ([`SessionLog`]) and fenced leases ([`Lock`]), behind one set of object-safe traits.
 //!
-//! This facade picks a backend from a URL and hands back the four traits as
-//! `Arc<dyn ...>`, each call wrapped in a `tracing` span:
+//! This facade picks a backend from a URL and hands back the four data traits and
+//! [`Maintenance`] (status, health, purge: the one that crosses tenants) as
+//! `Arc<dyn ...>` in a [`Persistence`], each call wrapped in a `tracing` span:
 //!
 //! ```
 //! # async fn run() -> persistence::Result<()> {
@@ -34,6 +35,13 @@
 //!
 //! `full` enables every backend. A URL whose backend is not compiled in fails with
 //! `Unsupported` naming the feature to enable.
+//!
+//! # Other backends
+//! The facade reaches backends through the traits only. [`Persistence::from_backend`]
+//! wraps any value implementing the four data traits and [`Maintenance`];
+//! [`register_scheme`] makes [`open`] (and a `persistence` command built with
+//! `persistence_cli::run_from`) reach it by URL. What implementers need beyond the
+//! traits is in [`backend`].
 //!
 //! # Tracing
 //! Every operation runs in an `INFO` span named `persistence` with the fields

@@ -42,7 +42,7 @@ pub fn redis_client(url: &str) -> Result<redis::Client> {
             .map(std::path::PathBuf::from)
     };
     let (root, cert, key) = (option("sslrootcert"), option("sslcert"), option("sslkey"));
-    let pem = persistence::TlsPem::read(root.as_deref(), cert.as_deref(), key.as_deref())?;
+    let pem = persistence::backend::TlsPem::read(root.as_deref(), cert.as_deref(), key.as_deref())?;
     if pem.is_empty() {
         return redis::Client::open(node.as_str()).map_err(|e| raw_error("url", e));
     }
