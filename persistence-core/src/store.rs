@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::filter::Filter;
 use crate::ids::{ItemKey, Namespace, TenantId};
 use crate::page::{Cursor, Page};
+use crate::patch::PatchItemOptions;
 use crate::time::Timestamp;
 
 /// Options of [`Store::put`].
@@ -295,4 +296,28 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// `Unsupported` on backends without search.
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>>;
+
+    /// Applies a JSON merge patch (RFC 7396) to an item's data, atomically: fields the
+    /// patch does not name are kept, a `null` removes a field, and concurrent patches of
+    /// different fields all survive. The item keeps its schema version. Returns the new
+    /// version.
+    ///
+    /// The default implementation is
+    /// [`patch_by_compare_and_swap`](crate::backend::patch_by_compare_and_swap)
+    /// (get, merge, `put` with `if_version`, again on a conflict); a backend may override
+    /// it with one round trip.
+    ///
+    /// # Errors
+    /// `NotFound` for an absent or expired item; `Conflict` if `options.if_version` does
+    /// not hold.
+    async fn patch(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        patch: serde_json::Value,
+        options: PatchItemOptions,
+    ) -> Result<u64> {
+        crate::patch::patch_by_compare_and_swap(self, tenant, namespace, key, patch, options).await
+    }
 }

@@ -16,7 +16,13 @@ async fn fixture(server: Server) -> Option<Fixture> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
-    let backend = RedisBackend::connect(RedisConfig::new(url).with_prefix(prefix))
+    // A generous deadline: on a loaded 2-core CI machine a TLS cluster node once took
+    // over the default 5 s to answer; operations here take milliseconds, and the
+    // deadline itself is tested in `faults.rs`.
+    let config = RedisConfig::new(url)
+        .with_prefix(prefix)
+        .with_timeout(std::time::Duration::from_secs(20));
+    let backend = RedisBackend::connect(config)
         .await
         .expect("connect to redis");
     let caps = backend.capabilities();

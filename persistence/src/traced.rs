@@ -9,8 +9,8 @@ use persistence_core::{
     AppendOptions, Capabilities, Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer,
     Envelope, Error, ErrorKind, Item, ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces,
     ListSessions, ListThreads, Lock, LockKey, LockOptions, Maintenance, Namespace, NewCheckpoint,
-    Page, PurgeCounts, PutCheckpointOptions, PutItemOptions, PutWrites, Result, SearchItems,
-    SessionEvent, SessionKey, SessionLog, Store, TenantId, ThreadKey,
+    Page, PatchItemOptions, PurgeCounts, PutCheckpointOptions, PutItemOptions, PutWrites, Result,
+    SearchItems, SessionEvent, SessionKey, SessionLog, Store, TenantId, ThreadKey,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -221,6 +221,18 @@ impl<B: Store> Store for Traced<B> {
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
         let call = self.inner.search(tenant, query);
         self.run("store.search", Some(tenant), call).await
+    }
+
+    async fn patch(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        patch: persistence_core::serde_json::Value,
+        options: PatchItemOptions,
+    ) -> Result<u64> {
+        let call = self.inner.patch(tenant, namespace, key, patch, options);
+        self.run("store.patch", Some(tenant), call).await
     }
 }
 

@@ -23,8 +23,9 @@ use std::time::Duration;
 use persistence_core::{
     AppendOptions, CheckpointId, CheckpointSelector, Envelope, ExpectLatest, Filter, ItemKey,
     Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, LockKey,
-    ManualClock, MemoryBackend, Namespace, NewCheckpoint, PutCheckpointOptions, PutItemOptions,
-    PutWrites, SearchItems, SessionKey, TaskId, TenantId, ThreadKey, Write, serde_json::json,
+    ManualClock, MemoryBackend, Namespace, NewCheckpoint, PatchItemOptions, PutCheckpointOptions,
+    PutItemOptions, PutWrites, SearchItems, SessionKey, TaskId, TenantId, ThreadKey, Write,
+    serde_json::json,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -35,6 +36,8 @@ const TENANTS: &[&str] = &["t1", "t2"];
 const THREADS: &[&str] = &["main", "../side", "a:b"];
 const SESSIONS: &[&str] = &["s", "{s}", "s/2"];
 const KEYS: &[&str] = &["k1", "k2", "k:3", "kk"];
+/// Fields a `Store::patch` of the model sets or removes ("v" is the one search filters on).
+const PATCH_FIELDS: &[&str] = &["v", "w"];
 const NAMESPACES: &[&[&str]] = &[&["u"], &["u", "m"], &["u", "n"], &["v"]];
 const LOCKS: &[&str] = &["l1", "l/2"];
 const ID_SLOTS: usize = 6;
@@ -118,6 +121,15 @@ enum Op {
     },
     /// `Store::get`.
     Get { t: usize, ns: usize, k: usize },
+    /// `Store::patch` of one field (`None`: remove it).
+    Patch {
+        t: usize,
+        ns: usize,
+        k: usize,
+        field: usize,
+        value: Option<i64>,
+        if_version: Option<u64>,
+    },
     /// `Store::delete`.
     Delete {
         t: usize,
@@ -276,6 +288,22 @@ fn op_strategy(manual_time: bool) -> impl Strategy<Value = Op> {
                 ttl
             }),
         (t.clone(), 0..NAMESPACES.len(), 0..KEYS.len()).prop_map(|(t, ns, k)| Op::Get { t, ns, k }),
+        (
+            t.clone(),
+            0..NAMESPACES.len(),
+            0..KEYS.len(),
+            0usize..PATCH_FIELDS.len(),
+            prop::option::of(0i64..10),
+            prop::option::of(0u64..4)
+        )
+            .prop_map(|(t, ns, k, field, value, if_version)| Op::Patch {
+                t,
+                ns,
+                k,
+                field,
+                value,
+                if_version
+            }),
         (
             t.clone(),
             0..NAMESPACES.len(),
@@ -724,6 +752,21 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                         Envelope::new(1, json!({"v": v})),
                         opts,
                     )
+                    .await?
+                    .to_string()
+            }
+            Op::Patch {
+                t,
+                ns,
+                k,
+                field,
+                value,
+                if_version,
+            } => {
+                let patch = json!({ PATCH_FIELDS[*field]: value });
+                let opts = PatchItemOptions::default().with_if_version(*if_version);
+                fx.store
+                    .patch(&tenant(*t), &namespace(*ns), &key(*k), patch, opts)
                     .await?
                     .to_string()
             }

@@ -48,6 +48,7 @@ impl Inner {
         c: NewCheckpoint,
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
+        let fence = thread_fence(t, th, options.lease.as_ref())?;
         let ThreadPaths {
             tenant,
             lock,
@@ -55,7 +56,7 @@ impl Inner {
             dir,
         } = self.thread_paths(t, th)?;
         let _guard = FileLock::exclusive(&lock, self.durability).at(&lock)?;
-        let raise = check_fence(&fence_path, thread_fence(t, th, options.lease.as_ref())?)?;
+        let raise = check_fence(&fence_path, fence)?;
         // Opened (not made) before anything is read: it may owe the files a redo or a
         // replay. A put that is refused below leaves no journal behind.
         let journal = self.open_journal(&dir, false)?;

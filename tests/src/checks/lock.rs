@@ -496,6 +496,33 @@ pub async fn lock_lease_of_another_lock_refused(fx: &Fixture) -> Result<()> {
             .await?
             == 1
     );
+
+    // The own lock of the longest id (its name is longer than a lock name given by hand
+    // may be) is stored and fences like any other.
+    let longest = super::HOSTILE_IDS
+        .iter()
+        .copied()
+        .max_by_key(|id| id.len())
+        .ok_or_else(|| anyhow::anyhow!("no hostile ids"))?;
+    let long_thread = super::thread(longest);
+    let long_lock = LockKey::for_thread(&long_thread);
+    ensure!(long_lock.as_str().len() > persistence_core::MAX_KEY_BYTES);
+    let held = acquire(fx, &t, &long_lock).await?;
+    let options = PutCheckpointOptions::default().with_lease(&held);
+    fx.checkpointer
+        .put(&t, &long_thread, super::cp(None, 0), options)
+        .await?;
+    ensure!(
+        fx.lock
+            .try_acquire(&t, &long_lock, fx.long_ttl())
+            .await?
+            .is_none(),
+        "the long lock is not exclusive"
+    );
+    ensure!(
+        fx.lock.release(&held).await?,
+        "the long lock was not released"
+    );
     Ok(())
 }
 

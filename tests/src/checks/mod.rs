@@ -36,6 +36,7 @@ pub mod concurrency;
 pub mod envelope;
 pub mod limits;
 pub mod lock;
+pub mod patch;
 pub mod session_log;
 pub mod store;
 pub mod tenancy;
@@ -361,6 +362,10 @@ macro_rules! __for_each_check {
             store::store_search_filters [Search],
             store::store_search_prefix_offset_limit [Search],
             store::store_ttl_expiry [Ttl],
+            patch::store_patch_merges_fields [],
+            patch::store_patch_guarded_and_missing [],
+            patch::store_patch_expired_is_not_found [Ttl],
+            patch::store_patch_concurrent_fields_survive [],
             store::store_and_session_purges_count_their_own_kind [Ttl],
             store::store_ttl_hidden_before_purge_and_cleared [Ttl, Search],
             store::store_expired_is_absent_for_cas [Ttl],
