@@ -320,4 +320,67 @@ pub trait Store: Send + Sync {
     ) -> Result<u64> {
         crate::patch::patch_by_compare_and_swap(self, tenant, namespace, key, patch, options).await
     }
+
+    /// Deletes every item of `namespace` and of the namespaces below it (whole labels:
+    /// `["a"]` covers `["a", "b"]`, not `["ab"]`). Returns how many items were deleted.
+    ///
+    /// Not one atomic step: items written while it runs may survive it, and a failure
+    /// part way leaves the rest (run it again). The default implementation pages through
+    /// [`list_namespaces`](Store::list_namespaces) and [`list`](Store::list), deleting
+    /// each item; a backend may override it.
+    ///
+    /// # Errors
+    /// Errors of the listings and deletes.
+    async fn delete_namespace(&self, tenant: &TenantId, namespace: &Namespace) -> Result<u64> {
+        delete_namespace_by_items(self, tenant, namespace).await
+    }
+}
+
+/// The default [`Store::delete_namespace`]: every namespace under `prefix` (and
+/// `prefix` itself), each drained page by page with [`Store::delete`].
+///
+/// # Errors
+/// Errors of the listings and deletes.
+async fn delete_namespace_by_items<S: Store + ?Sized>(
+    store: &S,
+    tenant: &TenantId,
+    prefix: &Namespace,
+) -> Result<u64> {
+    const PAGE: usize = 500;
+    let mut namespaces = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = ListNamespaces::default()
+            .with_prefix(prefix.clone())
+            .with_cursor(cursor)
+            .with_limit(PAGE);
+        let page = store.list_namespaces(tenant, query).await?;
+        namespaces.extend(page.items);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut deleted = 0;
+    for namespace in &namespaces {
+        // Deleting while paging: always read the first page again.
+        loop {
+            let page = store
+                .list(tenant, namespace, ListItems::default().with_limit(PAGE))
+                .await?;
+            let mut deleted_here = 0;
+            for item in &page.items {
+                if store.delete(tenant, namespace, &item.key, None).await? {
+                    deleted_here += 1;
+                }
+            }
+            deleted += deleted_here;
+            // A page of items that were all gone already (deleted by someone else) ends
+            // it too, so a listing that lags its deletes cannot loop for ever.
+            if deleted_here == 0 || page.next.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
 }

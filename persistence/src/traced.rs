@@ -234,6 +234,11 @@ impl<B: Store> Store for Traced<B> {
         let call = self.inner.patch(tenant, namespace, key, patch, options);
         self.run("store.patch", Some(tenant), call).await
     }
+
+    async fn delete_namespace(&self, tenant: &TenantId, namespace: &Namespace) -> Result<u64> {
+        let call = self.inner.delete_namespace(tenant, namespace);
+        self.run("store.delete_namespace", Some(tenant), call).await
+    }
 }
 
 #[async_trait]

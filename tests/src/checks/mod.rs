@@ -366,6 +366,7 @@ macro_rules! __for_each_check {
             patch::store_patch_guarded_and_missing [],
             patch::store_patch_expired_is_not_found [Ttl],
             patch::store_patch_concurrent_fields_survive [],
+            patch::store_delete_namespace_subtree [],
             store::store_and_session_purges_count_their_own_kind [Ttl],
             store::store_ttl_hidden_before_purge_and_cleared [Ttl, Search],
             store::store_expired_is_absent_for_cas [Ttl],

@@ -1,5 +1,6 @@
 //! Merge updates of store items (`Store::patch`, RFC 7396): untouched fields kept,
-//! `null` removes, versions guarded, concurrent patches of different fields all kept.
+//! `null` removes, versions guarded, concurrent patches of different fields all kept;
+//! and deletion of a namespace subtree (`Store::delete_namespace`).
 
 use anyhow::{Result, ensure};
 use persistence_core::serde_json::json;
@@ -178,5 +179,49 @@ pub async fn store_patch_concurrent_fields_survive(fx: &Fixture) -> Result<()> {
         item.version,
         TASKS * ROUNDS
     );
+    Ok(())
+}
+
+/// `delete_namespace` deletes a namespace and everything below it (whole labels only),
+/// counts the items, and touches neither its neighbours nor another tenant's.
+pub async fn store_delete_namespace_subtree(fx: &Fixture) -> Result<()> {
+    let (t, other) = (tenant("a"), tenant("b"));
+    let doomed = [ns(&["tree"]), ns(&["tree", "x"]), ns(&["tree", "x", "y"])];
+    let kept = [ns(&["treehouse"]), ns(&["other", "tree"])];
+    for (i, n) in doomed.iter().chain(&kept).enumerate() {
+        for k in 0..3 {
+            let key = item_key(&format!("k{k}"));
+            fx.store
+                .put(&t, n, &key, env(json!(i)), PutItemOptions::default())
+                .await?;
+        }
+    }
+    fx.store
+        .put(
+            &other,
+            &doomed[0],
+            &item_key("k0"),
+            env(json!(1)),
+            PutItemOptions::default(),
+        )
+        .await?;
+    let deleted = fx.store.delete_namespace(&t, &doomed[0]).await?;
+    ensure!(deleted == 9, "deleted {deleted} items, not 9");
+    for n in &doomed {
+        let left = fx.store.list(&t, n, Default::default()).await?;
+        ensure!(left.items.is_empty(), "{n:?} still holds items");
+    }
+    for n in &kept {
+        let left = fx.store.list(&t, n, Default::default()).await?;
+        ensure!(left.items.len() == 3, "{n:?} lost items");
+    }
+    ensure!(
+        fx.store
+            .get(&other, &doomed[0], &item_key("k0"))
+            .await?
+            .is_some(),
+        "another tenant's namespace was deleted"
+    );
+    ensure!(fx.store.delete_namespace(&t, &doomed[0]).await? == 0);
     Ok(())
 }
