@@ -34,6 +34,7 @@ macro_rules! ensure_kind {
 pub mod checkpointer;
 pub mod concurrency;
 pub mod envelope;
+pub mod lease;
 pub mod limits;
 pub mod lock;
 pub mod patch;
@@ -388,7 +389,7 @@ macro_rules! __for_each_check {
             lock::lock_with_lock_sees_renewals [],
             lock::lock_ttl_bounds [],
             lock::lock_held_does_not_block_writes [],
-            lock::lock_lease_of_another_lock_refused [],
+            lease::lock_lease_of_another_lock_refused [],
             tenancy::tenancy_checkpoints_isolated [],
             tenancy::tenancy_sessions_isolated [],
             tenancy::tenancy_store_isolated [],
