@@ -4,8 +4,10 @@
 //! [`Fence`]: a number that strictly increases per (tenant, name) across all holders and
 //! survives restarts. Only the order of fences is part of the contract: backends may
 //! floor them at a clock (Postgres and Redis do, so that a lost counter cannot repeat a
-//! value). Pass the fence to checkpoint and session writes: a worker that lost its lease
-//! and still writes is refused with `Fenced` once a newer holder has written.
+//! value). Pass the lease to checkpoint and session writes (a lease of the written
+//! thread's or session's own lock, [`LockKey::for_thread`] / [`LockKey::for_session`]):
+//! a worker that lost its lease and still writes is refused with `Fenced` once a newer
+//! holder has written, and a lease of another lock is refused with `InvalidInput`.
 
 use std::time::Duration;
 

@@ -349,3 +349,30 @@ async fn an_evicting_server_is_refused_unless_accepted() {
     accepted.allow_eviction = true;
     RedisBackend::connect(accepted).await.unwrap();
 }
+
+/// The health check of a paused server fails within its deadline (twice the timeout)
+/// instead of hanging a readiness probe, and passes again once the server resumes.
+#[tokio::test]
+async fn health_of_a_paused_server_fails_in_time() {
+    use persistence_core::Maintenance;
+    let Some(server) = DedicatedRedis::start(&["--save", "", "--appendonly", "no"]) else {
+        return;
+    };
+    let b = backend(server.url(), Duration::from_millis(500)).await;
+    b.health().await.unwrap();
+    signal(server.pid(), "STOP");
+    let started = Instant::now();
+    let outcome = b.health().await;
+    let elapsed = started.elapsed();
+    signal(server.pid(), "CONT");
+    let err = outcome.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout),
+        "{err}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "health answered after {elapsed:?}"
+    );
+    b.health().await.unwrap();
+}

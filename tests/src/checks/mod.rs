@@ -37,6 +37,7 @@ pub mod envelope;
 pub mod lease;
 pub mod limits;
 pub mod lock;
+pub mod maintenance;
 pub mod patch;
 pub mod session_log;
 pub mod store;
@@ -390,6 +391,7 @@ macro_rules! __for_each_check {
             lock::lock_ttl_bounds [],
             lock::lock_held_does_not_block_writes [],
             lease::lock_lease_of_another_lock_refused [],
+            maintenance::maintenance_reports_the_backend [],
             tenancy::tenancy_checkpoints_isolated [],
             tenancy::tenancy_sessions_isolated [],
             tenancy::tenancy_store_isolated [],
