@@ -188,7 +188,11 @@ fn ledger_fixture() -> Fixture {
     Fixture::new("ledger", Ledger(memory), LEDGER, TimeControl::Manual(clock))
 }
 
-conformance_suite!(ledger, async { Some(ledger_fixture()) }, lacks[Search]);
+conformance_suite!(
+    ledger,
+    async { Some(ledger_fixture()) },
+    lacks[Search, SessionLifecycle]
+);
 
 /// Registers `ledger://` once per test process; every URL opens the same ledger.
 fn register() -> Ledger {

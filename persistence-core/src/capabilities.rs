@@ -16,6 +16,14 @@ pub struct Capabilities {
     pub cluster_safe: bool,
     /// Acknowledged writes survive a process crash.
     pub durable: bool,
+    /// Sessions have a life cycle: [`SessionLog::session_info`],
+    /// [`SessionLog::close_session`] and [`SessionLog::compact`] work (they fail
+    /// `Unsupported` otherwise).
+    ///
+    /// [`SessionLog::session_info`]: crate::SessionLog::session_info
+    /// [`SessionLog::close_session`]: crate::SessionLog::close_session
+    /// [`SessionLog::compact`]: crate::SessionLog::compact
+    pub session_lifecycle: bool,
 }
 
 impl Capabilities {
@@ -37,6 +45,7 @@ impl Capabilities {
             multi_process: false,
             cluster_safe: false,
             durable: false,
+            session_lifecycle: false,
         }
     }
     /// Same, with [`ttl`](Self::ttl) set to `on`.
@@ -67,6 +76,12 @@ impl Capabilities {
     #[must_use]
     pub const fn with_durable(mut self, on: bool) -> Self {
         self.durable = on;
+        self
+    }
+    /// Same, with [`session_lifecycle`](Self::session_lifecycle) set to `on`.
+    #[must_use]
+    pub const fn with_session_lifecycle(mut self, on: bool) -> Self {
+        self.session_lifecycle = on;
         self
     }
 }

@@ -38,6 +38,10 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend does not support the operation (see its capabilities).
     Unsupported,
+    /// The session was closed ([`SessionLog::close_session`](crate::SessionLog::close_session)):
+    /// it takes no more appends. Reading it, trimming and deleting it still work; a deleted
+    /// or expired session can be started again.
+    Closed,
     /// A TLS connection could not be set up: the server's certificate is not trusted or
     /// does not name the host, the server does not offer TLS, or it refused the client's
     /// certificate. Not retryable: the configuration (or the server's) must change; the
@@ -62,6 +66,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Closed => "closed",
             ErrorKind::Tls => "tls",
             ErrorKind::Backend => "backend error",
         }
@@ -175,6 +180,10 @@ impl Error {
     /// [`ErrorKind::Unavailable`].
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unavailable, message)
+    }
+    /// [`ErrorKind::Closed`].
+    pub fn closed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Closed, message)
     }
     /// [`ErrorKind::Unsupported`].
     pub fn unsupported(message: impl Into<String>) -> Self {

@@ -73,7 +73,9 @@ pub use memory::MemoryBackend;
 pub use page::{Cursor, MAX_PAGE_LIMIT, Page};
 pub use patch::{PatchItemOptions, merge_patch};
 pub use redact::redact_url;
-pub use session_log::{AppendOptions, ListSessions, SessionEvent, SessionLog};
+pub use session_log::{
+    AppendOptions, CloseSession, Compaction, ListSessions, SessionEvent, SessionInfo, SessionLog,
+};
 pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tls::TlsFailure;

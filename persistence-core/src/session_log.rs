@@ -114,6 +114,147 @@ impl SessionEvent {
     }
 }
 
+/// What [`SessionLog::session_info`] knows of a live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// Ordinal of the last event ever appended (trims and compactions do not lower it).
+    pub head: u64,
+    /// Lowest ordinal still stored; `None` when every event was trimmed or removed.
+    pub oldest: Option<u64>,
+    /// When its first event was appended; `None` for a session created before the backend
+    /// recorded it (written by 0.1).
+    pub created_at: Option<Timestamp>,
+    /// When events were last appended (or compacted in); `None` as for `created_at`.
+    pub last_append_at: Option<Timestamp>,
+    /// When it expires, if it has a TTL.
+    pub expires_at: Option<Timestamp>,
+    /// When it was closed, if it was.
+    pub closed_at: Option<Timestamp>,
+}
+
+impl SessionInfo {
+    /// Info of a session with head `head`. Backends build it with this and the `with_*`
+    /// builders.
+    pub fn new(head: u64) -> Self {
+        SessionInfo {
+            head,
+            oldest: None,
+            created_at: None,
+            last_append_at: None,
+            expires_at: None,
+            closed_at: None,
+        }
+    }
+    /// Same, with the lowest stored ordinal.
+    #[must_use]
+    pub fn with_oldest(mut self, oldest: impl Into<Option<u64>>) -> Self {
+        self.oldest = oldest.into();
+        self
+    }
+    /// Same, with its creation time.
+    #[must_use]
+    pub fn with_created_at(mut self, at: impl Into<Option<Timestamp>>) -> Self {
+        self.created_at = at.into();
+        self
+    }
+    /// Same, with the time of its last append.
+    #[must_use]
+    pub fn with_last_append_at(mut self, at: impl Into<Option<Timestamp>>) -> Self {
+        self.last_append_at = at.into();
+        self
+    }
+    /// Same, with its expiry.
+    #[must_use]
+    pub fn with_expires_at(mut self, at: impl Into<Option<Timestamp>>) -> Self {
+        self.expires_at = at.into();
+        self
+    }
+    /// Same, closed at `at`.
+    #[must_use]
+    pub fn with_closed_at(mut self, at: impl Into<Option<Timestamp>>) -> Self {
+        self.closed_at = at.into();
+        self
+    }
+    /// Whether the session is closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed_at.is_some()
+    }
+}
+
+/// Options of [`SessionLog::close_session`].
+///
+/// ```
+/// use persistence_core::CloseSession;
+///
+/// let options = CloseSession::default().with_events_removed();
+/// assert!(options.remove_events);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct CloseSession {
+    /// Remove the session's events in the same step (its head and info stay, so its
+    /// ordinals are still never reused). Default: keep them readable.
+    pub remove_events: bool,
+}
+
+impl CloseSession {
+    /// Same, removing the events as the session closes.
+    #[must_use]
+    pub fn with_events_removed(mut self) -> Self {
+        self.remove_events = true;
+        self
+    }
+}
+
+/// A compaction ([`SessionLog::compact`]): remove the events up to `through` and append
+/// `summary` in one atomic step, as an agent runtime does when its context window fills.
+///
+/// ```
+/// use persistence_core::{Compaction, Envelope};
+/// use serde_json::json;
+///
+/// let summary = Envelope::new(1, json!({"summary": "the user wants a refund"}));
+/// let compaction = Compaction::new(40, vec![summary]).with_expect_head(42);
+/// assert_eq!(compaction.through, 40);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Compaction {
+    /// Events with ordinals up to and including this one are removed (0: none).
+    pub through: u64,
+    /// Events appended after the head, as by [`SessionLog::append`]: at least one.
+    pub summary: Vec<Envelope>,
+    /// Fail `Conflict`, changing nothing, unless the head is this ordinal.
+    pub expect_head: Option<u64>,
+    /// Lease of the session's own lock, as for [`AppendOptions::lease`].
+    pub lease: Option<Lease>,
+}
+
+impl Compaction {
+    /// Remove the events through ordinal `through`, append `summary`.
+    pub fn new(through: u64, summary: Vec<Envelope>) -> Self {
+        Compaction {
+            through,
+            summary,
+            expect_head: None,
+            lease: None,
+        }
+    }
+    /// Same, guarded: the head must be `head`.
+    #[must_use]
+    pub fn with_expect_head(mut self, head: impl Into<Option<u64>>) -> Self {
+        self.expect_head = head.into();
+        self
+    }
+    /// Same, fenced by `lease` (a lease of [`LockKey::for_session`](crate::LockKey::for_session)).
+    #[must_use]
+    pub fn with_lease(mut self, lease: &Lease) -> Self {
+        self.lease = Some(lease.clone());
+        self
+    }
+}
+
 /// Append-only event logs keyed by tenant and session.
 ///
 /// Ordinals start at 1 and grow by exactly 1 per event; an append batch is atomic;
@@ -164,10 +305,72 @@ pub trait SessionLog: Send + Sync {
     /// Deletes the whole session. Returns whether it existed.
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool>;
 
-    /// Live sessions in ascending id order.
+    /// Live sessions in ascending id order (closed ones included).
     async fn list_sessions(
         &self,
         tenant: &TenantId,
         query: ListSessions,
     ) -> Result<Page<SessionKey>>;
+
+    /// What is known of a live session; `None` when it is absent (never appended to,
+    /// deleted or expired).
+    ///
+    /// # Errors
+    /// `Unsupported` on a backend without
+    /// [`Capabilities::session_lifecycle`](crate::Capabilities::session_lifecycle) (the
+    /// default of this method).
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
+        let _ = (tenant, session);
+        Err(lifecycle_unsupported("session_info"))
+    }
+
+    /// Closes a session: later appends and compactions fail [`Closed`](crate::ErrorKind::Closed).
+    /// Reads, `head`, `session_info`, trims and `delete` work as before, and its TTL
+    /// still runs. Closing is not deleting (the session and its head stay) and not
+    /// expiring (which hides it at once). With [`CloseSession::remove_events`] its events
+    /// go in the same step. Closing a closed session changes nothing and returns its info
+    /// (with the first close time). Returns the info of the closed session.
+    ///
+    /// # Errors
+    /// `NotFound` for an absent session; `Unsupported` as for
+    /// [`session_info`](Self::session_info).
+    async fn close_session(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        options: CloseSession,
+    ) -> Result<SessionInfo> {
+        let _ = (tenant, session, options);
+        Err(lifecycle_unsupported("close_session"))
+    }
+
+    /// Removes the events through [`Compaction::through`] and appends its summary events
+    /// after the head, atomically: a reader sees the session before or after, never
+    /// between. Ordinals are never reused: the summary gets `head + 1, ...`. Returns the
+    /// new head. The expiry is kept.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty summary or a lease of another lock; `NotFound` for an
+    /// absent session; `Conflict` if `expect_head` does not hold or `through` is past the
+    /// head; `Fenced` for a stale lease; `Closed` for a closed session; `Unsupported` as
+    /// for [`session_info`](Self::session_info). Nothing changes on error.
+    async fn compact(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        compaction: Compaction,
+    ) -> Result<u64> {
+        let _ = (tenant, session, compaction);
+        Err(lifecycle_unsupported("compact"))
+    }
+}
+
+fn lifecycle_unsupported(operation: &str) -> crate::Error {
+    crate::Error::unsupported(format!(
+        "{operation}: this backend does not declare Capabilities::session_lifecycle"
+    ))
 }

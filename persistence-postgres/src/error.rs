@@ -32,7 +32,7 @@ fn is_write(operation: &str) -> bool {
 /// Maps a failed operation `operation` on `key`.
 ///
 /// The SQL functions signal contract failures with custom SQLSTATEs: `PT409` conflict,
-/// `PT423` fenced, `PT404` not found, `PT400` invalid input. A write's outcome is called
+/// `PT423` fenced, `PT404` not found, `PT410` closed, `PT400` invalid input. A write's outcome is called
 /// unknown only when its statement was sent and no answer came back.
 pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Display) -> Error {
     let unknown = if e.sent && is_write(operation) {
@@ -61,6 +61,7 @@ pub(crate) fn map(e: DbError, operation: &'static str, key: impl std::fmt::Displ
                 Some("PT409") => Error::conflict(message),
                 Some("PT423") => Error::new(persistence_core::ErrorKind::Fenced, message),
                 Some("PT404") => Error::not_found(message),
+                Some("PT410") => Error::closed(message),
                 Some("PT400") | Some("22P05") | Some("22021") | Some("54000") | Some("22003")
                 | Some("23514") => Error::invalid_input(message),
                 Some("57014") => Error::timeout(format!("statement timed out: {message}")),

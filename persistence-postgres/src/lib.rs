@@ -331,9 +331,10 @@ impl PgBackend {
         self.db.close().await;
     }
 
-    /// TTL, search, multi-process, durable.
+    /// TTL, search, multi-process, durable, session life cycle.
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
+        caps.session_lifecycle = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use persistence_core::backend::{PageExt, session_fence, validate_limit, validate_ttl};
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, Error, ListSessions, Page, Result, SessionEvent, SessionKey,
-    SessionLog, TenantId, Timestamp,
+    AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ListSessions, Page, Result,
+    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -21,6 +21,9 @@ const HEAD: &str = "SELECT persistence.session_head($1, $2)";
 const TRIM: &str = "SELECT persistence.session_trim_before($1, $2, $3)";
 const DELETE: &str = "SELECT persistence.session_delete($1, $2)";
 const LIST: &str = "SELECT persistence.session_list($1, $2, $3)";
+const INFO: &str = "SELECT persistence.session_info($1, $2)";
+const CLOSE: &str = "SELECT persistence.session_close($1, $2, $3 <> 0)";
+const COMPACT: &str = "SELECT persistence.session_compact($1, $2, $3, $4, $5, $6)";
 const PURGE: &str = "SELECT persistence.purge_expired_sessions()";
 
 #[derive(Deserialize)]
@@ -28,6 +31,36 @@ struct Row {
     seq: u64,
     appended_at: Timestamp,
     event: Envelope,
+}
+
+/// `persistence.session_info_json()`.
+#[derive(Deserialize)]
+struct InfoRow {
+    head: u64,
+    oldest: Option<u64>,
+    created_at: Option<Timestamp>,
+    last_append_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    closed_at: Option<Timestamp>,
+}
+
+impl From<InfoRow> for SessionInfo {
+    fn from(r: InfoRow) -> Self {
+        SessionInfo::new(r.head)
+            .with_oldest(r.oldest)
+            .with_created_at(r.created_at)
+            .with_last_append_at(r.last_append_at)
+            .with_expires_at(r.expires_at)
+            .with_closed_at(r.closed_at)
+    }
+}
+
+/// Events as the SQL functions take them: `[{"schema_version": .., "data": ..}]`.
+fn events_json(events: &[Envelope]) -> Vec<serde_json::Value> {
+    events
+        .iter()
+        .map(|e| json!({"schema_version": e.schema_version, "data": e.data}))
+        .collect()
 }
 
 fn seq_i64(seq: u64) -> i64 {
@@ -56,10 +89,7 @@ impl SessionLog for PgBackend {
         let fence = session_fence(tenant, session, options.lease.as_ref())
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
-        let payload: Vec<serde_json::Value> = events
-            .iter()
-            .map(|e| json!({"schema_version": e.schema_version, "data": e.data}))
-            .collect();
+        let payload = events_json(&events);
         let head: i64 = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(APPEND)
@@ -155,6 +185,68 @@ impl SessionLog for PgBackend {
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())
         }))
+    }
+
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
+        let info: Option<Json<InfoRow>> = crate::pool::fetch_single!(
+            read self.db,
+            crate::statement::Call::new(INFO)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+        )
+        .map_err(|e| map(e, "session.info", format!("{tenant}/{session}")))?;
+        Ok(info.map(|Json(row)| row.into()))
+    }
+
+    async fn close_session(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        options: CloseSession,
+    ) -> Result<SessionInfo> {
+        let Json(row): Json<InfoRow> = crate::pool::fetch_single!(
+            self.db,
+            crate::statement::Call::new(CLOSE)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(i16::from(options.remove_events))
+        )
+        .map_err(|e| map(e, "session.close", format!("{tenant}/{session}")))?;
+        Ok(row.into())
+    }
+
+    async fn compact(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        compaction: Compaction,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{session}");
+        let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
+        if compaction.summary.is_empty() {
+            return Err(ctx(Error::invalid_input(
+                "a compaction needs at least one summary event",
+            )));
+        }
+        let fence = session_fence(tenant, session, compaction.lease.as_ref())
+            .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
+            .map_err(ctx)?;
+        let head: i64 = crate::pool::fetch_single!(
+            self.db,
+            crate::statement::Call::new(COMPACT)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(Json(&events_json(&compaction.summary)))
+                .bind(compaction.expect_head.map(seq_i64))
+                .bind(fence)
+                .bind(seq_i64(compaction.through))
+        )
+        .map_err(|e| map(e, "session.compact", &key))?;
+        Ok(head as u64)
     }
 }
 

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use persistence_core::{
     AppendOptions, Capabilities, Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer,
-    Envelope, Error, ErrorKind, Item, ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces,
-    ListSessions, ListThreads, Lock, LockKey, LockOptions, Maintenance, Namespace, NewCheckpoint,
-    Page, PatchItemOptions, PurgeCounts, PutCheckpointOptions, PutItemOptions, PutWrites, Result,
-    SearchItems, SessionEvent, SessionKey, SessionLog, Store, TenantId, ThreadKey,
+    CloseSession, Compaction, Envelope, Error, ErrorKind, Item, ItemKey, Lease, ListCheckpoints,
+    ListItems, ListNamespaces, ListSessions, ListThreads, Lock, LockKey, LockOptions, Maintenance,
+    Namespace, NewCheckpoint, Page, PatchItemOptions, PurgeCounts, PutCheckpointOptions,
+    PutItemOptions, PutWrites, Result, SearchItems, SessionEvent, SessionInfo, SessionKey,
+    SessionLog, Store, TenantId, ThreadKey,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -287,6 +288,35 @@ impl<B: SessionLog> SessionLog for Traced<B> {
     ) -> Result<Page<SessionKey>> {
         let call = self.inner.list_sessions(tenant, query);
         self.run("session.list_sessions", Some(tenant), call).await
+    }
+
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
+        let call = self.inner.session_info(tenant, session);
+        self.run("session.info", Some(tenant), call).await
+    }
+
+    async fn close_session(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        options: CloseSession,
+    ) -> Result<SessionInfo> {
+        let call = self.inner.close_session(tenant, session, options);
+        self.run("session.close", Some(tenant), call).await
+    }
+
+    async fn compact(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        compaction: Compaction,
+    ) -> Result<u64> {
+        let call = self.inner.compact(tenant, session, compaction);
+        self.run("session.compact", Some(tenant), call).await
     }
 }
 

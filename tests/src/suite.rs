@@ -12,6 +12,8 @@ pub enum Requirement {
     Ttl,
     /// `Capabilities::search`.
     Search,
+    /// `Capabilities::session_lifecycle`.
+    SessionLifecycle,
 }
 
 /// Why `fixture` cannot run a check needing `requires`, or `None` if it can.
@@ -21,6 +23,7 @@ pub fn skip_reason(fixture: &Fixture, requires: &[Requirement]) -> Option<String
         let missing = match r {
             Requirement::Ttl => !caps.ttl,
             Requirement::Search => !caps.search,
+            Requirement::SessionLifecycle => !caps.session_lifecycle,
         };
         missing.then(|| format!("backend {} does not declare {r:?}", fixture.name))
     })
@@ -83,7 +86,7 @@ where
 /// not name that server (CI names them all).
 ///
 /// A backend that does not declare a capability says so here, with `lacks [...]`
-/// ([`Requirement`] names: `Ttl`, `Search`): the checks that need it are emitted
+/// ([`Requirement`] names: `Ttl`, `Search`, `SessionLifecycle`): the checks that need it are emitted
 /// `#[ignore]`d, so the test runner lists them as ignored, not as passes. The suite holds
 /// the declaration to the backend's [`Capabilities`](persistence_core::Capabilities):
 /// a check that needs a capability the fixture lacks but the invocation does not declare
@@ -97,10 +100,10 @@ where
 #[macro_export]
 macro_rules! conformance_suite {
     ($suite:ident, $setup:expr $(,)?) => {
-        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: no, search: no });
+        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: no, search: no, lifecycle: no });
     };
     ($suite:ident, $setup:expr, lacks [$($lack:ident),* $(,)?] $(,)?) => {
-        $crate::__lacks!({ ttl: no, search: no } [$($lack),*] $suite, $setup);
+        $crate::__lacks!({ ttl: no, search: no, lifecycle: no } [$($lack),*] $suite, $setup);
     };
 }
 
@@ -108,20 +111,25 @@ macro_rules! conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __lacks {
-    ({ ttl: $t:tt, search: $s:tt } [] $suite:ident, $setup:expr) => {
-        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: $t, search: $s });
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [] $suite:ident, $setup:expr) => {
+        $crate::__for_each_check!(
+            __conformance_tests, $suite, $setup, { ttl: $t, search: $s, lifecycle: $l }
+        );
     };
-    ({ ttl: $t:tt, search: $s:tt } [Ttl $(, $rest:ident)*] $($tail:tt)*) => {
-        $crate::__lacks!({ ttl: yes, search: $s } [$($rest),*] $($tail)*);
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Ttl $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: yes, search: $s, lifecycle: $l } [$($rest),*] $($tail)*);
     };
-    ({ ttl: $t:tt, search: $s:tt } [Search $(, $rest:ident)*] $($tail:tt)*) => {
-        $crate::__lacks!({ ttl: $t, search: yes } [$($rest),*] $($tail)*);
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Search $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: $t, search: yes, lifecycle: $l } [$($rest),*] $($tail)*);
+    };
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [SessionLifecycle $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: $t, search: $s, lifecycle: yes } [$($rest),*] $($tail)*);
     };
     ({ $($flags:tt)* } [$other:ident $(, $rest:ident)*] $($tail:tt)*) => {
         compile_error!(concat!(
             "conformance_suite!: `",
             stringify!($other),
-            "` is not a capability the suite gates on (Ttl, Search)"
+            "` is not a capability the suite gates on (Ttl, Search, SessionLifecycle)"
         ));
     };
 }
@@ -155,10 +163,15 @@ macro_rules! __conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __check_declaration {
-    ($fixture:ident, { ttl: $t:tt, search: $s:tt }) => {
+    ($fixture:ident, { ttl: $t:tt, search: $s:tt, lifecycle: $l:tt }) => {
         let declared = [
             ("Ttl", $crate::__flag!($t), !$fixture.capabilities.ttl),
             ("Search", $crate::__flag!($s), !$fixture.capabilities.search),
+            (
+                "SessionLifecycle",
+                $crate::__flag!($l),
+                !$fixture.capabilities.session_lifecycle,
+            ),
         ];
         for (name, declared_lacking, lacking) in declared {
             assert_eq!(
@@ -196,17 +209,24 @@ macro_rules! __conformance_test {
     ($flags:tt [] $reqs:tt $module:ident $check:ident $setup:expr) => {
         $crate::__conformance_test_fn!(false [] $reqs $module $check $setup);
     };
-    ({ ttl: yes, search: $s:tt } [Ttl $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+    ({ ttl: yes, search: $s:tt, lifecycle: $l:tt } [Ttl $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
         $crate::__conformance_test_fn!(
             true
             [#[ignore = "the backend lacks Ttl (declared: conformance_suite!(.., lacks [Ttl]))"]]
             $reqs $($tail)*
         );
     };
-    ({ ttl: $t:tt, search: yes } [Search $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+    ({ ttl: $t:tt, search: yes, lifecycle: $l:tt } [Search $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
         $crate::__conformance_test_fn!(
             true
             [#[ignore = "the backend lacks Search (declared: conformance_suite!(.., lacks [Search]))"]]
+            $reqs $($tail)*
+        );
+    };
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: yes } [SessionLifecycle $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+        $crate::__conformance_test_fn!(
+            true
+            [#[ignore = "the backend lacks SessionLifecycle (declared: conformance_suite!(.., lacks [SessionLifecycle]))"]]
             $reqs $($tail)*
         );
     };

@@ -66,6 +66,9 @@ struct SessionState {
     events: BTreeMap<u64, SessionEvent>,
     head: u64,
     expires_at: Option<Timestamp>,
+    created_at: Option<Timestamp>,
+    last_append_at: Option<Timestamp>,
+    closed_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +112,7 @@ impl MemoryBackend {
         let mut caps = Capabilities::none();
         caps.ttl = true;
         caps.search = true;
+        caps.session_lifecycle = true;
         caps
     }
 

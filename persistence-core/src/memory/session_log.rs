@@ -11,7 +11,9 @@ use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{SessionKey, TenantId};
 use crate::page::{Page, validate_limit};
-use crate::session_log::{AppendOptions, ListSessions, SessionEvent, SessionLog};
+use crate::session_log::{
+    AppendOptions, CloseSession, Compaction, ListSessions, SessionEvent, SessionInfo, SessionLog,
+};
 use crate::time::{Timestamp, validate_ttl};
 
 /// The live session, if any; an expired one is treated as absent.
@@ -51,29 +53,22 @@ impl SessionLog for MemoryBackend {
         self.with_tenant(tenant, |t| {
             check_fence(t.session_fences.get(session), fence)?;
             let head = live(t, session, now).map_or(0, |s| s.head);
-            if let Some(expected) = options.expect_head
-                && expected != head
-            {
-                return Err(Error::conflict(format!(
-                    "expected head {expected}, found {head}"
-                )));
+            check_head(options.expect_head, head)?;
+            if live(t, session, now).is_some_and(|s| s.closed_at.is_some()) {
+                return Err(closed());
             }
             record_fence(&mut t.session_fences, session.clone(), fence);
             if live(t, session, now).is_none() {
-                t.sessions.insert(session.clone(), SessionState::default());
-            }
-            let state = t.sessions.entry(session.clone()).or_default();
-            for event in events {
-                state.head += 1;
-                state.events.insert(
-                    state.head,
-                    SessionEvent {
-                        seq: state.head,
-                        event,
-                        appended_at: now,
+                t.sessions.insert(
+                    session.clone(),
+                    SessionState {
+                        created_at: Some(now),
+                        ..SessionState::default()
                     },
                 );
             }
+            let state = t.sessions.entry(session.clone()).or_default();
+            push_events(state, events, now);
             if let Some(ttl) = ttl {
                 state.expires_at = Some(now.saturating_add(ttl));
             }
@@ -132,6 +127,89 @@ impl SessionLog for MemoryBackend {
         }))
     }
 
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
+        let now = self.now();
+        Ok(self.with_tenant(tenant, |t| live(t, session, now).map(info)))
+    }
+
+    async fn close_session(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        options: CloseSession,
+    ) -> Result<SessionInfo> {
+        let now = self.now();
+        self.with_tenant(tenant, |t| {
+            if live(t, session, now).is_none() {
+                return Err(Error::not_found("no such session"));
+            }
+            let state = t
+                .sessions
+                .get_mut(session)
+                .ok_or_else(|| Error::not_found("no such session"))?;
+            if state.closed_at.is_none() {
+                state.closed_at = Some(now);
+                if options.remove_events {
+                    state.events.clear();
+                }
+            }
+            Ok(info(state))
+        })
+        .map_err(ctx("session.close", format!("{tenant}/{session}")))
+    }
+
+    async fn compact(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        compaction: Compaction,
+    ) -> Result<u64> {
+        let now = self.now();
+        let key = format!("{tenant}/{session}");
+        let Compaction {
+            through,
+            summary,
+            expect_head,
+            lease,
+            ..
+        } = compaction;
+        if summary.is_empty() {
+            return Err(
+                Error::invalid_input("a compaction needs at least one summary event").context(
+                    super::BACKEND,
+                    "session.compact",
+                    key,
+                ),
+            );
+        }
+        let fence = crate::backend::session_fence(tenant, session, lease.as_ref())
+            .map_err(ctx("session.compact", &key))?;
+        self.with_tenant(tenant, |t| {
+            check_fence(t.session_fences.get(session), fence)?;
+            let head = live(t, session, now)
+                .map(|s| s.head)
+                .ok_or_else(|| Error::not_found("no such session"))?;
+            check_head(expect_head, head)?;
+            check_through(through, head)?;
+            if live(t, session, now).is_some_and(|s| s.closed_at.is_some()) {
+                return Err(closed());
+            }
+            record_fence(&mut t.session_fences, session.clone(), fence);
+            let state = t
+                .sessions
+                .get_mut(session)
+                .ok_or_else(|| Error::not_found("no such session"))?;
+            state.events = state.events.split_off(&through.saturating_add(1));
+            push_events(state, summary, now);
+            Ok(state.head)
+        })
+        .map_err(ctx("session.compact", key))
+    }
+
     async fn list_sessions(
         &self,
         tenant: &TenantId,
@@ -156,6 +234,47 @@ impl SessionLog for MemoryBackend {
         });
         Ok(Page::from_overfetch(items, limit, encode_cursor))
     }
+}
+
+fn push_events(state: &mut SessionState, events: Vec<Envelope>, now: Timestamp) {
+    for event in events {
+        state.head += 1;
+        state
+            .events
+            .insert(state.head, SessionEvent::new(state.head, event, now));
+    }
+    state.last_append_at = Some(now);
+}
+
+fn check_head(expected: Option<u64>, head: u64) -> Result<()> {
+    match expected {
+        Some(expected) if expected != head => Err(Error::conflict(format!(
+            "expected head {expected}, found {head}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_through(through: u64, head: u64) -> Result<()> {
+    if through > head {
+        return Err(Error::conflict(format!(
+            "cannot compact through ordinal {through}: the head is {head}"
+        )));
+    }
+    Ok(())
+}
+
+fn closed() -> Error {
+    Error::closed("the session is closed: it takes no more appends")
+}
+
+fn info(s: &SessionState) -> SessionInfo {
+    SessionInfo::new(s.head)
+        .with_oldest(s.events.keys().next().copied())
+        .with_created_at(s.created_at)
+        .with_last_append_at(s.last_append_at)
+        .with_expires_at(s.expires_at)
+        .with_closed_at(s.closed_at)
 }
 
 impl MemoryBackend {

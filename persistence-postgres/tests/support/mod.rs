@@ -119,6 +119,26 @@ pub async fn fresh_db_on(server: Server) -> Option<TestDb> {
     Some(TestDb { name, admin })
 }
 
+/// An empty database (no migration applied); dropped when this is dropped.
+pub async fn empty_db() -> Option<TestDb> {
+    let url = server_url(Server::Postgres, &LocalPostgres)?;
+    let admin = PgConnectOptions::from_str(&url)
+        .expect("admin URL")
+        .disable_statement_logging();
+    let mut conn = PgConnection::connect_with(&admin)
+        .await
+        .expect("connect as admin");
+    let name = format!(
+        "persistence_e{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    conn.execute(format!(r#"CREATE DATABASE "{name}""#).as_str())
+        .await
+        .expect("create database");
+    Some(TestDb { name, admin })
+}
+
 /// A fixture on a fresh database, connected as the application role.
 pub async fn fixture() -> Option<Fixture> {
     let db = fresh_db().await?;

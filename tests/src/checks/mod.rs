@@ -39,6 +39,7 @@ pub mod limits;
 pub mod lock;
 pub mod maintenance;
 pub mod patch;
+pub mod session_lifecycle;
 pub mod session_log;
 pub mod store;
 pub mod tenancy;
@@ -352,6 +353,12 @@ macro_rules! __for_each_check {
             session_log::session_ttl_expiry [Ttl],
             session_log::session_ttl_hidden_before_purge [Ttl],
             session_log::session_zero_ttl_is_invalid [Ttl],
+            session_lifecycle::session_info_follows_the_session [SessionLifecycle],
+            session_lifecycle::session_close_refuses_appends [SessionLifecycle],
+            session_lifecycle::session_close_can_remove_events [SessionLifecycle],
+            session_lifecycle::session_closed_session_still_expires [SessionLifecycle, Ttl],
+            session_lifecycle::session_compaction_trims_and_appends [SessionLifecycle],
+            session_lifecycle::session_compaction_concurrent_with_appends [SessionLifecycle],
             store::store_put_get_roundtrip [],
             store::store_put_increments_version [],
             store::store_if_version_cas [],

@@ -1,0 +1,96 @@
+//! Upgrades: a database written by the previous schema, migrated, keeps its data and
+//! gains what the new migrations add.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use persistence_core::{CloseSession, ErrorKind, SessionKey, SessionLog, TenantId};
+use persistence_postgres::{PgBackend, PgConfig, migrate};
+use sqlx::{ConnectOptions, Connection, Executor, PgConnection};
+
+/// Applies the migrations up to `version` only, as that release's `migrate` did.
+async fn migrate_up_to(db: &support::TestDb, version: i64) {
+    let dir = tempfile::tempdir().unwrap();
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let number: i64 = name[..4].parse().unwrap();
+        if number <= version {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    let migrator = sqlx::migrate::Migrator::new(dir.path()).await.unwrap();
+    let mut conn = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
+    migrator.run(&mut conn).await.unwrap();
+}
+
+/// Sessions written by schema 8 (no life-cycle columns) read after the upgrade with
+/// unknown creation times, keep their events and head, and can be closed; new sessions
+/// get their times.
+#[tokio::test]
+async fn sessions_of_schema_8_gain_a_life_cycle() {
+    let Some(db) = support::empty_db().await else {
+        return;
+    };
+    migrate_up_to(&db, 8).await;
+    let mut app = PgConnection::connect_with(&db.app_options()).await.unwrap();
+    // What a schema-8 library sends for an append of two events.
+    app.execute(
+        "SELECT persistence.session_append('t', 'old', \
+         '[{\"schema_version\": 1, \"data\": 1}, {\"schema_version\": 1, \"data\": 2}]'::jsonb, \
+         NULL, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    drop(app);
+
+    migrate(&db.admin_options().to_url_lossy().to_string())
+        .await
+        .expect("migrate from schema 8");
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .expect("the migrated database opens");
+    let (t, old) = (TenantId::new("t").unwrap(), SessionKey::new("old").unwrap());
+    let info = backend
+        .session_info(&t, &old)
+        .await
+        .unwrap()
+        .expect("the old session has info");
+    assert_eq!((info.head, info.oldest), (2, Some(1)), "{info:?}");
+    assert!(info.created_at.is_none() && !info.is_closed(), "{info:?}");
+    assert_eq!(backend.read(&t, &old, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        backend
+            .append(
+                &t,
+                &old,
+                vec![persistence_core::Envelope::new(1, 3.into())],
+                Default::default()
+            )
+            .await
+            .unwrap(),
+        3
+    );
+    let closed = backend
+        .close_session(&t, &old, CloseSession::default())
+        .await
+        .unwrap();
+    assert!(
+        closed.is_closed() && closed.last_append_at.is_some(),
+        "{closed:?}"
+    );
+    let err = backend
+        .append(
+            &t,
+            &old,
+            vec![persistence_core::Envelope::new(1, 4.into())],
+            Default::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+}
