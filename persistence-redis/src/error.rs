@@ -60,6 +60,7 @@ pub fn status(
     let err = match status {
         "conflict" => Error::conflict(message),
         "notfound" => Error::not_found(message),
+        "closed" => Error::closed(message),
         "fenced" => Error::new(
             ErrorKind::Fenced,
             format!("fence is lower than fence {message} already seen"),

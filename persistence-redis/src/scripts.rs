@@ -32,6 +32,8 @@ script!(CHECKPOINT_PRUNE, "checkpoint_prune.lua");
 script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
 script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
 fenced_script!(SESSION_APPEND, "session_append.lua");
+fenced_script!(SESSION_COMPACT, "session_compact.lua");
+script!(SESSION_INFO, "session_info.lua");
 script!(ITEM_PUT, "item_put.lua");
 script!(ITEM_DELETE, "item_delete.lua");
 script!(ITEM_LIST, "item_list.lua");

@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use persistence_core::backend::{CursorExt, PageExt, session_fence, validate_limit, validate_ttl};
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, Error, ListSessions, Page, Result, SessionEvent, SessionKey,
-    SessionLog, TenantId, Timestamp,
+    AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ListSessions, Page, Result,
+    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use redis::AsyncCommands;
 
@@ -25,6 +25,42 @@ fn parse_event(member: &str, key: &str) -> Result<SessionEvent> {
         serde_json::from_str(json).map_err(|e| corrupt(e, "session.read", key))?,
         Timestamp(parse_u64(at, "session.read", key)?),
     ))
+}
+
+/// `session_info.lua`'s reply: `{'none'}`, or `{'ok', head, oldest, created, last, exp,
+/// closed}` with `''` for what is unknown.
+fn parse_info(reply: &[String], operation: &'static str, key: &str) -> Result<Option<SessionInfo>> {
+    let field = |s: &String| -> Result<Option<u64>> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        parse_u64(s, operation, key).map(Some)
+    };
+    match reply {
+        [none] if none == "none" => Ok(None),
+        [ok, head, oldest, created, last, exp, closed] if ok == "ok" => Ok(Some(
+            SessionInfo::new(parse_u64(head, operation, key)?)
+                .with_oldest(field(oldest)?)
+                .with_created_at(field(created)?.map(Timestamp))
+                .with_last_append_at(field(last)?.map(Timestamp))
+                .with_expires_at(field(exp)?.map(Timestamp))
+                .with_closed_at(field(closed)?.map(Timestamp)),
+        )),
+        [status, message] => Err(crate::error::status(status, message, operation, key)),
+        other => Err(corrupt(format!("script reply {other:?}"), operation, key)),
+    }
+}
+
+/// The events of an append or compaction as script arguments.
+fn event_args(
+    invocation: &mut redis::ScriptInvocation<'static>,
+    events: &[Envelope],
+) -> Result<()> {
+    for event in events {
+        invocation
+            .arg(serde_json::to_string(event).map_err(|e| Error::invalid_input(e.to_string()))?);
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -60,12 +96,7 @@ impl SessionLog for RedisBackend {
                 ttl.map(|t| t.as_millis().to_string()).unwrap_or_default(),
             ]
         );
-        for event in &events {
-            invocation.arg(
-                serde_json::to_string(event)
-                    .map_err(|e| ctx(Error::invalid_input(e.to_string())))?,
-            );
-        }
+        event_args(&mut invocation, &events).map_err(ctx)?;
         let script = self.invoke::<Vec<String>>(invocation);
         let (index, reply) = tokio::join!(
             self.index_add(tenant, Index::Sessions, session.as_str()),
@@ -178,6 +209,93 @@ impl SessionLog for RedisBackend {
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())
         }))
+    }
+
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
+        let key = format!("{tenant}/{session}");
+        let k = self.keys.session(tenant, session);
+        let reply: Vec<String> = self
+            .read("session.info", &key, || {
+                self.invoke(invocation!(
+                    scripts::SESSION_INFO,
+                    [k.meta(), k.events()],
+                    [""]
+                ))
+            })
+            .await?;
+        parse_info(&reply, "session.info", &key)
+    }
+
+    async fn close_session(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        options: CloseSession,
+    ) -> Result<SessionInfo> {
+        let key = format!("{tenant}/{session}");
+        let k = self.keys.session(tenant, session);
+        let mode = if options.remove_events {
+            "close-remove"
+        } else {
+            "close"
+        };
+        let reply: Vec<String> = self
+            .invoke(invocation!(
+                scripts::SESSION_INFO,
+                [k.meta(), k.events()],
+                [mode]
+            ))
+            .await
+            .map_err(|e| map(e, Effect::Write, "session.close", &key))?;
+        self.confirm_write("session.close", &key).await?;
+        parse_info(&reply, "session.close", &key)?.ok_or_else(|| {
+            corrupt(
+                "close replied that the session is absent",
+                "session.close",
+                &key,
+            )
+        })
+    }
+
+    async fn compact(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        compaction: Compaction,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{session}");
+        let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
+        if compaction.summary.is_empty() {
+            return Err(ctx(Error::invalid_input(
+                "a compaction needs at least one summary event",
+            )));
+        }
+        let fence = session_fence(tenant, session, compaction.lease.as_ref()).map_err(ctx)?;
+        let k = self.keys.session(tenant, session);
+        let mut invocation = invocation!(
+            scripts::SESSION_COMPACT,
+            [k.meta(), k.events(), k.fence()],
+            [
+                compaction
+                    .expect_head
+                    .map(|h| h.to_string())
+                    .unwrap_or_default(),
+                fence.map(|f| f.0.to_string()).unwrap_or_default(),
+                compaction.through.to_string(),
+            ]
+        );
+        event_args(&mut invocation, &compaction.summary).map_err(ctx)?;
+        let reply = self
+            .invoke::<Vec<String>>(invocation)
+            .await
+            .map_err(|e| map(e, Effect::Write, "session.compact", &key))?;
+        let head = expect_ok(reply, "session.compact", &key)?;
+        self.confirm_write("session.compact", &key).await?;
+        parse_u64(&head, "session.compact", &key)
     }
 }
 
