@@ -429,9 +429,11 @@ impl FsBackend {
         })
     }
 
-    /// TTL, search and multi-process; durable with [`Durability::Fsync`].
+    /// TTL, search, multi-process and session life cycle; durable with
+    /// [`Durability::Fsync`].
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
+        caps.session_lifecycle = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

@@ -153,3 +153,72 @@ async fn a_deleted_session_leaves_no_file_open() {
     a.trim_before(&t, &s, 2).await.unwrap();
     assert_eq!(open_files_below(&session), Vec::<std::path::PathBuf>::new());
 }
+
+/// A process that keeps a session open for its appends sees another process close it
+/// (`Closed`), and sees its compaction (ordinals continue after the compacted head).
+#[tokio::test]
+async fn a_close_or_compaction_by_another_process_is_seen_by_kept_sessions() {
+    use persistence_core::{CloseSession, Compaction, ErrorKind};
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path()), open(dir.path()));
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    append(&a, &t, &s, 1).await;
+    append(&a, &t, &s, 2).await;
+
+    let head = b
+        .compact(
+            &t,
+            &s,
+            Compaction::new(1, vec![Envelope::new(1, json!(10))]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(head, 3);
+    assert_eq!(append(&a, &t, &s, 4).await, 4);
+    assert_eq!(events(&a, &t, &s).await, [(2, 2), (3, 10), (4, 4)]);
+    // A third process, opening the files afresh, reads the same.
+    assert_eq!(
+        events(&open(dir.path()), &t, &s).await,
+        [(2, 2), (3, 10), (4, 4)]
+    );
+
+    b.close_session(&t, &s, CloseSession::default())
+        .await
+        .unwrap();
+    let err = a
+        .append(
+            &t,
+            &s,
+            vec![Envelope::new(1, json!(5))],
+            AppendOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
+    assert_eq!(events(&a, &t, &s).await, [(2, 2), (3, 10), (4, 4)]);
+}
+
+/// A crash between a compaction's rename of the log and the write of its index leaves
+/// a log without an index: the next reader rebuilds it and reads the compacted session.
+#[tokio::test]
+async fn a_compaction_cut_before_its_index_is_rebuilt() {
+    use persistence_core::Compaction;
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path());
+    let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+    for n in 1..=4 {
+        append(&a, &t, &s, n).await;
+    }
+    a.compact(
+        &t,
+        &s,
+        Compaction::new(2, vec![Envelope::new(1, json!(20))]),
+    )
+    .await
+    .unwrap();
+    let index = a.layout().session(&t, &s).join("index");
+    std::fs::remove_file(&index).unwrap();
+    let b = open(dir.path());
+    assert_eq!(events(&b, &t, &s).await, [(3, 3), (4, 4), (5, 20)]);
+    assert_eq!(append(&b, &t, &s, 6).await, 6);
+}

@@ -183,19 +183,21 @@ struct StoredEventRef<'a> {
 }
 
 /// An append's batch, built before anything is written.
-struct Batch {
+pub(super) struct Batch {
     /// The framed records.
-    bytes: Vec<u8>,
+    pub(super) bytes: Vec<u8>,
     /// Their index entries (log offsets, little-endian).
-    offsets: Vec<u8>,
+    pub(super) offsets: Vec<u8>,
     /// Where the last record starts.
-    last_offset: u64,
+    pub(super) last_offset: u64,
     /// Its ordinal: the new head.
-    head: u64,
-    events: u64,
-    expires_at: Option<Timestamp>,
+    pub(super) head: u64,
+    pub(super) events: u64,
+    pub(super) expires_at: Option<Timestamp>,
+    /// When its records were appended.
+    pub(super) at: Timestamp,
     /// The fence to record before writing, if the append raises it.
-    raise: Option<u64>,
+    pub(super) raise: Option<u64>,
 }
 
 impl Inner {
@@ -222,6 +224,7 @@ impl Inner {
         let (lock, f, fence_path, mut state) = self.open_session(t, s)?;
         let batch = self.batch(&state, &fence_path, &events, fence, &options)?;
         record_fence(&fence_path, batch.raise, self.durability)?;
+        let creating = !state.exists();
         if state.log.is_none() || state.index.is_none() {
             ensure_entry(&f.dir, s.as_str(), self.durability, || {
                 self.session_catalog(t).map(Some)
@@ -232,6 +235,9 @@ impl Inner {
             if self.durability == Durability::Fsync {
                 files::sync_dir(&f.dir).at(&f.dir)?;
             }
+        }
+        if creating {
+            self.note_created(&f, batch.at)?;
         }
         let mut kept = KeptSession::new(lock.into_file(), state).at(&f.log)?;
         self.write_batch(&f, &mut kept, batch)?;
@@ -279,7 +285,7 @@ impl Inner {
     }
 
     /// Checks the append's conditions against `state` and frames its records.
-    fn batch(
+    pub(super) fn batch(
         &self,
         state: &SessionState,
         fence_path: &Path,
@@ -295,6 +301,11 @@ impl Inner {
                 "expected head {expected}, found {}",
                 state.head
             )));
+        }
+        if state.closed_at.is_some() && state.exists() {
+            return Err(Error::closed(
+                "the session is closed: it takes no more appends",
+            ));
         }
         let now = Timestamp::now();
         let expires_at = options
@@ -328,6 +339,7 @@ impl Inner {
             head: seq,
             events: events.len() as u64,
             expires_at,
+            at: now,
             raise,
         })
     }
@@ -370,6 +382,7 @@ impl Inner {
         state.count += batch.events;
         state.head = batch.head;
         state.expires_at = batch.expires_at;
+        state.last_at = Some(batch.at);
         state.log_len = end;
         state.rebuilt = false;
         Ok(())

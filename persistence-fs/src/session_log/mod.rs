@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use persistence_core::backend::{CursorExt, PageExt, validate_limit};
 use persistence_core::{
-    AppendOptions, Cursor, Envelope, ListSessions, Page, Result, SessionEvent, SessionKey,
-    SessionLog, TenantId, Timestamp,
+    AppendOptions, CloseSession, Compaction, Cursor, Envelope, ListSessions, Page, Result,
+    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,7 @@ use crate::records::{self, RecordAt};
 use crate::{FsBackend, Inner};
 
 mod append;
+mod lifecycle;
 mod listing;
 mod recovery;
 pub(crate) use append::OpenSessions;
@@ -38,6 +39,8 @@ use recovery::decode_event;
 const LOG: &str = "log";
 const INDEX: &str = "index";
 const FLOOR: &str = "~floor";
+const CLOSED: &str = "~closed";
+const CREATED: &str = "~created";
 
 #[derive(Serialize, Deserialize)]
 struct StoredEvent {
@@ -59,6 +62,11 @@ struct SessionState {
     head: u64,
     /// Expiry carried by the last record.
     expires_at: Option<Timestamp>,
+    /// When the last record was appended (unknown when the log is empty).
+    last_at: Option<Timestamp>,
+    /// When the session was closed (read by [`Inner::recover`], not by the read-only
+    /// check: readers do not need it).
+    closed_at: Option<Timestamp>,
     /// Log length in bytes.
     log_len: u64,
     /// The open log (read + write), if it exists.
@@ -89,6 +97,10 @@ struct SessionFiles {
     log: PathBuf,
     index: PathBuf,
     floor: PathBuf,
+    /// When the session was closed (milliseconds), if it was.
+    closed: PathBuf,
+    /// When the session was created (milliseconds); informational, written unsynced.
+    created: PathBuf,
 }
 
 impl SessionFiles {
@@ -97,6 +109,8 @@ impl SessionFiles {
             log: dir.join(LOG),
             index: dir.join(INDEX),
             floor: dir.join(FLOOR),
+            closed: dir.join(CLOSED),
+            created: dir.join(CREATED),
             dir,
         }
     }
@@ -464,6 +478,44 @@ impl SessionLog for FsBackend {
             Ok(Page::from_overfetch(items, limit, |k| {
                 Cursor::new(k.as_str())
             }))
+        })
+        .await
+    }
+
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.info", format!("{tenant}/{session}"), move |i| {
+            i.session_info(&t, &s)
+        })
+        .await
+    }
+
+    async fn close_session(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        options: CloseSession,
+    ) -> Result<SessionInfo> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.close", format!("{tenant}/{session}"), move |i| {
+            i.close_session(&t, &s, &options)
+        })
+        .await
+    }
+
+    async fn compact(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        compaction: Compaction,
+    ) -> Result<u64> {
+        let (t, s) = (tenant.clone(), session.clone());
+        self.run("session.compact", format!("{tenant}/{session}"), move |i| {
+            i.compact(&t, &s, compaction)
         })
         .await
     }

@@ -23,6 +23,8 @@ pub(super) struct StoredEventMeta {
     pub(super) seq: u64,
     #[serde(default)]
     pub(super) exp: Option<Timestamp>,
+    #[serde(default)]
+    pub(super) at: Option<Timestamp>,
     #[allow(dead_code)] // checked for presence: a record without an event is corrupt
     event: serde::de::IgnoredAny,
 }
@@ -56,6 +58,7 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(SessionState {
                     head: self.floor(f)?,
+                    closed_at: self.closed_at(f)?,
                     ..Default::default()
                 });
             }
@@ -84,6 +87,7 @@ impl Inner {
         if state.count == 0 {
             state.head = self.floor(f)?;
         }
+        state.closed_at = self.closed_at(f)?;
         // A rebuild replaced the index file: use the new one.
         state.index = Some(if state.rebuilt { open_index()? } else { index });
         state.log = Some(log);
@@ -133,6 +137,7 @@ impl Inner {
             StoredEventMeta {
                 seq: last.seq,
                 exp: None,
+                at: None,
                 event: serde::de::IgnoredAny,
             }
         } else {
@@ -151,6 +156,7 @@ impl Inner {
             count: n,
             head: last.seq,
             expires_at: last.exp,
+            last_at: last.at,
             log_len,
             ..Default::default()
         }))
@@ -198,6 +204,7 @@ impl Inner {
             state.count += 1;
             state.head = event.seq;
             state.expires_at = event.exp;
+            state.last_at = Some(event.at);
             offsets.extend_from_slice(&offset.to_le_bytes());
         }
         if self.durability == Durability::Fsync
