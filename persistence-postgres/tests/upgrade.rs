@@ -48,7 +48,7 @@ async fn sessions_of_schema_8_gain_a_life_cycle() {
     .unwrap();
     drop(app);
 
-    migrate(&db.admin_options().to_url_lossy().to_string())
+    migrate(db.admin_options().to_url_lossy().as_ref())
         .await
         .expect("migrate from schema 8");
     let backend = PgBackend::connect(PgConfig::new(db.app_url()))
