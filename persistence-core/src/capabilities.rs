@@ -16,14 +16,18 @@ pub struct Capabilities {
     pub cluster_safe: bool,
     /// Acknowledged writes survive a process crash.
     pub durable: bool,
-    /// Sessions have a life cycle: [`SessionLog::session_info`],
-    /// [`SessionLog::close_session`] and [`SessionLog::compact`] work (they fail
-    /// `Unsupported` otherwise).
+    /// Sessions have a life cycle and checkpoints a retention: [`SessionLog::session_info`],
+    /// [`SessionLog::close_session`], [`SessionLog::compact`] and
+    /// [`Checkpointer::prune_through`] (which age and TTL retention need) work; they fail
+    /// `Unsupported` otherwise. No backend enforces retention by itself: the facade's
+    /// sweeper (or a call of [`Checkpointer::apply_retention`]) applies it.
     ///
     /// [`SessionLog::session_info`]: crate::SessionLog::session_info
     /// [`SessionLog::close_session`]: crate::SessionLog::close_session
     /// [`SessionLog::compact`]: crate::SessionLog::compact
-    pub session_lifecycle: bool,
+    /// [`Checkpointer::prune_through`]: crate::Checkpointer::prune_through
+    /// [`Checkpointer::apply_retention`]: crate::Checkpointer::apply_retention
+    pub lifecycle: bool,
 }
 
 impl Capabilities {
@@ -45,7 +49,7 @@ impl Capabilities {
             multi_process: false,
             cluster_safe: false,
             durable: false,
-            session_lifecycle: false,
+            lifecycle: false,
         }
     }
     /// Same, with [`ttl`](Self::ttl) set to `on`.
@@ -78,10 +82,10 @@ impl Capabilities {
         self.durable = on;
         self
     }
-    /// Same, with [`session_lifecycle`](Self::session_lifecycle) set to `on`.
+    /// Same, with [`lifecycle`](Self::lifecycle) set to `on`.
     #[must_use]
-    pub const fn with_session_lifecycle(mut self, on: bool) -> Self {
-        self.session_lifecycle = on;
+    pub const fn with_lifecycle(mut self, on: bool) -> Self {
+        self.lifecycle = on;
         self
     }
 }

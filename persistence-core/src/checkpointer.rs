@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::ids::{ChannelName, CheckpointId, TaskId, TenantId, ThreadKey};
 use crate::lock::Lease;
 use crate::page::Page;
+use crate::retention::{Retention, RetentionOutcome};
 use crate::time::Timestamp;
 
 mod query;
@@ -405,4 +406,44 @@ pub trait Checkpointer: Send + Sync {
     /// # Errors
     /// `InvalidInput` for a bad limit or cursor.
     async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>>;
+
+    /// Deletes the thread's checkpoints whose ids are at most `through` (ids sort by the
+    /// time they were minted), with their pending writes, in one atomic step: a checkpoint
+    /// put meanwhile has a greater id and stays. The fence high-water mark stays. Returns
+    /// how many were deleted. What retention is built on.
+    ///
+    /// # Errors
+    /// `Unsupported` on a backend without
+    /// [`Capabilities::lifecycle`](crate::Capabilities::lifecycle) (this method's default).
+    async fn prune_through(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        through: &CheckpointId,
+    ) -> Result<u64> {
+        let _ = (tenant, thread, through);
+        Err(crate::Error::unsupported(
+            "prune_through: this backend does not declare Capabilities::lifecycle",
+        ))
+    }
+
+    /// Applies a retention policy to one thread at time `now` (the caller's clock, against
+    /// the writer's clock in the ids: see [`Retention`]). A thread idle past the policy's
+    /// thread TTL is deleted; otherwise checkpoints older than `max_age` and beyond
+    /// `keep_last` go, never the latest. Safe next to writers: a checkpoint put meanwhile
+    /// is newer than anything this deletes by age or TTL, and a fenced writer keeps its
+    /// fence (the high-water mark stays).
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid policy; `Unsupported` for an age or TTL rule on a
+    /// backend without [`prune_through`](Self::prune_through).
+    async fn apply_retention(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        policy: &Retention,
+        now: Timestamp,
+    ) -> Result<RetentionOutcome> {
+        crate::retention::apply(self, tenant, thread, policy, now).await
+    }
 }

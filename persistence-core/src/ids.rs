@@ -298,6 +298,26 @@ impl CheckpointId {
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }
+    /// When the id was minted: the millisecond timestamp a UUIDv7 carries (the clock of
+    /// the writer that made it). Retention measures a checkpoint's age from it.
+    pub fn timestamp(&self) -> crate::Timestamp {
+        let b = self.0.as_bytes();
+        crate::Timestamp(
+            b[..6]
+                .iter()
+                .fold(0u64, |ms, &byte| (ms << 8) | u64::from(byte)),
+        )
+    }
+    /// The greatest id minted at millisecond `at` (or at the largest a UUIDv7 holds): every
+    /// id minted at or before `at` sorts at or below it, every later one above.
+    pub fn last_of(at: crate::Timestamp) -> CheckpointId {
+        let ms = at.0.min((1 << 48) - 1);
+        let mut bytes = [0xffu8; 16];
+        bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+        bytes[6] = 0x7f; // version 7, then random bits all set
+        bytes[8] = 0xbf; // variant 10, then random bits all set
+        CheckpointId(Uuid::from_bytes(bytes))
+    }
 }
 
 impl Default for CheckpointId {
@@ -414,6 +434,12 @@ mod tests {
 
     #[test]
     fn checkpoint_ids_increase() {
+        let id = CheckpointId::new();
+        let at = id.timestamp();
+        assert!(at.0.abs_diff(crate::Timestamp::now().0) < 60_000, "{at:?}");
+        assert!(CheckpointId::last_of(at) >= id);
+        assert!(CheckpointId::last_of(crate::Timestamp(at.0 - 1)) < id);
+        assert_eq!(CheckpointId::last_of(at).timestamp(), at);
         let mut last = CheckpointId::new();
         for _ in 0..1000 {
             let next = CheckpointId::new();

@@ -49,6 +49,7 @@ mod memory;
 mod page;
 mod patch;
 mod redact;
+mod retention;
 mod session_log;
 mod store;
 mod time;
@@ -73,6 +74,7 @@ pub use memory::MemoryBackend;
 pub use page::{Cursor, MAX_PAGE_LIMIT, Page};
 pub use patch::{PatchItemOptions, merge_patch};
 pub use redact::redact_url;
+pub use retention::{Retention, RetentionOutcome};
 pub use session_log::{
     AppendOptions, CloseSession, Compaction, ListSessions, SessionEvent, SessionInfo, SessionLog,
 };

@@ -317,7 +317,7 @@ pub trait SessionLog: Send + Sync {
     ///
     /// # Errors
     /// `Unsupported` on a backend without
-    /// [`Capabilities::session_lifecycle`](crate::Capabilities::session_lifecycle) (the
+    /// [`Capabilities::lifecycle`](crate::Capabilities::lifecycle) (the
     /// default of this method).
     async fn session_info(
         &self,
@@ -371,6 +371,6 @@ pub trait SessionLog: Send + Sync {
 
 fn lifecycle_unsupported(operation: &str) -> crate::Error {
     crate::Error::unsupported(format!(
-        "{operation}: this backend does not declare Capabilities::session_lifecycle"
+        "{operation}: this backend does not declare Capabilities::lifecycle"
     ))
 }

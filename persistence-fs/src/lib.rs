@@ -433,7 +433,7 @@ impl FsBackend {
     /// [`Durability::Fsync`].
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
-        caps.session_lifecycle = true;
+        caps.lifecycle = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

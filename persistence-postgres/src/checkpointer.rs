@@ -23,6 +23,7 @@ const PUT_WRITES: &str =
     "SELECT 1::bigint FROM persistence.checkpoint_put_writes($1, $2, $3, $4, $5, $6)";
 const DELETE_THREAD: &str = "SELECT persistence.checkpoint_delete_thread($1, $2)";
 const PRUNE: &str = "SELECT persistence.checkpoint_prune($1, $2, $3)";
+const PRUNE_THROUGH: &str = "SELECT persistence.checkpoint_prune_through($1, $2, $3)";
 const COPY_THREAD: &str = "SELECT persistence.checkpoint_copy_thread($1, $2, $3)";
 const LIST_THREADS: &str = "SELECT persistence.checkpoint_list_threads($1, $2, $3)";
 
@@ -221,6 +222,23 @@ impl Checkpointer for PgBackend {
                 .bind(keep)
         )
         .map_err(|e| map(e, "checkpoint.prune", &key))?;
+        Ok(n as u64)
+    }
+
+    async fn prune_through(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        through: &CheckpointId,
+    ) -> Result<u64> {
+        let n: i64 = crate::pool::fetch_single!(
+            self.db,
+            crate::statement::Call::new(PRUNE_THROUGH)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(through.as_uuid())
+        )
+        .map_err(|e| map(e, "checkpoint.prune_through", format!("{tenant}/{thread}")))?;
         Ok(n as u64)
     }
 

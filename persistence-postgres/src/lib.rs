@@ -334,7 +334,7 @@ impl PgBackend {
     /// TTL, search, multi-process, durable, session life cycle.
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
-        caps.session_lifecycle = true;
+        caps.lifecycle = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

@@ -317,6 +317,26 @@ impl Checkpointer for RedisBackend {
         Ok(deleted > 0)
     }
 
+    async fn prune_through(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        through: &CheckpointId,
+    ) -> Result<u64> {
+        let key = format!("{tenant}/{thread}");
+        let k = self.keys.thread(tenant, thread);
+        let deleted: u64 = self
+            .invoke(invocation!(
+                scripts::CHECKPOINT_PRUNE_THROUGH,
+                [k.content(), k.created(), k.ids()],
+                [through.to_string(), k.writes_prefix()]
+            ))
+            .await
+            .map_err(|e| map(e, Effect::Write, "checkpoint.prune_through", &key))?;
+        self.confirm_write("checkpoint.prune_through", &key).await?;
+        Ok(deleted)
+    }
+
     async fn prune(
         &self,
         tenant: &TenantId,

@@ -228,7 +228,7 @@ impl RedisBackend {
         caps.search = true;
         caps.multi_process = true;
         caps.cluster_safe = true;
-        caps.session_lifecycle = true;
+        caps.lifecycle = true;
         caps
     }
 

@@ -29,6 +29,7 @@ script!(CHECKPOINT_GET, "checkpoint_get.lua");
 script!(CHECKPOINT_LIST, "checkpoint_list.lua");
 fenced_script!(CHECKPOINT_PUT_WRITES, "checkpoint_put_writes.lua");
 script!(CHECKPOINT_PRUNE, "checkpoint_prune.lua");
+script!(CHECKPOINT_PRUNE_THROUGH, "checkpoint_prune_through.lua");
 script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
 script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
 fenced_script!(SESSION_APPEND, "session_append.lua");

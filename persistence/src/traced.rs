@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use persistence_core::{
-    AppendOptions, Capabilities, Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer,
-    CloseSession, Compaction, Envelope, Error, ErrorKind, Item, ItemKey, Lease, ListCheckpoints,
-    ListItems, ListNamespaces, ListSessions, ListThreads, Lock, LockKey, LockOptions, Maintenance,
-    Namespace, NewCheckpoint, Page, PatchItemOptions, PurgeCounts, PutCheckpointOptions,
-    PutItemOptions, PutWrites, Result, SearchItems, SessionEvent, SessionInfo, SessionKey,
-    SessionLog, Store, TenantId, ThreadKey,
+    AppendOptions, Capabilities, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple,
+    Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, Item, ItemKey, Lease,
+    ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, Lock, LockKey,
+    LockOptions, Maintenance, Namespace, NewCheckpoint, Page, PatchItemOptions, PurgeCounts,
+    PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention, RetentionOutcome,
+    SearchItems, SessionEvent, SessionInfo, SessionKey, SessionLog, Store, TenantId, ThreadKey,
+    Timestamp,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -161,6 +162,29 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
     async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
         let call = self.inner.list_threads(tenant, query);
         self.run("checkpoint.list_threads", Some(tenant), call)
+            .await
+    }
+
+    async fn prune_through(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        through: &CheckpointId,
+    ) -> Result<u64> {
+        let call = self.inner.prune_through(tenant, thread, through);
+        self.run("checkpoint.prune_through", Some(tenant), call)
+            .await
+    }
+
+    async fn apply_retention(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        policy: &Retention,
+        now: Timestamp,
+    ) -> Result<RetentionOutcome> {
+        let call = self.inner.apply_retention(tenant, thread, policy, now);
+        self.run("checkpoint.apply_retention", Some(tenant), call)
             .await
     }
 }

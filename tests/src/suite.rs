@@ -12,8 +12,8 @@ pub enum Requirement {
     Ttl,
     /// `Capabilities::search`.
     Search,
-    /// `Capabilities::session_lifecycle`.
-    SessionLifecycle,
+    /// `Capabilities::lifecycle`.
+    Lifecycle,
 }
 
 /// Why `fixture` cannot run a check needing `requires`, or `None` if it can.
@@ -23,7 +23,7 @@ pub fn skip_reason(fixture: &Fixture, requires: &[Requirement]) -> Option<String
         let missing = match r {
             Requirement::Ttl => !caps.ttl,
             Requirement::Search => !caps.search,
-            Requirement::SessionLifecycle => !caps.session_lifecycle,
+            Requirement::Lifecycle => !caps.lifecycle,
         };
         missing.then(|| format!("backend {} does not declare {r:?}", fixture.name))
     })
@@ -86,7 +86,7 @@ where
 /// not name that server (CI names them all).
 ///
 /// A backend that does not declare a capability says so here, with `lacks [...]`
-/// ([`Requirement`] names: `Ttl`, `Search`, `SessionLifecycle`): the checks that need it are emitted
+/// ([`Requirement`] names: `Ttl`, `Search`, `Lifecycle`): the checks that need it are emitted
 /// `#[ignore]`d, so the test runner lists them as ignored, not as passes. The suite holds
 /// the declaration to the backend's [`Capabilities`](persistence_core::Capabilities):
 /// a check that needs a capability the fixture lacks but the invocation does not declare
@@ -122,14 +122,14 @@ macro_rules! __lacks {
     ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Search $(, $rest:ident)*] $($tail:tt)*) => {
         $crate::__lacks!({ ttl: $t, search: yes, lifecycle: $l } [$($rest),*] $($tail)*);
     };
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [SessionLifecycle $(, $rest:ident)*] $($tail:tt)*) => {
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Lifecycle $(, $rest:ident)*] $($tail:tt)*) => {
         $crate::__lacks!({ ttl: $t, search: $s, lifecycle: yes } [$($rest),*] $($tail)*);
     };
     ({ $($flags:tt)* } [$other:ident $(, $rest:ident)*] $($tail:tt)*) => {
         compile_error!(concat!(
             "conformance_suite!: `",
             stringify!($other),
-            "` is not a capability the suite gates on (Ttl, Search, SessionLifecycle)"
+            "` is not a capability the suite gates on (Ttl, Search, Lifecycle)"
         ));
     };
 }
@@ -168,9 +168,9 @@ macro_rules! __check_declaration {
             ("Ttl", $crate::__flag!($t), !$fixture.capabilities.ttl),
             ("Search", $crate::__flag!($s), !$fixture.capabilities.search),
             (
-                "SessionLifecycle",
+                "Lifecycle",
                 $crate::__flag!($l),
-                !$fixture.capabilities.session_lifecycle,
+                !$fixture.capabilities.lifecycle,
             ),
         ];
         for (name, declared_lacking, lacking) in declared {
@@ -223,10 +223,10 @@ macro_rules! __conformance_test {
             $reqs $($tail)*
         );
     };
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: yes } [SessionLifecycle $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: yes } [Lifecycle $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
         $crate::__conformance_test_fn!(
             true
-            [#[ignore = "the backend lacks SessionLifecycle (declared: conformance_suite!(.., lacks [SessionLifecycle]))"]]
+            [#[ignore = "the backend lacks Lifecycle (declared: conformance_suite!(.., lacks [Lifecycle]))"]]
             $reqs $($tail)*
         );
     };

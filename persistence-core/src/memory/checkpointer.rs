@@ -210,6 +210,32 @@ impl Checkpointer for MemoryBackend {
         }))
     }
 
+    async fn prune_through(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        through: &CheckpointId,
+    ) -> Result<u64> {
+        Ok(self.with_tenant(tenant, |t| {
+            let Some(state) = t.threads.get_mut(thread) else {
+                return 0;
+            };
+            let doomed: Vec<CheckpointId> = state
+                .checkpoints
+                .range(..=*through)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &doomed {
+                state.checkpoints.remove(id);
+                state.writes.remove(id);
+            }
+            if state.checkpoints.is_empty() {
+                t.threads.remove(thread);
+            }
+            doomed.len() as u64
+        }))
+    }
+
     async fn copy_thread(
         &self,
         tenant: &TenantId,

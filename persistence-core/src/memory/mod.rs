@@ -112,7 +112,7 @@ impl MemoryBackend {
         let mut caps = Capabilities::none();
         caps.ttl = true;
         caps.search = true;
-        caps.session_lifecycle = true;
+        caps.lifecycle = true;
         caps
     }
 

@@ -39,6 +39,7 @@ pub mod limits;
 pub mod lock;
 pub mod maintenance;
 pub mod patch;
+pub mod retention;
 pub mod session_lifecycle;
 pub mod session_log;
 pub mod store;
@@ -353,12 +354,17 @@ macro_rules! __for_each_check {
             session_log::session_ttl_expiry [Ttl],
             session_log::session_ttl_hidden_before_purge [Ttl],
             session_log::session_zero_ttl_is_invalid [Ttl],
-            session_lifecycle::session_info_follows_the_session [SessionLifecycle],
-            session_lifecycle::session_close_refuses_appends [SessionLifecycle],
-            session_lifecycle::session_close_can_remove_events [SessionLifecycle],
-            session_lifecycle::session_closed_session_still_expires [SessionLifecycle, Ttl],
-            session_lifecycle::session_compaction_trims_and_appends [SessionLifecycle],
-            session_lifecycle::session_compaction_concurrent_with_appends [SessionLifecycle],
+            retention::retention_prune_through_keeps_newer [Lifecycle],
+            retention::retention_count_and_age [Lifecycle],
+            retention::retention_thread_ttl_deletes_idle_threads [Lifecycle],
+            retention::retention_keeps_checkpoints_put_meanwhile [Lifecycle],
+            retention::retention_of_a_fork_is_its_own [Lifecycle],
+            session_lifecycle::session_info_follows_the_session [Lifecycle],
+            session_lifecycle::session_close_refuses_appends [Lifecycle],
+            session_lifecycle::session_close_can_remove_events [Lifecycle],
+            session_lifecycle::session_closed_session_still_expires [Lifecycle, Ttl],
+            session_lifecycle::session_compaction_trims_and_appends [Lifecycle],
+            session_lifecycle::session_compaction_concurrent_with_appends [Lifecycle],
             store::store_put_get_roundtrip [],
             store::store_put_increments_version [],
             store::store_if_version_cas [],
