@@ -54,12 +54,17 @@
 mod open;
 mod persistence;
 mod schemes;
+mod sweeper;
 mod traced;
 
 pub use open::{open, open_existing};
 pub use persistence::Persistence;
 pub use persistence_core::*;
 pub use schemes::{BUILT_IN_SCHEMES, OpenFuture, OpenRequest, known_schemes, register_scheme};
+pub use sweeper::{
+    AUDIT_SESSION, RETENTION_NAMESPACE, SWEEPER_LOCK, SYSTEM_TENANT, SweepConfig, SweepProgress,
+    SweepReport, Sweeper, SweeperHandle,
+};
 pub use traced::Traced;
 
 /// The README's code blocks, compiled as doc tests so they cannot drift.

@@ -1,0 +1,566 @@
+//! The sweeper: retention of checkpoints, purge of expired data, and an audit log of what
+//! it removed, in bounded rounds, one sweeper at a time across processes and hosts.
+//!
+//! A round takes the sweeper's lease ([`SWEEPER_LOCK`]: the lock of the audit log of the
+//! [`SYSTEM_TENANT`]), so of several sweepers (one per process, say) one works and the
+//! others skip the round. It then visits up to [`SweepConfig::threads_per_round`]
+//! threads, tenant by tenant, continuing where the previous round stopped, applies to
+//! each its retention policy (its own, set with [`Persistence::set_thread_retention`],
+//! or the configured default), records what it removed in each tenant's audit log
+//! ([`AUDIT_SESSION`]), trims the audit logs to [`SweepConfig::audit_keep`] events, and
+//! runs [`Maintenance::purge_expired`]. Its own summary goes to the system tenant's audit
+//! log, appended with the lease: a sweeper that lost its lease cannot write it.
+//!
+//! Audit events carry ids, kinds, reasons and counts, never user data:
+//!
+//! | `kind` | fields |
+//! |---|---|
+//! | `thread.pruned` | `thread`, `checkpoints`, `reason: "retention"` |
+//! | `thread.deleted` | `thread`, `checkpoints`, `reason: "thread_ttl"` |
+//! | `sweep.round` (system tenant) | `tenants`, `threads`, `checkpoints`, `threads_deleted`, `items_purged`, `sessions_purged`, `leases_purged`, `complete` |
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use persistence_core::serde_json::json;
+use persistence_core::{
+    AppendOptions, Clock, Envelope, Error, ItemKey, ListItems, ListThreads, LockKey, Namespace,
+    PutItemOptions, Result, Retention, SessionKey, SystemClock, TenantId, ThreadKey,
+};
+
+use tracing::Instrument;
+
+use crate::Persistence;
+
+/// The reserved tenant of the sweeper's lease and round summaries.
+pub const SYSTEM_TENANT: &str = "persistence.system";
+/// The reserved session, in every tenant, that holds its audit log.
+pub const AUDIT_SESSION: &str = "persistence.audit";
+/// The reserved store namespace (one label) of per-thread retention policies, keyed by
+/// thread id.
+pub const RETENTION_NAMESPACE: &str = "persistence.retention";
+/// The sweeper's lock: [`LockKey::for_session`] of [`AUDIT_SESSION`] in [`SYSTEM_TENANT`].
+pub const SWEEPER_LOCK: &str = "session:persistence.audit";
+
+/// What a sweeper does and how often.
+///
+/// ```
+/// use std::time::Duration;
+/// use persistence::{Retention, SweepConfig};
+///
+/// let config = SweepConfig::default()
+///     .with_retention(Retention::default().with_keep_last(20))
+///     .with_interval(Duration::from_secs(600));
+/// assert_eq!(config.threads_per_round, 1000);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SweepConfig {
+    /// Policy of threads without their own. Default: keep everything.
+    pub retention: Retention,
+    /// Time between rounds. Default 5 minutes.
+    pub interval: Duration,
+    /// Each wait is `interval` plus or minus up to this, at random, so sweepers started
+    /// together do not stay in step. Default 30 s.
+    pub jitter: Duration,
+    /// Threads visited per round at most, so a large backlog does not stall one round.
+    /// Default 1000.
+    pub threads_per_round: usize,
+    /// The sweeper's lease time to live (renewed between pages). Default 60 s.
+    pub lease_ttl: Duration,
+    /// Events each audit log keeps (older ones are trimmed); `None` keeps all.
+    /// Default 10 000.
+    pub audit_keep: Option<u64>,
+    /// The clock retention measures ages against. Default: the system clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        SweepConfig {
+            retention: Retention::default(),
+            interval: Duration::from_secs(300),
+            jitter: Duration::from_secs(30),
+            threads_per_round: 1000,
+            lease_ttl: Duration::from_secs(60),
+            audit_keep: Some(10_000),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl SweepConfig {
+    /// Same, with the default retention policy.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+    /// Same, with rounds every `interval`.
+    #[must_use]
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+    /// Same, with up to `jitter` added to or taken from each wait.
+    #[must_use]
+    pub fn with_jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+    /// Same, visiting at most `threads` threads per round.
+    #[must_use]
+    pub fn with_threads_per_round(mut self, threads: usize) -> Self {
+        self.threads_per_round = threads;
+        self
+    }
+    /// Same, with the lease time to live.
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+    /// Same, keeping `events` events per audit log (`None`: all).
+    #[must_use]
+    pub fn with_audit_keep(mut self, events: impl Into<Option<u64>>) -> Self {
+        self.audit_keep = events.into();
+        self
+    }
+    /// Same, measuring ages against `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SweepReport {
+    /// Whether this sweeper held the lease and worked (another one did otherwise).
+    pub ran: bool,
+    /// Tenants visited.
+    pub tenants: u64,
+    /// Threads visited.
+    pub threads: u64,
+    /// Checkpoints deleted by retention (deleted threads' included).
+    pub checkpoints: u64,
+    /// Threads deleted for being idle past their TTL.
+    pub threads_deleted: u64,
+    /// Expired store items purged.
+    pub items_purged: u64,
+    /// Expired sessions purged.
+    pub sessions_purged: u64,
+    /// Unused lease rows purged.
+    pub leases_purged: u64,
+    /// Audit events trimmed.
+    pub audit_trimmed: u64,
+    /// Whether the round reached the last thread of the last tenant (the next round
+    /// starts over).
+    pub complete: bool,
+}
+
+/// Where a round is, for a progress display.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SweepProgress {
+    /// The tenant being swept.
+    pub tenant: TenantId,
+    /// Threads visited so far in this round.
+    pub threads: u64,
+}
+
+/// Where the next round continues.
+#[derive(Debug, Clone, Default)]
+struct Resume {
+    tenant: Option<TenantId>,
+    cursor: Option<persistence_core::Cursor>,
+}
+
+/// Sweeps a [`Persistence`] in rounds (see the module docs).
+pub struct Sweeper {
+    persistence: Persistence,
+    config: SweepConfig,
+    resume: Resume,
+}
+
+impl std::fmt::Debug for Sweeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sweeper")
+            .field("backend", &self.persistence.backend_name())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn reserved<T>(r: Result<T>) -> T {
+    #[allow(clippy::expect_used)] // constants that pass the id rules
+    r.expect("reserved ids are valid")
+}
+
+/// The reserved ids as typed values.
+fn system_tenant() -> TenantId {
+    reserved(TenantId::new(SYSTEM_TENANT))
+}
+fn audit_session() -> SessionKey {
+    reserved(SessionKey::new(AUDIT_SESSION))
+}
+fn retention_namespace() -> Namespace {
+    reserved(Namespace::new([RETENTION_NAMESPACE]))
+}
+
+impl Sweeper {
+    /// A sweeper of `persistence`; nothing runs until [`round`](Self::round) or
+    /// [`spawn`](Self::spawn).
+    pub fn new(persistence: Persistence, config: SweepConfig) -> Self {
+        Sweeper {
+            persistence,
+            config,
+            resume: Resume::default(),
+        }
+    }
+
+    /// One round, if this sweeper gets the lease (`ran: false` otherwise). `progress` is
+    /// called after every page of threads.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid default policy; whatever the backend fails with.
+    /// A failed round leaves the lease to expire and the next round starts where this one
+    /// did.
+    pub async fn round(
+        &mut self,
+        progress: &mut (dyn FnMut(&SweepProgress) + Send),
+    ) -> Result<SweepReport> {
+        self.config.retention.validate()?;
+        let p = self.persistence.clone();
+        let (system, audit) = (system_tenant(), audit_session());
+        let lock = LockKey::for_session(&audit);
+        let Some(lease) = p
+            .lock
+            .try_acquire(&system, &lock, self.config.lease_ttl)
+            .await?
+        else {
+            return Ok(SweepReport::default());
+        };
+        let span = tracing::info_span!("persistence.sweep", backend = %p.backend_name());
+        self.round_with_lease(lease, progress)
+            .instrument(span)
+            .await
+    }
+
+    /// The round's work under `lease`, which it releases.
+    async fn round_with_lease(
+        &mut self,
+        mut lease: persistence_core::Lease,
+        progress: &mut (dyn FnMut(&SweepProgress) + Send),
+    ) -> Result<SweepReport> {
+        let p = self.persistence.clone();
+        let (system, audit) = (system_tenant(), audit_session());
+        let mut report = SweepReport {
+            ran: true,
+            ..SweepReport::default()
+        };
+        let tenants = p.maintenance.tenants().await?;
+        let start = self.resume.tenant.clone();
+        let mut budget = self.config.threads_per_round.max(1) as u64;
+        let mut complete = true;
+        for tenant in tenants
+            .iter()
+            .filter(|t| start.as_ref().is_none_or(|s| *t >= s))
+        {
+            report.tenants += 1;
+            let done = self
+                .sweep_tenant(tenant, &mut budget, &mut report, progress)
+                .await?;
+            lease = p.lock.renew(&lease, self.config.lease_ttl).await?;
+            if !done {
+                complete = false;
+                break;
+            }
+            self.resume.cursor = None;
+        }
+        if complete {
+            self.resume = Resume::default();
+        }
+        report.complete = complete;
+        let purged = p.maintenance.purge_expired().await?;
+        report.items_purged = purged.items;
+        report.sessions_purged = purged.sessions;
+        report.leases_purged = purged.leases;
+        let summary = json!({
+            "kind": "sweep.round",
+            "tenants": report.tenants,
+            "threads": report.threads,
+            "checkpoints": report.checkpoints,
+            "threads_deleted": report.threads_deleted,
+            "items_purged": report.items_purged,
+            "sessions_purged": report.sessions_purged,
+            "leases_purged": report.leases_purged,
+            "complete": report.complete,
+        });
+        p.sessions
+            .append(
+                &system,
+                &audit,
+                vec![Envelope::new(1, summary)],
+                AppendOptions::default().with_lease(&lease),
+            )
+            .await?;
+        report.audit_trimmed += self.trim_audit(&system).await?;
+        let _ = p.lock.release(&lease).await;
+        tracing::info!(
+            tenants = report.tenants,
+            threads = report.threads,
+            checkpoints = report.checkpoints,
+            threads_deleted = report.threads_deleted,
+            items_purged = report.items_purged,
+            sessions_purged = report.sessions_purged,
+            complete = report.complete,
+            "sweep round"
+        );
+        Ok(report)
+    }
+
+    /// Rounds until one completes its pass over every tenant (what `persistence gc`
+    /// runs). Reports of the rounds summed; `ran: false` if another sweeper held the
+    /// lease at the first round.
+    ///
+    /// # Errors
+    /// As [`round`](Self::round).
+    pub async fn sweep_all(
+        &mut self,
+        progress: &mut (dyn FnMut(&SweepProgress) + Send),
+    ) -> Result<SweepReport> {
+        let mut total = SweepReport::default();
+        loop {
+            let r = self.round(progress).await?;
+            if !r.ran {
+                return Ok(total);
+            }
+            total.ran = true;
+            total.tenants += r.tenants;
+            total.threads += r.threads;
+            total.checkpoints += r.checkpoints;
+            total.threads_deleted += r.threads_deleted;
+            total.items_purged += r.items_purged;
+            total.sessions_purged += r.sessions_purged;
+            total.leases_purged += r.leases_purged;
+            total.audit_trimmed += r.audit_trimmed;
+            if r.complete {
+                total.complete = true;
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs rounds every interval (with jitter) on the current tokio runtime until the
+    /// returned handle is dropped or stopped. A failed round is logged and retried at the
+    /// next interval.
+    pub fn spawn(mut self) -> SweeperHandle {
+        let task = tokio::spawn(async move {
+            loop {
+                match self.round(&mut |_| {}).await {
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweep round failed"),
+                }
+                tokio::time::sleep(jittered(self.config.interval, self.config.jitter)).await;
+            }
+        });
+        SweeperHandle { task: Some(task) }
+    }
+
+    /// Visits the tenant's threads from where the last round stopped; `false` when the
+    /// budget ran out first.
+    async fn sweep_tenant(
+        &mut self,
+        tenant: &TenantId,
+        budget: &mut u64,
+        report: &mut SweepReport,
+        progress: &mut (dyn FnMut(&SweepProgress) + Send),
+    ) -> Result<bool> {
+        let p = self.persistence.clone();
+        let policies = self.thread_policies(tenant).await?;
+        let default = self.config.retention.clone();
+        let now = self.config.clock.now();
+        let mut events = Vec::new();
+        if self.resume.tenant.as_ref() != Some(tenant) {
+            self.resume = Resume {
+                tenant: Some(tenant.clone()),
+                cursor: None,
+            };
+        }
+        let done = loop {
+            if *budget == 0 {
+                break false;
+            }
+            let limit = usize::try_from((*budget).min(500)).unwrap_or(500);
+            let page = p
+                .checkpointer
+                .list_threads(
+                    tenant,
+                    ListThreads::default()
+                        .with_limit(limit)
+                        .with_cursor(self.resume.cursor.clone()),
+                )
+                .await?;
+            for thread in &page.items {
+                let policy = policies.get(thread).unwrap_or(&default);
+                *budget -= 1;
+                report.threads += 1;
+                if policy.is_empty() {
+                    continue;
+                }
+                let out = p
+                    .checkpointer
+                    .apply_retention(tenant, thread, policy, now)
+                    .await?;
+                report.checkpoints += out.checkpoints;
+                if out.thread_deleted {
+                    report.threads_deleted += 1;
+                    events.push(json!({"kind": "thread.deleted", "thread": thread.as_str(),
+                        "checkpoints": out.checkpoints, "reason": "thread_ttl"}));
+                } else if out.checkpoints > 0 {
+                    events.push(json!({"kind": "thread.pruned", "thread": thread.as_str(),
+                        "checkpoints": out.checkpoints, "reason": "retention"}));
+                }
+            }
+            progress(&SweepProgress {
+                tenant: tenant.clone(),
+                threads: report.threads,
+            });
+            match page.next {
+                Some(next) => self.resume.cursor = Some(next),
+                None => break true,
+            }
+        };
+        if !events.is_empty() {
+            p.sessions
+                .append(
+                    tenant,
+                    &audit_session(),
+                    events.into_iter().map(|e| Envelope::new(1, e)).collect(),
+                    AppendOptions::default(),
+                )
+                .await?;
+        }
+        report.audit_trimmed += self.trim_audit(tenant).await?;
+        Ok(done)
+    }
+
+    /// Per-thread policies of a tenant.
+    async fn thread_policies(&self, tenant: &TenantId) -> Result<HashMap<ThreadKey, Retention>> {
+        let mut out = HashMap::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .persistence
+                .store
+                .list(
+                    tenant,
+                    &retention_namespace(),
+                    ListItems::default().with_cursor(cursor),
+                )
+                .await?;
+            for item in page.items {
+                if let (Ok(thread), Ok(policy)) = (
+                    ThreadKey::new(item.key.as_str()),
+                    persistence_core::serde_json::from_value::<Retention>(item.value.data),
+                ) {
+                    out.insert(thread, policy);
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Trims a tenant's audit log to `audit_keep` events.
+    async fn trim_audit(&self, tenant: &TenantId) -> Result<u64> {
+        let Some(keep) = self.config.audit_keep else {
+            return Ok(0);
+        };
+        let sessions = &self.persistence.sessions;
+        let head = sessions.head(tenant, &audit_session()).await?;
+        if head <= keep {
+            return Ok(0);
+        }
+        sessions
+            .trim_before(tenant, &audit_session(), head - keep + 1)
+            .await
+    }
+}
+
+/// `interval` plus or minus up to `jitter`.
+fn jittered(interval: Duration, jitter: Duration) -> Duration {
+    let jitter_ms = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+    let offset = Duration::from_millis(fastrand::u64(0..=jitter_ms.saturating_mul(2)));
+    (interval + offset).saturating_sub(jitter)
+}
+
+/// A running sweeper ([`Sweeper::spawn`]): it stops when this is dropped.
+#[derive(Debug)]
+pub struct SweeperHandle {
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl SweeperHandle {
+    /// Stops the sweeper (a round in progress is cut at its next await; its lease then
+    /// expires) and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SweeperHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+impl Persistence {
+    /// Sets (or with `None` removes) a thread's own retention policy, which the sweeper
+    /// applies instead of its default. Stored in the tenant's store, namespace
+    /// [`RETENTION_NAMESPACE`], key the thread id.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid policy or a thread id that is not a valid store key.
+    pub async fn set_thread_retention(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        policy: Option<&Retention>,
+    ) -> Result<()> {
+        let key = ItemKey::new(thread.as_str())?;
+        match policy {
+            Some(policy) => {
+                policy.validate()?;
+                let value = persistence_core::serde_json::to_value(policy)
+                    .map_err(|e| Error::invalid_input(e.to_string()))?;
+                self.store
+                    .put(
+                        tenant,
+                        &retention_namespace(),
+                        &key,
+                        Envelope::new(1, value),
+                        PutItemOptions::default(),
+                    )
+                    .await?;
+            }
+            None => {
+                self.store
+                    .delete(tenant, &retention_namespace(), &key, None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
