@@ -1,4 +1,4 @@
-//! `persistence inspect thread|session|namespace`: print what is stored.
+//! `persistence inspect thread|session|audit|namespace`: print what is stored.
 
 use clap::Subcommand;
 use persistence::{
@@ -30,6 +30,19 @@ pub enum Target {
         tenant: String,
         /// Session id.
         session: String,
+        /// Start after this ordinal.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// How many events.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A tenant's audit log: what the sweeper removed (`thread.pruned`,
+    /// `thread.deleted`), and its rounds in the tenant `persistence.system`.
+    Audit {
+        /// Tenant id (`persistence.system` for the sweeper's rounds).
+        #[arg(long)]
+        tenant: String,
         /// Start after this ordinal.
         #[arg(long, default_value_t = 0)]
         after: u64,
@@ -144,13 +157,28 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 )));
             }
             let events = p.sessions.read(&tenant, &session, after, limit).await?;
+            // Backends without a session life cycle have no info: shown as null.
+            let info = match p.sessions.session_info(&tenant, &session).await {
+                Ok(info) => info,
+                Err(e) if e.kind() == persistence::ErrorKind::Unsupported => None,
+                Err(e) => return Err(e),
+            };
+            let info = info.map(|i| {
+                json!({
+                    "oldest": i.oldest,
+                    "created_at": i.created_at.map(rfc3339),
+                    "last_append_at": i.last_append_at.map(rfc3339),
+                    "expires_at": i.expires_at.map(rfc3339),
+                    "closed_at": i.closed_at.map(rfc3339),
+                })
+            });
             let events: Vec<Value> = events
                 .iter()
                 .map(|e| json!({"seq": e.seq, "appended_at": rfc3339(e.appended_at), "event": envelope(&e.event)}))
                 .collect();
             if format == Format::Json {
                 print_json(
-                    &json!({"tenant": tenant.as_str(), "session": session.as_str(), "head": head, "events": events}),
+                    &json!({"tenant": tenant.as_str(), "session": session.as_str(), "head": head, "info": info, "events": events}),
                 );
                 return Ok(());
             }
@@ -166,6 +194,58 @@ async fn show(p: &Persistence, target: Target, format: Format) -> Result<()> {
                 .collect();
             print_table(&["seq", "appended_at", "event"], &rows);
             say!("head {head}");
+            if let Some(info) = info {
+                let when = |field: &str| info[field].as_str().unwrap_or("unknown").to_string();
+                say!(
+                    "created {}, last append {}, {}",
+                    when("created_at"),
+                    when("last_append_at"),
+                    match info["closed_at"].as_str() {
+                        Some(at) => format!("closed {at}"),
+                        None => "open".to_string(),
+                    }
+                );
+            }
+        }
+        Target::Audit {
+            tenant,
+            after,
+            limit,
+        } => {
+            let tenant = arg::<TenantId>("--tenant", &tenant)?;
+            let audit = arg::<SessionKey>("audit session", persistence::AUDIT_SESSION)?;
+            let events = p.sessions.read(&tenant, &audit, after, limit).await?;
+            if events.is_empty() && p.sessions.head(&tenant, &audit).await? == 0 {
+                return Err(Error::not_found(format!(
+                    "tenant {tenant} has no audit events (the sweeper, `persistence gc`, \
+                     records them)"
+                )));
+            }
+            let events: Vec<Value> = events
+                .iter()
+                .map(|e| json!({"seq": e.seq, "appended_at": rfc3339(e.appended_at), "event": e.event.data}))
+                .collect();
+            if format == Format::Json {
+                print_json(&json!({"tenant": tenant.as_str(), "events": events}));
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = events
+                .iter()
+                .map(|e| {
+                    let mut details = e["event"].clone();
+                    let kind = details
+                        .as_object_mut()
+                        .and_then(|o| o.remove("kind"))
+                        .map_or_else(String::new, |k| text(&k));
+                    vec![
+                        e["seq"].to_string(),
+                        text(&e["appended_at"]),
+                        kind,
+                        cell(&details, 80),
+                    ]
+                })
+                .collect();
+            print_table(&["seq", "appended_at", "kind", "details"], &rows);
         }
         Target::Namespace {
             tenant,
@@ -242,6 +322,9 @@ fn validate(target: &Target) -> Result<()> {
         } => {
             arg::<TenantId>("--tenant", tenant)?;
             arg::<SessionKey>("SESSION", session)?;
+        }
+        Target::Audit { tenant, .. } => {
+            arg::<TenantId>("--tenant", tenant)?;
         }
         Target::Namespace { tenant, labels, .. } => {
             arg::<TenantId>("--tenant", tenant)?;

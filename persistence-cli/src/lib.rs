@@ -58,12 +58,12 @@ struct Cli {
 /// The backend to use: memory://, file://DIR, postgres://..., redis://..., rediss://...,
 /// redis+cluster://..., rediss+cluster://...
 #[derive(clap::Args, Debug, Clone)]
-struct UrlArg {
+pub(crate) struct UrlArg {
     /// Backend URL: memory://, file://DIR, postgres://USER@HOST/DB, redis://HOST:PORT,
     /// redis+cluster://HOST:PORT,HOST:PORT; TLS: rediss://, rediss+cluster://,
     /// postgres://...?sslmode=verify-full, with sslrootcert=, sslcert=, sslkey= files.
     #[arg(long, env = "PERSISTENCE_URL", default_value = DEFAULT_URL, global = true)]
-    url: String,
+    pub(crate) url: String,
 }
 
 #[derive(Subcommand, Debug)]
@@ -94,11 +94,11 @@ enum Command {
         #[command(subcommand)]
         what: inspect::Target,
     },
-    /// Delete expired store items and sessions of every tenant, and report counts.
-    Gc {
-        #[command(flatten)]
-        url: UrlArg,
-    },
+    /// Sweep once: apply retention to every thread (when asked), delete expired store
+    /// items and sessions of every tenant, and report counts. Runs the sweeper's rounds
+    /// until the pass is complete, under the sweeper's lease (skips when another sweeper
+    /// holds it), recording what it removed in each tenant's audit log.
+    Gc(ops::GcArgs),
     /// Benchmark the backend beside a raw baseline (plain INSERT, EVAL or write+fsync).
     Bench(bench::BenchArgs),
 }
@@ -181,9 +181,10 @@ async fn run(cli: Cli) -> (String, persistence::Result<()>) {
             let result = inspect::run(&url.url, what, format).await;
             (url.url, result)
         }
-        Command::Gc { url } => {
-            let result = ops::gc(&url.url, format).await;
-            (url.url, result)
+        Command::Gc(args) => {
+            let url = args.url.url.clone();
+            let result = ops::gc(args, format).await;
+            (url, result)
         }
         Command::Bench(args) => {
             let url = args.url.clone().unwrap_or_default();

@@ -132,6 +132,7 @@ fn capability_names(c: Capabilities) -> Vec<&'static str> {
         (c.multi_process, "multi-process"),
         (c.cluster_safe, "cluster-safe"),
         (c.durable, "durable"),
+        (c.lifecycle, "lifecycle"),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))
@@ -198,32 +199,91 @@ where
     }
 }
 
-/// Runs `purge_expired` on a store that exists and prints what it removed.
-pub async fn gc(url: &str, format: Format) -> Result<()> {
-    let p = persistence::open_existing(url).await?;
-    let purged = p.purge_expired().await;
+/// `persistence gc`'s options.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct GcArgs {
+    #[command(flatten)]
+    pub(crate) url: crate::UrlArg,
+    /// Keep at most this many newest checkpoints per thread.
+    #[arg(long)]
+    keep_last: Option<usize>,
+    /// Drop checkpoints older than this (never a thread's latest), e.g. `7d`, `12h`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    max_age: Option<std::time::Duration>,
+    /// Delete threads whose latest checkpoint is older than this, e.g. `90d`.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    thread_ttl: Option<std::time::Duration>,
+    /// Threads visited per round (the pass runs rounds until it is complete).
+    #[arg(long, default_value_t = 1000)]
+    threads_per_round: usize,
+}
+
+/// Sweeps a store that exists once (every round until the pass is complete) and prints
+/// what it removed.
+pub async fn gc(args: GcArgs, format: Format) -> Result<()> {
+    use persistence::{Retention, SweepConfig, Sweeper};
+    let p = persistence::open_existing(&args.url.url).await?;
+    let retention = Retention::default()
+        .with_keep_last(args.keep_last)
+        .with_max_age(args.max_age)
+        .with_thread_ttl(args.thread_ttl);
+    let config = SweepConfig::default()
+        .with_retention(retention)
+        .with_threads_per_round(args.threads_per_round);
+    let on_terminal =
+        format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = if on_terminal {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = Sweeper::new(p.clone(), config)
+        .sweep_all(&mut |step| {
+            bar.set_message(format!("{} threads, tenant {}", step.threads, step.tenant));
+            bar.tick();
+        })
+        .await;
+    bar.finish_and_clear();
     p.close().await;
-    let purged = purged?;
+    let report = report?;
     if format == Format::Json {
         print_json(&json!({
             "backend": p.backend_name(),
-            "items": purged.items,
-            "sessions": purged.sessions,
-            "leases": purged.leases,
+            "ran": report.ran,
+            "items": report.items_purged,
+            "sessions": report.sessions_purged,
+            "leases": report.leases_purged,
+            "threads": report.threads,
+            "checkpoints": report.checkpoints,
+            "threads_deleted": report.threads_deleted,
+            "audit_trimmed": report.audit_trimmed,
         }));
+        return Ok(());
+    }
+    if !report.ran {
+        say!(
+            "another sweeper holds the lease: nothing done ({} backend)",
+            p.backend_name()
+        );
         return Ok(());
     }
     say!(
         "removed {} expired store items and {} expired sessions ({} backend)",
-        purged.items,
-        purged.sessions,
+        report.items_purged,
+        report.sessions_purged,
         p.backend_name()
     );
-    if purged.leases > 0 {
+    if report.leases_purged > 0 {
         say!(
             "removed {} lease records of locks unused for an hour",
-            purged.leases
+            report.leases_purged
         );
     }
+    say!(
+        "retention: {} threads visited, {} checkpoints deleted, {} idle threads deleted",
+        report.threads,
+        report.checkpoints,
+        report.threads_deleted
+    );
     Ok(())
 }

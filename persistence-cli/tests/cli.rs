@@ -416,7 +416,8 @@ fn postgres_migrate_is_idempotent_and_the_demo_runs_as_the_app_role() {
 
     demo_completes_and_resumes(dir.path(), &app_url);
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 8"), "{status}");
+    let schema = format!("schema version {}", persistence::postgres::SCHEMA_VERSION);
+    assert!(status.contains(&schema), "{status}");
 
     postgres_bench_is_honest(dir.path(), &admin_url, &app_url);
 }
@@ -712,11 +713,119 @@ fn postgres_over_tls_migrate_status_and_bench() {
     let first = ok(dir.path(), &["migrate", "--url", &admin_url]);
     assert!(first.contains("applied 0007"), "{first}");
     let status = ok(dir.path(), &["status", "--url", &app_url]);
-    assert!(status.contains("schema version 8"), "{status}");
+    let schema = format!("schema version {}", persistence::postgres::SCHEMA_VERSION);
+    assert!(status.contains(&schema), "{status}");
     bench_over_tls_shows_setup_apart(dir.path(), &app_url);
     // Without the client certificate the server refuses: a TLS error naming sslcert.
     let bare = format!("{}?sslmode=require", app_url.split('?').next().unwrap());
     let err = fails(dir.path(), &["status", "--url", &bare]);
     assert!(err.contains("sslcert"), "{err}");
     assert!(!err.contains("docker compose"), "{err}");
+}
+
+/// `gc` with retention options prunes every thread, reports counts (JSON too), and
+/// `inspect audit` shows what it removed and the sweeper's round; `inspect session`
+/// shows a session's life cycle.
+#[test]
+fn gc_applies_retention_and_inspect_audit_shows_it() {
+    use persistence::{CheckpointId, CloseSession, Envelope, NewCheckpoint, SessionKey, ThreadKey};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().join("store").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = persistence::open(&url).await.unwrap();
+        let t = persistence::TenantId::new("acme").unwrap();
+        for thread in ["one", "two"] {
+            for step in 0..3 {
+                let c = NewCheckpoint::new(
+                    CheckpointId::new(),
+                    step,
+                    Envelope::new(1, serde_json::json!({"step": step})),
+                );
+                p.checkpointer
+                    .put(&t, &ThreadKey::new(thread).unwrap(), c, Default::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        let s = SessionKey::new("chat").unwrap();
+        let event = vec![Envelope::new(1, serde_json::json!("hi"))];
+        p.sessions
+            .append(&t, &s, event, Default::default())
+            .await
+            .unwrap();
+        p.sessions
+            .close_session(&t, &s, CloseSession::default())
+            .await
+            .unwrap();
+        p.close().await;
+    });
+    let gc = json(&ok(
+        dir.path(),
+        &["gc", "--url", &url, "--keep-last", "1", "--format", "json"],
+    ));
+    assert_eq!(gc["ran"], true, "{gc}");
+    assert_eq!(
+        (gc["threads"].as_u64(), gc["checkpoints"].as_u64()),
+        (Some(2), Some(4)),
+        "{gc}"
+    );
+
+    let audit = json(&ok(
+        dir.path(),
+        &[
+            "inspect", "--url", &url, "audit", "--tenant", "acme", "--format", "json",
+        ],
+    ));
+    let kinds: Vec<(String, String)> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let e = &e["event"];
+            (
+                e["kind"].as_str().unwrap().into(),
+                e["thread"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("thread.pruned".into(), "one".into()),
+            ("thread.pruned".into(), "two".into())
+        ],
+        "{audit}"
+    );
+    let rounds = ok(
+        dir.path(),
+        &[
+            "inspect",
+            "--url",
+            &url,
+            "audit",
+            "--tenant",
+            "persistence.system",
+        ],
+    );
+    assert!(rounds.contains("sweep.round"), "{rounds}");
+    let text = ok(dir.path(), &["gc", "--url", &url, "--max-age", "7d"]);
+    assert!(
+        text.contains("retention: 2 threads visited, 0 checkpoints deleted"),
+        "{text}"
+    );
+
+    let session = ok(
+        dir.path(),
+        &[
+            "inspect", "--url", &url, "session", "--tenant", "acme", "chat",
+        ],
+    );
+    assert!(
+        session.contains("head 1") && session.contains("closed 20"),
+        "{session}"
+    );
+    let bad = persistence(dir.path(), &["gc", "--url", &url, "--max-age", "soon"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("--max-age"), "{}", stderr(&bad));
 }
