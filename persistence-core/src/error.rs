@@ -42,6 +42,12 @@ pub enum ErrorKind {
     /// it takes no more appends. Reading it, trimming and deleting it still work; a deleted
     /// or expired session can be started again.
     Closed,
+    /// The events asked for no longer exist: they were trimmed or compacted away (or the
+    /// session was deleted or expired) before they were read. A
+    /// [`Subscription`](crate::Subscription) that fell behind says so instead of skipping
+    /// them; read on from the oldest stored event
+    /// ([`SessionInfo::oldest`](crate::SessionInfo::oldest)) if a gap is acceptable.
+    Trimmed,
     /// A TLS connection could not be set up: the server's certificate is not trusted or
     /// does not name the host, the server does not offer TLS, or it refused the client's
     /// certificate. Not retryable: the configuration (or the server's) must change; the
@@ -67,6 +73,7 @@ impl ErrorKind {
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Closed => "closed",
+            ErrorKind::Trimmed => "trimmed",
             ErrorKind::Tls => "tls",
             ErrorKind::Backend => "backend error",
         }

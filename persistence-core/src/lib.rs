@@ -52,6 +52,7 @@ mod redact;
 mod retention;
 mod session_log;
 mod store;
+mod subscribe;
 mod time;
 mod tls;
 mod typed;
@@ -79,6 +80,7 @@ pub use session_log::{
     AppendOptions, CloseSession, Compaction, ListSessions, SessionEvent, SessionInfo, SessionLog,
 };
 pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
+pub use subscribe::{Subscribe, Subscription};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tls::TlsFailure;
 pub use typed::{

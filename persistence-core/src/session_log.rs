@@ -312,6 +312,29 @@ pub trait SessionLog: Send + Sync {
         query: ListSessions,
     ) -> Result<Page<SessionKey>>;
 
+    /// Waits until `session` may have changed since the caller saw head `seen_head` (an
+    /// append, trim, compaction, close or delete), or until `timeout` passes, whichever
+    /// comes first; [`Subscription`](crate::Subscription)s call it between reads. Returning
+    /// early without a change is allowed; returning late is not.
+    ///
+    /// The default sleeps `timeout` (polling). A backend with a push mechanism returns as
+    /// soon as it is told of a change, and at once when the head is no longer
+    /// `seen_head`.
+    ///
+    /// # Errors
+    /// Whatever the backend's mechanism fails with; the default never fails.
+    async fn wait_for_change(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seen_head: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let _ = (tenant, session, seen_head);
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+
     /// What is known of a live session; `None` when it is absent (never appended to,
     /// deleted or expired).
     ///

@@ -314,6 +314,19 @@ impl<B: SessionLog> SessionLog for Traced<B> {
         self.run("session.list_sessions", Some(tenant), call).await
     }
 
+    async fn wait_for_change(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seen_head: u64,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        // A wait, not an operation: no span of its own.
+        self.inner
+            .wait_for_change(tenant, session, seen_head, timeout)
+            .await
+    }
+
     async fn session_info(
         &self,
         tenant: &TenantId,

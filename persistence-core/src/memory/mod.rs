@@ -37,6 +37,9 @@ const BACKEND: &str = "memory";
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
+    /// Woken on every change of any session: what `wait_for_change` waits on (a push,
+    /// so subscriptions see appends at once).
+    session_changes: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Default, Debug)]
@@ -98,6 +101,7 @@ impl MemoryBackend {
         MemoryBackend {
             state: Arc::new(Mutex::new(State::default())),
             clock,
+            session_changes: Arc::new(tokio::sync::Notify::new()),
         }
     }
 

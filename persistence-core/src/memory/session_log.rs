@@ -75,6 +75,7 @@ impl SessionLog for MemoryBackend {
             Ok(state.head)
         })
         .map_err(ctx("session.append", key))
+        .inspect(|_| self.session_changes.notify_waiters())
     }
 
     async fn read(
@@ -116,6 +117,7 @@ impl SessionLog for MemoryBackend {
             let removed = std::mem::replace(&mut state.events, kept);
             removed.len() as u64
         }))
+        .inspect(|_| self.session_changes.notify_waiters())
     }
 
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
@@ -125,6 +127,25 @@ impl SessionLog for MemoryBackend {
             t.sessions.remove(session);
             was_live
         }))
+        .inspect(|_| self.session_changes.notify_waiters())
+    }
+
+    async fn wait_for_change(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seen_head: u64,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let notified = self.session_changes.notified();
+        tokio::pin!(notified);
+        // Registered before the head is looked at: a change after the look wakes it.
+        notified.as_mut().enable();
+        if self.head(tenant, session).await? != seen_head {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+        Ok(())
     }
 
     async fn session_info(
@@ -160,6 +181,7 @@ impl SessionLog for MemoryBackend {
             Ok(info(state))
         })
         .map_err(ctx("session.close", format!("{tenant}/{session}")))
+        .inspect(|_| self.session_changes.notify_waiters())
     }
 
     async fn compact(
@@ -208,6 +230,7 @@ impl SessionLog for MemoryBackend {
             Ok(state.head)
         })
         .map_err(ctx("session.compact", key))
+        .inspect(|_| self.session_changes.notify_waiters())
     }
 
     async fn list_sessions(

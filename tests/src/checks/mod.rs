@@ -43,6 +43,7 @@ pub mod retention;
 pub mod session_lifecycle;
 pub mod session_log;
 pub mod store;
+pub mod subscribe;
 pub mod tenancy;
 
 /// Ids that break naive encodings: path traversal, separators, hash-tag braces, globs,
@@ -359,6 +360,11 @@ macro_rules! __for_each_check {
             retention::retention_thread_ttl_deletes_idle_threads [Lifecycle],
             retention::retention_keeps_checkpoints_put_meanwhile [Lifecycle],
             retention::retention_of_a_fork_is_its_own [Lifecycle],
+            subscribe::subscribe_delivers_backlog_then_live_events [],
+            subscribe::subscribe_resumes_from_its_last_ordinal [],
+            subscribe::subscribe_behind_a_trim_is_told [],
+            subscribe::subscribe_sees_only_its_tenant [],
+            subscribe::subscribe_with_concurrent_appenders [],
             session_lifecycle::session_info_follows_the_session [Lifecycle],
             session_lifecycle::session_close_refuses_appends [Lifecycle],
             session_lifecycle::session_close_can_remove_events [Lifecycle],

@@ -1,0 +1,222 @@
+//! Live tail of a session: every event after an ordinal, then each new one as it is
+//! appended, in order, without gaps or duplicates.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::ids::{SessionKey, TenantId};
+use crate::session_log::{SessionEvent, SessionLog};
+
+/// Options of a [`Subscription`].
+///
+/// ```
+/// use std::time::Duration;
+/// use persistence_core::Subscribe;
+///
+/// let options = Subscribe::default().with_poll_interval(Duration::from_millis(100));
+/// assert_eq!(options.batch, 100);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Subscribe {
+    /// The longest a subscription waits between two looks at the session when nothing
+    /// tells it of an append (its backend has no push, or a notice was lost). Default
+    /// 250 ms.
+    pub poll_interval: Duration,
+    /// Events read per round trip when catching up. Default 100.
+    pub batch: usize,
+}
+
+impl Default for Subscribe {
+    fn default() -> Self {
+        Subscribe {
+            poll_interval: Duration::from_millis(250),
+            batch: 100,
+        }
+    }
+}
+
+impl Subscribe {
+    /// Same, looking at the session at least every `interval`.
+    #[must_use]
+    pub fn with_poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+    /// Same, reading `batch` events per round trip.
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+}
+
+/// A live tail of one session ([`SessionLog::subscribe`](trait.SessionLog.html#method.subscribe)
+/// on a `dyn SessionLog`, or [`Subscription::new`]).
+///
+/// [`next`](Self::next) returns the events with ordinals after the `after` it was
+/// created with, in order, each once, then waits for new ones. Between reads it waits
+/// in [`SessionLog::wait_for_change`], which returns at once on a backend that is told
+/// of appends (a push) and otherwise after the poll interval.
+///
+/// - Reconnects: the subscription holds no server state. After an error (a lost
+///   connection, `Unavailable`), call `next` again, or make a new subscription with
+///   `after` = [`last_seq`](Self::last_seq): nothing is skipped or repeated.
+/// - Trims: when the next event was trimmed or compacted away before it was read (the
+///   subscriber fell behind), or the session was deleted or expired, `next` fails
+///   [`Trimmed`](ErrorKind::Trimmed) instead of skipping.
+/// - Tenants: it reads through the tenant it was given, like every call.
+///
+/// ```
+/// # async fn demo() -> persistence_core::Result<()> {
+/// use persistence_core::{Envelope, MemoryBackend, SessionKey, SessionLog, Subscribe, TenantId};
+///
+/// let backend = MemoryBackend::new();
+/// let (tenant, session) = (TenantId::new("acme")?, SessionKey::new("chat-1")?);
+/// let log: &dyn SessionLog = &backend;
+/// let mut tail = log.subscribe(&tenant, &session, 0, Subscribe::default());
+/// log.append(&tenant, &session, vec![Envelope::new(1, "hi".into())], Default::default())
+///     .await?;
+/// assert_eq!(tail.next().await?.seq, 1);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+/// ```
+pub struct Subscription<'a> {
+    log: &'a dyn SessionLog,
+    tenant: TenantId,
+    session: SessionKey,
+    after: u64,
+    pending: VecDeque<SessionEvent>,
+    options: Subscribe,
+}
+
+impl std::fmt::Debug for Subscription<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("tenant", &self.tenant)
+            .field("session", &self.session)
+            .field("last_seq", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Subscription<'a> {
+    /// A subscription to the events of `session` with ordinals after `after`.
+    pub fn new(
+        log: &'a dyn SessionLog,
+        tenant: &TenantId,
+        session: &SessionKey,
+        after: u64,
+        options: Subscribe,
+    ) -> Self {
+        Subscription {
+            log,
+            tenant: tenant.clone(),
+            session: session.clone(),
+            after,
+            pending: VecDeque::new(),
+            options,
+        }
+    }
+
+    /// Ordinal of the last event delivered (the `after` it was made with, before the
+    /// first): where a new subscription resumes.
+    pub fn last_seq(&self) -> u64 {
+        self.after
+    }
+
+    /// The next event, waiting for it to be appended.
+    ///
+    /// # Errors
+    /// `Trimmed` when the next event is gone (trimmed, compacted, or the session deleted
+    /// or expired); `InvalidInput` for a batch outside 1..=10 000; whatever reads fail
+    /// with (`Unavailable`, `Timeout`): call `next` again to retry, nothing is lost.
+    pub async fn next(&mut self) -> Result<SessionEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.after = event.seq;
+                return Ok(event);
+            }
+            if self.read_on().await? {
+                continue;
+            }
+            // Nothing after `after`: caught up, or what follows was trimmed. The head
+            // tells, but an append may land between the read and the look at the head,
+            // so a head past `after` is checked by a second read, made after the events
+            // up to that head were appended: if they are not there, they were trimmed.
+            let head = self.log.head(&self.tenant, &self.session).await?;
+            if head > self.after {
+                if self.read_on().await? {
+                    continue;
+                }
+                return Err(self.gone(format!(
+                    "events {} to {head} were trimmed before they were read",
+                    self.after + 1
+                )));
+            }
+            if head < self.after {
+                return Err(self.gone(format!(
+                    "the session's head is {head}, below ordinal {} already read: it was \
+                     deleted or expired",
+                    self.after
+                )));
+            }
+            self.log
+                .wait_for_change(
+                    &self.tenant,
+                    &self.session,
+                    self.after,
+                    self.options.poll_interval,
+                )
+                .await?;
+        }
+    }
+
+    /// Reads the events after `after` into `pending`; `false` when there are none.
+    ///
+    /// # Errors
+    /// `Trimmed` when the first event read is not the one after `after`.
+    async fn read_on(&mut self) -> Result<bool> {
+        let events = self
+            .log
+            .read(&self.tenant, &self.session, self.after, self.options.batch)
+            .await?;
+        let Some(first) = events.first() else {
+            return Ok(false);
+        };
+        if first.seq != self.after + 1 {
+            return Err(self.gone(format!(
+                "events {} to {} were trimmed before they were read",
+                self.after + 1,
+                first.seq - 1
+            )));
+        }
+        self.pending.extend(events);
+        Ok(true)
+    }
+
+    fn gone(&self, message: String) -> Error {
+        Error::new(
+            ErrorKind::Trimmed,
+            format!(
+                "subscription to {}/{}: {message}",
+                self.tenant, self.session
+            ),
+        )
+    }
+}
+
+impl<'s> dyn SessionLog + 's {
+    /// A live tail of `session` from the event after `after` (0: from the start): see
+    /// [`Subscription`].
+    pub fn subscribe(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        after: u64,
+        options: Subscribe,
+    ) -> Subscription<'_> {
+        Subscription::new(self, tenant, session, after, options)
+    }
+}
