@@ -38,11 +38,7 @@ impl Conn {
             let client = builder.build()?;
             return Ok(Conn::Cluster(client.get_async_connection().await?));
         }
-        let url = endpoint.nodes.first().map_or("", String::as_str);
-        let client = match &endpoint.certs {
-            Some(certs) => redis::Client::build_with_tls(url, certs.clone())?,
-            None => redis::Client::open(url)?,
-        };
+        let client = single_client(endpoint)?;
         // Reconnect attempts are bounded so a down server fails calls in about `timeout`
         // instead of holding them; the manager keeps reconnecting in the background.
         let config = ConnectionManagerConfig::new()
@@ -53,6 +49,15 @@ impl Conn {
         Ok(Conn::Single(
             client.get_connection_manager_with_config(config).await?,
         ))
+    }
+}
+
+/// A client of a single node (the first, on a cluster), TLS as the URL said.
+pub fn single_client(endpoint: &Endpoint) -> redis::RedisResult<redis::Client> {
+    let url = endpoint.nodes.first().map_or("", String::as_str);
+    match &endpoint.certs {
+        Some(certs) => redis::Client::build_with_tls(url, certs.clone()),
+        None => redis::Client::open(url),
     }
 }
 

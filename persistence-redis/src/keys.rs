@@ -171,6 +171,11 @@ impl Keys {
     pub fn tenants(&self) -> String {
         format!("{}{{g}}:tenants", self.prefix)
     }
+    /// The pub/sub channel on which session changes are announced (the message is the
+    /// session's meta key: ids only).
+    pub fn session_changes(&self) -> String {
+        format!("{}{{g}}:session-changes", self.prefix)
+    }
 }
 
 /// A namespace as an index member: labels joined by NUL.

@@ -101,6 +101,7 @@
 //! reached 0.55× / 0.35× (1 / 8 tasks), from 0.37× / 0.25× as a script.
 #![deny(missing_docs)]
 
+mod changes;
 mod checkpointer;
 mod config;
 mod conn;
@@ -131,6 +132,8 @@ pub struct RedisBackend {
     conn: Conn,
     keys: Keys,
     config: RedisConfig,
+    /// Push for live tails (single node only).
+    changes: std::sync::Arc<changes::SessionChanges>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -183,10 +186,18 @@ impl RedisBackend {
             },
             Err(e) => return Err(at_connect(e, &url)),
         };
+        let keys = Keys::new(&config.prefix);
+        let push_client = if endpoint.cluster {
+            None
+        } else {
+            conn::single_client(&endpoint).ok()
+        };
+        let changes = changes::SessionChanges::new(push_client, keys.session_changes());
         let backend = RedisBackend {
             conn,
-            keys: Keys::new(&config.prefix),
+            keys,
             config,
+            changes: std::sync::Arc::new(changes),
         };
         // Fail now, not on first use, if the server is unreachable.
         let _: String = within(backend.config.timeout, async {

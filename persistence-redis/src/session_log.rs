@@ -94,6 +94,7 @@ impl SessionLog for RedisBackend {
                     .unwrap_or_default(),
                 fence.map(|f| f.0.to_string()).unwrap_or_default(),
                 ttl.map(|t| t.as_millis().to_string()).unwrap_or_default(),
+                self.changes.publish_channel(),
             ]
         );
         event_args(&mut invocation, &events).map_err(ctx)?;
@@ -211,6 +212,31 @@ impl SessionLog for RedisBackend {
         }))
     }
 
+    async fn wait_for_change(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seen_head: u64,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let Some(notify) = self
+            .changes
+            .waiter(&self.keys.session(tenant, session).meta())
+        else {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Registered before the head is looked at: a notice after the look wakes it.
+        notified.as_mut().enable();
+        if self.head(tenant, session).await? != seen_head {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+        Ok(())
+    }
+
     async fn session_info(
         &self,
         tenant: &TenantId,
@@ -223,7 +249,7 @@ impl SessionLog for RedisBackend {
                 self.invoke(invocation!(
                     scripts::SESSION_INFO,
                     [k.meta(), k.events()],
-                    [""]
+                    ["", ""]
                 ))
             })
             .await?;
@@ -247,7 +273,7 @@ impl SessionLog for RedisBackend {
             .invoke(invocation!(
                 scripts::SESSION_INFO,
                 [k.meta(), k.events()],
-                [mode]
+                [mode, self.changes.publish_channel()]
             ))
             .await
             .map_err(|e| map(e, Effect::Write, "session.close", &key))?;
@@ -286,6 +312,7 @@ impl SessionLog for RedisBackend {
                     .unwrap_or_default(),
                 fence.map(|f| f.0.to_string()).unwrap_or_default(),
                 compaction.through.to_string(),
+                self.changes.publish_channel(),
             ]
         );
         event_args(&mut invocation, &compaction.summary).map_err(ctx)?;

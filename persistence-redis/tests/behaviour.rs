@@ -312,12 +312,12 @@ async fn hot_writes_run_only_the_commands_they_need() {
     };
     let counts = support::commands_per_operation(&backend, conn).await;
     // MULTI, HSETNX, HSETNX, ZADD, EXEC; two index ZADDs beside it (a script running
-    // HSETNX, TIME, HSET, ZADD before; HGET then HSET of the content before that, 8). Appends: TIME, HMGET, ZADD, HSET (8
-    // with HGET head and HGET exp). Item puts: TIME, HGET, HSET, HSET (9 with the ZREM
+    // HSETNX, TIME, HSET, ZADD before; HGET then HSET of the content before that, 8). Appends: TIME, HMGET, ZADD, HSET, and
+    // the PUBLISH that wakes live tails on a single node (9 with HGET head and HGET exp). Item puts: TIME, HGET, HSET, HSET (9 with the ZREM
     // and ZADD an existing item does not need).
     for (op, most) in [
         ("checkpoint put", 7),
-        ("session append", 7),
+        ("session append", 8),
         ("store put", 7),
     ] {
         let (_, n) = counts
@@ -449,4 +449,50 @@ async fn a_failed_connect_is_keyed_by_the_server_and_gives_no_cli_advice() {
     let text = e.report().to_string();
     assert!(!text.contains("secret"), "{text}");
     assert!(!text.contains("running?"), "{text}");
+}
+
+/// A subscription on a single node is woken by the append's `PUBLISH`, not by its poll
+/// interval (here far longer than the deadline); one whose listener lost its connection
+/// still gets events, by polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_pushed_on_a_node() {
+    use persistence_core::{Envelope, SessionLog, Subscribe};
+    for server in [Server::Redis, Server::RedisTls] {
+        let Some(url) = server_url(server, &LocalRedis) else {
+            continue;
+        };
+        let config = RedisConfig::new(url).with_prefix(format!("push{}:", std::process::id()));
+        let backend = RedisBackend::connect(config).await.unwrap();
+        let log: &dyn SessionLog = &backend;
+        let (t, s) = (
+            TenantId::new("t").unwrap(),
+            SessionKey::new("live").unwrap(),
+        );
+        let slow = Subscribe::default().with_poll_interval(Duration::from_secs(30));
+        let mut tail = log.subscribe(&t, &s, 0, slow);
+        let writer = {
+            let backend = backend.clone();
+            let (t, s) = (t.clone(), s.clone());
+            tokio::spawn(async move {
+                for n in 0..3 {
+                    // Give the tail time to wait, so the events come by push.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let event = vec![Envelope::new(1, serde_json::json!(n))];
+                    backend
+                        .append(&t, &s, event, Default::default())
+                        .await
+                        .unwrap();
+                }
+            })
+        };
+        for want in 1..=3 {
+            let event = tokio::time::timeout(Duration::from_secs(5), tail.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: event {want} was not pushed", server.name()))
+                .unwrap();
+            assert_eq!(event.seq, want);
+        }
+        writer.await.unwrap();
+        backend.delete(&t, &s).await.unwrap();
+    }
 }

@@ -3,7 +3,8 @@
 -- A closed live session refuses the append.
 -- KEYS: 1 meta hash (head, exp, created, last, closed), 2 events zset (score = ordinal),
 --       3 fence counter
--- ARGV: 1 expected head or '', 2 fence or '', 3 ttl ms or '', then event jsons
+-- ARGV: 1 expected head or '', 2 fence or '', 3 ttl ms or '', 4 the channel to announce
+--       the change on (the meta key is the message) or '', then event jsons
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local refused, raise = fence_check(KEYS[3], ARGV[2])
@@ -22,7 +23,7 @@ local stamp = string.format('%.0f', now)
 if head == 0 then
   redis.call('HSET', KEYS[1], 'created', stamp)
 end
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   head = head + 1
   redis.call('ZADD', KEYS[2], head, string.format('%.0f', head) .. '|' .. stamp .. '|' .. ARGV[i])
 end
@@ -37,5 +38,8 @@ elseif meta[2] then
 end
 if raise then
   redis.call('SET', KEYS[3], raise)
+end
+if ARGV[4] ~= '' then
+  redis.call('PUBLISH', ARGV[4], KEYS[1])
 end
 return {'ok', string.format('%.0f', head)}

@@ -1,6 +1,7 @@
 -- The info of a session, closing it first when asked.
 -- KEYS: 1 meta hash, 2 events zset
--- ARGV: 1 '' (info only), 'close' or 'close-remove' (close, removing the events)
+-- ARGV: 1 '' (info only), 'close' or 'close-remove' (close, removing the events),
+--       2 the channel to announce a close on, or ''
 -- Reply: {'none'} for an absent session (closing one: {'notfound', message}), else
 -- {'ok', head, oldest, created, last, exp, closed}, '' for what is unknown.
 local meta = redis.call('HMGET', KEYS[1], 'head', 'created', 'last', 'exp', 'closed')
@@ -18,6 +19,9 @@ if ARGV[1] ~= '' and not closed then
   redis.call('HSET', KEYS[1], 'closed', closed)
   if ARGV[1] == 'close-remove' then
     redis.call('DEL', KEYS[2])
+  end
+  if ARGV[2] ~= '' then
+    redis.call('PUBLISH', ARGV[2], KEYS[1])
   end
 end
 local oldest = ''
