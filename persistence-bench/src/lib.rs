@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 pub mod cost;
+pub mod live_tail;
 mod measure;
 mod proxy;
 pub mod scale;

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// takes a while on a server backend).
     #[arg(long, value_name = "N")]
     pub scale: Option<usize>,
+    /// Also measure live tails: append-to-delivery latency p50/p99 with 1 and 100
+    /// subscribers of one session, beside the append latency.
+    #[arg(long)]
+    pub live_tail: bool,
 }
 
 /// New connections opened to measure connection setup.
@@ -272,6 +276,20 @@ pub async fn run(mut args: BenchArgs, format: Format) -> Result<()> {
         }
         None => None,
     };
+    let live_tail = if args.live_tail {
+        bar.set_message("live tail: 1 and 100 subscribers");
+        Some(
+            persistence_bench::live_tail::run(
+                p.sessions.clone(),
+                &[1, 100],
+                200,
+                std::time::Duration::from_millis(5),
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     bar.finish_and_clear();
     workload::cleanup(&stores).await?;
     raw.finish().await?;
@@ -293,6 +311,7 @@ pub async fn run(mut args: BenchArgs, format: Format) -> Result<()> {
             "round_trips": counted,
             "rows": rows,
             "scale": scale,
+            "live_tail": live_tail,
         }));
     } else {
         print_table(
@@ -306,6 +325,9 @@ pub async fn run(mut args: BenchArgs, format: Format) -> Result<()> {
         );
         if let Some(scale) = &scale {
             scale.print();
+        }
+        if let Some(rows) = &live_tail {
+            persistence_bench::live_tail::print(rows);
         }
     }
     Ok(())
