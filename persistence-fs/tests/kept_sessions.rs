@@ -222,3 +222,41 @@ async fn a_compaction_cut_before_its_index_is_rebuilt() {
     assert_eq!(events(&b, &t, &s).await, [(3, 3), (4, 4), (5, 20)]);
     assert_eq!(append(&b, &t, &s, 6).await, 6);
 }
+
+/// A subscriber is woken by inotify when another process appends (the first append,
+/// which creates the session, included), not by its poll interval, here far longer than
+/// the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_woken_by_another_process_append() {
+    use persistence_core::Subscribe;
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = (open(dir.path()), open(dir.path()));
+    let (t, s) = (
+        TenantId::new("t").unwrap(),
+        SessionKey::new("live").unwrap(),
+    );
+    // The tenant exists (its sessions directory is what is watched before the session
+    // has one of its own).
+    append(&writer, &t, &SessionKey::new("other").unwrap(), 0).await;
+    let log: &dyn SessionLog = &reader;
+    let mut tail = log.subscribe(
+        &t,
+        &s,
+        0,
+        Subscribe::default().with_poll_interval(std::time::Duration::from_secs(30)),
+    );
+    let appender = tokio::spawn(async move {
+        for n in 1..=3 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            append(&writer, &t, &s, n).await;
+        }
+    });
+    for want in 1..=3 {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), tail.next())
+            .await
+            .unwrap_or_else(|_| panic!("event {want} did not wake the subscriber"))
+            .unwrap();
+        assert_eq!(event.seq, want);
+    }
+    appender.await.unwrap();
+}

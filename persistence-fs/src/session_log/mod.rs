@@ -30,6 +30,7 @@ use crate::records::{self, RecordAt};
 use crate::{FsBackend, Inner};
 
 mod append;
+mod changes;
 mod lifecycle;
 mod listing;
 mod recovery;
@@ -480,6 +481,23 @@ impl SessionLog for FsBackend {
             }))
         })
         .await
+    }
+
+    async fn wait_for_change(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seen_head: u64,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        // Only watched, never opened: the path needs no link check (the watch does not
+        // follow a link either).
+        let watch = changes::SessionWatch::start(&self.inner.layout.session(tenant, session));
+        if self.head(tenant, session).await? != seen_head {
+            return Ok(());
+        }
+        watch.wait(timeout).await;
+        Ok(())
     }
 
     async fn session_info(
