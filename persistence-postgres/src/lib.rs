@@ -141,6 +141,7 @@
 //! scheduler such as pg_cron).
 #![deny(missing_docs)]
 
+mod changes;
 mod checkpointer;
 mod config;
 mod error;
@@ -220,6 +221,8 @@ async fn check_role(
 #[derive(Clone, Debug)]
 pub struct PgBackend {
     db: Arc<pool::ConnPool>,
+    /// Push for live tails (LISTEN/NOTIFY), not through a transaction pooler.
+    changes: Arc<changes::SessionChanges>,
 }
 
 impl PgBackend {
@@ -259,6 +262,7 @@ impl PgBackend {
                     .unwrap_or(u64::MAX),
             }
         };
+        let push = matches!(protocol, statement::Protocol::Prepared).then(|| options.clone());
         let db = Arc::new(pool::ConnPool::new(
             options,
             pool::PoolSettings {
@@ -295,7 +299,10 @@ impl PgBackend {
                 ))
                 .context(BACKEND, "connect", &target)
             })??;
-        Ok(PgBackend { db })
+        Ok(PgBackend {
+            db,
+            changes: Arc::new(changes::SessionChanges::new(push)),
+        })
     }
 
     /// Tenants holding any thread, session, item or lease, ascending (through the

@@ -24,6 +24,7 @@ const LIST: &str = "SELECT persistence.session_list($1, $2, $3)";
 const INFO: &str = "SELECT persistence.session_info($1, $2)";
 const CLOSE: &str = "SELECT persistence.session_close($1, $2, $3 <> 0)";
 const COMPACT: &str = "SELECT persistence.session_compact($1, $2, $3, $4, $5, $6)";
+const LISTEN: &str = "SELECT persistence.session_listen($1, $2, $3)";
 const PURGE: &str = "SELECT persistence.purge_expired_sessions()";
 
 #[derive(Deserialize)]
@@ -185,6 +186,41 @@ impl SessionLog for PgBackend {
         Ok(Page::from_overfetch(items, limit, |k| {
             Cursor::new(k.as_str())
         }))
+    }
+
+    async fn wait_for_change(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seen_head: u64,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let key = format!("{tenant}/{session}");
+        let Some((notify, due)) = self.changes.waiter(&key) else {
+            tokio::time::sleep(timeout).await;
+            return Ok(());
+        };
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Registered before the database is asked: a notice after that wakes it.
+        notified.as_mut().enable();
+        if due {
+            let ttl_ms = i64::try_from(2 * crate::changes::RENEW.as_millis()).unwrap_or(i64::MAX);
+            let _: () = crate::pool::fetch_single!(
+                self.db,
+                crate::statement::Call::new(LISTEN)
+                    .bind(tenant.as_str())
+                    .bind(session.as_str())
+                    .bind(ttl_ms)
+            )
+            .map_err(|e| map(e, "session.listen", &key))?;
+            self.changes.registered(&key);
+        }
+        if self.head(tenant, session).await? != seen_head {
+            return Ok(());
+        }
+        let _ = tokio::time::timeout(timeout, notified).await;
+        Ok(())
     }
 
     async fn session_info(

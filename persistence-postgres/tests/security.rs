@@ -25,6 +25,7 @@ const TABLES: &[&str] = &[
     "session_events",
     "items",
     "leases",
+    "session_listeners",
 ];
 
 /// A small first checkpoint.
@@ -66,6 +67,16 @@ async fn seed(backend: &PgBackend) -> TenantId {
             &SessionKey::new("s").unwrap(),
             vec![Envelope::new(1, json!(1))],
             AppendOptions::default(),
+        )
+        .await
+        .unwrap();
+    // A follower of the session registers it (`session_listeners`).
+    backend
+        .wait_for_change(
+            &t,
+            &SessionKey::new("s").unwrap(),
+            1,
+            std::time::Duration::from_millis(1),
         )
         .await
         .unwrap();

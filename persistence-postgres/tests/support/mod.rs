@@ -37,6 +37,10 @@ impl TestDb {
     pub fn app_url(&self) -> String {
         self.app_options().to_url_lossy().to_string()
     }
+    /// URL to connect as the admin (superuser) to this database.
+    pub fn admin_options_url(&self) -> String {
+        self.admin_options().to_url_lossy().to_string()
+    }
     /// Options to connect as the admin (superuser) to this database.
     pub fn admin_options(&self) -> PgConnectOptions {
         self.admin.clone().database(&self.name)
