@@ -5,6 +5,7 @@
 mod journal;
 mod latest;
 mod put;
+mod retention;
 #[cfg(test)]
 mod tests;
 
@@ -161,26 +162,6 @@ impl Inner {
             create,
             &repoint,
         )
-    }
-
-    /// Removes checkpoints and their writes from a thread's directory (the caller holds
-    /// the thread lock and compacted the journal). Returns how many.
-    fn remove_checkpoints(&self, dir: &Path, ids: &[CheckpointId]) -> Result<u64> {
-        for id in ids {
-            for sub in [WRITES, CHECKPOINTS] {
-                let path = dir.join(sub).join(id.to_string());
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(crate::error::io_error(&path, e)),
-                }
-            }
-        }
-        if !ids.is_empty() && self.durability == Durability::Fsync {
-            let cdir = dir.join(CHECKPOINTS);
-            files::sync_dir(&cdir).at(&cdir)?;
-        }
-        Ok(ids.len() as u64)
     }
 
     fn checkpoint_ids(&self, dir: &Path) -> Result<Vec<CheckpointId>> {
@@ -415,25 +396,7 @@ impl Checkpointer for FsBackend {
         self.run(
             "checkpoint.prune_through",
             format!("{tenant}/{thread}"),
-            move |i| {
-                let (lock, _) = i.layout.thread_guards(&t, &th);
-                let _guard = FileLock::exclusive(&lock, i.durability).at(&lock)?;
-                let dir = i.inside(i.layout.thread(&t, &th))?;
-                i.inside(dir.join(CHECKPOINTS))?;
-                if let Some(mut journal) = i.open_journal(&dir, false)? {
-                    journal.compact(i.durability)?;
-                    journal.finish(i.durability)?;
-                }
-                let ids = i.checkpoint_ids(&dir)?;
-                let doomed = ids.partition_point(|id| *id <= through);
-                let removed = i.remove_checkpoints(&dir, &ids[..doomed])?;
-                if doomed == ids.len() && doomed > 0 {
-                    // Nothing left: the thread goes, as with delete_thread.
-                    files::remove_dir_atomic(&dir, i.durability).at(&dir)?;
-                    i.thread_catalog(&t)?.remove(th.as_str());
-                }
-                Ok(removed)
-            },
+            move |i| i.prune_through(&t, &th, through),
         )
         .await
     }

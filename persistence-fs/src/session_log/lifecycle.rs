@@ -1,4 +1,4 @@
-//! A session's life cycle: its info, closing it, compacting it.
+//! A session's life cycle: its info, trimming, closing and compacting it.
 //!
 //! - Closed: a `~closed` file holds the time (milliseconds), written durably under the
 //!   session's lock. Closing also replaces the index file (same entries, new inode):
@@ -12,6 +12,7 @@
 //!   rebuilt after, so a crash in between leaves a log (old or new) without an index,
 //!   which recovery rebuilds.
 
+use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt;
 
@@ -29,6 +30,54 @@ use crate::error::{IoContext, io_error};
 use crate::files;
 
 impl Inner {
+    /// Removes the events before `seq`: the kept tail is copied to a new log renamed
+    /// over the old one (the index first, shifted), the head kept in `~floor`.
+    pub(super) fn trim(&self, t: &TenantId, s: &SessionKey, seq: u64) -> Result<u64> {
+        let (_lock, f, _, state) = self.open_session(t, s)?;
+        if state.count == 0 || seq <= state.first {
+            return Ok(0);
+        }
+        let removed = (seq - state.first).min(state.count);
+        files::write_counter(&f.floor, state.head, self.durability).at(&f.floor)?;
+        if removed == state.count {
+            files::write_atomic(&f.index, &[], self.durability.no_sync()).at(&f.index)?;
+            files::write_atomic(&f.log, &[], self.durability).at(&f.log)?;
+            return Ok(removed);
+        }
+        let index = File::open(&f.index).at(&f.index)?;
+        let cut = read_index_entry(&index, removed).at(&f.index)?;
+        let mut shifted = Vec::with_capacity(((state.count - removed) * 8) as usize);
+        for i in removed..state.count {
+            shifted.extend_from_slice(
+                &(read_index_entry(&index, i).at(&f.index)? - cut).to_le_bytes(),
+            );
+        }
+        files::write_atomic(&f.index, &shifted, self.durability.no_sync()).at(&f.index)?;
+        let log = File::open(&f.log).at(&f.log)?;
+        let mut tail = tempfile::Builder::new()
+            .prefix(".tmp")
+            .permissions(std::fs::Permissions::from_mode(self.durability.file_mode))
+            .tempfile_in(&f.dir)
+            .at(&f.dir)?;
+        let mut reader = io::Read::take(
+            files::PositionedReader {
+                file: &log,
+                offset: cut,
+            },
+            state.log_len - cut,
+        );
+        io::copy(&mut reader, tail.as_file_mut()).at(&f.log)?;
+        if self.durability == Durability::Fsync {
+            tail.as_file().sync_all().at(&f.log)?;
+        }
+        tail.persist(&f.log)
+            .map_err(|e| io_error(&f.log, e.error))?;
+        if self.durability == Durability::Fsync {
+            files::sync_dir(&f.dir).at(&f.dir)?;
+        }
+        Ok(removed)
+    }
+
     /// When the session was closed, read from `~closed`.
     pub(super) fn closed_at(&self, f: &SessionFiles) -> Result<Option<Timestamp>> {
         Ok(match files::read_counter(&f.closed).at(&f.closed)? {

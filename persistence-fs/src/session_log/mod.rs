@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -23,7 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Range;
 use crate::checkpointer::entry_id;
-use crate::config::Durability;
 use crate::error::{IoContext, corrupt, io_error};
 use crate::files::{self, FileLock};
 use crate::records::{self, RecordAt};
@@ -284,52 +283,6 @@ impl Inner {
             }
         }
         Ok(Some(out))
-    }
-
-    fn trim(&self, t: &TenantId, s: &SessionKey, seq: u64) -> Result<u64> {
-        let (_lock, f, _, state) = self.open_session(t, s)?;
-        if state.count == 0 || seq <= state.first {
-            return Ok(0);
-        }
-        let removed = (seq - state.first).min(state.count);
-        files::write_counter(&f.floor, state.head, self.durability).at(&f.floor)?;
-        if removed == state.count {
-            files::write_atomic(&f.index, &[], self.durability.no_sync()).at(&f.index)?;
-            files::write_atomic(&f.log, &[], self.durability).at(&f.log)?;
-            return Ok(removed);
-        }
-        let index = File::open(&f.index).at(&f.index)?;
-        let cut = read_index_entry(&index, removed).at(&f.index)?;
-        let mut shifted = Vec::with_capacity(((state.count - removed) * 8) as usize);
-        for i in removed..state.count {
-            shifted.extend_from_slice(
-                &(read_index_entry(&index, i).at(&f.index)? - cut).to_le_bytes(),
-            );
-        }
-        files::write_atomic(&f.index, &shifted, self.durability.no_sync()).at(&f.index)?;
-        let log = File::open(&f.log).at(&f.log)?;
-        let mut tail = tempfile::Builder::new()
-            .prefix(".tmp")
-            .permissions(std::fs::Permissions::from_mode(self.durability.file_mode))
-            .tempfile_in(&f.dir)
-            .at(&f.dir)?;
-        let mut reader = io::Read::take(
-            files::PositionedReader {
-                file: &log,
-                offset: cut,
-            },
-            state.log_len - cut,
-        );
-        io::copy(&mut reader, tail.as_file_mut()).at(&f.log)?;
-        if self.durability == Durability::Fsync {
-            tail.as_file().sync_all().at(&f.log)?;
-        }
-        tail.persist(&f.log)
-            .map_err(|e| io_error(&f.log, e.error))?;
-        if self.durability == Durability::Fsync {
-            files::sync_dir(&f.dir).at(&f.dir)?;
-        }
-        Ok(removed)
     }
 
     /// The ids of a tenant's sessions from a scan of its directory: what its session
