@@ -207,6 +207,33 @@ impl<'a> Subscription<'a> {
     }
 }
 
+/// [`SessionLog::wait_for_change`] for a backend whose push wakes `notify`: registers
+/// with it first, then awaits `head` (the session's head now; it may also register the
+/// session with the backend's push), and returns at once if the head is no longer
+/// `seen_head`, else at the next wake-up or after `timeout`. Registering before looking
+/// means a change after the look is never missed.
+///
+/// # Errors
+/// What `head` fails with.
+pub async fn wait_on_notify<F>(
+    notify: &tokio::sync::Notify,
+    head: F,
+    seen_head: u64,
+    timeout: Duration,
+) -> Result<()>
+where
+    F: std::future::Future<Output = Result<u64>>,
+{
+    let notified = notify.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    if head.await? != seen_head {
+        return Ok(());
+    }
+    let _ = tokio::time::timeout(timeout, notified).await;
+    Ok(())
+}
+
 impl<'s> dyn SessionLog + 's {
     /// A live tail of `session` from the event after `after` (0: from the start): see
     /// [`Subscription`].

@@ -8,6 +8,14 @@
 -- - `session_close`, `session_info` and `session_compact` (trim and append in one
 --   transaction, under the session row's lock) are new.
 --
+-- - Live tails: appends, compactions and closes of a session someone follows NOTIFY
+--   (channel `persistence_session_changes`, message `tenant/session`: ids only, a
+--   tenant id has no '/'). A NOTIFY makes its transaction take a database-wide lock at
+--   commit, which would serialize every append; so only sessions with a listener
+--   registered (`session_listen`, renewed by the waiting library every 30 s, kept for
+--   60 s) in `session_listeners` notify. That table is unlogged (no WAL; a crash empties
+--   it and waiters register again). Without a listener an append costs one index probe.
+--
 -- Only adds: libraries of schema 5 to 8 keep working against it (their appends to a
 -- closed session fail `PT410`, which they report as a backend error).
 
@@ -32,6 +40,42 @@ BEGIN
             WHERE tenant_id = p_tenant AND session_id = p_session RETURNING * INTO v_row;
     END IF;
     RETURN v_row;
+END $$;
+
+CREATE UNLOGGED TABLE persistence.session_listeners (
+    tenant_id text COLLATE "C" NOT NULL,
+    session_id text COLLATE "C" NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, session_id)
+);
+ALTER TABLE persistence.session_listeners ENABLE ROW LEVEL SECURITY;
+ALTER TABLE persistence.session_listeners FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON persistence.session_listeners FOR ALL TO PUBLIC
+    USING (tenant_id = nullif(current_setting('persistence.tenant', true), ''))
+    WITH CHECK (tenant_id = nullif(current_setting('persistence.tenant', true), ''));
+GRANT SELECT, INSERT, UPDATE, DELETE ON persistence.session_listeners TO persistence_app;
+
+-- Registers (or renews) a listener of a session for p_ttl_ms.
+CREATE FUNCTION persistence.session_listen(p_tenant text, p_session text, p_ttl_ms bigint)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('persistence.tenant', p_tenant, true);
+    INSERT INTO persistence.session_listeners AS l (tenant_id, session_id, expires_at)
+        VALUES (p_tenant, p_session, now() + p_ttl_ms * interval '1 millisecond')
+        ON CONFLICT (tenant_id, session_id) DO UPDATE
+        SET expires_at = greatest(l.expires_at, excluded.expires_at);
+    DELETE FROM persistence.session_listeners
+        WHERE tenant_id = p_tenant AND expires_at < now() - interval '1 hour';
+END $$;
+
+-- Announces a change of a session when someone listens.
+CREATE FUNCTION persistence.session_changed(p_tenant text, p_session text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM persistence.session_listeners
+               WHERE tenant_id = p_tenant AND session_id = p_session AND expires_at > now()) THEN
+        PERFORM pg_notify('persistence_session_changes', p_tenant || '/' || p_session);
+    END IF;
 END $$;
 
 CREATE OR REPLACE FUNCTION persistence.session_append(
@@ -88,6 +132,7 @@ BEGIN
     INSERT INTO persistence.session_events (tenant_id, session_id, seq, event_version, event)
         SELECT p_tenant, p_session, v_head - v_count + e.ord, (e.v ->> 'schema_version')::bigint, e.v -> 'data'
         FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(v, ord);
+    PERFORM persistence.session_changed(p_tenant, p_session);
     RETURN v_head;
 END $$;
 
@@ -138,6 +183,7 @@ BEGIN
             DELETE FROM persistence.session_events
                 WHERE tenant_id = p_tenant AND session_id = p_session;
         END IF;
+        PERFORM persistence.session_changed(p_tenant, p_session);
     END IF;
     RETURN persistence.session_info_json(v_row);
 END $$;
@@ -182,6 +228,7 @@ BEGIN
     INSERT INTO persistence.session_events (tenant_id, session_id, seq, event_version, event)
         SELECT p_tenant, p_session, v_row.head + e.ord, (e.v ->> 'schema_version')::bigint, e.v -> 'data'
         FROM jsonb_array_elements(p_events) WITH ORDINALITY AS e(v, ord);
+    PERFORM persistence.session_changed(p_tenant, p_session);
     RETURN v_row.head + v_count;
 END $$;
 

@@ -1,7 +1,7 @@
 //! Push for live tails: `LISTEN persistence_session_changes` on one connection of its
 //! own per backend (started by the first `wait_for_change`), and a registration of each
 //! followed session (`persistence.session_listen`, renewed every [`RENEW`]) so that its
-//! appends, compactions and closes `NOTIFY` (see migration 0011: sessions nobody follows
+//! appends, compactions and closes `NOTIFY` (see migration 0009: sessions nobody follows
 //! never notify, so their commits never take NOTIFY's database-wide lock).
 //!
 //! Not through a pooler in transaction mode (`prepared_statements=off`): a `LISTEN` does

@@ -200,27 +200,24 @@ impl SessionLog for PgBackend {
             tokio::time::sleep(timeout).await;
             return Ok(());
         };
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        // Registered before the database is asked: a notice after that wakes it.
-        notified.as_mut().enable();
-        if due {
-            let ttl_ms = i64::try_from(2 * crate::changes::RENEW.as_millis()).unwrap_or(i64::MAX);
-            let _: () = crate::pool::fetch_single!(
-                self.db,
-                crate::statement::Call::new(LISTEN)
-                    .bind(tenant.as_str())
-                    .bind(session.as_str())
-                    .bind(ttl_ms)
-            )
-            .map_err(|e| map(e, "session.listen", &key))?;
-            self.changes.registered(&key);
-        }
-        if self.head(tenant, session).await? != seen_head {
-            return Ok(());
-        }
-        let _ = tokio::time::timeout(timeout, notified).await;
-        Ok(())
+        let head = async {
+            if due {
+                let ttl_ms =
+                    i64::try_from(2 * crate::changes::RENEW.as_millis()).unwrap_or(i64::MAX);
+                let _: () = crate::pool::fetch_single!(
+                    self.db,
+                    crate::statement::Call::new(LISTEN)
+                        .bind(tenant.as_str())
+                        .bind(session.as_str())
+                        .bind(ttl_ms)
+                )
+                .map_err(|e| map(e, "session.listen", &key))?;
+                self.changes.registered(&key);
+            }
+            self.head(tenant, session).await
+        };
+        // The session is registered (its appends notify) before its head is read.
+        persistence_core::backend::wait_on_notify(&notify, head, seen_head, timeout).await
     }
 
     async fn session_info(

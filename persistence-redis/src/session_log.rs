@@ -226,15 +226,8 @@ impl SessionLog for RedisBackend {
             tokio::time::sleep(timeout).await;
             return Ok(());
         };
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        // Registered before the head is looked at: a notice after the look wakes it.
-        notified.as_mut().enable();
-        if self.head(tenant, session).await? != seen_head {
-            return Ok(());
-        }
-        let _ = tokio::time::timeout(timeout, notified).await;
-        Ok(())
+        let head = self.head(tenant, session);
+        persistence_core::backend::wait_on_notify(&notify, head, seen_head, timeout).await
     }
 
     async fn session_info(

@@ -137,15 +137,8 @@ impl SessionLog for MemoryBackend {
         seen_head: u64,
         timeout: std::time::Duration,
     ) -> Result<()> {
-        let notified = self.session_changes.notified();
-        tokio::pin!(notified);
-        // Registered before the head is looked at: a change after the look wakes it.
-        notified.as_mut().enable();
-        if self.head(tenant, session).await? != seen_head {
-            return Ok(());
-        }
-        let _ = tokio::time::timeout(timeout, notified).await;
-        Ok(())
+        let head = self.head(tenant, session);
+        crate::backend::wait_on_notify(&self.session_changes, head, seen_head, timeout).await
     }
 
     async fn session_info(
