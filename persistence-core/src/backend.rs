@@ -49,6 +49,24 @@ pub fn session_fence(
     bound_fence(tenant, || LockKey::for_session(session), "session", lease)
 }
 
+/// Checks a compaction before a backend runs it: a summary of at least one event, and the
+/// fence of its lease (as for an append).
+///
+/// # Errors
+/// `InvalidInput` for an empty summary; as [`session_fence`].
+pub fn compaction_fence(
+    tenant: &TenantId,
+    session: &SessionKey,
+    compaction: &crate::Compaction,
+) -> Result<Option<Fence>> {
+    if compaction.summary.is_empty() {
+        return Err(Error::invalid_input(
+            "a compaction needs at least one summary event",
+        ));
+    }
+    session_fence(tenant, session, compaction.lease.as_ref())
+}
+
 fn bound_fence(
     tenant: &TenantId,
     owner: impl FnOnce() -> LockKey,

@@ -2,7 +2,9 @@
 //! `head`, locked by the append, never from `MAX(seq) + 1`.
 
 use async_trait::async_trait;
-use persistence_core::backend::{PageExt, session_fence, validate_limit, validate_ttl};
+use persistence_core::backend::{
+    PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
+};
 use persistence_core::{
     AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ListSessions, Page, Result,
     SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
@@ -260,12 +262,7 @@ impl SessionLog for PgBackend {
     ) -> Result<u64> {
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
-        if compaction.summary.is_empty() {
-            return Err(ctx(Error::invalid_input(
-                "a compaction needs at least one summary event",
-            )));
-        }
-        let fence = session_fence(tenant, session, compaction.lease.as_ref())
+        let fence = compaction_fence(tenant, session, &compaction)
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
         let head: i64 = crate::pool::fetch_single!(

@@ -4,7 +4,9 @@
 //! the fence counter has none.
 
 use async_trait::async_trait;
-use persistence_core::backend::{CursorExt, PageExt, session_fence, validate_limit, validate_ttl};
+use persistence_core::backend::{
+    CursorExt, PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
+};
 use persistence_core::{
     AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ListSessions, Page, Result,
     SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
@@ -288,12 +290,7 @@ impl SessionLog for RedisBackend {
     ) -> Result<u64> {
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
-        if compaction.summary.is_empty() {
-            return Err(ctx(Error::invalid_input(
-                "a compaction needs at least one summary event",
-            )));
-        }
-        let fence = session_fence(tenant, session, compaction.lease.as_ref()).map_err(ctx)?;
+        let fence = compaction_fence(tenant, session, &compaction).map_err(ctx)?;
         let k = self.keys.session(tenant, session);
         let mut invocation = invocation!(
             scripts::SESSION_COMPACT,

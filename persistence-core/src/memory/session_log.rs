@@ -185,24 +185,14 @@ impl SessionLog for MemoryBackend {
     ) -> Result<u64> {
         let now = self.now();
         let key = format!("{tenant}/{session}");
+        let fence = crate::backend::compaction_fence(tenant, session, &compaction)
+            .map_err(ctx("session.compact", &key))?;
         let Compaction {
             through,
             summary,
             expect_head,
-            lease,
             ..
         } = compaction;
-        if summary.is_empty() {
-            return Err(
-                Error::invalid_input("a compaction needs at least one summary event").context(
-                    super::BACKEND,
-                    "session.compact",
-                    key,
-                ),
-            );
-        }
-        let fence = crate::backend::session_fence(tenant, session, lease.as_ref())
-            .map_err(ctx("session.compact", &key))?;
         self.with_tenant(tenant, |t| {
             check_fence(t.session_fences.get(session), fence)?;
             let head = live(t, session, now)

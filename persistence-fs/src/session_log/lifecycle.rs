@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt;
 
-use persistence_core::backend::session_fence;
+use persistence_core::backend::compaction_fence;
 use persistence_core::{
     AppendOptions, CloseSession, Compaction, Error, Result, SessionInfo, SessionKey, TenantId,
     Timestamp,
@@ -156,12 +156,7 @@ impl Inner {
         s: &SessionKey,
         compaction: Compaction,
     ) -> Result<u64> {
-        if compaction.summary.is_empty() {
-            return Err(Error::invalid_input(
-                "a compaction needs at least one summary event",
-            ));
-        }
-        let fence = session_fence(t, s, compaction.lease.as_ref())?;
+        let fence = compaction_fence(t, s, &compaction)?;
         let (_lock, f, fence_path, state) = self.open_session(t, s)?;
         if !state.exists() {
             return Err(Error::not_found("no such session"));
