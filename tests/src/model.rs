@@ -21,11 +21,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use persistence_core::{
-    AppendOptions, CheckpointId, CheckpointSelector, Envelope, ExpectLatest, Filter, ItemKey,
-    Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, LockKey,
-    ManualClock, MemoryBackend, Namespace, NewCheckpoint, PatchItemOptions, PutCheckpointOptions,
-    PutItemOptions, PutWrites, SearchItems, SessionKey, TaskId, TenantId, ThreadKey, Write,
-    serde_json::json,
+    AppendOptions, CheckpointId, CheckpointSelector, CloseSession, Compaction, Envelope,
+    ExpectLatest, Filter, ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions,
+    ListThreads, LockKey, ManualClock, MemoryBackend, Namespace, NewCheckpoint, PatchItemOptions,
+    PutCheckpointOptions, PutItemOptions, PutWrites, SearchItems, SessionKey, TaskId, TenantId,
+    ThreadKey, Write, serde_json::json,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -84,6 +84,8 @@ enum Op {
     CpPrune { t: usize, th: usize, keep: usize },
     /// `Checkpointer::copy_thread`.
     CpCopy { t: usize, from: usize, to: usize },
+    /// `Checkpointer::prune_through`.
+    CpPruneThrough { t: usize, th: usize, id: usize },
     /// `Checkpointer::list_threads`, drained.
     CpThreads { t: usize, limit: usize },
     /// `SessionLog::append`.
@@ -108,6 +110,18 @@ enum Op {
     Trim { t: usize, s: usize, seq: u64 },
     /// `SessionLog::delete`.
     SessionDelete { t: usize, s: usize },
+    /// `SessionLog::compact` with `n` summary events (0: refused).
+    Compact {
+        t: usize,
+        s: usize,
+        through: u64,
+        n: usize,
+        expect_head: Option<u64>,
+    },
+    /// `SessionLog::close_session`.
+    Close { t: usize, s: usize, remove: bool },
+    /// `SessionLog::session_info` (head, oldest and closed: times differ by backend).
+    Info { t: usize, s: usize },
     /// `SessionLog::list_sessions`, drained.
     Sessions { t: usize, limit: usize },
     /// `Store::put`.
@@ -249,6 +263,11 @@ fn op_strategy(manual_time: bool) -> impl Strategy<Value = Op> {
             to
         }),
         (t.clone(), 1usize..3).prop_map(|(t, limit)| Op::CpThreads { t, limit }),
+        (t.clone(), 0..THREADS.len(), 0..ID_SLOTS).prop_map(|(t, th, id)| Op::CpPruneThrough {
+            t,
+            th,
+            id
+        }),
         (
             t.clone(),
             0..SESSIONS.len(),
@@ -270,6 +289,26 @@ fn op_strategy(manual_time: bool) -> impl Strategy<Value = Op> {
         (t.clone(), 0..SESSIONS.len()).prop_map(|(t, s)| Op::Head { t, s }),
         (t.clone(), 0..SESSIONS.len(), 0u64..8).prop_map(|(t, s, seq)| Op::Trim { t, s, seq }),
         (t.clone(), 0..SESSIONS.len()).prop_map(|(t, s)| Op::SessionDelete { t, s }),
+        (
+            t.clone(),
+            0..SESSIONS.len(),
+            0u64..8,
+            0usize..3,
+            prop::option::of(0u64..6)
+        )
+            .prop_map(|(t, s, through, n, expect_head)| Op::Compact {
+                t,
+                s,
+                through,
+                n,
+                expect_head
+            }),
+        (t.clone(), 0..SESSIONS.len(), any::<bool>()).prop_map(|(t, s, remove)| Op::Close {
+            t,
+            s,
+            remove
+        }),
+        (t.clone(), 0..SESSIONS.len()).prop_map(|(t, s)| Op::Info { t, s }),
         (t.clone(), 1usize..3).prop_map(|(t, limit)| Op::Sessions { t, limit }),
         (
             t.clone(),
@@ -645,6 +684,11 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 .copy_thread(&tenant(*t), &thread(*from), &thread(*to))
                 .await?
                 .to_string(),
+            Op::CpPruneThrough { t, th, id } => fx
+                .checkpointer
+                .prune_through(&tenant(*t), &thread(*th), &ids[*id])
+                .await?
+                .to_string(),
             Op::CpThreads { t, limit } => {
                 let mut seen = Vec::new();
                 let mut cursor = None;
@@ -712,6 +756,41 @@ async fn apply(side: &mut Side, op: &Op, ids: &[CheckpointId]) -> String {
                 .delete(&tenant(*t), &session(*s))
                 .await?
                 .to_string(),
+            Op::Compact {
+                t,
+                s,
+                through,
+                n,
+                expect_head,
+            } => {
+                let summary = (0..*n)
+                    .map(|i| Envelope::new(1, json!({"summary": i})))
+                    .collect();
+                let compaction = Compaction::new(*through, summary).with_expect_head(*expect_head);
+                fx.sessions
+                    .compact(&tenant(*t), &session(*s), compaction)
+                    .await?
+                    .to_string()
+            }
+            Op::Close { t, s, remove } => {
+                let options = if *remove {
+                    CloseSession::default().with_events_removed()
+                } else {
+                    CloseSession::default()
+                };
+                let info = fx
+                    .sessions
+                    .close_session(&tenant(*t), &session(*s), options)
+                    .await?;
+                format!("{:?}", (info.head, info.oldest, info.is_closed()))
+            }
+            Op::Info { t, s } => {
+                let info = fx.sessions.session_info(&tenant(*t), &session(*s)).await?;
+                format!(
+                    "{:?}",
+                    info.map(|i| (i.head, i.oldest, i.is_closed(), i.expires_at.is_some()))
+                )
+            }
             Op::Sessions { t, limit } => {
                 let mut seen = Vec::new();
                 let mut cursor = None;

@@ -9,10 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use persistence_conformance::{Fixture, SuiteReport, run_suite};
 use persistence_core::{
-    AppendOptions, Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, Envelope, Fence,
-    Lease, ListCheckpoints, ListSessions, ListThreads, Lock, LockKey, MemoryBackend, NewCheckpoint,
-    Page, PutCheckpointOptions, PutWrites, Result, SessionEvent, SessionKey, SessionLog, TenantId,
-    ThreadKey,
+    AppendOptions, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer,
+    CloseSession, Compaction, Envelope, Fence, Lease, ListCheckpoints, ListSessions, ListThreads,
+    Lock, LockKey, MemoryBackend, NewCheckpoint, Page, PutCheckpointOptions, PutWrites, Result,
+    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, ThreadKey,
 };
 
 /// Lets a second holder in: when the lock is held, hands out a forged lease anyway.
@@ -89,6 +89,20 @@ impl SessionLog for RenumberingLog {
     async fn list_sessions(&self, t: &TenantId, q: ListSessions) -> Result<Page<SessionKey>> {
         self.0.list_sessions(t, q).await
     }
+    async fn session_info(&self, t: &TenantId, s: &SessionKey) -> Result<Option<SessionInfo>> {
+        self.0.session_info(t, s).await
+    }
+    async fn close_session(
+        &self,
+        t: &TenantId,
+        s: &SessionKey,
+        o: CloseSession,
+    ) -> Result<SessionInfo> {
+        self.0.close_session(t, s, o).await
+    }
+    async fn compact(&self, t: &TenantId, s: &SessionKey, c: Compaction) -> Result<u64> {
+        self.0.compact(t, s, c).await
+    }
 }
 
 /// Ignores fences and tenants on checkpoints: every tenant writes into one shared space.
@@ -143,6 +157,9 @@ impl Checkpointer for LeakyCheckpointer {
     }
     async fn list_threads(&self, _: &TenantId, q: ListThreads) -> Result<Page<ThreadKey>> {
         self.0.list_threads(&shared(), q).await
+    }
+    async fn prune_through(&self, _: &TenantId, th: &ThreadKey, id: &CheckpointId) -> Result<u64> {
+        self.0.prune_through(&shared(), th, id).await
     }
 }
 
@@ -204,6 +221,9 @@ impl Checkpointer for UnboundFences {
     }
     async fn list_threads(&self, t: &TenantId, q: ListThreads) -> Result<Page<ThreadKey>> {
         self.0.list_threads(t, q).await
+    }
+    async fn prune_through(&self, t: &TenantId, th: &ThreadKey, id: &CheckpointId) -> Result<u64> {
+        self.0.prune_through(t, th, id).await
     }
 }
 
