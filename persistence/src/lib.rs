@@ -51,6 +51,7 @@
 
 #![deny(missing_docs)]
 
+mod audit;
 mod open;
 mod persistence;
 mod schemes;

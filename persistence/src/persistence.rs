@@ -76,6 +76,56 @@ impl Persistence {
         self.backend.downcast_ref::<B>()
     }
 
+    /// Same, recording the life of sessions and threads (created, trimmed, compacted,
+    /// closed, deleted, copied, pruned) in each tenant's audit log, the session
+    /// [`AUDIT_SESSION`](crate::AUDIT_SESSION): ids, kinds, reasons and counts, never
+    /// user data:
+    ///
+    /// | `kind` | recorded after | fields |
+    /// |---|---|---|
+    /// | `session.created` | an append that started a session (its first ordinal is 1) | `session` |
+    /// | `session.trimmed` | `trim_before` that removed events | `session`, `events` |
+    /// | `session.compacted` | `compact` | `session`, `through`, `head` |
+    /// | `session.closed` | `close_session` of an open session | `session`, `events_removed` |
+    /// | `session.deleted` | `delete` of a live session | `session`, `reason: "delete"` |
+    /// | `thread.created` | a `put` of a checkpoint without parent (a thread's root) | `thread`, `checkpoint` |
+    /// | `thread.copied` | `copy_thread` | `from`, `to`, `checkpoints` |
+    /// | `thread.pruned` | `prune` or `prune_through` that deleted checkpoints | `thread`, `checkpoints`, `reason` |
+    /// | `thread.deleted` | `delete_thread` of a thread that existed | `thread`, `reason: "delete"` |
+    ///
+    ///
+    /// The sweeper records what retention removes itself (`thread.pruned` and
+    /// `thread.deleted` with `reason` `retention` or `thread_ttl`); sessions that expire
+    /// are counted in its round summary, not named.
+    ///
+    /// Each recorded change costs one more append (the first append of every session
+    /// among them), written after the change: a crash in between loses the event, and a
+    /// failed event write is logged without failing the change. Off by default.
+    ///
+    /// ```
+    /// # async fn demo() -> persistence::Result<()> {
+    /// use persistence::{AUDIT_SESSION, Envelope, MemoryBackend, Persistence, SessionKey, TenantId};
+    ///
+    /// let p = Persistence::from_backend(MemoryBackend::new()).with_lifecycle_audit();
+    /// let (tenant, chat) = (TenantId::new("acme")?, SessionKey::new("chat")?);
+    /// p.sessions.append(&tenant, &chat, vec![Envelope::new(1, "hi".into())], Default::default()).await?;
+    /// let audit = p.sessions.read(&tenant, &SessionKey::new(AUDIT_SESSION)?, 0, 10).await?;
+    /// assert_eq!(audit[0].event.data["kind"], "session.created");
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    #[must_use]
+    pub fn with_lifecycle_audit(mut self) -> Self {
+        let sessions: Arc<dyn SessionLog> =
+            Arc::new(crate::audit::AuditedSessions::new(self.sessions.clone()));
+        self.checkpointer = Arc::new(crate::audit::AuditedCheckpointer::new(
+            self.checkpointer.clone(),
+            self.sessions.clone(),
+        ));
+        self.sessions = sessions;
+        self
+    }
+
     /// The backend's name (`memory`, `fs`, `postgres`, `redis`, or a third party's).
     pub fn backend_name(&self) -> &str {
         self.maintenance.backend_name()
