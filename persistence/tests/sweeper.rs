@@ -288,3 +288,39 @@ impl NowForTest for ManualClock {
         persistence::Clock::now(self)
     }
 }
+
+/// A round renews its lease after every page; one that lost it (its process stalled
+/// past the lease's time to live) stops with `LockLost` instead of sweeping next to
+/// the sweeper that took over.
+#[tokio::test]
+async fn a_round_that_lost_its_lease_stops() {
+    let (backend, backend_clock) = MemoryBackend::with_manual_clock();
+    let p = Persistence::from_backend(backend);
+    let now = Timestamp::now();
+    for i in 0..501 {
+        let (t, th) = ids("a", &format!("th{i:03}"));
+        put_at(&p, &t, &th, now, &[2_000, 1_000]).await;
+    }
+    let config = SweepConfig::default()
+        .with_retention(Retention::default().with_keep_last(1))
+        .with_lease_ttl(Duration::from_secs(60));
+    let mut stalled = false;
+    let err = Sweeper::new(p.clone(), config.clone())
+        .round(&mut |_| {
+            if !stalled {
+                // The process stalls after its first page: the lease runs out.
+                backend_clock.advance(Duration::from_secs(120));
+                stalled = true;
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), persistence::ErrorKind::LockLost, "{err}");
+    let (t, last) = ids("a", "th500");
+    assert_eq!(count(&p, &t, &last).await, 2, "the stalled round swept on");
+    let report = Sweeper::new(p.clone(), config)
+        .round(&mut |_| {})
+        .await
+        .unwrap();
+    assert!(report.ran && report.threads == 501, "{report:?}");
+}

@@ -145,9 +145,8 @@ impl Sweeper {
         {
             report.tenants += 1;
             let done = self
-                .sweep_tenant(tenant, &mut budget, &mut report, progress)
+                .sweep_tenant(tenant, &mut lease, &mut budget, &mut report, progress)
                 .await?;
-            lease = p.lock.renew(&lease, self.config.lease_ttl).await?;
             if !done {
                 complete = false;
                 break;
@@ -249,6 +248,7 @@ impl Sweeper {
     async fn sweep_tenant(
         &mut self,
         tenant: &TenantId,
+        lease: &mut persistence_core::Lease,
         budget: &mut u64,
         report: &mut SweepReport,
         progress: &mut (dyn FnMut(&SweepProgress) + Send),
@@ -303,6 +303,10 @@ impl Sweeper {
                 tenant: tenant.clone(),
                 threads: report.threads,
             });
+            // Renewed after every page: a round holds its lease however long it takes,
+            // and one that lost it stops here (`LockLost`) instead of sweeping next to
+            // its successor.
+            *lease = p.lock.renew(lease, self.config.lease_ttl).await?;
             match page.next {
                 Some(next) => self.resume.cursor = Some(next),
                 None => break true,
