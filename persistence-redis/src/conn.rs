@@ -52,6 +52,24 @@ impl Conn {
     }
 }
 
+/// A cluster client whose connections speak RESP3 and hand pushes (sharded pub/sub
+/// messages, disconnect notices) to `pushes`: what the live-tail listener uses.
+pub fn cluster_push_client(
+    endpoint: &Endpoint,
+    timeout: Duration,
+    pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+) -> redis::RedisResult<redis::cluster::ClusterClient> {
+    let mut builder = redis::cluster::ClusterClient::builder(endpoint.nodes.clone())
+        .connection_timeout(timeout)
+        .response_timeout(timeout)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes);
+    if let Some(certs) = &endpoint.certs {
+        builder = builder.certs(certs.clone());
+    }
+    builder.build()
+}
+
 /// A client of a single node (the first, on a cluster), TLS as the URL said.
 pub fn single_client(endpoint: &Endpoint) -> redis::RedisResult<redis::Client> {
     let url = endpoint.nodes.first().map_or("", String::as_str);

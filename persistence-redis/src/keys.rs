@@ -75,6 +75,11 @@ impl SessionKeys {
     pub fn fence(&self) -> String {
         format!("{}:fence", self.base)
     }
+    /// The sharded pub/sub channel (in the session's slot) its changes are announced on
+    /// in a cluster.
+    pub fn changes(&self) -> String {
+        format!("{}:changes", self.base)
+    }
 }
 
 /// Keys of one store namespace.

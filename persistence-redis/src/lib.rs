@@ -132,8 +132,8 @@ pub struct RedisBackend {
     conn: Conn,
     keys: Keys,
     config: RedisConfig,
-    /// Push for live tails (single node only).
-    changes: std::sync::Arc<changes::SessionChanges>,
+    /// Push for live tails (`None`: the node's pub/sub client could not be made: poll).
+    changes: Option<std::sync::Arc<changes::SessionChanges>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -187,17 +187,21 @@ impl RedisBackend {
             Err(e) => return Err(at_connect(e, &url)),
         };
         let keys = Keys::new(&config.prefix);
-        let push_client = if endpoint.cluster {
-            None
+        let changes = if endpoint.cluster {
+            Some(changes::SessionChanges::cluster(
+                endpoint.clone(),
+                config.timeout,
+            ))
         } else {
-            conn::single_client(&endpoint).ok()
+            conn::single_client(&endpoint)
+                .ok()
+                .map(|client| changes::SessionChanges::node(client, keys.session_changes()))
         };
-        let changes = changes::SessionChanges::new(push_client, keys.session_changes());
         let backend = RedisBackend {
             conn,
             keys,
             config,
-            changes: std::sync::Arc::new(changes),
+            changes: changes.map(std::sync::Arc::new),
         };
         // Fail now, not on first use, if the server is unreachable.
         let _: String = within(backend.config.timeout, async {

@@ -32,9 +32,23 @@ script!(CHECKPOINT_PRUNE, "checkpoint_prune.lua");
 script!(CHECKPOINT_PRUNE_THROUGH, "checkpoint_prune_through.lua");
 script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
 script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
-fenced_script!(SESSION_APPEND, "session_append.lua");
-fenced_script!(SESSION_COMPACT, "session_compact.lua");
-script!(SESSION_INFO, "session_info.lua");
+/// A script that may announce a session's change: `lua/announce.lua` (and the fence
+/// check) is prepended.
+macro_rules! announcing_script {
+    ($name:ident, $file:literal) => {
+        pub static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!(
+                include_str!("lua/fence.lua"),
+                include_str!("lua/announce.lua"),
+                include_str!(concat!("lua/", $file))
+            ))
+        });
+    };
+}
+
+announcing_script!(SESSION_APPEND, "session_append.lua");
+announcing_script!(SESSION_COMPACT, "session_compact.lua");
+announcing_script!(SESSION_INFO, "session_info.lua");
 script!(ITEM_PUT, "item_put.lua");
 script!(ITEM_DELETE, "item_delete.lua");
 script!(ITEM_LIST, "item_list.lua");

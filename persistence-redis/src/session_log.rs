@@ -14,7 +14,7 @@ use persistence_core::{
 use redis::AsyncCommands;
 
 use crate::error::{BACKEND, Effect, corrupt, map};
-use crate::keys::Index;
+use crate::keys::{Index, SessionKeys};
 use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
 
 fn parse_event(member: &str, key: &str) -> Result<SessionEvent> {
@@ -65,6 +65,21 @@ fn event_args(
     Ok(())
 }
 
+impl RedisBackend {
+    /// The command and channel a script announces a change of the session with
+    /// (`["", ""]`: without push).
+    fn announce(&self, k: &SessionKeys) -> [String; 2] {
+        match &self.changes {
+            Some(changes) => {
+                let session_channel = k.changes();
+                let announce = changes.announce(&session_channel);
+                [announce.command.to_owned(), announce.channel.to_owned()]
+            }
+            None => [String::new(), String::new()],
+        }
+    }
+}
+
 #[async_trait]
 impl SessionLog for RedisBackend {
     async fn append(
@@ -86,6 +101,7 @@ impl SessionLog for RedisBackend {
             .map_err(ctx)?;
         let fence = session_fence(tenant, session, options.lease.as_ref()).map_err(ctx)?;
         let k = self.keys.session(tenant, session);
+        let [command, channel] = self.announce(&k);
         let mut invocation = invocation!(
             scripts::SESSION_APPEND,
             [k.meta(), k.events(), k.fence()],
@@ -96,7 +112,8 @@ impl SessionLog for RedisBackend {
                     .unwrap_or_default(),
                 fence.map(|f| f.0.to_string()).unwrap_or_default(),
                 ttl.map(|t| t.as_millis().to_string()).unwrap_or_default(),
-                self.changes.publish_channel(),
+                command,
+                channel,
             ]
         );
         event_args(&mut invocation, &events).map_err(ctx)?;
@@ -221,13 +238,13 @@ impl SessionLog for RedisBackend {
         seen_head: u64,
         timeout: std::time::Duration,
     ) -> Result<()> {
-        let Some(notify) = self
-            .changes
-            .waiter(&self.keys.session(tenant, session).meta())
-        else {
+        let Some(changes) = &self.changes else {
             tokio::time::sleep(timeout).await;
             return Ok(());
         };
+        let k = self.keys.session(tenant, session);
+        let (meta, channel) = (k.meta(), k.changes());
+        let notify = changes.waiter(changes.waiter_key(&meta, &channel));
         let head = self.head(tenant, session);
         persistence_core::backend::wait_on_notify(&notify, head, seen_head, timeout).await
     }
@@ -244,7 +261,7 @@ impl SessionLog for RedisBackend {
                 self.invoke(invocation!(
                     scripts::SESSION_INFO,
                     [k.meta(), k.events()],
-                    ["", ""]
+                    ["", "", ""]
                 ))
             })
             .await?;
@@ -264,11 +281,12 @@ impl SessionLog for RedisBackend {
         } else {
             "close"
         };
+        let [command, channel] = self.announce(&k);
         let reply: Vec<String> = self
             .invoke(invocation!(
                 scripts::SESSION_INFO,
                 [k.meta(), k.events()],
-                [mode, self.changes.publish_channel()]
+                [mode, command, channel]
             ))
             .await
             .map_err(|e| map(e, Effect::Write, "session.close", &key))?;
@@ -292,6 +310,7 @@ impl SessionLog for RedisBackend {
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
         let fence = compaction_fence(tenant, session, &compaction).map_err(ctx)?;
         let k = self.keys.session(tenant, session);
+        let [command, channel] = self.announce(&k);
         let mut invocation = invocation!(
             scripts::SESSION_COMPACT,
             [k.meta(), k.events(), k.fence()],
@@ -302,7 +321,8 @@ impl SessionLog for RedisBackend {
                     .unwrap_or_default(),
                 fence.map(|f| f.0.to_string()).unwrap_or_default(),
                 compaction.through.to_string(),
-                self.changes.publish_channel(),
+                command,
+                channel,
             ]
         );
         event_args(&mut invocation, &compaction.summary).map_err(ctx)?;

@@ -14,7 +14,7 @@ use crate::error::BACKEND;
 const TLS_OPTIONS: [&str; 3] = ["sslrootcert", "sslcert", "sslkey"];
 
 /// A parsed [`RedisConfig::url`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Endpoint {
     /// Driver URLs: the node for a single server, every listed node for a cluster.
     pub nodes: Vec<String>,

@@ -451,13 +451,17 @@ async fn a_failed_connect_is_keyed_by_the_server_and_gives_no_cli_advice() {
     assert!(!text.contains("running?"), "{text}");
 }
 
-/// A subscription on a single node is woken by the append's `PUBLISH`, not by its poll
-/// interval (here far longer than the deadline); one whose listener lost its connection
-/// still gets events, by polling.
+/// A subscription is woken by the append's `PUBLISH` (a node) or `SPUBLISH` (a
+/// cluster), not by its poll interval (here far longer than the deadline).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_are_pushed_on_a_node() {
+async fn subscriptions_are_pushed() {
     use persistence_core::{Envelope, SessionLog, Subscribe};
-    for server in [Server::Redis, Server::RedisTls] {
+    for server in [
+        Server::Redis,
+        Server::RedisTls,
+        Server::RedisCluster,
+        Server::RedisClusterTls,
+    ] {
         let Some(url) = server_url(server, &LocalRedis) else {
             continue;
         };

@@ -3,8 +3,9 @@
 -- A closed live session refuses the append.
 -- KEYS: 1 meta hash (head, exp, created, last, closed), 2 events zset (score = ordinal),
 --       3 fence counter
--- ARGV: 1 expected head or '', 2 fence or '', 3 ttl ms or '', 4 the channel to announce
---       the change on (the meta key is the message) or '', then event jsons
+-- ARGV: 1 expected head or '', 2 fence or '', 3 ttl ms or '', 4 the command announcing
+--       the change ('PUBLISH' on a node, 'SPUBLISH' on a cluster, '': none), 5 its
+--       channel, then event jsons
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local refused, raise = fence_check(KEYS[3], ARGV[2])
@@ -23,7 +24,7 @@ local stamp = string.format('%.0f', now)
 if head == 0 then
   redis.call('HSET', KEYS[1], 'created', stamp)
 end
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   head = head + 1
   redis.call('ZADD', KEYS[2], head, string.format('%.0f', head) .. '|' .. stamp .. '|' .. ARGV[i])
 end
@@ -39,7 +40,5 @@ end
 if raise then
   redis.call('SET', KEYS[3], raise)
 end
-if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[4], KEYS[1])
-end
+announce(ARGV[4], ARGV[5], KEYS[1])
 return {'ok', string.format('%.0f', head)}

@@ -1,8 +1,8 @@
 -- Removes the events through an ordinal and appends events after the head, in one step.
 -- The expiry is kept (re-applied to the events set, which the removal may have emptied).
 -- KEYS: 1 meta hash, 2 events zset, 3 fence counter (as for session_append.lua)
--- ARGV: 1 expected head or '', 2 fence or '', 3 through (ordinal), 4 the channel to
---       announce the change on or '', then event jsons
+-- ARGV: 1 expected head or '', 2 fence or '', 3 through (ordinal), 4 and 5 the command
+--       and channel announcing the change (as for session_append.lua), then event jsons
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local refused, raise = fence_check(KEYS[3], ARGV[2])
@@ -26,7 +26,7 @@ if meta[3] then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', through)
 local stamp = string.format('%.0f', now)
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   head = head + 1
   redis.call('ZADD', KEYS[2], head, string.format('%.0f', head) .. '|' .. stamp .. '|' .. ARGV[i])
 end
@@ -37,7 +37,5 @@ end
 if raise then
   redis.call('SET', KEYS[3], raise)
 end
-if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[4], KEYS[1])
-end
+announce(ARGV[4], ARGV[5], KEYS[1])
 return {'ok', string.format('%.0f', head)}

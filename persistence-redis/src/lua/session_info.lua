@@ -1,7 +1,7 @@
 -- The info of a session, closing it first when asked.
 -- KEYS: 1 meta hash, 2 events zset
 -- ARGV: 1 '' (info only), 'close' or 'close-remove' (close, removing the events),
---       2 the channel to announce a close on, or ''
+--       2 and 3 the command and channel announcing a close (as for session_append.lua)
 -- Reply: {'none'} for an absent session (closing one: {'notfound', message}), else
 -- {'ok', head, oldest, created, last, exp, closed}, '' for what is unknown.
 local meta = redis.call('HMGET', KEYS[1], 'head', 'created', 'last', 'exp', 'closed')
@@ -20,9 +20,7 @@ if ARGV[1] ~= '' and not closed then
   if ARGV[1] == 'close-remove' then
     redis.call('DEL', KEYS[2])
   end
-  if ARGV[2] ~= '' then
-    redis.call('PUBLISH', ARGV[2], KEYS[1])
-  end
+  announce(ARGV[2], ARGV[3], KEYS[1])
 end
 local oldest = ''
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
