@@ -40,8 +40,7 @@ impl Inner {
         let removed = (seq - state.first).min(state.count);
         files::write_counter(&f.floor, state.head, self.durability).at(&f.floor)?;
         if removed == state.count {
-            files::write_atomic(&f.index, &[], self.durability.no_sync()).at(&f.index)?;
-            files::write_atomic(&f.log, &[], self.durability).at(&f.log)?;
+            self.empty_log(&f, &state)?;
             return Ok(removed);
         }
         let index = File::open(&f.index).at(&f.index)?;
@@ -76,6 +75,15 @@ impl Inner {
             files::sync_dir(&f.dir).at(&f.dir)?;
         }
         Ok(removed)
+    }
+
+    /// Empties the log and its index, keeping the session's expiry in `~floor-expiry`
+    /// (the caller wrote `~floor`).
+    fn empty_log(&self, f: &SessionFiles, state: &SessionState) -> Result<()> {
+        let expiry = state.expires_at.map_or(0, |e| e.0);
+        files::write_counter(&f.floor_expiry, expiry, self.durability).at(&f.floor_expiry)?;
+        files::write_atomic(&f.index, &[], self.durability.no_sync()).at(&f.index)?;
+        files::write_atomic(&f.log, &[], self.durability).at(&f.log)
     }
 
     /// When the session was closed, read from `~closed`.
@@ -135,8 +143,7 @@ impl Inner {
         // close: a crash in between leaves the session open, as the failed call said.
         if options.remove_events && state.count > 0 {
             files::write_counter(&f.floor, state.head, self.durability).at(&f.floor)?;
-            files::write_atomic(&f.index, &[], self.durability.no_sync()).at(&f.index)?;
-            files::write_atomic(&f.log, &[], self.durability).at(&f.log)?;
+            self.empty_log(&f, &state)?;
             state.count = 0;
         } else {
             let entries = files::read_optional(&f.index)

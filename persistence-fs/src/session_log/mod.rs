@@ -5,7 +5,8 @@
 //! durable, so an entry always points at an acknowledged record: an index that lists
 //! records the log no longer holds means lost data (`Corrupt`), not a crash. Reads check
 //! every record's ordinal against the one asked for. A `~floor` file keeps the head when a
-//! trim empties the log, so ordinals are never reused. One append is one batch of
+//! trim empties the log, so ordinals are never reused, and `~floor-expiry` its expiry
+//! (the records carry it otherwise), so an emptied session with a TTL still expires. One append is one batch of
 //! records ([`crate::records`]): after a crash or a failed write, all of it or none.
 
 use std::fs::File;
@@ -39,6 +40,7 @@ use recovery::decode_event;
 const LOG: &str = "log";
 const INDEX: &str = "index";
 const FLOOR: &str = "~floor";
+const FLOOR_EXPIRY: &str = "~floor-expiry";
 const CLOSED: &str = "~closed";
 const CREATED: &str = "~created";
 
@@ -97,6 +99,9 @@ struct SessionFiles {
     log: PathBuf,
     index: PathBuf,
     floor: PathBuf,
+    /// The session's expiry (milliseconds, 0: none) while its log is empty: the records
+    /// carry it otherwise.
+    floor_expiry: PathBuf,
     /// When the session was closed (milliseconds), if it was.
     closed: PathBuf,
     /// When the session was created (milliseconds); informational, written unsynced.
@@ -109,6 +114,7 @@ impl SessionFiles {
             log: dir.join(LOG),
             index: dir.join(INDEX),
             floor: dir.join(FLOOR),
+            floor_expiry: dir.join(FLOOR_EXPIRY),
             closed: dir.join(CLOSED),
             created: dir.join(CREATED),
             dir,

@@ -58,6 +58,7 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(SessionState {
                     head: self.floor(f)?,
+                    expires_at: self.floor_expiry(f)?,
                     closed_at: self.closed_at(f)?,
                     ..Default::default()
                 });
@@ -86,12 +87,24 @@ impl Inner {
         };
         if state.count == 0 {
             state.head = self.floor(f)?;
+            state.expires_at = self.floor_expiry(f)?;
         }
         state.closed_at = self.closed_at(f)?;
         // A rebuild replaced the index file: use the new one.
         state.index = Some(if state.rebuilt { open_index()? } else { index });
         state.log = Some(log);
         Ok(state)
+    }
+
+    /// The expiry kept by a trim that emptied the log (`None` if none).
+    pub(super) fn floor_expiry(&self, f: &SessionFiles) -> Result<Option<Timestamp>> {
+        Ok(
+            match files::read_counter(&f.floor_expiry).at(&f.floor_expiry)? {
+                Ok(0) => None,
+                Ok(ms) => Some(Timestamp(ms)),
+                Err(m) => return Err(corrupt(&f.floor_expiry, m)),
+            },
+        )
     }
 
     /// The head kept by a trim that emptied the log (0 if none).
@@ -245,6 +258,7 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Some(SessionState {
                     head: self.floor(f)?,
+                    expires_at: self.floor_expiry(f)?,
                     ..Default::default()
                 }));
             }
@@ -261,6 +275,7 @@ impl Inner {
         };
         if state.count == 0 {
             state.head = self.floor(f)?;
+            state.expires_at = self.floor_expiry(f)?;
         }
         state.log = Some(log);
         state.index = Some(index);

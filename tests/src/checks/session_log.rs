@@ -288,6 +288,34 @@ pub async fn session_ttl_expiry(fx: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// A session with a TTL whose events were all trimmed (or compacted away and trimmed)
+/// still expires: the expiry belongs to the session, not to its last event.
+pub async fn session_ttl_survives_a_full_trim(fx: &Fixture) -> Result<()> {
+    let (t, s) = (tenant("a"), session("trimmed-ttl"));
+    let ttl = AppendOptions::default().with_ttl(fx.short_ttl());
+    fx.sessions.append(&t, &s, events(0..3), ttl).await?;
+    fx.sessions.trim_before(&t, &s, 4).await?;
+    ensure!(
+        fx.sessions.head(&t, &s).await? == 3,
+        "a full trim lost the head"
+    );
+    fx.expire().await;
+    ensure!(
+        fx.sessions.head(&t, &s).await? == 0,
+        "a fully trimmed session with a TTL never expires"
+    );
+    ensure!(
+        !all_session_pages(fx, &t, 10).await?.contains(&s),
+        "a fully trimmed expired session is listed"
+    );
+    fx.maintenance.purge_expired().await?;
+    ensure!(
+        fx.sessions.append(&t, &s, events(0..1), expect(0)).await? == 1,
+        "the session did not start again at 1"
+    );
+    Ok(())
+}
+
 /// Expired sessions are hidden even before any purge runs.
 pub async fn session_ttl_hidden_before_purge(fx: &Fixture) -> Result<()> {
     let (t, s) = (tenant("a"), session("lazy"));
