@@ -70,7 +70,7 @@ pub use ids::{
     MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
 };
 pub use lock::{Fence, HeldLease, Lease, Lock, LockOptions, with_lock};
-pub use maintenance::{Maintenance, PurgeCounts};
+pub use maintenance::{ExpiredSession, Maintenance, PurgeCounts, PurgeReport};
 pub use memory::MemoryBackend;
 pub use page::{Cursor, MAX_PAGE_LIMIT, Page};
 pub use patch::{PatchItemOptions, merge_patch};

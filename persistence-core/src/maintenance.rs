@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use crate::capabilities::Capabilities;
 use crate::error::Result;
-use crate::ids::TenantId;
+use crate::ids::{SessionKey, TenantId};
 
 /// What one [`Maintenance::purge_expired`] run removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,6 +26,56 @@ impl PurgeCounts {
             items,
             sessions,
             leases,
+        }
+    }
+}
+
+/// A session [`Maintenance::purge_expired_report`] removed because its TTL ran out.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
+pub struct ExpiredSession {
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// The session.
+    pub session: SessionKey,
+}
+
+impl ExpiredSession {
+    /// Session `session` of `tenant`. Backends build reports with this.
+    pub fn new(tenant: TenantId, session: SessionKey) -> Self {
+        ExpiredSession { tenant, session }
+    }
+}
+
+/// What [`Maintenance::purge_expired_report`] removed: the counts, and which sessions
+/// expired.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PurgeReport {
+    /// The counts, as [`Maintenance::purge_expired`] returns them.
+    pub counts: PurgeCounts,
+    /// The expired sessions removed; empty when the backend does not name them
+    /// (`named` is then false), even if `counts.sessions` is not 0.
+    pub expired_sessions: Vec<ExpiredSession>,
+    /// Whether the backend named the sessions it removed.
+    pub named: bool,
+}
+
+impl PurgeReport {
+    /// A report that names the removed sessions.
+    pub fn named(counts: PurgeCounts, expired_sessions: Vec<ExpiredSession>) -> Self {
+        PurgeReport {
+            counts,
+            expired_sessions,
+            named: true,
+        }
+    }
+    /// A report of counts only.
+    pub fn counts_only(counts: PurgeCounts) -> Self {
+        PurgeReport {
+            counts,
+            expired_sessions: Vec::new(),
+            named: false,
         }
     }
 }
@@ -65,6 +115,16 @@ pub trait Maintenance: Send + Sync {
     /// `Unavailable` when the backend cannot be reached.
     async fn purge_expired(&self) -> Result<PurgeCounts>;
 
+    /// [`purge_expired`](Self::purge_expired), naming the sessions it removed, so the
+    /// sweeper can record each one's end in its tenant's audit log. The default names
+    /// none (`named: false`); every built-in backend names them.
+    ///
+    /// # Errors
+    /// As [`purge_expired`](Self::purge_expired).
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
+        Ok(PurgeReport::counts_only(self.purge_expired().await?))
+    }
+
     /// One round trip to the storage behind the backend (a query, a `PING`, a look at
     /// the root directory), so a readiness probe can tell it works now.
     ///
@@ -93,6 +153,9 @@ impl<T: Maintenance + ?Sized> Maintenance for std::sync::Arc<T> {
     }
     async fn purge_expired(&self) -> Result<PurgeCounts> {
         (**self).purge_expired().await
+    }
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
+        (**self).purge_expired_report().await
     }
     async fn health(&self) -> Result<()> {
         (**self).health().await

@@ -1,7 +1,7 @@
 //! [`Maintenance`] for the filesystem backend: status, health and purge of the whole root.
 
 use async_trait::async_trait;
-use persistence_core::{Capabilities, Maintenance, PurgeCounts, Result, TenantId};
+use persistence_core::{Capabilities, Maintenance, PurgeCounts, PurgeReport, Result, TenantId};
 
 use crate::FsBackend;
 use crate::error::{BACKEND, IoContext};
@@ -31,9 +31,14 @@ impl Maintenance for FsBackend {
     /// Expired items and sessions; leases need no purging here (one small file per lock
     /// name, kept for its fence).
     async fn purge_expired(&self) -> Result<PurgeCounts> {
+        Ok(self.purge_expired_report().await?.counts)
+    }
+
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
         let items = self.purge_expired_items().await?;
         let sessions = self.purge_expired_sessions().await?;
-        Ok(PurgeCounts::new(items, sessions, 0))
+        let counts = PurgeCounts::new(items, sessions.len() as u64, 0);
+        Ok(PurgeReport::named(counts, sessions))
     }
 
     /// Reads the root's layout directory.

@@ -259,5 +259,27 @@ BEGIN
     RETURN v_sessions;
 END $$;
 
+-- Purges expired sessions as `purge_expired_sessions()` does, naming them:
+-- `[[tenant, session], ...]`, for the sweeper's audit events.
+CREATE FUNCTION persistence.purge_expired_sessions_named() RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE v_named jsonb;
+BEGIN
+    DELETE FROM persistence.session_events e USING persistence.sessions s
+        WHERE e.tenant_id = s.tenant_id AND e.session_id = s.session_id
+          AND s.expires_at IS NOT NULL AND s.expires_at <= now();
+    WITH reset AS (
+        UPDATE persistence.sessions SET head = 0, expires_at = NULL, created_at = NULL,
+               last_append_at = NULL, closed_at = NULL
+            WHERE expires_at IS NOT NULL AND expires_at <= now() AND head > 0
+            RETURNING tenant_id, session_id)
+    SELECT coalesce(jsonb_agg(jsonb_build_array(tenant_id, session_id)
+                              ORDER BY tenant_id, session_id), '[]'::jsonb)
+        INTO v_named FROM reset;
+    RETURN v_named;
+END $$;
+REVOKE ALL ON FUNCTION persistence.purge_expired_sessions_named() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION persistence.purge_expired_sessions_named() TO persistence_app;
+
 CREATE OR REPLACE FUNCTION persistence.schema_version() RETURNS integer
 LANGUAGE sql IMMUTABLE AS $$ SELECT 9 $$;

@@ -1,7 +1,7 @@
 //! [`Maintenance`] for Postgres: status, health and purge across tenants.
 
 use async_trait::async_trait;
-use persistence_core::{Capabilities, Maintenance, PurgeCounts, Result, TenantId};
+use persistence_core::{Capabilities, Maintenance, PurgeCounts, PurgeReport, Result, TenantId};
 
 use crate::PgBackend;
 use crate::error::{BACKEND, map};
@@ -30,10 +30,15 @@ impl Maintenance for PgBackend {
     /// Expired items and sessions, and the lease rows of locks unused for an hour
     /// ([`PgBackend::purge_stale_leases`]).
     async fn purge_expired(&self) -> Result<PurgeCounts> {
+        Ok(self.purge_expired_report().await?.counts)
+    }
+
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
         let items = self.purge_expired_items().await?;
         let sessions = self.purge_expired_sessions().await?;
         let leases = self.purge_stale_leases().await?;
-        Ok(PurgeCounts::new(items, sessions, leases))
+        let counts = PurgeCounts::new(items, sessions.len() as u64, leases);
+        Ok(PurgeReport::named(counts, sessions))
     }
 
     async fn health(&self) -> Result<()> {

@@ -6,8 +6,8 @@ use persistence_core::backend::{
     PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
 };
 use persistence_core::{
-    AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ListSessions, Page, Result,
-    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
+    AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ExpiredSession, ListSessions,
+    Page, Result, SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -27,7 +27,7 @@ const INFO: &str = "SELECT persistence.session_info($1, $2)";
 const CLOSE: &str = "SELECT persistence.session_close($1, $2, $3 <> 0)";
 const COMPACT: &str = "SELECT persistence.session_compact($1, $2, $3, $4, $5, $6)";
 const LISTEN: &str = "SELECT persistence.session_listen($1, $2, $3)";
-const PURGE: &str = "SELECT persistence.purge_expired_sessions()";
+const PURGE: &str = "SELECT persistence.purge_expired_sessions_named()";
 
 #[derive(Deserialize)]
 struct Row {
@@ -281,10 +281,14 @@ impl SessionLog for PgBackend {
 }
 
 impl PgBackend {
-    /// Removes expired sessions of every tenant.
-    pub(crate) async fn purge_expired_sessions(&self) -> Result<u64> {
-        let sessions: i64 = crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
-            .map_err(|e| map(e, "session.purge_expired", ""))?;
-        Ok(sessions as u64)
+    /// Removes expired sessions of every tenant and names them.
+    pub(crate) async fn purge_expired_sessions(&self) -> Result<Vec<ExpiredSession>> {
+        let Json(named): Json<Vec<(TenantId, SessionKey)>> =
+            crate::pool::fetch_single!(self.db, crate::statement::Call::new(PURGE))
+                .map_err(|e| map(e, "session.purge_expired", ""))?;
+        Ok(named
+            .into_iter()
+            .map(|(tenant, session)| ExpiredSession::new(tenant, session))
+            .collect())
     }
 }

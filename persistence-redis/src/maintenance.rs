@@ -1,7 +1,7 @@
 //! [`Maintenance`] for Redis: status, health and purge across tenants.
 
 use async_trait::async_trait;
-use persistence_core::{Capabilities, Maintenance, PurgeCounts, Result, TenantId};
+use persistence_core::{Capabilities, Maintenance, PurgeCounts, PurgeReport, Result, TenantId};
 
 use crate::RedisBackend;
 use crate::error::{BACKEND, Effect, map};
@@ -27,9 +27,14 @@ impl Maintenance for RedisBackend {
     /// Items and sessions expire by themselves (key TTLs); this removes the index entries
     /// they leave and counts them. Leases expire by themselves too.
     async fn purge_expired(&self) -> Result<PurgeCounts> {
+        Ok(self.purge_expired_report().await?.counts)
+    }
+
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
         let items = self.purge_expired_items().await?;
         let sessions = self.purge_expired_sessions().await?;
-        Ok(PurgeCounts::new(items, sessions, 0))
+        let counts = PurgeCounts::new(items, sessions.len() as u64, 0);
+        Ok(PurgeReport::named(counts, sessions))
     }
 
     /// A `PING` within the configured timeout.

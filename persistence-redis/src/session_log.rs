@@ -8,8 +8,8 @@ use persistence_core::backend::{
     CursorExt, PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
 };
 use persistence_core::{
-    AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ListSessions, Page, Result,
-    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
+    AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ExpiredSession, ListSessions,
+    Page, Result, SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use redis::AsyncCommands;
 
@@ -188,6 +188,13 @@ impl SessionLog for RedisBackend {
             .del(&[k.meta(), k.events()])
             .await
             .map_err(|e| map(e, Effect::Write, "session.delete", &key))?;
+        // The index entry after the data (another slot): a crash in between leaves an
+        // entry that the next purge drops.
+        let _: u64 = self
+            .conn()
+            .zrem(self.keys.index(tenant, Index::Sessions), session.as_str())
+            .await
+            .map_err(|e| map(e, Effect::Write, "session.delete", &key))?;
         Ok(removed > 0)
     }
 
@@ -338,9 +345,10 @@ impl SessionLog for RedisBackend {
 
 impl RedisBackend {
     /// Session data expires by itself (key TTLs); this drops index entries of sessions
-    /// that are gone and counts them.
-    pub(crate) async fn purge_expired_sessions(&self) -> Result<u64> {
-        let mut removed = 0;
+    /// that are gone and names them (a deleted session's entry goes with it, so these
+    /// expired).
+    pub(crate) async fn purge_expired_sessions(&self) -> Result<Vec<ExpiredSession>> {
+        let mut removed = Vec::new();
         for t in self.tenants().await? {
             let mut after: Option<String> = None;
             loop {
@@ -367,7 +375,9 @@ impl RedisBackend {
                             .zrem(self.keys.index(&t, Index::Sessions), s.as_str())
                             .await
                             .map_err(|e| map(e, Effect::Write, "session.purge_expired", &t))?;
-                        removed += n;
+                        if n > 0 {
+                            removed.push(ExpiredSession::new(t.clone(), s.clone()));
+                        }
                     }
                 }
                 if page.len() < 500 {

@@ -10,9 +10,8 @@
 //! The events are listed on
 //! [`Persistence::with_lifecycle_audit`](crate::Persistence::with_lifecycle_audit).
 //!
-//! The sweeper records what retention removes itself (`thread.pruned`,
-//! `thread.deleted` with `reason` `retention` and `thread_ttl`); sessions that expire are
-//! counted in its round summary, not named.
+//! The sweeper records what it removes itself (`thread.pruned`, `thread.deleted`,
+//! `session.expired`).
 
 use std::sync::Arc;
 use std::time::Duration;

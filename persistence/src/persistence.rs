@@ -94,9 +94,9 @@ impl Persistence {
     /// | `thread.deleted` | `delete_thread` of a thread that existed | `thread`, `reason: "delete"` |
     ///
     ///
-    /// The sweeper records what retention removes itself (`thread.pruned` and
-    /// `thread.deleted` with `reason` `retention` or `thread_ttl`); sessions that expire
-    /// are counted in its round summary, not named.
+    /// The sweeper records what it removes itself: `thread.pruned` and `thread.deleted`
+    /// with `reason` `retention` or `thread_ttl`, and `session.expired` for each session
+    /// whose TTL ran out, as it purges it.
     ///
     /// Each recorded change costs one more append (the first append of every session
     /// among them), written after the change: a crash in between loses the event, and a

@@ -10,9 +10,9 @@ use persistence_core::{
     Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, Item, ItemKey, Lease,
     ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, Lock, LockKey,
     LockOptions, Maintenance, Namespace, NewCheckpoint, Page, PatchItemOptions, PurgeCounts,
-    PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention, RetentionOutcome,
-    SearchItems, SessionEvent, SessionInfo, SessionKey, SessionLog, Store, TenantId, ThreadKey,
-    Timestamp,
+    PurgeReport, PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention,
+    RetentionOutcome, SearchItems, SessionEvent, SessionInfo, SessionKey, SessionLog, Store,
+    TenantId, ThreadKey, Timestamp,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -372,6 +372,11 @@ impl<B: Maintenance> Maintenance for Traced<B> {
         let call = self.inner.tenants();
         self.run("maintenance.tenants", None, call).await
     }
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
+        let call = self.inner.purge_expired_report();
+        self.run("maintenance.purge_expired", None, call).await
+    }
+
     async fn purge_expired(&self) -> Result<PurgeCounts> {
         let call = self.inner.purge_expired();
         self.run("maintenance.purge_expired", None, call).await

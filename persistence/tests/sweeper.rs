@@ -324,3 +324,30 @@ async fn a_round_that_lost_its_lease_stops() {
         .unwrap();
     assert!(report.ran && report.threads == 501, "{report:?}");
 }
+
+/// A session whose TTL ran out is named in its tenant's audit log as the sweeper purges
+/// it.
+#[tokio::test]
+async fn expired_sessions_are_recorded_as_they_are_purged() {
+    let (backend, backend_clock) = MemoryBackend::with_manual_clock();
+    let p = Persistence::from_backend(backend);
+    let (t, s) = (
+        TenantId::new("acme").unwrap(),
+        SessionKey::new("chat").unwrap(),
+    );
+    let ttl = persistence::AppendOptions::default().with_ttl(Duration::from_secs(60));
+    let event = vec![Envelope::new(1, json!({"user": "data"}))];
+    p.sessions.append(&t, &s, event, ttl).await.unwrap();
+    backend_clock.advance(Duration::from_secs(120));
+    let report = Sweeper::new(p.clone(), SweepConfig::default())
+        .round(&mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.sessions_purged, 1, "{report:?}");
+    let events = audit(&p, "acme").await;
+    assert_eq!(
+        events,
+        [json!({"kind": "session.expired", "session": "chat", "reason": "ttl"})],
+        "{events:?}"
+    );
+}

@@ -25,7 +25,7 @@ use crate::ids::{
     CheckpointId, ItemKey, LockKey, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
 };
 use crate::lock::Fence;
-use crate::maintenance::{Maintenance, PurgeCounts};
+use crate::maintenance::{Maintenance, PurgeCounts, PurgeReport};
 use crate::page::Cursor;
 use crate::session_log::SessionEvent;
 use crate::time::{Clock, ManualClock, SystemClock, Timestamp};
@@ -130,7 +130,14 @@ impl MemoryBackend {
     /// Removes expired items and sessions of every tenant (what
     /// [`Maintenance::purge_expired`] does here).
     pub fn purge_expired(&self) -> PurgeCounts {
-        PurgeCounts::new(self.purge_expired_items(), self.purge_expired_sessions(), 0)
+        self.purge_expired_report().counts
+    }
+
+    /// [`purge_expired`](Self::purge_expired), naming the sessions removed.
+    pub fn purge_expired_report(&self) -> PurgeReport {
+        let items = self.purge_expired_items();
+        let sessions = self.purge_expired_sessions();
+        PurgeReport::named(PurgeCounts::new(items, sessions.len() as u64, 0), sessions)
     }
 
     fn now(&self) -> Timestamp {
@@ -166,6 +173,9 @@ impl Maintenance for MemoryBackend {
     }
     async fn purge_expired(&self) -> Result<PurgeCounts> {
         Ok(MemoryBackend::purge_expired(self))
+    }
+    async fn purge_expired_report(&self) -> Result<PurgeReport> {
+        Ok(MemoryBackend::purge_expired_report(self))
     }
     async fn health(&self) -> Result<()> {
         Ok(())

@@ -10,6 +10,7 @@ use crate::backend::PageExt;
 use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{SessionKey, TenantId};
+use crate::maintenance::ExpiredSession;
 use crate::page::{Page, validate_limit};
 use crate::session_log::{
     AppendOptions, CloseSession, Compaction, ListSessions, SessionEvent, SessionInfo, SessionLog,
@@ -285,15 +286,20 @@ fn info(s: &SessionState) -> SessionInfo {
 
 impl MemoryBackend {
     /// Removes expired sessions of every tenant.
-    pub(super) fn purge_expired_sessions(&self) -> u64 {
+    pub(super) fn purge_expired_sessions(&self) -> Vec<ExpiredSession> {
         let now = self.now();
         let mut state = self.lock_state();
-        let mut removed = 0;
-        for t in state.tenants.values_mut() {
-            let before = t.sessions.len();
-            t.sessions.retain(|_, s| !is_expired(s.expires_at, now));
-            removed += (before - t.sessions.len()) as u64;
+        let mut removed = Vec::new();
+        for (tenant, t) in state.tenants.iter_mut() {
+            t.sessions.retain(|session, s| {
+                let expired = is_expired(s.expires_at, now);
+                if expired {
+                    removed.push(ExpiredSession::new(tenant.clone(), session.clone()));
+                }
+                !expired
+            });
         }
+        removed.sort();
         removed
     }
 }

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use persistence_core::backend::{CursorExt, PageExt, validate_limit};
 use persistence_core::{
-    AppendOptions, CloseSession, Compaction, Cursor, Envelope, ListSessions, Page, Result,
-    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
+    AppendOptions, CloseSession, Compaction, Cursor, Envelope, ExpiredSession, ListSessions, Page,
+    Result, SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -317,9 +317,9 @@ impl Inner {
     }
 
     /// Removes expired sessions of every tenant.
-    pub(crate) fn purge_sessions(&self) -> Result<u64> {
+    pub(crate) fn purge_sessions(&self) -> Result<Vec<ExpiredSession>> {
         let tenants = self.layout.tenants();
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for name in files::list_dirs(&tenants).at(&tenants)? {
             let Ok(t) = TenantId::new(crate::layout::decode(&name).unwrap_or_default()) else {
                 continue;
@@ -332,7 +332,7 @@ impl Inner {
                 if state.exists() && state.expired(Timestamp::now()) {
                     files::remove_dir_atomic(&f.dir, self.durability).at(&f.dir)?;
                     self.session_catalog(&t)?.remove(s.as_str());
-                    removed += 1;
+                    removed.push(ExpiredSession::new(t.clone(), s.clone()));
                 }
             }
         }
@@ -500,7 +500,7 @@ impl SessionLog for FsBackend {
 
 impl FsBackend {
     /// Removes expired sessions of every tenant.
-    pub(crate) async fn purge_expired_sessions(&self) -> Result<u64> {
+    pub(crate) async fn purge_expired_sessions(&self) -> Result<Vec<ExpiredSession>> {
         self.run("session.purge_expired", String::new(), |i| {
             i.purge_sessions()
         })

@@ -17,6 +17,7 @@
 //! |---|---|
 //! | `thread.pruned` | `thread`, `checkpoints`, `reason: "retention"` |
 //! | `thread.deleted` | `thread`, `checkpoints`, `reason: "thread_ttl"` |
+//! | `session.expired` | `session`, `reason: "ttl"` (a session whose TTL ran out, purged) |
 //! | `sweep.round` (system tenant) | `tenants`, `threads`, `checkpoints`, `threads_deleted`, `items_purged`, `sessions_purged`, `leases_purged`, `complete` |
 
 use std::collections::HashMap;
@@ -157,10 +158,11 @@ impl Sweeper {
             self.resume = Resume::default();
         }
         report.complete = complete;
-        let purged = p.maintenance.purge_expired().await?;
-        report.items_purged = purged.items;
-        report.sessions_purged = purged.sessions;
-        report.leases_purged = purged.leases;
+        let purged = p.maintenance.purge_expired_report().await?;
+        report.items_purged = purged.counts.items;
+        report.sessions_purged = purged.counts.sessions;
+        report.leases_purged = purged.counts.leases;
+        self.record_expired(&purged.expired_sessions).await?;
         let summary = json!({
             "kind": "sweep.round",
             "tenants": report.tenants,
@@ -324,6 +326,35 @@ impl Sweeper {
         }
         report.audit_trimmed += self.trim_audit(tenant).await?;
         Ok(done)
+    }
+
+    /// Records each purged session's end (`session.expired`) in its tenant's audit log,
+    /// one append per tenant.
+    async fn record_expired(&self, expired: &[persistence_core::ExpiredSession]) -> Result<()> {
+        let audit = audit_session();
+        let mut expired = expired.to_vec();
+        expired.sort();
+        for tenant_sessions in expired.chunk_by(|a, b| a.tenant == b.tenant) {
+            let tenant = &tenant_sessions[0].tenant;
+            let events = tenant_sessions
+                .iter()
+                .filter(|e| e.session != audit)
+                .map(|e| {
+                    Envelope::new(
+                        1,
+                        json!({"kind": "session.expired", "session": e.session.as_str(),
+                            "reason": "ttl"}),
+                    )
+                })
+                .collect::<Vec<_>>();
+            if !events.is_empty() {
+                self.persistence
+                    .sessions
+                    .append(tenant, &audit, events, AppendOptions::default())
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Per-thread policies of a tenant.

@@ -355,6 +355,7 @@ macro_rules! __for_each_check {
             session_log::session_ttl_expiry [Ttl],
             session_log::session_ttl_hidden_before_purge [Ttl],
             session_log::session_ttl_survives_a_full_trim [Ttl],
+            session_log::session_purge_names_expired_sessions [Ttl, Lifecycle],
             session_log::session_zero_ttl_is_invalid [Ttl],
             retention::retention_prune_through_keeps_newer [Lifecycle],
             retention::retention_count_and_age [Lifecycle],

@@ -316,6 +316,48 @@ pub async fn session_ttl_survives_a_full_trim(fx: &Fixture) -> Result<()> {
     Ok(())
 }
 
+/// `purge_expired_report` names the expired sessions it removed, per tenant, and no
+/// other.
+pub async fn session_purge_names_expired_sessions(fx: &Fixture) -> Result<()> {
+    let (a, b) = (tenant("a"), tenant("b"));
+    let (gone, kept) = (session("named-expired"), session("named-kept"));
+    let ttl = AppendOptions::default().with_ttl(fx.short_ttl());
+    fx.sessions
+        .append(&a, &gone, events(0..1), ttl.clone())
+        .await?;
+    fx.sessions.append(&b, &gone, events(0..1), ttl).await?;
+    fx.sessions
+        .append(&a, &kept, events(0..1), Default::default())
+        .await?;
+    fx.expire().await;
+    let report = fx.maintenance.purge_expired_report().await?;
+    ensure!(
+        report.named,
+        "the backend did not name the sessions it purged"
+    );
+    let named: Vec<(String, String)> = report
+        .expired_sessions
+        .iter()
+        .map(|e| (e.tenant.to_string(), e.session.to_string()))
+        .collect();
+    for t in ["a", "b"] {
+        ensure!(
+            named.contains(&(t.to_string(), gone.to_string())),
+            "{t}/{gone} not named: {named:?}"
+        );
+    }
+    ensure!(
+        !named.iter().any(|(_, s)| *s == kept.to_string()),
+        "a live session was named: {named:?}"
+    );
+    ensure!(
+        report.counts.sessions >= 2,
+        "counted {} sessions",
+        report.counts.sessions
+    );
+    Ok(())
+}
+
 /// Expired sessions are hidden even before any purge runs.
 pub async fn session_ttl_hidden_before_purge(fx: &Fixture) -> Result<()> {
     let (t, s) = (tenant("a"), session("lazy"));
