@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persistence::{
-    AUDIT_SESSION, CheckpointId, Envelope, ListCheckpoints, LockKey, ManualClock, MemoryBackend,
+    AUDIT_SESSION, CheckpointId, Envelope, ListCheckpoints, ManualClock, MemoryBackend,
     NewCheckpoint, Persistence, Retention, SYSTEM_TENANT, SessionKey, SweepConfig, Sweeper,
     TenantId, ThreadKey, Timestamp,
 };
@@ -187,6 +187,7 @@ async fn sweep_all_runs_rounds_until_the_pass_is_complete() {
     assert!(!progress.is_empty());
 }
 
+#[cfg(feature = "fs")]
 #[tokio::test]
 async fn only_one_sweeper_works_at_a_time_across_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,7 +204,7 @@ async fn only_one_sweeper_works_at_a_time_across_processes() {
         .lock
         .try_acquire(
             &TenantId::new(SYSTEM_TENANT).unwrap(),
-            &LockKey::for_session(&SessionKey::new(AUDIT_SESSION).unwrap()),
+            &persistence::LockKey::for_session(&SessionKey::new(AUDIT_SESSION).unwrap()),
             Duration::from_secs(30),
         )
         .await
