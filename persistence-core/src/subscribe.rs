@@ -247,3 +247,39 @@ impl<'s> dyn SessionLog + 's {
         Subscription::new(self, tenant, session, after, options)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Envelope, MemoryBackend, SessionKey, SessionLog, Subscribe, TenantId};
+
+    /// The memory backend wakes a waiting subscriber on an append: the event arrives long
+    /// before the poll interval.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_subscriptions_are_pushed() {
+        let backend = MemoryBackend::new();
+        let (t, s) = (TenantId::new("t").unwrap(), SessionKey::new("s").unwrap());
+        let log: &dyn SessionLog = &backend;
+        let slow = Subscribe::default().with_poll_interval(Duration::from_secs(60));
+        let mut tail = log.subscribe(&t, &s, 0, slow);
+        let writer = {
+            let backend = backend.clone();
+            let (t, s) = (t.clone(), s.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let event = vec![Envelope::new(1, serde_json::json!(1))];
+                backend
+                    .append(&t, &s, event, Default::default())
+                    .await
+                    .unwrap();
+            })
+        };
+        let event = tokio::time::timeout(Duration::from_secs(5), tail.next())
+            .await
+            .expect("the append did not wake the subscriber")
+            .unwrap();
+        assert_eq!(event.seq, 1);
+        writer.await.unwrap();
+    }
+}

@@ -1,7 +1,9 @@
-//! Session logs: a meta hash (head, expiry) and a sorted set of events scored by ordinal,
-//! under one hash tag. Ordinals come from the stored head, never from the set's size, so
-//! trimming never lets one be reused. Ephemeral sessions expire with native key TTLs;
-//! the fence counter has none.
+//! Session logs: a meta hash (head, expiry, created, last append, closed) and a sorted
+//! set of events scored by ordinal, under one hash tag. Ordinals come from the stored
+//! head, never from the set's size, so trimming and compaction never let one be reused.
+//! Ephemeral sessions expire with native key TTLs (the life-cycle fields with them); the
+//! fence counter has none. Appends, compactions and closes announce the change for live
+//! tails (`changes`).
 
 use async_trait::async_trait;
 use persistence_core::backend::{

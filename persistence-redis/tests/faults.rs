@@ -376,3 +376,72 @@ async fn health_of_a_paused_server_fails_in_time() {
     );
     b.health().await.unwrap();
 }
+
+/// A live tail across a server killed and restarted (with its append-only file): the
+/// calls in between may fail (`next` is called again), and afterwards it delivers the
+/// next events in order, none skipped or repeated, its listener reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_survives_a_server_restart() {
+    use persistence_core::{Envelope, Subscribe};
+    let Some(mut server) = DedicatedRedis::start(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]) else {
+        return;
+    };
+    let b = backend(server.url(), Duration::from_secs(2)).await;
+    let (t, s) = (
+        TenantId::new("t").unwrap(),
+        SessionKey::new("live").unwrap(),
+    );
+    let one = |n: i64| vec![Envelope::new(1, serde_json::json!(n))];
+    b.append(&t, &s, one(1), Default::default()).await.unwrap();
+    let log: &dyn SessionLog = &b;
+    let mut tail = log.subscribe(
+        &t,
+        &s,
+        0,
+        Subscribe::default().with_poll_interval(Duration::from_secs(1)),
+    );
+    assert_eq!(tail.next().await.unwrap().seq, 1);
+    server.kill_and_restart();
+    let writer = {
+        let b = b.clone();
+        let (t, s) = (t.clone(), s.clone());
+        tokio::spawn(async move {
+            for n in 2..=3 {
+                loop {
+                    match b.append(&t, &s, one(n), Default::default()).await {
+                        Ok(_) => break,
+                        Err(e) if e.is_retryable() => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "events after the restart: {seen:?}"
+        );
+        match tokio::time::timeout(Duration::from_secs(5), tail.next()).await {
+            Ok(Ok(event)) => seen.push(event.seq),
+            Ok(Err(e)) => {
+                assert!(e.is_retryable(), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => {}
+        }
+    }
+    writer.await.unwrap();
+    assert_eq!(seen, [2, 3]);
+}

@@ -199,12 +199,17 @@ async fn only_one_sweeper_works_at_a_time_across_processes() {
     let (first, second) = (open(), open());
     let (t, th) = ids("a", "th");
     put_at(&first, &t, &th, Timestamp::now(), &[2_000, 1_000]).await;
+    // The documented name is the lock the sweeper takes.
+    assert_eq!(
+        persistence::LockKey::new(persistence::SWEEPER_LOCK).unwrap(),
+        persistence::LockKey::for_session(&SessionKey::new(AUDIT_SESSION).unwrap())
+    );
     // The first process's sweeper is mid-round: it holds the lease.
     let held = first
         .lock
         .try_acquire(
             &TenantId::new(SYSTEM_TENANT).unwrap(),
-            &persistence::LockKey::for_session(&SessionKey::new(AUDIT_SESSION).unwrap()),
+            &persistence::LockKey::new(persistence::SWEEPER_LOCK).unwrap(),
             Duration::from_secs(30),
         )
         .await
