@@ -349,6 +349,46 @@ async fn a_failed_append_on_a_full_disk_leaves_nothing() {
     assert_eq!(ordinals(&backend).await.unwrap(), [1, 2, 3, 4, 5, 6, 7]);
 }
 
+/// A compaction that meets a full disk changes nothing: the session reads as before,
+/// and the same compaction succeeds once there is room.
+#[tokio::test]
+async fn a_failed_compaction_on_a_full_disk_changes_nothing() {
+    use persistence_core::Compaction;
+    let Some(disk) = common::SmallDisk::mount("1m") else {
+        return;
+    };
+    let backend = open(&disk.path().join("store"));
+    for n in 1..=4 {
+        append(&backend, &[json!({"n": n, "pad": "y".repeat(2000)})])
+            .await
+            .unwrap();
+    }
+    let filler = common::fill(disk.path());
+    let (t, s) = ids();
+    let summary: Vec<_> = (0..5)
+        .map(|i| Envelope::new(1, json!({"i": i, "pad": "z".repeat(3000)})))
+        .collect();
+    let e = backend
+        .compact(&t, &s, Compaction::new(2, summary.clone()))
+        .await
+        .unwrap_err();
+    assert_ne!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(ordinals(&backend).await.unwrap(), [1, 2, 3, 4]);
+    assert_eq!(
+        ordinals(&open(&disk.path().join("store"))).await.unwrap(),
+        [1, 2, 3, 4]
+    );
+    std::fs::remove_file(filler).unwrap();
+    assert_eq!(
+        backend
+            .compact(&t, &s, Compaction::new(2, summary))
+            .await
+            .unwrap(),
+        9
+    );
+    assert_eq!(ordinals(&backend).await.unwrap(), [3, 4, 5, 6, 7, 8, 9]);
+}
+
 /// The same for pending writes on a full disk.
 #[tokio::test]
 async fn failed_pending_writes_on_a_full_disk_leave_nothing() {
