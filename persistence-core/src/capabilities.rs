@@ -1,6 +1,23 @@
 //! What a backend can do, so callers and the conformance suite can tell "unsupported"
 //! from "broken".
 
+/// Who deletes data whose time is up: expired items and sessions, checkpoints past their
+/// retention. Expired data is hidden from every read at once either way; this says when
+/// its storage is freed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Enforcement {
+    /// A sweep deletes it: the facade's `Sweeper`, `persistence gc`,
+    /// [`Maintenance::purge_expired`](crate::Maintenance::purge_expired) or
+    /// [`Checkpointer::apply_retention`](crate::Checkpointer::apply_retention). Until one
+    /// runs, it keeps its space.
+    #[default]
+    Sweeper,
+    /// The backend (or its server) deletes it by itself, e.g. Redis key expiry; a sweep
+    /// only tidies what it leaves behind (index entries) and names what went.
+    Backend,
+}
+
 /// Features a backend declares. Checks that need a feature are skipped, with a printed
 /// reason, on backends that do not declare it; everything else must pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,16 +35,25 @@ pub struct Capabilities {
     pub durable: bool,
     /// Sessions have a life cycle and checkpoints a retention: [`SessionLog::session_info`],
     /// [`SessionLog::close_session`], [`SessionLog::compact`] and
-    /// [`Checkpointer::prune_through`] (which age and TTL retention need) work; they fail
-    /// `Unsupported` otherwise. No backend enforces retention by itself: the facade's
-    /// sweeper (or a call of [`Checkpointer::apply_retention`]) applies it.
+    /// [`Checkpointer::prune_through`] (which age and TTL retention need) and store reads
+    /// that restart an item's TTL ([`GetItemOptions::refresh_ttl`],
+    /// [`SearchItems::refresh_ttl`]) work; they fail `Unsupported` otherwise.
     ///
     /// [`SessionLog::session_info`]: crate::SessionLog::session_info
     /// [`SessionLog::close_session`]: crate::SessionLog::close_session
     /// [`SessionLog::compact`]: crate::SessionLog::compact
     /// [`Checkpointer::prune_through`]: crate::Checkpointer::prune_through
     /// [`Checkpointer::apply_retention`]: crate::Checkpointer::apply_retention
+    /// [`GetItemOptions::refresh_ttl`]: crate::GetItemOptions::refresh_ttl
+    /// [`SearchItems::refresh_ttl`]: crate::SearchItems::refresh_ttl
     pub lifecycle: bool,
+    /// Who deletes expired store items.
+    pub item_expiry: Enforcement,
+    /// Who deletes expired sessions.
+    pub session_expiry: Enforcement,
+    /// Who deletes checkpoints and threads past their [`Retention`](crate::Retention):
+    /// no built-in backend does it by itself.
+    pub checkpoint_retention: Enforcement,
 }
 
 impl Capabilities {
@@ -50,6 +76,9 @@ impl Capabilities {
             cluster_safe: false,
             durable: false,
             lifecycle: false,
+            item_expiry: Enforcement::Sweeper,
+            session_expiry: Enforcement::Sweeper,
+            checkpoint_retention: Enforcement::Sweeper,
         }
     }
     /// Same, with [`ttl`](Self::ttl) set to `on`.
@@ -86,6 +115,24 @@ impl Capabilities {
     #[must_use]
     pub const fn with_lifecycle(mut self, on: bool) -> Self {
         self.lifecycle = on;
+        self
+    }
+    /// Same, with [`item_expiry`](Self::item_expiry) enforced by `by`.
+    #[must_use]
+    pub const fn with_item_expiry(mut self, by: Enforcement) -> Self {
+        self.item_expiry = by;
+        self
+    }
+    /// Same, with [`session_expiry`](Self::session_expiry) enforced by `by`.
+    #[must_use]
+    pub const fn with_session_expiry(mut self, by: Enforcement) -> Self {
+        self.session_expiry = by;
+        self
+    }
+    /// Same, with [`checkpoint_retention`](Self::checkpoint_retention) enforced by `by`.
+    #[must_use]
+    pub const fn with_checkpoint_retention(mut self, by: Enforcement) -> Self {
+        self.checkpoint_retention = by;
         self
     }
 }

@@ -57,7 +57,7 @@ mod time;
 mod tls;
 mod typed;
 
-pub use capabilities::Capabilities;
+pub use capabilities::{Capabilities, Enforcement};
 pub use checkpointer::{
     Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
     ListThreads, Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites, Write,
@@ -79,7 +79,9 @@ pub use retention::{Retention, RetentionOutcome};
 pub use session_log::{
     AppendOptions, CloseSession, Compaction, ListSessions, SessionEvent, SessionInfo, SessionLog,
 };
-pub use store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
+pub use store::{
+    GetItemOptions, Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store,
+};
 pub use subscribe::{Subscribe, Subscription};
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};
 pub use tls::TlsFailure;

@@ -47,6 +47,32 @@ impl PutItemOptions {
     }
 }
 
+/// Options of [`Store::get_with`].
+///
+/// ```
+/// use persistence_core::GetItemOptions;
+///
+/// let options = GetItemOptions::default().with_refresh_ttl(true);
+/// assert!(options.refresh_ttl);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
+pub struct GetItemOptions {
+    /// Restart the item's TTL: a live item written with a TTL now expires that TTL (the
+    /// one of its last put or patch) after this read, as LangGraph's `refresh_ttl`.
+    /// Its value, version and `updated_at` stay; an item without a TTL is untouched.
+    pub refresh_ttl: bool,
+}
+
+impl GetItemOptions {
+    /// Same, restarting the item's TTL when `on`.
+    #[must_use]
+    pub fn with_refresh_ttl(mut self, on: bool) -> Self {
+        self.refresh_ttl = on;
+        self
+    }
+}
+
 /// A stored item.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -198,6 +224,10 @@ pub struct SearchItems {
     pub limit: usize,
     /// Skip this many matches first.
     pub offset: usize,
+    /// Restart the TTL of every item returned, as [`GetItemOptions::refresh_ttl`] does
+    /// for one (items matched but not returned, past `limit` or before `offset`, are
+    /// untouched).
+    pub refresh_ttl: bool,
 }
 
 impl Default for SearchItems {
@@ -207,6 +237,7 @@ impl Default for SearchItems {
             filter: Filter::all(),
             limit: 100,
             offset: 0,
+            refresh_ttl: false,
         }
     }
 }
@@ -234,6 +265,12 @@ impl SearchItems {
     #[must_use]
     pub fn with_offset(mut self, offset: usize) -> Self {
         self.offset = offset;
+        self
+    }
+    /// Same, restarting the TTL of the items returned when `on`.
+    #[must_use]
+    pub fn with_refresh_ttl(mut self, on: bool) -> Self {
+        self.refresh_ttl = on;
         self
     }
 }
@@ -291,10 +328,43 @@ pub trait Store: Send + Sync {
         query: ListNamespaces,
     ) -> Result<Page<Namespace>>;
 
-    /// Items under a namespace prefix matching a filter, ordered by (namespace, key).
+    /// [`get`](Store::get) with options. With
+    /// [`refresh_ttl`](GetItemOptions::refresh_ttl), the read and the restart of the
+    /// item's TTL are one atomic step, and the item returned shows its new expiry. A
+    /// backend stores each item's TTL with it; an item written before it did counts
+    /// the time from its last write to its expiry as its TTL, which is what it was.
+    ///
+    /// The default implementation is `get` and fails `Unsupported` for `refresh_ttl`:
+    /// a backend declaring [`Capabilities::lifecycle`](crate::Capabilities::lifecycle)
+    /// implements it.
     ///
     /// # Errors
-    /// `Unsupported` on backends without search.
+    /// As [`get`](Store::get); `Unsupported` as said.
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        options: GetItemOptions,
+    ) -> Result<Option<Item>> {
+        if options.refresh_ttl {
+            return Err(refresh_unsupported().context(
+                "core",
+                "store.get",
+                format!("{tenant}/{namespace}/{key}"),
+            ));
+        }
+        self.get(tenant, namespace, key).await
+    }
+
+    /// Items under a namespace prefix matching a filter, ordered by (namespace, key).
+    /// With [`refresh_ttl`](SearchItems::refresh_ttl), the TTLs of the items returned
+    /// restart in the same step (a backend that cannot fails `Unsupported` rather than
+    /// ignore it).
+    ///
+    /// # Errors
+    /// `Unsupported` on backends without search, and for `refresh_ttl` on backends
+    /// without [`Capabilities::lifecycle`](crate::Capabilities::lifecycle).
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>>;
 
     /// Applies a JSON merge patch (RFC 7396) to an item's data, atomically: fields the
@@ -334,6 +404,13 @@ pub trait Store: Send + Sync {
     async fn delete_namespace(&self, tenant: &TenantId, namespace: &Namespace) -> Result<u64> {
         delete_namespace_by_items(self, tenant, namespace).await
     }
+}
+
+/// The error of a TTL refresh on a backend that does not declare it.
+pub(crate) fn refresh_unsupported() -> crate::Error {
+    crate::Error::unsupported(
+        "refresh_ttl: this backend does not declare Capabilities::lifecycle",
+    )
 }
 
 /// The default [`Store::delete_namespace`]: every namespace under `prefix` (and

@@ -235,16 +235,18 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// TTL, search, multi-process, cluster-safe; not durable in the sense of the
-    /// contract (see the crate docs).
+    /// TTL, search, multi-process, cluster-safe, session life cycle; not durable in the
+    /// sense of the contract (see the crate docs). Expired sessions are deleted by the
+    /// server (key expiry); expired items, which share their namespace's hashes, by a
+    /// sweep.
     pub fn capabilities(&self) -> Capabilities {
-        let mut caps = Capabilities::none();
-        caps.ttl = true;
-        caps.search = true;
-        caps.multi_process = true;
-        caps.cluster_safe = true;
-        caps.lifecycle = true;
-        caps
+        Capabilities::none()
+            .with_ttl(true)
+            .with_search(true)
+            .with_multi_process(true)
+            .with_cluster_safe(true)
+            .with_lifecycle(true)
+            .with_session_expiry(persistence_core::Enforcement::Backend)
     }
 
     fn conn(&self) -> Conn {

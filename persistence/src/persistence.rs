@@ -58,7 +58,10 @@ impl Persistence {
     where
         B: Checkpointer + Store + SessionLog + Lock + Maintenance + Clone + 'static,
     {
-        let traced = Arc::new(Traced::new(backend.backend_name(), backend.clone()));
+        let traced = Arc::new(
+            Traced::new(backend.backend_name(), backend.clone())
+                .with_capabilities(backend.capabilities()),
+        );
         Persistence {
             checkpointer: traced.clone(),
             store: traced.clone(),

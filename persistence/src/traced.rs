@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use persistence_core::{
     AppendOptions, Capabilities, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple,
-    Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, Item, ItemKey, Lease,
+    Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, GetItemOptions, Item, ItemKey, Lease,
     ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, Lock, LockKey,
     LockOptions, Maintenance, Namespace, NewCheckpoint, Page, PatchItemOptions, PurgeCounts,
     PurgeReport, PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention,
@@ -24,6 +24,9 @@ use tracing::field::Empty;
 pub struct Traced<B> {
     backend: Arc<str>,
     inner: B,
+    /// What `inner` declares, when known: a call it cannot serve fails `Unsupported`
+    /// here rather than be served in part.
+    declared: Option<Capabilities>,
 }
 
 impl<B> Traced<B> {
@@ -32,7 +35,17 @@ impl<B> Traced<B> {
         Traced {
             backend: backend.into(),
             inner,
+            declared: None,
         }
+    }
+
+    /// Same, knowing what `inner` declares: an option it does not declare (a search
+    /// with [`SearchItems::refresh_ttl`] without [`Capabilities::lifecycle`]) fails
+    /// `Unsupported` instead of reaching a backend that may not know the option.
+    #[must_use]
+    pub fn with_capabilities(mut self, declared: Capabilities) -> Self {
+        self.declared = Some(declared);
+        self
     }
 
     /// The wrapped backend.
@@ -213,6 +226,17 @@ impl<B: Store> Store for Traced<B> {
         self.run("store.get", Some(tenant), call).await
     }
 
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        options: GetItemOptions,
+    ) -> Result<Option<Item>> {
+        let call = self.inner.get_with(tenant, namespace, key, options);
+        self.run("store.get", Some(tenant), call).await
+    }
+
     async fn delete(
         &self,
         tenant: &TenantId,
@@ -244,7 +268,16 @@ impl<B: Store> Store for Traced<B> {
     }
 
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
-        let call = self.inner.search(tenant, query);
+        let undeclared = query.refresh_ttl && self.declared.is_some_and(|c| !c.lifecycle);
+        let call = async {
+            if undeclared {
+                return Err(Error::unsupported(
+                    "refresh_ttl: this backend does not declare Capabilities::lifecycle",
+                )
+                .context("persistence", "store.search", tenant.as_str()));
+            }
+            self.inner.search(tenant, query).await
+        };
         self.run("store.search", Some(tenant), call).await
     }
 

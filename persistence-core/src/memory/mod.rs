@@ -81,6 +81,8 @@ struct StoredItem {
     created_at: Timestamp,
     updated_at: Timestamp,
     expires_at: Option<Timestamp>,
+    /// The TTL of the last write, which a refreshing read restarts.
+    ttl: Option<std::time::Duration>,
 }
 
 #[derive(Debug)]

@@ -9,7 +9,9 @@ use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{ItemKey, Namespace, TenantId};
 use crate::page::{Page, validate_limit};
-use crate::store::{Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store};
+use crate::store::{
+    GetItemOptions, Item, ListItems, ListNamespaces, PutItemOptions, SearchItems, Store,
+};
 use crate::time::validate_ttl;
 
 fn to_item(namespace: &Namespace, key: &ItemKey, stored: &StoredItem) -> Item {
@@ -21,6 +23,13 @@ fn to_item(namespace: &Namespace, key: &ItemKey, stored: &StoredItem) -> Item {
         created_at: stored.created_at,
         updated_at: stored.updated_at,
         expires_at: stored.expires_at,
+    }
+}
+
+/// Restarts a live item's TTL (none: nothing to restart).
+fn refresh(item: &mut StoredItem, now: crate::time::Timestamp) {
+    if let Some(ttl) = item.ttl {
+        item.expires_at = Some(now.saturating_add(ttl));
     }
 }
 
@@ -61,6 +70,7 @@ impl Store for MemoryBackend {
                 created_at: current.map_or(now, |i| i.created_at),
                 updated_at: now,
                 expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
+                ttl,
             };
             let version = stored.version;
             slot.insert(key.clone(), stored);
@@ -75,13 +85,28 @@ impl Store for MemoryBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
+        self.get_with(tenant, namespace, key, GetItemOptions::default())
+            .await
+    }
+
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        options: GetItemOptions,
+    ) -> Result<Option<Item>> {
         let now = self.now();
         Ok(self.with_tenant(tenant, |t| {
-            t.items
-                .get(namespace)?
-                .get(key)
-                .filter(|i| !is_expired(i.expires_at, now))
-                .map(|i| to_item(namespace, key, i))
+            let item = t
+                .items
+                .get_mut(namespace)?
+                .get_mut(key)
+                .filter(|i| !is_expired(i.expires_at, now))?;
+            if options.refresh_ttl {
+                refresh(item, now);
+            }
+            Some(to_item(namespace, key, item))
         }))
     }
 
@@ -189,7 +214,8 @@ impl Store for MemoryBackend {
         let limit = validate_limit(query.limit).map_err(ctx("store.search", tenant))?;
         let now = self.now();
         Ok(self.with_tenant(tenant, |t| {
-            t.items
+            let found: Vec<Item> = t
+                .items
                 .iter()
                 .filter(|(ns, _)| {
                     query
@@ -204,6 +230,25 @@ impl Store for MemoryBackend {
                 .skip(query.offset)
                 .take(limit)
                 .map(|(ns, k, i)| to_item(ns, k, i))
+                .collect();
+            if !query.refresh_ttl {
+                return found;
+            }
+            found
+                .into_iter()
+                .map(|item| {
+                    let stored = t
+                        .items
+                        .get_mut(&item.namespace)
+                        .and_then(|slot| slot.get_mut(&item.key));
+                    match stored {
+                        Some(stored) => {
+                            refresh(stored, now);
+                            to_item(&item.namespace, &item.key, stored)
+                        }
+                        None => item,
+                    }
+                })
                 .collect()
         }))
     }

@@ -39,6 +39,7 @@ pub mod limits;
 pub mod lock;
 pub mod maintenance;
 pub mod patch;
+pub mod refresh;
 pub mod retention;
 pub mod session_lifecycle;
 pub mod session_log;
@@ -390,6 +391,9 @@ macro_rules! __for_each_check {
             patch::store_patch_expired_is_not_found [Ttl],
             patch::store_patch_concurrent_fields_survive [],
             patch::store_delete_namespace_subtree [],
+            refresh::store_refresh_on_read_restarts_ttl [Ttl, Lifecycle],
+            refresh::store_refresh_uses_latest_ttl_and_skips_untimed [Ttl, Lifecycle],
+            refresh::store_search_refreshes_returned_items [Ttl, Search, Lifecycle],
             store::store_and_session_purges_count_their_own_kind [Ttl],
             store::store_ttl_hidden_before_purge_and_cleared [Ttl, Search],
             store::store_expired_is_absent_for_cas [Ttl],
