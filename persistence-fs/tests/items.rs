@@ -176,3 +176,41 @@ async fn a_failed_put_on_a_full_disk_leaves_the_item() {
     assert_eq!(f.put(big.clone(), Some(2)).await.unwrap(), 3);
     assert_eq!(f.get().await.unwrap(), Some((3, big)));
 }
+
+/// An item written with a TTL before the TTL was stored (no `ttl_ms`) refreshes by the
+/// time from its last write to its expiry, which was its TTL; the refresh stores it.
+#[tokio::test]
+async fn an_item_written_before_ttls_were_stored_refreshes_by_its_old_ttl() {
+    use persistence_core::{GetItemOptions, Timestamp};
+
+    let root = tempfile::tempdir().unwrap();
+    let f = fixture(root.path());
+    f.put(json!({"v": 1}), None).await.unwrap();
+    let now = Timestamp::now().0;
+    let (updated, expires) = (now - 50_000, now + 10_000);
+    let old = json!({
+        "namespace": ["ns"], "key": "k", "value": {"schema_version": 1, "data": {"v": 1}},
+        "version": 1, "created_at": updated, "updated_at": updated, "expires_at": expires,
+    });
+    std::fs::write(&f.file, serde_json::to_vec(&old).unwrap()).unwrap();
+
+    let refresh = GetItemOptions::default().with_refresh_ttl(true);
+    let item = f
+        .backend
+        .get_with(&f.t, &f.ns, &f.key, refresh)
+        .await
+        .unwrap()
+        .unwrap();
+    let moved_to = item.expires_at.unwrap().0;
+    assert!(
+        (now + 59_000..now + 70_000).contains(&moved_to),
+        "a 60 s TTL moved the expiry to now + {} ms",
+        moved_to as i64 - now as i64
+    );
+    assert_eq!((item.version, item.updated_at.0), (1, updated));
+    let stored = std::fs::read(&f.file).unwrap();
+    assert!(
+        stored.windows(b"\"ttl_ms\":60000".len()).any(|w| w == b"\"ttl_ms\":60000"),
+        "the refresh did not store the TTL"
+    );
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use persistence_core::backend::{CursorExt, PageExt, validate_limit, validate_ttl};
 use persistence_core::{
-    Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
+    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
     PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,8 @@ use crate::item_file::{self, ItemFile, Latest};
 use crate::layout::{ITEM_CATALOG_DIR, ITEM_LOCKS_DIR, ITEMS_DIR, decode, encode};
 use crate::{FsBackend, Inner};
 
+mod refresh;
+
 #[derive(Serialize, Deserialize)]
 struct StoredItem {
     namespace: Namespace,
@@ -29,6 +31,10 @@ struct StoredItem {
     created_at: Timestamp,
     updated_at: Timestamp,
     expires_at: Option<Timestamp>,
+    /// The TTL of the last write in ms, which a refreshing read restarts. Absent from
+    /// items written before it was stored (older libraries skip it when reading).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl_ms: Option<u64>,
 }
 
 impl StoredItem {
@@ -177,6 +183,7 @@ impl Inner {
             created_at: current.as_ref().map_or(now, |i| i.created_at),
             updated_at: now,
             expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
+            ttl_ms: ttl.map(|ttl| ttl.as_millis() as u64),
         };
         let bytes = serde_json::to_vec(&stored)
             .map_err(|e| Error::invalid_input(format!("value does not serialize: {e}")))?;
@@ -391,14 +398,32 @@ impl Store for FsBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
+        self.get_with(tenant, namespace, key, GetItemOptions::default())
+            .await
+    }
+
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        options: GetItemOptions,
+    ) -> Result<Option<Item>> {
         let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
         self.run(
             "store.get",
             format!("{tenant}/{namespace}/{key}"),
             move |i| {
-                Ok(load_key(&i.item_path(&t, &ns, &k)?, Some(&k))?
-                    .filter(|x| x.live(Timestamp::now()))
-                    .map(StoredItem::into_item))
+                let found = load_key(&i.item_path(&t, &ns, &k)?, Some(&k))?
+                    .filter(|x| x.live(Timestamp::now()));
+                // Only an item read live with an expiry has a TTL to restart.
+                let found = match found {
+                    Some(item) if options.refresh_ttl && item.expires_at.is_some() => {
+                        i.refresh_item(&t, &ns, &k)?
+                    }
+                    found => found,
+                };
+                Ok(found.map(StoredItem::into_item))
             },
         )
         .await
@@ -505,16 +530,36 @@ impl Store for FsBackend {
                         skipped += 1;
                         continue;
                     }
-                    out.push(item.into_item());
+                    out.push(item);
                     if out.len() == limit {
-                        return Ok(out);
+                        break;
                     }
                 }
+                if out.len() == limit {
+                    break;
+                }
             }
-            Ok(out)
+            if query.refresh_ttl {
+                out = refresh_all(i, &t, out)?;
+            }
+            Ok(out.into_iter().map(StoredItem::into_item).collect())
         })
         .await
     }
+}
+
+/// `found`, each item with an expiry refreshed (one that expired or went meanwhile is
+/// left out, as a search a moment later would).
+fn refresh_all(i: &Inner, t: &TenantId, found: Vec<StoredItem>) -> Result<Vec<StoredItem>> {
+    let mut out = Vec::with_capacity(found.len());
+    for item in found {
+        if item.expires_at.is_none() {
+            out.push(item);
+        } else if let Some(fresh) = i.refresh_item(t, &item.namespace, &item.key)? {
+            out.push(fresh);
+        }
+    }
+    Ok(out)
 }
 
 impl FsBackend {
