@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
 use persistence_core::{
-    Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
+    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
     PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use serde::Deserialize;
@@ -17,10 +17,12 @@ use crate::error::{BACKEND, map};
 
 const PUT: &str = "SELECT persistence.item_put($1, $2, $3, $4, $5, $6, $7)";
 const GET: &str = "SELECT persistence.item_get($1, $2, $3)";
+const GET_REFRESHED: &str = "SELECT persistence.item_get_refreshed($1, $2, $3)";
 const DELETE: &str = "SELECT persistence.item_delete($1, $2, $3, $4)";
 const LIST: &str = "SELECT persistence.item_list($1, $2, $3, $4, $5)";
 const LIST_NAMESPACES: &str = "SELECT persistence.item_list_namespaces($1, $2, $3, $4, $5)";
 const SEARCH: &str = "SELECT persistence.item_search($1, $2, $3, $4, $5)";
+const SEARCH_REFRESHED: &str = "SELECT persistence.item_search_refreshed($1, $2, $3, $4, $5)";
 const PURGE: &str = "SELECT persistence.purge_expired_items()";
 
 #[derive(Deserialize)]
@@ -89,9 +91,23 @@ impl Store for PgBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
+        self.get_with(tenant, namespace, key, GetItemOptions::default())
+            .await
+    }
+
+    /// A refresh is a write, but sent again after a lost connection it only restarts
+    /// the TTL once more: it is retried like a read.
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        options: GetItemOptions,
+    ) -> Result<Option<Item>> {
+        let sql = if options.refresh_ttl { GET_REFRESHED } else { GET };
         let row: Option<Json<Row>> = crate::pool::fetch_single!(
             read self.db,
-            crate::statement::Call::new(GET)
+            crate::statement::Call::new(sql)
                 .bind(tenant.as_str())
                 .bind(namespace.labels())
                 .bind(key.as_str())
@@ -193,9 +209,14 @@ impl Store for PgBackend {
             .map(|c| json!({"field": c.field, "op": c.op.as_str(), "value": c.value}))
             .collect();
         let offset = i32::try_from(query.offset).unwrap_or(i32::MAX);
+        let sql = if query.refresh_ttl {
+            SEARCH_REFRESHED
+        } else {
+            SEARCH
+        };
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
             read self.db,
-            crate::statement::Call::new(SEARCH)
+            crate::statement::Call::new(sql)
                 .bind(tenant.as_str())
                 .bind(query.namespace_prefix.as_ref().map(Namespace::labels))
                 .bind(Json(&conditions))

@@ -94,3 +94,58 @@ async fn sessions_of_schema_8_gain_a_life_cycle() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Closed, "{err}");
 }
+
+/// An item written with a TTL by schema 10 (no `ttl_ms`) refreshes after the upgrade by
+/// the time from its last write to its expiry, which was its TTL, and a schema-10
+/// library's put (same function signature) stores its TTL for later refreshes.
+#[tokio::test]
+async fn items_of_schema_10_refresh_by_their_ttl() {
+    use persistence_core::{GetItemOptions, ItemKey, Namespace, Store};
+
+    let Some(db) = support::empty_db().await else {
+        return;
+    };
+    migrate_up_to(&db, 10).await;
+    let mut app = PgConnection::connect_with(&db.app_options()).await.unwrap();
+    // What a schema-10 library sends for a put with a 60 s TTL.
+    app.execute(
+        "SELECT persistence.item_put('t', ARRAY['ns'], 'old', 1, '{\"v\": 1}'::jsonb, 60000, NULL)",
+    )
+    .await
+    .unwrap();
+    migrate(db.admin_options().to_url_lossy().as_ref())
+        .await
+        .expect("migrate from schema 10");
+    // A schema-10 library keeps putting after the migration: its TTL is stored.
+    app.execute(
+        "SELECT persistence.item_put('t', ARRAY['ns'], 'later', 1, '{\"v\": 1}'::jsonb, 90000, NULL)",
+    )
+    .await
+    .unwrap();
+    drop(app);
+
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .expect("the migrated database opens");
+    let (t, ns) = (TenantId::new("t").unwrap(), Namespace::new(["ns"]).unwrap());
+    let refresh = GetItemOptions::default().with_refresh_ttl(true);
+    for (key, ttl_ms) in [("old", 60_000), ("later", 90_000)] {
+        let key = ItemKey::new(key).unwrap();
+        let before = backend.get(&t, &ns, &key).await.unwrap().unwrap();
+        let item = backend
+            .get_with(&t, &ns, &key, refresh)
+            .await
+            .unwrap()
+            .unwrap();
+        let (updated, expires) = (item.updated_at.0, item.expires_at.unwrap().0);
+        assert!(
+            expires >= updated + ttl_ms && expires < updated + ttl_ms + 10_000,
+            "{key}: a {ttl_ms} ms TTL refreshed to {} ms after the last write",
+            expires - updated
+        );
+        assert_eq!(
+            (item.version, item.updated_at),
+            (before.version, before.updated_at)
+        );
+    }
+}
