@@ -104,6 +104,11 @@ impl NamespaceKeys {
     pub fn expiry(&self) -> String {
         format!("{}:x", self.base)
     }
+    /// Hash: key -> "updated|ttl ms", the TTL of the write at `updated` (what a refresh
+    /// restarts).
+    pub fn ttls(&self) -> String {
+        format!("{}:t", self.base)
+    }
 }
 
 /// What a tenant index lists.

@@ -53,6 +53,7 @@ script!(ITEM_PUT, "item_put.lua");
 script!(ITEM_DELETE, "item_delete.lua");
 script!(ITEM_LIST, "item_list.lua");
 script!(ITEM_PURGE, "item_purge.lua");
+script!(ITEM_REFRESH, "item_refresh.lua");
 script!(LEASE_ACQUIRE, "lease_acquire.lua");
 script!(LEASE_RENEW, "lease_renew.lua");
 script!(LEASE_RELEASE, "lease_release.lua");

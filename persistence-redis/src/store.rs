@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use persistence_core::backend::{CursorExt, PageExt, validate_limit, validate_ttl};
 use persistence_core::{
-    Cursor, Envelope, Error, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
+    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
     PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use redis::AsyncCommands;
@@ -71,6 +71,37 @@ impl RedisBackend {
         parse_items(ns, flat, "store.list", key)
     }
 
+    /// The live items `keys` of one namespace, their TTLs restarted, in the order given
+    /// (absent and expired ones left out), in one script.
+    async fn refresh_items(
+        &self,
+        t: &TenantId,
+        ns: &Namespace,
+        keys: &[&str],
+        operation: &'static str,
+        key: &str,
+    ) -> Result<Vec<Item>> {
+        let k = self.keys.namespace(t, ns);
+        let invocation = || {
+            let mut invocation = scripts::ITEM_REFRESH.prepare_invoke();
+            invocation
+                .key(k.values())
+                .key(k.meta())
+                .key(k.expiry())
+                .key(k.ttls());
+            for item_key in keys {
+                invocation.arg(*item_key);
+            }
+            invocation
+        };
+        // Sent again after a lost connection, a refresh only restarts the TTLs once
+        // more: it is retried like a read.
+        let flat: Vec<String> = self
+            .read(operation, key, || self.invoke(invocation()))
+            .await?;
+        parse_items(ns, flat, operation, key)
+    }
+
     /// Namespaces of a tenant under `prefix` that hold a live item, in order.
     async fn live_namespaces(
         &self,
@@ -129,7 +160,7 @@ impl Store for RedisBackend {
             serde_json::to_string(&value).map_err(|e| Error::invalid_input(e.to_string()))?;
         let script = self.invoke::<Vec<String>>(invocation!(
             scripts::ITEM_PUT,
-            [k.values(), k.meta(), k.keys(), k.expiry()],
+            [k.values(), k.meta(), k.keys(), k.expiry(), k.ttls()],
             [
                 key.as_str(),
                 &json,
@@ -151,6 +182,23 @@ impl Store for RedisBackend {
         )?;
         self.confirm_write("store.put", &err_key).await?;
         parse_u64(&version, "store.put", &err_key)
+    }
+
+    async fn get_with(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+        options: GetItemOptions,
+    ) -> Result<Option<Item>> {
+        if !options.refresh_ttl {
+            return self.get(tenant, namespace, key).await;
+        }
+        let err_key = format!("{tenant}/{namespace}/{key}");
+        let mut found = self
+            .refresh_items(tenant, namespace, &[key.as_str()], "store.get", &err_key)
+            .await?;
+        Ok(found.pop())
     }
 
     async fn get(
@@ -210,7 +258,7 @@ impl Store for RedisBackend {
         let reply: Vec<String> = self
             .invoke(invocation!(
                 scripts::ITEM_DELETE,
-                [k.values(), k.meta(), k.keys(), k.expiry()],
+                [k.values(), k.meta(), k.keys(), k.expiry(), k.ttls()],
                 [
                     key.as_str(),
                     if_version.map(|v| v.to_string()).unwrap_or_default()
@@ -313,19 +361,50 @@ impl Store for RedisBackend {
                     }
                     out.push(item);
                     if out.len() == limit {
-                        return Ok(out);
+                        break;
                     }
                 }
-                if done {
+                if done || out.len() == limit {
                     break;
                 }
             }
+            if out.len() == limit {
+                break;
+            }
+        }
+        if query.refresh_ttl {
+            out = self.refresh_found(tenant, out, &key).await?;
         }
         Ok(out)
     }
 }
 
 impl RedisBackend {
+    /// `found` (in namespace order), each namespace's items with an expiry refreshed in
+    /// one script; one that expired or went meanwhile is left out.
+    async fn refresh_found(&self, t: &TenantId, found: Vec<Item>, key: &str) -> Result<Vec<Item>> {
+        let mut out = Vec::with_capacity(found.len());
+        let mut rest = found.as_slice();
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .take_while(|i| i.namespace == first.namespace)
+                .count();
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            if group.iter().all(|i| i.expires_at.is_none()) {
+                out.extend(group.iter().cloned());
+                continue;
+            }
+            let keys: Vec<&str> = group.iter().map(|i| i.key.as_str()).collect();
+            out.extend(
+                self.refresh_items(t, &first.namespace, &keys, "store.search", key)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
     /// Removes expired items' index entries (the items expire by themselves) and counts
     /// them.
     pub(crate) async fn purge_expired_items(&self) -> Result<u64> {
@@ -345,7 +424,7 @@ impl RedisBackend {
                 let (count, _remaining): (u64, u64) = self
                     .invoke(invocation!(
                         scripts::ITEM_PURGE,
-                        [k.values(), k.meta(), k.keys(), k.expiry()],
+                        [k.values(), k.meta(), k.keys(), k.expiry(), k.ttls()],
                         []
                     ))
                     .await

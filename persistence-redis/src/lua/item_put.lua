@@ -1,7 +1,8 @@
 -- Writes an item with compare-and-swap on its version and an optional TTL. An expired
 -- item counts as absent (version 0).
 -- KEYS: 1 values hash (key -> envelope json), 2 meta hash (key -> "version|created|updated|exp"),
---       3 keys zset (lex), 4 expiry zset (score = expiry ms)
+--       3 keys zset (lex), 4 expiry zset (score = expiry ms), 5 ttls hash (key -> "updated|ttl ms",
+--       what a refresh restarts; kept apart so libraries reading 4-field meta records still read)
 -- ARGV: 1 key, 2 envelope json, 3 ttl ms or '', 4 expected version or ''
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -21,8 +22,10 @@ local exp = ''
 if ARGV[3] ~= '' then
   exp = string.format('%.0f', now + tonumber(ARGV[3]))
   redis.call('ZADD', KEYS[4], exp, ARGV[1])
+  redis.call('HSET', KEYS[5], ARGV[1], string.format('%.0f|', now) .. ARGV[3])
 elseif had_expiry then
   redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('HDEL', KEYS[5], ARGV[1])
 end
 version = version + 1
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
