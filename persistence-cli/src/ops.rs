@@ -1,7 +1,7 @@
 //! Operations commands: `migrate`, `status`, `gc`.
 
 use persistence::{
-    Capabilities, Cursor, ListItems, ListNamespaces, ListSessions, ListThreads, Page, Persistence,
+    Capabilities, Cursor, Enforcement, ListItems, ListNamespaces, ListSessions, ListThreads, Page, Persistence,
     Result, TenantId,
 };
 use serde_json::json;
@@ -133,6 +133,19 @@ fn capability_names(c: Capabilities) -> Vec<&'static str> {
         (c.cluster_safe, "cluster-safe"),
         (c.durable, "durable"),
         (c.lifecycle, "lifecycle"),
+        // What expires or ages out without a `gc` (hidden at once either way).
+        (
+            c.item_expiry == Enforcement::Backend,
+            "items-expire-by-themselves",
+        ),
+        (
+            c.session_expiry == Enforcement::Backend,
+            "sessions-expire-by-themselves",
+        ),
+        (
+            c.checkpoint_retention == Enforcement::Backend,
+            "retention-by-itself",
+        ),
     ]
     .into_iter()
     .filter_map(|(on, name)| on.then_some(name))

@@ -527,6 +527,14 @@ fn redis_demo_status_and_bench() {
     };
     let dir = tempfile::tempdir().unwrap();
     demo_completes_and_resumes(dir.path(), &url);
+    // What runs out without a `gc`: Redis expires sessions by itself, not items.
+    let status = json(&ok(dir.path(), &["status", "--url", &url, "--format", "json"]));
+    let caps = status["capabilities"].as_array().unwrap();
+    assert!(
+        caps.contains(&"sessions-expire-by-themselves".into())
+            && !caps.contains(&"items-expire-by-themselves".into()),
+        "{status}"
+    );
     redis_bench_is_honest(dir.path(), &url);
 }
 

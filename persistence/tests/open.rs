@@ -271,3 +271,31 @@ async fn redis_urls_with_a_prefix() {
         assert_eq!(decoded.tenants().await.unwrap().len(), 2, "{server}");
     }
 }
+
+/// A search with `refresh_ttl` through the facade on a backend that does not declare
+/// `Capabilities::lifecycle` fails `Unsupported` instead of reaching a backend that may
+/// not know the option (and would return items without restarting their TTLs).
+#[tokio::test]
+async fn a_refreshing_search_on_a_backend_without_lifecycle_is_unsupported() {
+    use persistence::{Capabilities, PutItemOptions, SearchItems, Store};
+
+    let backend = MemoryBackend::new();
+    let declared = Capabilities::none().with_ttl(true).with_search(true);
+    let traced = Traced::new("older", backend.clone()).with_capabilities(declared);
+    let (t, ns, k) = (
+        TenantId::new("t").unwrap(),
+        Namespace::new(["n"]).unwrap(),
+        ItemKey::new("k").unwrap(),
+    );
+    let ttl = PutItemOptions::default().with_ttl(std::time::Duration::from_secs(60));
+    traced
+        .put(&t, &ns, &k, Envelope::new(1, json!({"a": 1})), ttl)
+        .await
+        .unwrap();
+    let err = traced
+        .search(&t, SearchItems::default().with_refresh_ttl(true))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert_eq!(traced.search(&t, SearchItems::default()).await.unwrap().len(), 1);
+}
