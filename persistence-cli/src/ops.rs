@@ -1,8 +1,8 @@
 //! Operations commands: `migrate`, `status`, `gc`.
 
 use persistence::{
-    Capabilities, Cursor, Enforcement, ListItems, ListNamespaces, ListSessions, ListThreads, Page, Persistence,
-    Result, TenantId,
+    Capabilities, Cursor, Enforcement, ListItems, ListNamespaces, ListSessions, ListThreads, Page,
+    Persistence, Result, TenantId,
 };
 use serde_json::json;
 

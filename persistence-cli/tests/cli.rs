@@ -528,7 +528,10 @@ fn redis_demo_status_and_bench() {
     let dir = tempfile::tempdir().unwrap();
     demo_completes_and_resumes(dir.path(), &url);
     // What runs out without a `gc`: Redis expires sessions by itself, not items.
-    let status = json(&ok(dir.path(), &["status", "--url", &url, "--format", "json"]));
+    let status = json(&ok(
+        dir.path(),
+        &["status", "--url", &url, "--format", "json"],
+    ));
     let caps = status["capabilities"].as_array().unwrap();
     assert!(
         caps.contains(&"sessions-expire-by-themselves".into())

@@ -408,9 +408,7 @@ pub trait Store: Send + Sync {
 
 /// The error of a TTL refresh on a backend that does not declare it.
 pub(crate) fn refresh_unsupported() -> crate::Error {
-    crate::Error::unsupported(
-        "refresh_ttl: this backend does not declare Capabilities::lifecycle",
-    )
+    crate::Error::unsupported("refresh_ttl: this backend does not declare Capabilities::lifecycle")
 }
 
 /// The default [`Store::delete_namespace`]: every namespace under `prefix` (and

@@ -210,7 +210,9 @@ async fn an_item_written_before_ttls_were_stored_refreshes_by_its_old_ttl() {
     assert_eq!((item.version, item.updated_at.0), (1, updated));
     let stored = std::fs::read(&f.file).unwrap();
     assert!(
-        stored.windows(b"\"ttl_ms\":60000".len()).any(|w| w == b"\"ttl_ms\":60000"),
+        stored
+            .windows(b"\"ttl_ms\":60000".len())
+            .any(|w| w == b"\"ttl_ms\":60000"),
         "the refresh did not store the TTL"
     );
 }

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
 use persistence_core::{
-    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
-    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
+    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace,
+    Page, PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -104,7 +104,11 @@ impl Store for PgBackend {
         key: &ItemKey,
         options: GetItemOptions,
     ) -> Result<Option<Item>> {
-        let sql = if options.refresh_ttl { GET_REFRESHED } else { GET };
+        let sql = if options.refresh_ttl {
+            GET_REFRESHED
+        } else {
+            GET
+        };
         let row: Option<Json<Row>> = crate::pool::fetch_single!(
             read self.db,
             crate::statement::Call::new(sql)

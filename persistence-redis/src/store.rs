@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use persistence_core::backend::{CursorExt, PageExt, validate_limit, validate_ttl};
 use persistence_core::{
-    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace, Page,
-    PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
+    Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace,
+    Page, PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
 };
 use redis::AsyncCommands;
 

@@ -103,7 +103,10 @@ async fn a_refresh_restarts_the_ttl_of_the_last_write_whoever_wrote_it() {
     .await
     .unwrap();
     let left = ttl_after_refresh(&backend).await;
-    assert!((55_000..=60_500).contains(&left), "60 s TTL: {left} ms left");
+    assert!(
+        (55_000..=60_500).contains(&left),
+        "60 s TTL: {left} ms left"
+    );
 
     // An older library puts again with a 90 s TTL: it rewrites the meta record
     // ("version|created|updated|expires") and knows nothing of the TTL record.
@@ -120,5 +123,8 @@ async fn a_refresh_restarts_the_ttl_of_the_last_write_whoever_wrote_it() {
     );
     // And that TTL is now stored: a second refresh keeps it.
     let left = ttl_after_refresh(&backend).await;
-    assert!((85_000..=90_500).contains(&left), "second refresh: {left} ms left");
+    assert!(
+        (85_000..=90_500).contains(&left),
+        "second refresh: {left} ms left"
+    );
 }

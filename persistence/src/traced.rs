@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use persistence_core::{
     AppendOptions, Capabilities, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple,
-    Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, GetItemOptions, Item, ItemKey, Lease,
-    ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, Lock, LockKey,
-    LockOptions, Maintenance, Namespace, NewCheckpoint, Page, PatchItemOptions, PurgeCounts,
-    PurgeReport, PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention,
+    Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, GetItemOptions, Item,
+    ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, Lock,
+    LockKey, LockOptions, Maintenance, Namespace, NewCheckpoint, Page, PatchItemOptions,
+    PurgeCounts, PurgeReport, PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention,
     RetentionOutcome, SearchItems, SessionEvent, SessionInfo, SessionKey, SessionLog, Store,
     TenantId, ThreadKey, Timestamp,
 };

@@ -297,5 +297,12 @@ async fn a_refreshing_search_on_a_backend_without_lifecycle_is_unsupported() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert_eq!(traced.search(&t, SearchItems::default()).await.unwrap().len(), 1);
+    assert_eq!(
+        traced
+            .search(&t, SearchItems::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }

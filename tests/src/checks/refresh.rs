@@ -120,9 +120,7 @@ pub async fn store_refresh_uses_latest_ttl_and_skips_untimed(fx: &Fixture) -> Re
         )
         .await?;
     let patched = PatchItemOptions::default().with_ttl(ttl);
-    fx.store
-        .patch(&t, &n, &k, json!({"b": 2}), patched)
-        .await?;
+    fx.store.patch(&t, &n, &k, json!({"b": 2}), patched).await?;
     let set = expiry(fx, &t, &n, &k).await?;
     fx.pass(Duration::from_millis(300)).await;
     let refreshed = fx
@@ -219,7 +217,11 @@ pub async fn store_search_refreshes_returned_items(fx: &Fixture) -> Result<()> {
         .with_limit(2)
         .with_refresh_ttl(true);
     let found = fx.store.search(&t, query).await?;
-    ensure!(keys(&found) == ["b", "c"], "search found {:?}", keys(&found));
+    ensure!(
+        keys(&found) == ["b", "c"],
+        "search found {:?}",
+        keys(&found)
+    );
     for (item, old) in found.iter().zip(&before[1..3]) {
         let new = item.expires_at.context("no expiry")?;
         ensure!(
