@@ -10,6 +10,10 @@
 //!   connection) `SSUBSCRIBE`s to the channel of each followed session, on the node that
 //!   owns its slot.
 //!
+//! On a cluster the listener `SUNSUBSCRIBE`s from a session's channel once nobody has
+//! waited on it for two [`IDLE_CHECK`] periods, so a long-running process does not
+//! keep a subscription (and its shard's messages) per session it ever followed.
+//!
 //! A notice can be lost (the listener was still subscribing, or reconnecting): a waiter
 //! then wakes at its timeout, the poll interval, as without push. When the listener's
 //! connection drops, every waiter is woken to look again.
@@ -26,6 +30,10 @@ use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::tls::Endpoint;
+
+/// How often a cluster's listener looks for channels nobody waits on; one found idle at
+/// two looks in a row is unsubscribed from.
+pub(crate) const IDLE_CHECK: Duration = Duration::from_secs(5);
 
 /// How changes are announced and heard.
 enum Mode {
@@ -253,8 +261,25 @@ async fn listen_cluster(
             if let Some(changes) = changes.upgrade() {
                 changes.wake_all();
             }
+            let mut idle_check = tokio::time::interval(IDLE_CHECK);
+            idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut idle_before = HashSet::new();
             loop {
                 tokio::select! {
+                    _ = idle_check.tick() => {
+                        let Some(followed) = changes.upgrade().map(|c| c.followed()) else {
+                            return;
+                        };
+                        let followed: HashSet<String> = followed.into_iter().collect();
+                        let idle: HashSet<String> =
+                            subscribed.difference(&followed).cloned().collect();
+                        for channel in idle.intersection(&idle_before) {
+                            if conn.sunsubscribe(channel).await.is_ok() {
+                                subscribed.remove(channel);
+                            }
+                        }
+                        idle_before = idle.into_iter().filter(|c| subscribed.contains(c)).collect();
+                    }
                     request = requests.recv() => {
                         let Some(channel) = request else { return };
                         if !subscribed.contains(&channel) && conn.ssubscribe(&channel).await.is_ok() {
