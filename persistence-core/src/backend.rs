@@ -20,6 +20,7 @@ pub use crate::filter::json_values_equal;
 pub use crate::lock::{acquire_with_backoff, new_lease_token, validate_fence};
 pub use crate::page::validate_limit;
 pub use crate::patch::{PATCH_ATTEMPTS, patch_by_compare_and_swap};
+pub use crate::shared_calls::SharedCalls;
 pub use crate::subscribe::wait_on_notify;
 pub use crate::time::validate_ttl;
 pub use crate::tls::{ClientPem, TlsPem};

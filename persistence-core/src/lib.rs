@@ -51,6 +51,7 @@ mod patch;
 mod redact;
 mod retention;
 mod session_log;
+mod shared_calls;
 mod store;
 mod subscribe;
 mod time;

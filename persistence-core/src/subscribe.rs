@@ -2,11 +2,27 @@
 //! appended, in order, without gaps or duplicates.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ids::{SessionKey, TenantId};
 use crate::session_log::{SessionEvent, SessionLog};
+use crate::shared_calls::SharedCalls;
+
+/// A session of one log: the log's address (alive while a call on it runs, so never
+/// another log's), tenant and session.
+type FeedKey = (usize, TenantId, SessionKey);
+
+/// Reads of the events after an ordinal, by batch size.
+type SharedReads = SharedCalls<(FeedKey, u64, usize), Arc<Vec<SessionEvent>>>;
+
+/// The reads of subscriptions in flight, shared by the subscriptions of one session
+/// that began waiting before they started (see [`SharedCalls`] and `Subscription::wait`).
+static SHARED_READS: LazyLock<SharedReads> = LazyLock::new(SharedCalls::default);
+
+/// The same for the head reads that tell a caught-up subscription from one behind a trim.
+static SHARED_HEADS: LazyLock<SharedCalls<FeedKey, u64>> = LazyLock::new(SharedCalls::default);
 
 /// Options of a [`Subscription`].
 ///
@@ -89,6 +105,12 @@ pub struct Subscription<'a> {
     after: u64,
     pending: VecDeque<SessionEvent>,
     options: Subscribe,
+    /// The last read returned less than a batch: the session is read to its end as of
+    /// that read, so the next look waits for a change first.
+    caught_up: bool,
+    /// Since when this subscription has had reason to read: a read or head started
+    /// after it (by any subscription of the session) answers it.
+    due_since: Instant,
 }
 
 impl std::fmt::Debug for Subscription<'_> {
@@ -117,6 +139,8 @@ impl<'a> Subscription<'a> {
             after,
             pending: VecDeque::new(),
             options,
+            caught_up: false,
+            due_since: Instant::now(),
         }
     }
 
@@ -138,6 +162,13 @@ impl<'a> Subscription<'a> {
                 self.after = event.seq;
                 return Ok(event);
             }
+            if self.caught_up {
+                // Read to the end a moment ago: wait for a change (which returns at once
+                // if the head has moved since) rather than read again at once.
+                self.caught_up = false;
+                self.wait().await?;
+                continue;
+            }
             if self.read_on().await? {
                 continue;
             }
@@ -145,8 +176,13 @@ impl<'a> Subscription<'a> {
             // tells, but an append may land between the read and the look at the head,
             // so a head past `after` is checked by a second read, made after the events
             // up to that head were appended: if they are not there, they were trimmed.
-            let head = self.log.head(&self.tenant, &self.session).await?;
+            // A head read after the read that found nothing (and so after every event
+            // delivered so far was appended), by this subscription or a sibling.
+            self.due_since = Instant::now();
+            let head = self.head().await?;
             if head > self.after {
+                // Only a read started now is sure to come after the events up to `head`.
+                self.due_since = Instant::now();
                 if self.read_on().await? {
                     continue;
                 }
@@ -162,15 +198,47 @@ impl<'a> Subscription<'a> {
                     self.after
                 )));
             }
-            self.log
-                .wait_for_change(
-                    &self.tenant,
-                    &self.session,
-                    self.after,
-                    self.options.poll_interval,
-                )
-                .await?;
+            self.wait().await?;
         }
+    }
+
+    /// Waits for the session to change after `after` (or the poll interval).
+    ///
+    /// The read that follows may be shared with any read of the session started since
+    /// the wait began: all the subscriptions woken by one notice then read once. A read
+    /// started before the change that woke this one may miss it; that costs a round,
+    /// not an event: the next wait's own head check (fresh: made after it registers)
+    /// returns at once, and a `Trimmed` verdict is only reached through reads made after
+    /// the head was read.
+    async fn wait(&mut self) -> Result<()> {
+        let waiting_since = Instant::now();
+        self.log
+            .wait_for_change(
+                &self.tenant,
+                &self.session,
+                self.after,
+                self.options.poll_interval,
+            )
+            .await?;
+        self.due_since = waiting_since;
+        self.caught_up = false;
+        Ok(())
+    }
+
+    fn feed_key(&self) -> FeedKey {
+        let log = std::ptr::from_ref(self.log).cast::<()>() as usize;
+        (log, self.tenant.clone(), self.session.clone())
+    }
+
+    /// The session's head, read by this subscription or by another of the session that
+    /// started reading it since this one became due.
+    async fn head(&self) -> Result<u64> {
+        let (log, tenant, session) = (self.log, &self.tenant, &self.session);
+        SHARED_HEADS
+            .call(self.feed_key(), self.due_since, || {
+                log.head(tenant, session)
+            })
+            .await
     }
 
     /// Reads the events after `after` into `pending`; `false` when there are none.
@@ -178,10 +246,15 @@ impl<'a> Subscription<'a> {
     /// # Errors
     /// `Trimmed` when the first event read is not the one after `after`.
     async fn read_on(&mut self) -> Result<bool> {
-        let events = self
-            .log
-            .read(&self.tenant, &self.session, self.after, self.options.batch)
+        let (log, tenant, session) = (self.log, &self.tenant, &self.session);
+        let (after, batch) = (self.after, self.options.batch);
+        let key = (self.feed_key(), after, batch);
+        let events = SHARED_READS
+            .call(key, self.due_since, || async move {
+                Ok(Arc::new(log.read(tenant, session, after, batch).await?))
+            })
             .await?;
+        self.caught_up = events.len() < batch;
         let Some(first) = events.first() else {
             return Ok(false);
         };
@@ -192,7 +265,7 @@ impl<'a> Subscription<'a> {
                 first.seq - 1
             )));
         }
-        self.pending.extend(events);
+        self.pending.extend(events.iter().cloned());
         Ok(true)
     }
 

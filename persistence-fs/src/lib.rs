@@ -281,6 +281,8 @@ pub(crate) struct Inner {
     /// What this process knows of each thread's checkpoint journal (see
     /// `checkpointer::journal`).
     pub(crate) journals: checkpointer::Journals,
+    /// The sessions this process's live tails follow (see `session_log::changes`).
+    pub(crate) changes: session_log::changes::SessionChanges,
 }
 
 impl Inner {
@@ -425,6 +427,7 @@ impl FsBackend {
                 verified: verified::VerifiedLogs::default(),
                 open_sessions: session_log::OpenSessions::default(),
                 journals: checkpointer::Journals::default(),
+                changes: session_log::changes::SessionChanges::default(),
             }),
         })
     }

@@ -260,3 +260,56 @@ async fn subscriptions_are_woken_by_another_process_append() {
     }
     appender.await.unwrap();
 }
+
+/// A process watches a followed session once, however many subscribers follow it, and
+/// the watch follows the session's directory through its life: watched through the
+/// tenant's directory before it exists, itself once an append creates it, the tenant's
+/// again after a delete, and itself again when written anew. Every append along the
+/// way wakes all subscribers (the poll interval is far longer than the deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_subscribers_are_pushed_through_a_session_deleted_and_written_again() {
+    use persistence_core::{ErrorKind, Subscribe};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (reader, writer) = (open(dir.path()), open(dir.path()));
+    let (t, s) = (
+        TenantId::new("t").unwrap(),
+        SessionKey::new("reborn").unwrap(),
+    );
+    append(&writer, &t, &SessionKey::new("other").unwrap(), 0).await;
+    let slow = Subscribe::default().with_poll_interval(Duration::from_secs(30));
+    let follow = |events: u64| {
+        let (reader, t, s, slow) = (reader.clone(), t.clone(), s.clone(), slow.clone());
+        tokio::spawn(async move {
+            let log: &dyn SessionLog = &reader;
+            let mut tail = log.subscribe(&t, &s, 0, slow);
+            for want in 1..=events {
+                let event = tokio::time::timeout(Duration::from_secs(5), tail.next())
+                    .await
+                    .unwrap_or_else(|_| panic!("event {want} did not wake a subscriber"))
+                    .unwrap();
+                assert_eq!(event.seq, want);
+            }
+            // Waiting for one more: woken by the delete, which it is told of.
+            let gone = tokio::time::timeout(Duration::from_secs(5), tail.next()).await;
+            gone.map(|r| r.map(|e| e.seq))
+        })
+    };
+    for round in 0..2 {
+        let tails: Vec<_> = (0..10).map(|_| follow(3)).collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for n in 1..=3 {
+            append(&writer, &t, &s, n).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        SessionLog::delete(&writer, &t, &s).await.unwrap();
+        for tail in tails {
+            let ended = tail.await.unwrap();
+            assert!(
+                matches!(&ended, Ok(Err(e)) if e.kind() == ErrorKind::Trimmed),
+                "round {round}: after the delete a subscriber got {ended:?}"
+            );
+        }
+    }
+}

@@ -23,6 +23,9 @@ pub(crate) const RENEW: Duration = Duration::from_secs(30);
 
 /// Waiters by `tenant/session`, their registrations, and the listener task.
 pub(crate) struct SessionChanges {
+    /// Head reads of waiters, by waiter key: the waiters of one session woken by one
+    /// notice look at its head once.
+    pub(crate) heads: persistence_core::backend::SharedCalls<String, u64>,
     /// Where the listener connects; `None` without push.
     options: Option<PgConnectOptions>,
     waiters: Mutex<HashMap<String, Waiter>>,
@@ -48,6 +51,7 @@ impl SessionChanges {
     pub(crate) fn new(options: Option<PgConnectOptions>) -> Self {
         SessionChanges {
             options,
+            heads: persistence_core::backend::SharedCalls::default(),
             waiters: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
         }

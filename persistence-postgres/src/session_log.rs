@@ -216,7 +216,13 @@ impl SessionLog for PgBackend {
                 .map_err(|e| map(e, "session.listen", &key))?;
                 self.changes.registered(&key);
             }
-            self.head(tenant, session).await
+            // Registered for notices from here: a head read since answers this waiter.
+            let not_before = std::time::Instant::now();
+            let read_head = || self.head(tenant, session);
+            self.changes
+                .heads
+                .call(key.clone(), not_before, read_head)
+                .await
         };
         // The session is registered (its appends notify) before its head is read.
         persistence_core::backend::wait_on_notify(&notify, head, seen_head, timeout).await

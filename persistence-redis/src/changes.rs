@@ -51,6 +51,9 @@ enum Mode {
 
 /// The waiters of each session (by the key its messages carry) and the listener task.
 pub(crate) struct SessionChanges {
+    /// Head reads of waiters, by waiter key: the waiters of one session woken by one
+    /// notice look at its head once.
+    pub(crate) heads: persistence_core::backend::SharedCalls<String, u64>,
     mode: Mode,
     waiters: Mutex<HashMap<String, Weak<Notify>>>,
     listener: Mutex<Option<Listener>>,
@@ -95,6 +98,7 @@ impl SessionChanges {
     fn with_mode(mode: Mode) -> Self {
         SessionChanges {
             mode,
+            heads: persistence_core::backend::SharedCalls::default(),
             waiters: Mutex::new(HashMap::new()),
             listener: Mutex::new(None),
         }

@@ -253,8 +253,14 @@ impl SessionLog for RedisBackend {
         };
         let k = self.keys.session(tenant, session);
         let (meta, channel) = (k.meta(), k.changes());
-        let notify = changes.waiter(changes.waiter_key(&meta, &channel));
-        let head = self.head(tenant, session);
+        let waiter_key = changes.waiter_key(&meta, &channel).to_owned();
+        let notify = changes.waiter(&waiter_key);
+        let head = async {
+            // Registered for notices from here: a head read since answers this waiter.
+            let not_before = std::time::Instant::now();
+            let read_head = || self.head(tenant, session);
+            changes.heads.call(waiter_key, not_before, read_head).await
+        };
         persistence_core::backend::wait_on_notify(&notify, head, seen_head, timeout).await
     }
 

@@ -30,7 +30,7 @@ use crate::records::{self, RecordAt};
 use crate::{FsBackend, Inner};
 
 mod append;
-mod changes;
+pub(crate) mod changes;
 mod lifecycle;
 mod listing;
 mod recovery;
@@ -451,12 +451,24 @@ impl SessionLog for FsBackend {
     ) -> Result<()> {
         // Only watched, never opened: the path needs no link check (the watch does not
         // follow a link either).
-        let watch = changes::SessionWatch::start(&self.inner.layout.session(tenant, session));
-        if self.head(tenant, session).await? != seen_head {
+        let dir = self.inner.layout.session(tenant, session);
+        let Some(watcher) = self.inner.changes.watcher(&dir) else {
+            if self.head(tenant, session).await? == seen_head {
+                tokio::time::sleep(timeout).await;
+            }
             return Ok(());
-        }
-        watch.wait(timeout).await;
-        Ok(())
+        };
+        let head = async {
+            // Registered for wake-ups from here: a head read since answers this waiter.
+            let not_before = std::time::Instant::now();
+            let read_head = || self.head(tenant, session);
+            self.inner
+                .changes
+                .heads
+                .call(dir.clone(), not_before, read_head)
+                .await
+        };
+        persistence_core::backend::wait_on_notify(watcher.notify(), head, seen_head, timeout).await
     }
 
     async fn session_info(
