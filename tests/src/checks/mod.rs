@@ -368,6 +368,7 @@ macro_rules! __for_each_check {
             subscribe::subscribe_behind_a_trim_is_told [],
             subscribe::subscribe_sees_only_its_tenant [],
             subscribe::subscribe_with_concurrent_appenders [],
+            subscribe::subscribe_batch_bounds [],
             session_lifecycle::session_info_follows_the_session [Lifecycle],
             session_lifecycle::session_close_refuses_appends [Lifecycle],
             session_lifecycle::session_close_can_remove_events [Lifecycle],

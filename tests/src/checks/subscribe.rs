@@ -179,3 +179,23 @@ pub async fn subscribe_with_concurrent_appenders(fx: &Fixture) -> Result<()> {
     }
     Ok(())
 }
+
+/// A batch outside 1..=10 000 is `InvalidInput` from `next`, and the session is
+/// untouched; a batch of one delivers every event, one read each.
+pub async fn subscribe_batch_bounds(fx: &Fixture) -> Result<()> {
+    let (t, s) = (tenant("a"), session("batch"));
+    fx.sessions
+        .append(&t, &s, events(0..3), Default::default())
+        .await?;
+    for bad in [0, persistence_core::MAX_PAGE_LIMIT + 1] {
+        let mut sub = fx.sessions.subscribe(&t, &s, 0, options().with_batch(bad));
+        let err = next_err(&mut sub).await?;
+        ensure!(err.kind() == ErrorKind::InvalidInput, "batch {bad}: {err}");
+    }
+    let mut sub = fx.sessions.subscribe(&t, &s, 0, options().with_batch(1));
+    for want in 1..=3 {
+        ensure!(next(&mut sub).await?.seq == want);
+    }
+    ensure!(fx.sessions.head(&t, &s).await? == 3);
+    Ok(())
+}
