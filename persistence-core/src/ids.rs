@@ -350,6 +350,43 @@ impl<'de> Deserialize<'de> for CheckpointId {
     }
 }
 
+/// A key (thread, session or item id) for an id of another system (a framework's
+/// session id, say): `prefix`, then `id` with `%` and control characters
+/// percent-encoded (their UTF-8 bytes as `%XX`). One to one: two different ids under one
+/// prefix never map to the same key, and the key reads as the id for every id without
+/// `%` or control characters.
+///
+/// ```
+/// use persistence_core::{ThreadKey, foreign_key};
+///
+/// assert_eq!(foreign_key("graph-flow/", "chat 7")?, "graph-flow/chat 7");
+/// assert_eq!(foreign_key("rig/", "50%\n")?, "rig/50%25%0A");
+/// let thread = ThreadKey::new(foreign_key("rig/", "a/b")?)?;
+/// # Ok::<(), persistence_core::Error>(())
+/// ```
+///
+/// # Errors
+/// `InvalidInput` for an empty id, or a key longer than [`MAX_KEY_BYTES`].
+pub fn foreign_key(prefix: &str, id: &str) -> Result<String> {
+    if id.is_empty() {
+        return Err(Error::invalid_input("the id must not be empty"));
+    }
+    let mut key = String::with_capacity(prefix.len() + id.len());
+    key.push_str(prefix);
+    for c in id.chars() {
+        if c == '%' || c.is_control() {
+            let mut bytes = [0; 4];
+            for b in c.encode_utf8(&mut bytes).bytes() {
+                key.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            key.push(c);
+        }
+    }
+    check_key("key", &key)?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +483,41 @@ mod tests {
             assert!(next > last);
             assert!(next.to_string() > last.to_string());
             last = next;
+        }
+    }
+
+    /// Ids that differ only by what the mapping encodes map to different keys; every key
+    /// is a valid key; empty and over-long ids are refused.
+    #[test]
+    fn foreign_keys_are_one_to_one() {
+        let ids = [
+            "a",
+            "A",
+            "%",
+            "%25",
+            "%2",
+            "a%",
+            "\n",
+            "%0A",
+            "a\u{7f}",
+            "a%7F",
+            "\u{1F600}",
+            " ",
+            "a/b",
+            "a\u{85}",
+            "%C2%85",
+        ];
+        let keys: std::collections::BTreeSet<String> = ids
+            .iter()
+            .map(|id| foreign_key("p/", id).unwrap())
+            .collect();
+        assert_eq!(keys.len(), ids.len(), "{keys:?}");
+        for key in &keys {
+            assert!(ThreadKey::new(key.as_str()).is_ok(), "{key:?}");
+        }
+        for bad in ["", &"x".repeat(MAX_KEY_BYTES)] {
+            let err = foreign_key("p/", bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
         }
     }
 }

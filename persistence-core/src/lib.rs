@@ -68,7 +68,7 @@ pub use error::{Error, ErrorKind, ErrorReport, Result, SchemaVersions};
 pub use filter::{Condition, Filter, FilterOp};
 pub use ids::{
     ChannelName, CheckpointId, ItemKey, LockKey, MAX_KEY_BYTES, MAX_NAMESPACE_DEPTH,
-    MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey,
+    MAX_TENANT_BYTES, Namespace, SessionKey, TaskId, TenantId, ThreadKey, foreign_key,
 };
 pub use lock::{Fence, HeldLease, Lease, Lock, LockOptions, with_lock};
 pub use maintenance::{ExpiredSession, Maintenance, PurgeCounts, PurgeReport};

@@ -68,7 +68,7 @@ use async_trait::async_trait;
 use graph_flow::{GraphError, Session, SessionStorage};
 use persistence::{
     CheckpointId, CheckpointSelector, Checkpointer, Envelope, ErrorKind, ExpectLatest,
-    ListCheckpoints, NewCheckpoint, PutCheckpointOptions, TenantId, ThreadKey,
+    ListCheckpoints, NewCheckpoint, PutCheckpointOptions, TenantId, ThreadKey, foreign_key,
 };
 
 /// The schema version of the stored session (graph-flow's `Session` as JSON).
@@ -119,32 +119,21 @@ impl CheckpointSessionStorage {
         &self.tenant
     }
 
-    /// The thread of session `session_id`: the prefix, then the id with `%` and control
-    /// characters percent-encoded (their UTF-8 bytes as `%XX`), so the mapping is
-    /// one-to-one.
+    /// The thread of session `session_id`: [`foreign_key`]`(prefix, session_id)`, the
+    /// prefix, then the id with `%` and control characters percent-encoded (their UTF-8
+    /// bytes as `%XX`), so the mapping is one-to-one.
     ///
     /// # Errors
     /// `StorageError` for an empty id, or one whose thread id is longer than 512 bytes.
     pub fn thread_of(&self, session_id: &str) -> graph_flow::Result<ThreadKey> {
-        if session_id.is_empty() {
-            return Err(GraphError::StorageError(
-                "a graph-flow session id must not be empty".into(),
-            ));
-        }
-        let mut thread = self.prefix.clone();
-        for c in session_id.chars() {
-            if c == '%' || c.is_control() {
-                let mut bytes = [0; 4];
-                for b in c.encode_utf8(&mut bytes).bytes() {
-                    thread.push_str(&format!("%{b:02X}"));
-                }
-            } else {
-                thread.push(c);
-            }
-        }
-        ThreadKey::new(thread).map_err(|e| {
-            GraphError::StorageError(format!("session id has no thread id: {}", e.message()))
-        })
+        foreign_key(&self.prefix, session_id)
+            .and_then(ThreadKey::new)
+            .map_err(|e| {
+                GraphError::StorageError(format!(
+                    "graph-flow session id has no thread id: {}",
+                    e.message()
+                ))
+            })
     }
 
     /// The saved versions of a session, newest first, at most `limit` (1..=10 000): what
