@@ -19,34 +19,20 @@ use adk_session::{
 use chrono::Utc;
 use persistence::{Persistence, TenantId};
 use persistence_adk::LogSessionService;
-use persistence_conformance::harness::{LocalPostgres, LocalRedis, Server, server_url};
+use persistence_conformance::harness::backend_urls;
 use serde_json::{Value, json};
 
-/// Every backend the harness offers, with what keeps it alive.
-async fn backends() -> Vec<(&'static str, Persistence, Option<tempfile::TempDir>)> {
-    let mut out = vec![(
-        "memory",
-        persistence::open("memory://").await.unwrap(),
-        None,
-    )];
+/// Every backend the harness offers, opened, with the directory the fs one lives in.
+async fn backends() -> (Vec<(&'static str, Persistence)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let fs = persistence::open(&format!("file://{}", dir.path().display()))
-        .await
-        .unwrap();
-    out.push(("fs", fs, Some(dir)));
-    if let Some(url) = server_url(Server::Postgres, &LocalPostgres) {
-        persistence::postgres::migrate(&url).await.unwrap();
-        out.push(("postgres", persistence::open(&url).await.unwrap(), None));
-    }
-    for (name, server) in [
-        ("redis", Server::Redis),
-        ("redis-cluster", Server::RedisCluster),
-    ] {
-        if let Some(url) = server_url(server, &LocalRedis) {
-            out.push((name, persistence::open(&url).await.unwrap(), None));
+    let mut out = Vec::new();
+    for backend in backend_urls(dir.path()) {
+        if backend.needs_migration {
+            persistence::postgres::migrate(&backend.url).await.unwrap();
         }
+        out.push((backend.name, persistence::open(&backend.url).await.unwrap()));
     }
-    out
+    (out, dir)
 }
 
 /// A service of this test process alone (servers are shared between test runs).
@@ -90,7 +76,8 @@ fn state_of(session: &dyn adk_session::Session) -> HashMap<String, Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_and_invalid_identities() {
     let adk = InMemorySessionService::new();
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let s = service(&p, "missing");
         for svc in [&s as &dyn SessionService, &adk] {
             let err = svc.get(get("app", "u", "nope")).await.err().unwrap();
@@ -122,7 +109,8 @@ async fn not_found_and_invalid_identities() {
 /// event. Both services agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_is_scoped_and_temp_keys_dropped() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let ours = service(&p, "scopes");
         let adk = InMemorySessionService::new();
         for (which, svc) in [
@@ -182,7 +170,8 @@ async fn state_is_scoped_and_temp_keys_dropped() {
 /// together as adk applies them; events come back as appended.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recent_event_filters() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let s = service(&p, "recent");
         let _ = s
             .delete(DeleteRequest {
@@ -241,7 +230,8 @@ async fn recent_event_filters() {
 /// they name; creating an existing session fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_listing_and_deletion() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let s = service(&p, "isolation");
         for app in ["a1", "a/2"] {
             for user in ["u1", "u%2"] {
@@ -327,7 +317,8 @@ async fn isolation_listing_and_deletion() {
 /// task's state delta is in the state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_are_gapless() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let s = Arc::new(service(&p, "concurrent"));
         let _ = s
             .delete(DeleteRequest {

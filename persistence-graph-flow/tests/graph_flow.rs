@@ -15,7 +15,7 @@ use graph_flow::{
     NextAction, Session, SessionStorage, Task, TaskResult,
 };
 use persistence::{Persistence, TenantId};
-use persistence_conformance::harness::{LocalPostgres, LocalRedis, Server, server_url};
+use persistence_conformance::harness::backend_urls;
 use persistence_graph_flow::CheckpointSessionStorage;
 
 /// A step of the test graph: counts in the context and says so in the chat history,
@@ -102,43 +102,21 @@ impl Target {
 
 /// Every backend the harness offers.
 async fn targets() -> Vec<Target> {
-    let mut out = Vec::new();
-    let memory = persistence::open("memory://").await.unwrap();
-    out.push(Target {
-        name: "memory",
-        url: "memory://".into(),
-        first: memory,
-        _dir: None,
-    });
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", dir.path().display());
-    out.push(Target {
-        name: "fs",
-        first: persistence::open(&url).await.unwrap(),
-        url,
-        _dir: Some(dir),
-    });
-    if let Some(url) = server_url(Server::Postgres, &LocalPostgres) {
-        persistence::postgres::migrate(&url).await.unwrap();
+    let mut out = Vec::new();
+    for backend in backend_urls(dir.path()) {
+        if backend.needs_migration {
+            persistence::postgres::migrate(&backend.url).await.unwrap();
+        }
         out.push(Target {
-            name: "postgres",
-            first: persistence::open(&url).await.unwrap(),
-            url,
+            name: backend.name,
+            first: persistence::open(&backend.url).await.unwrap(),
+            url: backend.url,
             _dir: None,
         });
     }
-    for (name, server) in [
-        ("redis", Server::Redis),
-        ("redis-cluster", Server::RedisCluster),
-    ] {
-        if let Some(url) = server_url(server, &LocalRedis) {
-            out.push(Target {
-                name,
-                first: persistence::open(&url).await.unwrap(),
-                url,
-                _dir: None,
-            });
-        }
+    if let Some(fs) = out.iter_mut().find(|t| t.name == "fs") {
+        fs._dir = Some(dir);
     }
     out
 }

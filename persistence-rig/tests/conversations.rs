@@ -6,37 +6,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use persistence::{CheckpointSelector, ErrorKind, Persistence, TenantId, ThreadKey};
-use persistence_conformance::harness::{LocalPostgres, LocalRedis, Server, server_url};
+use persistence_conformance::harness::backend_urls;
 use persistence_rig::ConversationStore;
 use rig_core::conversation::{Aside, Author, Conversation, Halt};
 use rig_core::message::Message;
 use serde_json::json;
 
-/// Every backend the harness offers, with what keeps it alive.
-async fn backends() -> Vec<(&'static str, Persistence, Option<tempfile::TempDir>)> {
-    let mut out = vec![(
-        "memory",
-        persistence::open("memory://").await.unwrap(),
-        None,
-    )];
+/// Every backend the harness offers, opened, with the directory the fs one lives in.
+async fn backends() -> (Vec<(&'static str, Persistence)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let fs = persistence::open(&format!("file://{}", dir.path().display()))
-        .await
-        .unwrap();
-    out.push(("fs", fs, Some(dir)));
-    if let Some(url) = server_url(Server::Postgres, &LocalPostgres) {
-        persistence::postgres::migrate(&url).await.unwrap();
-        out.push(("postgres", persistence::open(&url).await.unwrap(), None));
-    }
-    for (name, server) in [
-        ("redis", Server::Redis),
-        ("redis-cluster", Server::RedisCluster),
-    ] {
-        if let Some(url) = server_url(server, &LocalRedis) {
-            out.push((name, persistence::open(&url).await.unwrap(), None));
+    let mut out = Vec::new();
+    for backend in backend_urls(dir.path()) {
+        if backend.needs_migration {
+            persistence::postgres::migrate(&backend.url).await.unwrap();
         }
+        out.push((backend.name, persistence::open(&backend.url).await.unwrap()));
     }
-    out
+    (out, dir)
 }
 
 fn store(p: &Persistence, test: &str) -> ConversationStore {
@@ -48,7 +34,8 @@ fn store(p: &Persistence, test: &str) -> ConversationStore {
 /// each part, reloaded: equal to the live conversation, and editable and savable again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conversation_saved_and_reloaded_is_equal() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let store = store(&p, "equal");
         store.delete("chat").await.unwrap();
         let mut live = Conversation::new();
@@ -85,7 +72,8 @@ async fn a_conversation_saved_and_reloaded_is_equal() {
 /// refused, but starts an empty log whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_conversation_loads_from_its_snapshot() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let store = store(&p, "long").with_snapshot_every(10);
         store.delete("long").await.unwrap();
         let mut live = Conversation::new();
@@ -131,7 +119,8 @@ async fn a_long_conversation_loads_from_its_snapshot() {
 /// with both saving at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_are_detected() {
-    for (name, p, _dir) in backends().await {
+    let (backends, _dir) = backends().await;
+    for (name, p) in backends {
         let store = store(&p, "race");
         store.delete("race").await.unwrap();
         let mut start = Conversation::new();

@@ -235,6 +235,53 @@ pub fn server_url(server: Server, launcher: &dyn Launcher) -> Option<String> {
     }
 }
 
+/// A backend a test runs on through `persistence::open`: its name and URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BackendUrl {
+    /// `memory`, `fs`, `postgres`, `redis` or `redis-cluster`.
+    pub name: &'static str,
+    /// What `persistence::open` takes.
+    pub url: String,
+    /// A Postgres database must be migrated (`persistence::postgres::migrate`) before it
+    /// is opened.
+    pub needs_migration: bool,
+}
+
+/// Every backend the harness offers, for tests that run the same code on each (the
+/// framework adapters): `memory://`, `file://{dir}`, then Postgres, a Redis node and a
+/// Redis Cluster as [`server_url`] finds or starts them (a missing server is left out,
+/// or fails the test when required).
+pub fn backend_urls(dir: &std::path::Path) -> Vec<BackendUrl> {
+    let mut out = vec![
+        BackendUrl {
+            name: "memory",
+            url: "memory://".into(),
+            needs_migration: false,
+        },
+        BackendUrl {
+            name: "fs",
+            url: format!("file://{}", dir.display()),
+            needs_migration: false,
+        },
+    ];
+    let servers: [(&'static str, Server, &dyn Launcher); 3] = [
+        ("postgres", Server::Postgres, &LocalPostgres),
+        ("redis", Server::Redis, &LocalRedis),
+        ("redis-cluster", Server::RedisCluster, &LocalRedis),
+    ];
+    for (name, server, launcher) in servers {
+        if let Some(url) = server_url(server, launcher) {
+            out.push(BackendUrl {
+                name,
+                url,
+                needs_migration: server == Server::Postgres,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
