@@ -62,7 +62,9 @@
 //!   processes both land, in some order.
 //! - App and user state deltas are applied after the event is appended, each by a
 //!   compare-and-swap: a crash in between keeps the event and loses those deltas.
-//! - `list` returns each session's state without its events (call `get` for those).
+//! - `list` returns each session's state without its events (call `get` for those),
+//!   from the session's record: after a crash between an append and the record's
+//!   update it lags that event's delta until the next append (`get` always folds it).
 //! - Backend errors are `AdkError`s of the session component, category `Unavailable`,
 //!   `Timeout` or `Internal` after the backend's kind, with its message (never a
 //!   payload).
