@@ -52,6 +52,8 @@
 #![deny(missing_docs)]
 
 mod audit;
+#[cfg(feature = "codec")]
+pub mod codec;
 mod open;
 mod persistence;
 mod schemes;

@@ -33,6 +33,8 @@ pub struct Persistence {
     pub maintenance: Arc<dyn Maintenance>,
     /// The backend as given, untraced, for [`Persistence::backend`].
     backend: Arc<dyn Any + Send + Sync>,
+    /// Store values are sealed by a codec: `search` by fields is off.
+    sealed_values: bool,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -69,6 +71,7 @@ impl Persistence {
             lock: traced.clone(),
             maintenance: traced,
             backend: Arc::new(backend),
+            sealed_values: false,
         }
     }
 
@@ -129,6 +132,48 @@ impl Persistence {
         self
     }
 
+    /// Passes every payload (checkpoint states, pending writes, store values, session
+    /// events) through a codec: compression and encryption bound to each payload's row
+    /// (see [`codec`](crate::codec) for the format, what stays in clear and the threat
+    /// model). Rows written before read as they are unless the policy is
+    /// [`Required`](crate::codec::EncryptionPolicy::Required).
+    ///
+    /// Call it before [`with_lifecycle_audit`](Self::with_lifecycle_audit), so the audit
+    /// events are sealed too. With compression or encryption on, store values are
+    /// sealed whole: [`capabilities`](Self::capabilities) says `search: false` and a
+    /// search with a filter fails `Unsupported`.
+    ///
+    /// ```
+    /// # async fn demo() -> persistence::Result<()> {
+    /// use std::sync::Arc;
+    /// use persistence::codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
+    /// use persistence::{Envelope, MemoryBackend, Persistence, SessionKey, TenantId};
+    ///
+    /// let keys = StaticKeyring::parse("k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
+    /// let codec = CodecConfig::default().with_encryption(Arc::new(keys), EncryptionPolicy::Required);
+    /// let backend = MemoryBackend::new();
+    /// let p = Persistence::from_backend(backend.clone()).with_codec(codec);
+    /// let (tenant, chat) = (TenantId::new("acme")?, SessionKey::new("chat")?);
+    /// p.sessions.append(&tenant, &chat, vec![Envelope::new(1, "hi".into())], Default::default()).await?;
+    /// assert_eq!(p.sessions.read(&tenant, &chat, 0, 10).await?[0].event.data, "hi");
+    /// // What the backend holds is sealed.
+    /// let raw = Persistence::from_backend(backend);
+    /// assert!(raw.sessions.read(&tenant, &chat, 0, 10).await?[0].event.data.get("$sealed").is_some());
+    /// # Ok(()) }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn with_codec(mut self, config: crate::codec::CodecConfig) -> Self {
+        use crate::codec::{Codec, SealedCheckpointer, SealedSessions, SealedStore};
+        let codec = Codec::new(config);
+        self.sealed_values |= codec.seals_values();
+        self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
+        self.store = Arc::new(SealedStore::new(self.store, codec.clone()));
+        self.sessions = Arc::new(SealedSessions::new(self.sessions, codec));
+        self
+    }
+
     /// The backend's name (`memory`, `fs`, `postgres`, `redis`, or a third party's).
     pub fn backend_name(&self) -> &str {
         self.maintenance.backend_name()
@@ -136,7 +181,11 @@ impl Persistence {
 
     /// What the backend supports.
     pub fn capabilities(&self) -> Capabilities {
-        self.maintenance.capabilities()
+        let mut capabilities = self.maintenance.capabilities();
+        if self.sealed_values {
+            capabilities.search = false;
+        }
+        capabilities
     }
 
     /// The stored format, for humans: Postgres schema version, fs layout and format, ...
