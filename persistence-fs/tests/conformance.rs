@@ -15,6 +15,21 @@ async fn fixture() -> Fixture {
 
 conformance_suite!(fs, async { Some(fixture().await) });
 
+// Through the payload codec (compressed, encrypted, bound to each row).
+conformance_suite!(
+    fs_sealed,
+    async { Some(fixture().await.sealed()) },
+    lacks[Search]
+);
+
+#[test]
+fn fs_sealed_matches_the_model() {
+    model::check_model(
+        || async { fixture().await.sealed() },
+        model::cases_from_env(),
+    );
+}
+
 #[test]
 fn fs_matches_the_model() {
     model::check_model(fixture, model::cases_from_env());

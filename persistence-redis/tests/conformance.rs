@@ -37,6 +37,18 @@ async fn fixture(server: Server) -> Option<Fixture> {
 conformance_suite!(redis_single, fixture(Server::Redis));
 conformance_suite!(redis_cluster, fixture(Server::RedisCluster));
 
+// Through the payload codec (compressed, encrypted, bound to each row).
+conformance_suite!(
+    redis_sealed,
+    async { fixture(Server::Redis).await.map(|f| f.sealed()) },
+    lacks[Search]
+);
+conformance_suite!(
+    redis_cluster_sealed,
+    async { fixture(Server::RedisCluster).await.map(|f| f.sealed()) },
+    lacks[Search]
+);
+
 // The same suite over TLS with a client certificate (mutual TLS), on a node and on a
 // cluster whose bus is TLS too; the servers have no plaintext client port in the URL.
 conformance_suite!(redis_tls, fixture(Server::RedisTls));
@@ -46,6 +58,19 @@ conformance_suite!(redis_cluster_tls, fixture(Server::RedisClusterTls));
 fn redis_matches_the_model() {
     model::check_model(
         || async { fixture(Server::Redis).await.expect("redis unavailable") },
+        model::cases_from_env(),
+    );
+}
+
+#[test]
+fn redis_sealed_matches_the_model() {
+    model::check_model(
+        || async {
+            fixture(Server::Redis)
+                .await
+                .expect("redis unavailable")
+                .sealed()
+        },
         model::cases_from_env(),
     );
 }

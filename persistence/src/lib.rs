@@ -52,8 +52,6 @@
 #![deny(missing_docs)]
 
 mod audit;
-#[cfg(feature = "codec")]
-pub mod codec;
 mod open;
 mod persistence;
 mod schemes;
@@ -75,6 +73,9 @@ pub use traced::Traced;
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+/// Payload compression and encryption at rest ([`Persistence::with_codec`]).
+#[cfg(feature = "codec")]
+pub use persistence_codec as codec;
 #[cfg(feature = "fs")]
 pub use persistence_fs as fs;
 #[cfg(feature = "postgres")]

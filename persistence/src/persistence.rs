@@ -33,8 +33,6 @@ pub struct Persistence {
     pub maintenance: Arc<dyn Maintenance>,
     /// The backend as given, untraced, for [`Persistence::backend`].
     backend: Arc<dyn Any + Send + Sync>,
-    /// Store values are sealed by a codec: `search` by fields is off.
-    sealed_values: bool,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -71,7 +69,6 @@ impl Persistence {
             lock: traced.clone(),
             maintenance: traced,
             backend: Arc::new(backend),
-            sealed_values: false,
         }
     }
 
@@ -164,13 +161,15 @@ impl Persistence {
     /// ```
     #[cfg(feature = "codec")]
     #[must_use]
-    pub fn with_codec(mut self, config: crate::codec::CodecConfig) -> Self {
-        use crate::codec::{Codec, SealedCheckpointer, SealedSessions, SealedStore};
+    pub fn with_codec(mut self, config: persistence_codec::CodecConfig) -> Self {
+        use persistence_codec::{
+            Codec, SealedCheckpointer, SealedMaintenance, SealedSessions, SealedStore,
+        };
         let codec = Codec::new(config);
-        self.sealed_values |= codec.seals_values();
         self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
         self.store = Arc::new(SealedStore::new(self.store, codec.clone()));
-        self.sessions = Arc::new(SealedSessions::new(self.sessions, codec));
+        self.sessions = Arc::new(SealedSessions::new(self.sessions, codec.clone()));
+        self.maintenance = Arc::new(SealedMaintenance::new(self.maintenance, codec));
         self
     }
 
@@ -181,11 +180,7 @@ impl Persistence {
 
     /// What the backend supports.
     pub fn capabilities(&self) -> Capabilities {
-        let mut capabilities = self.maintenance.capabilities();
-        if self.sealed_values {
-            capabilities.search = false;
-        }
-        capabilities
+        self.maintenance.capabilities()
     }
 
     /// The stored format, for humans: Postgres schema version, fs layout and format, ...

@@ -8,6 +8,10 @@ use persistence_core::{
     Capabilities, Checkpointer, Lock, Maintenance, ManualClock, MemoryBackend, SessionLog, Store,
 };
 
+/// The keyring of [`Fixture::sealed`]: test keys, never for real data.
+pub const SEALED_FIXTURE_KEYS: &str = "old=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,\
+     test=HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+
 /// How a check makes time pass.
 #[derive(Debug, Clone)]
 pub enum TimeControl {
@@ -64,6 +68,29 @@ impl Fixture {
     /// directory of a filesystem backend, deleted when the check ends.
     pub fn holding(mut self, resource: impl std::any::Any + Send + Sync) -> Self {
         self.resources.push(Arc::new(resource));
+        self
+    }
+
+    /// The same backend behind the payload codec (`persistence-codec`): compression of
+    /// payloads of 64 bytes and more, encryption required, under a fixed test key. The
+    /// codec seals store values whole, so `search` is declared off (its checks skip).
+    /// What every backend runs the suite through a second time.
+    pub fn sealed(mut self) -> Self {
+        use persistence_codec::{
+            Codec, CodecConfig, EncryptionPolicy, SealedCheckpointer, SealedMaintenance,
+            SealedSessions, SealedStore, StaticKeyring,
+        };
+        let keys = StaticKeyring::parse(SEALED_FIXTURE_KEYS).expect("the test keyring parses");
+        let config = CodecConfig::default()
+            .with_compression(64)
+            .with_encryption(Arc::new(keys), EncryptionPolicy::Required);
+        let codec = Codec::new(config);
+        self.name = format!("{}-sealed", self.name);
+        self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
+        self.store = Arc::new(SealedStore::new(self.store, codec.clone()));
+        self.sessions = Arc::new(SealedSessions::new(self.sessions, codec.clone()));
+        self.maintenance = Arc::new(SealedMaintenance::new(self.maintenance, codec));
+        self.capabilities.search = false;
         self
     }
 

@@ -6,6 +6,13 @@ use persistence_conformance::{Fixture, TimeControl, conformance_suite};
 
 conformance_suite!(memory, async { Some(Fixture::memory()) });
 
+// Through the payload codec (compressed, encrypted, bound to each row).
+conformance_suite!(
+    memory_sealed,
+    async { Some(Fixture::memory().sealed()) },
+    lacks[Search]
+);
+
 // The same backend on the system clock: the checks' real-time variants (short TTLs and
 // sleeps), which the server and filesystem backends use.
 conformance_suite!(memory_real_clock, async {
@@ -23,6 +30,14 @@ conformance_suite!(memory_real_clock, async {
 fn suite_has_at_least_sixty_checks() {
     let n = persistence_conformance::checks::all().len();
     assert!(n >= 60, "only {n} checks");
+}
+
+#[test]
+fn memory_sealed_matches_the_model() {
+    persistence_conformance::model::check_model(
+        || async { Fixture::memory().sealed() },
+        persistence_conformance::model::cases_from_env(),
+    );
 }
 
 #[test]

@@ -16,7 +16,7 @@ use super::{Codec, Row};
 /// item between the version read and the put.
 const PUT_ATTEMPTS: u32 = 64;
 
-/// A [`Store`] whose values are sealed by the codec (see [`codec`](crate::codec)),
+/// A [`Store`] whose values are sealed by the codec (see [the crate docs](crate)),
 /// bound to namespace, key and the version the put creates.
 ///
 /// A value is sealed for the version its put will create, so a put without
@@ -38,7 +38,8 @@ impl std::fmt::Debug for SealedStore {
 }
 
 impl SealedStore {
-    pub(crate) fn new(inner: Arc<dyn Store>, codec: Arc<Codec>) -> Self {
+    /// Seals what goes to `inner` with `codec`, and opens what comes back.
+    pub fn new(inner: Arc<dyn Store>, codec: Arc<Codec>) -> Self {
         SealedStore { inner, codec }
     }
 
@@ -111,7 +112,12 @@ impl Store for SealedStore {
         )))
     }
 
-    async fn get(&self, tenant: &TenantId, namespace: &Namespace, key: &ItemKey) -> Result<Option<Item>> {
+    async fn get(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        key: &ItemKey,
+    ) -> Result<Option<Item>> {
         match self.inner.get(tenant, namespace, key).await? {
             Some(item) => Ok(Some(self.open_item(tenant, item).await?)),
             None => Ok(None),
@@ -141,13 +147,24 @@ impl Store for SealedStore {
         self.inner.delete(tenant, namespace, key, if_version).await
     }
 
-    async fn list(&self, tenant: &TenantId, namespace: &Namespace, query: ListItems) -> Result<Page<Item>> {
+    async fn list(
+        &self,
+        tenant: &TenantId,
+        namespace: &Namespace,
+        query: ListItems,
+    ) -> Result<Page<Item>> {
         let mut page = self.inner.list(tenant, namespace, query).await?;
-        page.items = self.open_items(tenant, std::mem::take(&mut page.items)).await?;
+        page.items = self
+            .open_items(tenant, std::mem::take(&mut page.items))
+            .await?;
         Ok(page)
     }
 
-    async fn list_namespaces(&self, tenant: &TenantId, query: ListNamespaces) -> Result<Page<Namespace>> {
+    async fn list_namespaces(
+        &self,
+        tenant: &TenantId,
+        query: ListNamespaces,
+    ) -> Result<Page<Namespace>> {
         self.inner.list_namespaces(tenant, query).await
     }
 

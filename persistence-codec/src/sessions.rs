@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use persistence_core::{
-    AppendOptions, CloseSession, Compaction, Envelope, ErrorKind, ListSessions, Page,
-    Result, SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId,
+    AppendOptions, CloseSession, Compaction, Envelope, ErrorKind, ListSessions, Page, Result,
+    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId,
 };
 
 use super::{Codec, Row};
@@ -15,7 +15,7 @@ use super::{Codec, Row};
 /// ordinals it sealed for.
 const APPEND_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A [`SessionLog`] whose events are sealed by the codec (see [`codec`](crate::codec)),
+/// A [`SessionLog`] whose events are sealed by the codec (see [the crate docs](crate)),
 /// each bound to its session and ordinal.
 ///
 /// An event is sealed for the ordinal it will get, so an append without `expect_head`
@@ -39,7 +39,8 @@ impl std::fmt::Debug for SealedSessions {
 }
 
 impl SealedSessions {
-    pub(crate) fn new(inner: Arc<dyn SessionLog>, codec: Arc<Codec>) -> Self {
+    /// Seals what goes to `inner` with `codec`, and opens what comes back.
+    pub fn new(inner: Arc<dyn SessionLog>, codec: Arc<Codec>) -> Self {
         SealedSessions { inner, codec }
     }
 
@@ -79,7 +80,9 @@ impl SealedSessions {
         loop {
             let head = self.inner.head(tenant, session).await?;
             match attempt(head).await {
-                Err(e) if e.kind() == ErrorKind::Conflict && started.elapsed() < APPEND_DEADLINE => {
+                Err(e)
+                    if e.kind() == ErrorKind::Conflict && started.elapsed() < APPEND_DEADLINE =>
+                {
                     if self.inner.head(tenant, session).await? == head {
                         return Err(e); // not a race: the operation itself conflicts
                     }
@@ -127,7 +130,10 @@ impl SessionLog for SealedSessions {
         let events = self.inner.read(tenant, session, after, limit).await?;
         let mut out = Vec::with_capacity(events.len());
         for e in events {
-            let row = Row::Event { session, seq: e.seq };
+            let row = Row::Event {
+                session,
+                seq: e.seq,
+            };
             let event = self.codec.open(tenant, row, e.event).await?;
             out.push(SessionEvent::new(e.seq, event, e.appended_at));
         }
@@ -146,7 +152,11 @@ impl SessionLog for SealedSessions {
         self.inner.delete(tenant, session).await
     }
 
-    async fn list_sessions(&self, tenant: &TenantId, query: ListSessions) -> Result<Page<SessionKey>> {
+    async fn list_sessions(
+        &self,
+        tenant: &TenantId,
+        query: ListSessions,
+    ) -> Result<Page<SessionKey>> {
         self.inner.list_sessions(tenant, query).await
     }
 
@@ -162,7 +172,11 @@ impl SessionLog for SealedSessions {
             .await
     }
 
-    async fn session_info(&self, tenant: &TenantId, session: &SessionKey) -> Result<Option<SessionInfo>> {
+    async fn session_info(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+    ) -> Result<Option<SessionInfo>> {
         self.inner.session_info(tenant, session).await
     }
 
@@ -193,7 +207,8 @@ impl SessionLog for SealedSessions {
                 let summary = self
                     .seal_from(tenant, session, head, &compaction.summary)
                     .await?;
-                let mut sealed = Compaction::new(compaction.through, summary).with_expect_head(head);
+                let mut sealed =
+                    Compaction::new(compaction.through, summary).with_expect_head(head);
                 sealed.lease = compaction.lease.clone();
                 self.inner.compact(tenant, session, sealed).await
             }

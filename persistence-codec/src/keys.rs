@@ -130,7 +130,7 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 /// skipped:
 ///
 /// ```
-/// use persistence::codec::StaticKeyring;
+/// use persistence_codec::StaticKeyring;
 ///
 /// let keys = StaticKeyring::parse(
 ///     "k2024=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,\
@@ -138,7 +138,7 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
 /// )?;
 /// assert_eq!(keys.current_id().as_str(), "k2025");
 /// assert!(!format!("{keys:?}").contains("AAEC"));
-/// # Ok::<(), persistence::Error>(())
+/// # Ok::<(), persistence_core::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct StaticKeyring {
@@ -195,8 +195,9 @@ impl StaticKeyring {
             let (id, key) = entry.split_once('=').ok_or_else(|| {
                 Error::invalid_input(format!("keyring entry {} is not ID=BASE64", n + 1))
             })?;
-            let id = KeyId::new(id.trim())
-                .map_err(|e| Error::invalid_input(format!("keyring entry {}: {}", n + 1, e.message())))?;
+            let id = KeyId::new(id.trim()).map_err(|e| {
+                Error::invalid_input(format!("keyring entry {}: {}", n + 1, e.message()))
+            })?;
             let key = MasterKey::from_base64(key)
                 .map_err(|e| Error::invalid_input(format!("keyring key {id}: {}", e.message())))?;
             keys.push((id, key));
@@ -210,7 +211,9 @@ impl StaticKeyring {
     /// `InvalidInput` when it is unset, not Unicode, or does not parse.
     pub fn from_env(name: &str) -> Result<Self> {
         let text = std::env::var(name).map_err(|_| {
-            Error::invalid_input(format!("the keyring variable {name} is unset or not Unicode"))
+            Error::invalid_input(format!(
+                "the keyring variable {name} is unset or not Unicode"
+            ))
         })?;
         Self::parse(&text)
     }
@@ -278,6 +281,9 @@ mod tests {
         let ring = StaticKeyring::parse(&format!("# comment\nold={A}\n\nnew={A}\n")).unwrap();
         assert_eq!(ring.current_id().as_str(), "new");
         assert!(!format!("{ring:?}").contains(A));
-        assert_eq!(format!("{:?}", MasterKey::from_bytes([1; 32])), "MasterKey(<redacted>)");
+        assert_eq!(
+            format!("{:?}", MasterKey::from_bytes([1; 32])),
+            "MasterKey(<redacted>)"
+        );
     }
 }

@@ -1,5 +1,8 @@
 //! Payloads compressed and encrypted at rest, bound to their row: a layer over any
-//! backend ([`Persistence::with_codec`](crate::Persistence::with_codec)).
+//! backend of the persistence workspace, third-party ones included. The `persistence`
+//! facade applies it with `Persistence::with_codec` (or `encryption=` URL options);
+//! [`SealedCheckpointer`], [`SealedStore`] and [`SealedSessions`] wrap the traits
+//! directly.
 //!
 //! Every payload (checkpoint state, pending write, store value, session event) goes
 //! through the codec on its way to the backend and back:
@@ -46,8 +49,11 @@
 //! `Optional` (a plain payload whose JSON is an object with the single key `"$sealed"`
 //! is escaped on write so it is never taken for a sealed one).
 
+#![deny(missing_docs)]
+
 mod checkpointer;
 mod keys;
+mod maintenance;
 mod sessions;
 mod store;
 
@@ -67,6 +73,7 @@ use serde_json::{Value, json};
 
 pub use checkpointer::SealedCheckpointer;
 pub use keys::{KeyId, KeyProvider, MasterKey, StaticKeyring};
+pub use maintenance::SealedMaintenance;
 pub use sessions::SealedSessions;
 pub use store::SealedStore;
 
@@ -97,14 +104,14 @@ pub enum EncryptionPolicy {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use persistence::codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
+/// use persistence_codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
 ///
 /// let keys = StaticKeyring::parse("k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")?;
 /// let config = CodecConfig::default()
 ///     .with_compression(1024)
 ///     .with_encryption(Arc::new(keys), EncryptionPolicy::Required);
 /// assert!(!format!("{config:?}").contains("AAEC"));
-/// # Ok::<(), persistence::Error>(())
+/// # Ok::<(), persistence_core::Error>(())
 /// ```
 #[derive(Clone, Default)]
 #[non_exhaustive]
@@ -245,8 +252,8 @@ impl Row<'_> {
     }
 }
 
-/// The codec of one [`CodecConfig`], shared by the sealed wrappers.
-pub(crate) struct Codec {
+/// The codec of one [`CodecConfig`], shared by the sealed wrappers of one backend.
+pub struct Codec {
     config: CodecConfig,
     /// Tenant data keys by (key id, tenant), derived once.
     tenant_keys: Mutex<HashMap<(KeyId, TenantId), [u8; 32]>>,
@@ -273,7 +280,8 @@ fn sealed_fields(data: &Value) -> Option<&Value> {
 }
 
 impl Codec {
-    pub(crate) fn new(config: CodecConfig) -> Arc<Self> {
+    /// The codec of `config`.
+    pub fn new(config: CodecConfig) -> Arc<Self> {
         let mut config = config;
         if config.zstd_level == 0 {
             config.zstd_level = 3;
@@ -284,14 +292,23 @@ impl Codec {
         })
     }
 
-    /// Whether store values are sealed (and so cannot be searched by their fields).
-    pub(crate) fn seals_values(&self) -> bool {
+    /// Whether store values are sealed (and so cannot be searched by their fields):
+    /// compression or encryption is on.
+    pub fn seals_values(&self) -> bool {
         self.config.encryption.is_some() || self.config.compress_above.is_some()
     }
 
-    async fn cipher(&self, tenant: &TenantId, id: &KeyId, row: &Row<'_>) -> Result<XChaCha20Poly1305> {
+    async fn cipher(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        row: &Row<'_>,
+    ) -> Result<XChaCha20Poly1305> {
         let Some((keys, _)) = &self.config.encryption else {
-            return Err(corrupt(row, "the payload is encrypted and no keys are configured"));
+            return Err(corrupt(
+                row,
+                "the payload is encrypted and no keys are configured",
+            ));
         };
         let cache_key = (id.clone(), tenant.clone());
         let cached = self
@@ -322,7 +339,12 @@ impl Codec {
     }
 
     /// `envelope` as stored for `row` of `tenant`.
-    pub(crate) async fn seal(&self, tenant: &TenantId, row: Row<'_>, envelope: Envelope) -> Result<Envelope> {
+    pub(crate) async fn seal(
+        &self,
+        tenant: &TenantId,
+        row: Row<'_>,
+        envelope: Envelope,
+    ) -> Result<Envelope> {
         let schema = envelope.schema_version;
         if !self.seals_values() {
             return Ok(envelope);
@@ -349,8 +371,16 @@ impl Codec {
             let nonce = XNonce::generate();
             let aad = row.associated_data(tenant, schema, compressed);
             let sealed = cipher
-                .encrypt(&nonce, Payload { msg: &bytes, aad: &aad })
-                .map_err(|_| Error::invalid_input(format!("{row}: the payload cannot be encrypted")))?;
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: &bytes,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| {
+                    Error::invalid_input(format!("{row}: the payload cannot be encrypted"))
+                })?;
             fields.insert("k".into(), json!(id.as_str()));
             fields.insert("n".into(), json!(BASE64.encode(nonce)));
             fields.insert("c".into(), json!(BASE64.encode(sealed)));
@@ -366,16 +396,36 @@ impl Codec {
     }
 
     /// The payload stored as `envelope` for `row` of `tenant`.
-    pub(crate) async fn open(&self, tenant: &TenantId, row: Row<'_>, envelope: Envelope) -> Result<Envelope> {
-        let required = matches!(self.config.encryption, Some((_, EncryptionPolicy::Required)));
-        let plaintext = || corrupt(&row, "a payload that is not encrypted, where encryption is required");
+    pub(crate) async fn open(
+        &self,
+        tenant: &TenantId,
+        row: Row<'_>,
+        envelope: Envelope,
+    ) -> Result<Envelope> {
+        let required = matches!(
+            self.config.encryption,
+            Some((_, EncryptionPolicy::Required))
+        );
+        let plaintext = || {
+            corrupt(
+                &row,
+                "a payload that is not encrypted, where encryption is required",
+            )
+        };
         let Some(fields) = sealed_fields(&envelope.data) else {
-            return if required { Err(plaintext()) } else { Ok(envelope) };
+            return if required {
+                Err(plaintext())
+            } else {
+                Ok(envelope)
+            };
         };
         let schema = envelope.schema_version;
         let version = fields.get("v").and_then(Value::as_u64);
         if version != Some(FORMAT) {
-            return Err(corrupt(&row, format!("sealed payload of unknown format {version:?}")));
+            return Err(corrupt(
+                &row,
+                format!("sealed payload of unknown format {version:?}"),
+            ));
         }
         if let Some(plain) = fields.get("p") {
             return if required {
@@ -386,7 +436,8 @@ impl Codec {
         }
         let text = |name: &str| fields.get(name).and_then(Value::as_str);
         let binary = |name: &str| -> Result<Vec<u8>> {
-            let text = text(name).ok_or_else(|| corrupt(&row, format!("sealed payload without \"{name}\"")))?;
+            let text = text(name)
+                .ok_or_else(|| corrupt(&row, format!("sealed payload without \"{name}\"")))?;
             BASE64
                 .decode(text)
                 .map_err(|_| corrupt(&row, format!("sealed payload's \"{name}\" is not base64")))
@@ -406,7 +457,13 @@ impl Codec {
                     .map_err(|_| corrupt(&row, "sealed payload's nonce is not 24 bytes"))?;
                 let aad = row.associated_data(tenant, schema, compressed);
                 bytes = cipher
-                    .decrypt(&XNonce::from(nonce), Payload { msg: &bytes, aad: &aad })
+                    .decrypt(
+                        &XNonce::from(nonce),
+                        Payload {
+                            msg: &bytes,
+                            aad: &aad,
+                        },
+                    )
                     .map_err(|_| {
                         corrupt(
                             &row,

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Envelope,
-    ErrorKind, ListCheckpoints, ListThreads, NewCheckpoint, Page, PendingWrite, PutCheckpointOptions,
-    PutWrites, Result, Retention, RetentionOutcome, TenantId, ThreadKey, Timestamp, Write,
+    ErrorKind, ListCheckpoints, ListThreads, NewCheckpoint, Page, PendingWrite,
+    PutCheckpointOptions, PutWrites, Result, Retention, RetentionOutcome, TenantId, ThreadKey,
+    Timestamp, Write,
 };
 
 use super::{Codec, Row};
 
 /// A [`Checkpointer`] whose checkpoint states and pending writes are sealed by the codec
-/// (see [`codec`](crate::codec)); ids, steps, parents and metadata stay in clear.
+/// (see [the crate docs](crate)); ids, steps, parents and metadata stay in clear.
 #[derive(Clone)]
 pub struct SealedCheckpointer {
     inner: Arc<dyn Checkpointer>,
@@ -28,18 +29,29 @@ impl std::fmt::Debug for SealedCheckpointer {
 }
 
 impl SealedCheckpointer {
-    pub(crate) fn new(inner: Arc<dyn Checkpointer>, codec: Arc<Codec>) -> Self {
+    /// Seals what goes to `inner` with `codec`, and opens what comes back.
+    pub fn new(inner: Arc<dyn Checkpointer>, codec: Arc<Codec>) -> Self {
         SealedCheckpointer { inner, codec }
     }
 
-    async fn open_checkpoint(&self, tenant: &TenantId, thread: &ThreadKey, mut c: Checkpoint) -> Result<Checkpoint> {
+    async fn open_checkpoint(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        mut c: Checkpoint,
+    ) -> Result<Checkpoint> {
         let row = Row::Checkpoint { thread, id: c.id };
         let state = std::mem::replace(&mut c.state, Envelope::new(0, serde_json::Value::Null));
         c.state = self.codec.open(tenant, row, state).await?;
         Ok(c)
     }
 
-    async fn open_tuple(&self, tenant: &TenantId, thread: &ThreadKey, t: CheckpointTuple) -> Result<CheckpointTuple> {
+    async fn open_tuple(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        t: CheckpointTuple,
+    ) -> Result<CheckpointTuple> {
         let id = t.checkpoint.id;
         let checkpoint = self.open_checkpoint(tenant, thread, t.checkpoint).await?;
         let mut writes = Vec::with_capacity(t.pending_writes.len());
@@ -56,7 +68,12 @@ impl SealedCheckpointer {
         Ok(CheckpointTuple::new(checkpoint, writes))
     }
 
-    async fn seal_new(&self, tenant: &TenantId, thread: &ThreadKey, new: NewCheckpoint) -> Result<NewCheckpoint> {
+    async fn seal_new(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        new: NewCheckpoint,
+    ) -> Result<NewCheckpoint> {
         let row = Row::Checkpoint { thread, id: new.id };
         let state = self.codec.seal(tenant, row, new.state).await?;
         Ok(NewCheckpoint::new(new.id, new.step, state)
@@ -128,7 +145,12 @@ impl Checkpointer for SealedCheckpointer {
         Ok(page)
     }
 
-    async fn put_writes(&self, tenant: &TenantId, thread: &ThreadKey, request: PutWrites) -> Result<()> {
+    async fn put_writes(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        request: PutWrites,
+    ) -> Result<()> {
         let mut writes = Vec::with_capacity(request.writes.len());
         for (i, w) in request.writes.into_iter().enumerate() {
             let index = u32::try_from(i)
@@ -151,7 +173,12 @@ impl Checkpointer for SealedCheckpointer {
         self.inner.delete_thread(tenant, thread).await
     }
 
-    async fn prune(&self, tenant: &TenantId, thread: &ThreadKey, keep_latest: usize) -> Result<u64> {
+    async fn prune(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        keep_latest: usize,
+    ) -> Result<u64> {
         self.inner.prune(tenant, thread, keep_latest).await
     }
 
@@ -161,16 +188,18 @@ impl Checkpointer for SealedCheckpointer {
     ///
     /// # Errors
     /// `NotFound` if `from` has no checkpoint; `Conflict` if `to` has any.
-    async fn copy_thread(&self, tenant: &TenantId, from: &ThreadKey, to: &ThreadKey) -> Result<u64> {
-        if self.inner.get(tenant, to, CheckpointSelector::Latest).await?.is_some() {
-            return Err(persistence_core::Error::conflict(format!(
-                "copy_thread: thread {to} already has checkpoints"
-            )));
-        }
+    async fn copy_thread(
+        &self,
+        tenant: &TenantId,
+        from: &ThreadKey,
+        to: &ThreadKey,
+    ) -> Result<u64> {
         let mut ids: Vec<CheckpointId> = Vec::new();
         let mut cursor = None;
         loop {
-            let query = ListCheckpoints::default().with_limit(1000).with_cursor(cursor);
+            let query = ListCheckpoints::default()
+                .with_limit(1000)
+                .with_cursor(cursor);
             let page = self.inner.list(tenant, from, query).await?;
             ids.extend(page.items.iter().map(|c| c.id));
             match page.next {
@@ -183,6 +212,16 @@ impl Checkpointer for SealedCheckpointer {
                 "copy_thread: thread {from} has no checkpoint"
             )));
         }
+        if self
+            .inner
+            .get(tenant, to, CheckpointSelector::Latest)
+            .await?
+            .is_some()
+        {
+            return Err(persistence_core::Error::conflict(format!(
+                "copy_thread: thread {to} already has checkpoints"
+            )));
+        }
         // Oldest first, so the copy's latest is written last.
         let mut copied = 0;
         for id in ids.into_iter().rev() {
@@ -193,7 +232,8 @@ impl Checkpointer for SealedCheckpointer {
             let new = NewCheckpoint::new(c.id, c.step, c.state)
                 .with_parent(c.parent)
                 .with_metadata(c.metadata);
-            self.put(tenant, to, new, PutCheckpointOptions::default()).await?;
+            self.put(tenant, to, new, PutCheckpointOptions::default())
+                .await?;
             let mut by_task: Vec<(persistence_core::TaskId, Vec<Write>)> = Vec::new();
             for w in t.pending_writes {
                 match by_task.last_mut() {
@@ -204,7 +244,8 @@ impl Checkpointer for SealedCheckpointer {
                 }
             }
             for (task, writes) in by_task {
-                self.put_writes(tenant, to, PutWrites::new(id, task, writes)).await?;
+                self.put_writes(tenant, to, PutWrites::new(id, task, writes))
+                    .await?;
             }
             copied += 1;
         }
@@ -215,7 +256,12 @@ impl Checkpointer for SealedCheckpointer {
         self.inner.list_threads(tenant, query).await
     }
 
-    async fn prune_through(&self, tenant: &TenantId, thread: &ThreadKey, through: &CheckpointId) -> Result<u64> {
+    async fn prune_through(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        through: &CheckpointId,
+    ) -> Result<u64> {
         self.inner.prune_through(tenant, thread, through).await
     }
 
@@ -226,6 +272,8 @@ impl Checkpointer for SealedCheckpointer {
         policy: &Retention,
         now: Timestamp,
     ) -> Result<RetentionOutcome> {
-        self.inner.apply_retention(tenant, thread, policy, now).await
+        self.inner
+            .apply_retention(tenant, thread, policy, now)
+            .await
     }
 }
