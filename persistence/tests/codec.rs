@@ -1,0 +1,547 @@
+//! The payload codec on every backend (memory, fs, Postgres, Redis, a Redis Cluster):
+//! what the backend holds is sealed; a tampered payload (a flipped byte, one moved to
+//! another row, tenant or version, a truncated one, a plaintext one under `Required`,
+//! one sealed under a key the provider no longer has) is a typed `Corrupt` error that
+//! affects nothing else; key rotation; no key or plaintext in errors or Debug output.
+
+#![cfg(feature = "codec")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::sync::Arc;
+
+use persistence::codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
+use persistence::{
+    AppendOptions, CheckpointId, CheckpointSelector, Envelope, ErrorKind, ItemKey, Namespace,
+    NewCheckpoint, Persistence, PutItemOptions, SessionKey, TenantId, ThreadKey,
+};
+use persistence_conformance::harness::backend_urls;
+use serde_json::{Value, json};
+
+const K1: &str = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const K2: &str = "k2=HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+const SECRET: &str = "the patient's diagnosis";
+
+/// Every backend: its name, and the same storage raw and through a codec of `keys`.
+async fn backends(
+    keys: &str,
+    policy: EncryptionPolicy,
+) -> (
+    Vec<(&'static str, Persistence, Persistence)>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    for backend in backend_urls(dir.path()) {
+        if backend.needs_migration {
+            persistence::postgres::migrate(&backend.url).await.unwrap();
+        }
+        let raw = persistence::open(&backend.url).await.unwrap();
+        let sealed = raw.clone().with_codec(config(keys, policy));
+        out.push((backend.name, raw, sealed));
+    }
+    (out, dir)
+}
+
+fn config(keys: &str, policy: EncryptionPolicy) -> CodecConfig {
+    let keys = StaticKeyring::parse(keys).unwrap();
+    CodecConfig::default()
+        .with_compression(256)
+        .with_encryption(Arc::new(keys), policy)
+}
+
+/// A tenant of this test process alone (servers are shared between test runs).
+fn tenant(name: &str) -> TenantId {
+    TenantId::new(format!("codec-{name}-{}", std::process::id())).unwrap()
+}
+
+fn payload() -> Envelope {
+    Envelope::new(3, json!({"note": SECRET, "padding": "x".repeat(400)}))
+}
+
+/// The sealed fields of a stored payload.
+fn sealed(data: &Value) -> &serde_json::Map<String, Value> {
+    data.get("$sealed")
+        .and_then(Value::as_object)
+        .unwrap_or_else(|| panic!("not sealed: {data}"))
+}
+
+/// `data` with one character of its ciphertext changed (still base64).
+fn flipped(data: &Value) -> Value {
+    let mut data = data.clone();
+    let c = data["$sealed"]["c"].as_str().unwrap().to_string();
+    let mid = c.len() / 2;
+    let swap = if &c[mid..=mid] == "A" { "B" } else { "A" };
+    data["$sealed"]["c"] = json!(format!("{}{swap}{}", &c[..mid], &c[mid + 1..]));
+    data
+}
+
+fn assert_corrupt(what: &str, result: persistence::Result<impl std::fmt::Debug>) {
+    let err = result.expect_err(what);
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains(SECRET) && !text.contains("AAECAwQF"),
+        "{what}: {text}"
+    );
+}
+
+/// What the backend holds is sealed (no plaintext), with the key id, and compressed
+/// when large; the codec reads it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_payloads_are_sealed() {
+    let (backends, _dir) = backends(K1, EncryptionPolicy::Required).await;
+    for (name, raw, p) in backends {
+        let t = tenant("sealed");
+        let thread = ThreadKey::new("th").unwrap();
+        let id = CheckpointId::new();
+        p.checkpointer
+            .put(
+                &t,
+                &thread,
+                NewCheckpoint::new(id, 1, payload()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let stored = raw
+            .checkpointer
+            .get(&t, &thread, CheckpointSelector::Latest)
+            .await
+            .unwrap()
+            .unwrap();
+        let fields = sealed(&stored.checkpoint.state.data);
+        assert_eq!(fields["k"], "k1", "{name}");
+        assert_eq!(
+            fields["z"], 1,
+            "{name}: a 400-byte repetitive payload is compressed"
+        );
+        assert_eq!(
+            stored.checkpoint.state.schema_version, 3,
+            "{name}: the version stays in clear"
+        );
+        assert!(
+            !stored.checkpoint.state.data.to_string().contains(SECRET),
+            "{name}"
+        );
+        let opened = p
+            .checkpointer
+            .get(&t, &thread, CheckpointSelector::Latest)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(opened.checkpoint.state, payload(), "{name}");
+
+        let (ns, key) = (Namespace::new(["n"]).unwrap(), ItemKey::new("k").unwrap());
+        p.store
+            .put(&t, &ns, &key, payload(), PutItemOptions::default())
+            .await
+            .unwrap();
+        let item = raw.store.get(&t, &ns, &key).await.unwrap().unwrap();
+        assert!(!item.value.data.to_string().contains(SECRET), "{name}");
+        assert_eq!(
+            p.store.get(&t, &ns, &key).await.unwrap().unwrap().value,
+            payload(),
+            "{name}"
+        );
+
+        let s = SessionKey::new("s").unwrap();
+        p.sessions
+            .append(&t, &s, vec![payload()], AppendOptions::default())
+            .await
+            .unwrap();
+        let event = &raw.sessions.read(&t, &s, 0, 10).await.unwrap()[0];
+        assert!(!event.event.data.to_string().contains(SECRET), "{name}");
+        assert!(
+            !p.capabilities().search,
+            "{name}: sealed values cannot be searched"
+        );
+    }
+}
+
+/// A flipped byte, a ciphertext moved to another checkpoint, thread or tenant, a
+/// truncated one: `Corrupt`, and the original rows still read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_checkpoints_fail_corrupt() {
+    let (backends, _dir) = backends(K1, EncryptionPolicy::Required).await;
+    for (name, raw, p) in backends {
+        let t = tenant("cp");
+        let other_tenant = tenant("cp-other");
+        let thread = ThreadKey::new("th").unwrap();
+        let id = CheckpointId::new();
+        p.checkpointer
+            .put(
+                &t,
+                &thread,
+                NewCheckpoint::new(id, 1, payload()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let stored = raw
+            .checkpointer
+            .get(&t, &thread, CheckpointSelector::Id(id))
+            .await
+            .unwrap()
+            .unwrap();
+        let state = stored.checkpoint.state.clone();
+
+        // Flipped: the same row, rewritten with one ciphertext byte changed.
+        let flip_thread = ThreadKey::new("flip").unwrap();
+        let flip_id = CheckpointId::new();
+        p.checkpointer
+            .put(
+                &t,
+                &flip_thread,
+                NewCheckpoint::new(flip_id, 1, payload()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let original = raw
+            .checkpointer
+            .get(&t, &flip_thread, CheckpointSelector::Id(flip_id))
+            .await
+            .unwrap()
+            .unwrap();
+        raw.checkpointer
+            .delete_thread(&t, &flip_thread)
+            .await
+            .unwrap();
+        let bad = Envelope::new(3, flipped(&original.checkpoint.state.data));
+        raw.checkpointer
+            .put(
+                &t,
+                &flip_thread,
+                NewCheckpoint::new(flip_id, 1, bad),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: flipped"),
+            p.checkpointer
+                .get(&t, &flip_thread, CheckpointSelector::Latest)
+                .await,
+        );
+
+        // Moved: to another id, another thread, another tenant.
+        let moved_id = CheckpointId::new();
+        raw.checkpointer
+            .put(
+                &t,
+                &thread,
+                NewCheckpoint::new(moved_id, 2, state.clone()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other id"),
+            p.checkpointer
+                .get(&t, &thread, CheckpointSelector::Id(moved_id))
+                .await,
+        );
+        let other_thread = ThreadKey::new("other").unwrap();
+        raw.checkpointer
+            .put(
+                &t,
+                &other_thread,
+                NewCheckpoint::new(id, 1, state.clone()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other thread"),
+            p.checkpointer
+                .get(&t, &other_thread, CheckpointSelector::Latest)
+                .await,
+        );
+        raw.checkpointer
+            .put(
+                &other_tenant,
+                &thread,
+                NewCheckpoint::new(id, 1, state.clone()),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other tenant"),
+            p.checkpointer
+                .get(&other_tenant, &thread, CheckpointSelector::Latest)
+                .await,
+        );
+
+        // Truncated: the ciphertext cut short; and the sealed object missing a field.
+        let mut cut = state.data.clone();
+        let c = cut["$sealed"]["c"].as_str().unwrap().to_string();
+        cut["$sealed"]["c"] = json!(c[..c.len() / 2 / 4 * 4].to_string());
+        let cut_thread = ThreadKey::new("cut").unwrap();
+        raw.checkpointer
+            .put(
+                &t,
+                &cut_thread,
+                NewCheckpoint::new(id, 1, Envelope::new(3, cut)),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: truncated"),
+            p.checkpointer
+                .get(&t, &cut_thread, CheckpointSelector::Latest)
+                .await,
+        );
+        let mut no_nonce = state.data.clone();
+        no_nonce["$sealed"].as_object_mut().unwrap().remove("n");
+        let nonce_thread = ThreadKey::new("nonce").unwrap();
+        raw.checkpointer
+            .put(
+                &t,
+                &nonce_thread,
+                NewCheckpoint::new(id, 1, Envelope::new(3, no_nonce)),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: no nonce"),
+            p.checkpointer
+                .get(&t, &nonce_thread, CheckpointSelector::Latest)
+                .await,
+        );
+
+        // The schema version in clear is bound too.
+        let bumped_thread = ThreadKey::new("bumped").unwrap();
+        raw.checkpointer
+            .put(
+                &t,
+                &bumped_thread,
+                NewCheckpoint::new(id, 1, Envelope::new(4, state.data.clone())),
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: schema version"),
+            p.checkpointer
+                .get(&t, &bumped_thread, CheckpointSelector::Latest)
+                .await,
+        );
+
+        // Nothing else is affected: the original still opens.
+        let fine = p
+            .checkpointer
+            .get(&t, &thread, CheckpointSelector::Id(id))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fine.checkpoint.state, payload(), "{name}");
+    }
+}
+
+/// A store value put back at a later version, or under another key; a session event
+/// appended again at another ordinal or in another session: `Corrupt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_items_and_events_fail_corrupt() {
+    let (backends, _dir) = backends(K1, EncryptionPolicy::Required).await;
+    for (name, raw, p) in backends {
+        let t = tenant("replay");
+        let (ns, key) = (Namespace::new(["n"]).unwrap(), ItemKey::new("k").unwrap());
+        p.store
+            .put(
+                &t,
+                &ns,
+                &key,
+                Envelope::new(1, json!({"balance": 10})),
+                PutItemOptions::default(),
+            )
+            .await
+            .unwrap();
+        let v1 = raw.store.get(&t, &ns, &key).await.unwrap().unwrap();
+        p.store
+            .put(
+                &t,
+                &ns,
+                &key,
+                Envelope::new(1, json!({"balance": 0})),
+                PutItemOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            p.store.get(&t, &ns, &key).await.unwrap().unwrap().version,
+            2,
+            "{name}"
+        );
+        // Rolled back: version 1's ciphertext written as version 3.
+        raw.store
+            .put(&t, &ns, &key, v1.value.clone(), PutItemOptions::default())
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: older version"),
+            p.store.get(&t, &ns, &key).await,
+        );
+        let other = ItemKey::new("other").unwrap();
+        raw.store
+            .put(&t, &ns, &other, v1.value.clone(), PutItemOptions::default())
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other key"),
+            p.store.get(&t, &ns, &other).await,
+        );
+        let fine = ItemKey::new("fine").unwrap();
+        p.store
+            .put(&t, &ns, &fine, payload(), PutItemOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            p.store.get(&t, &ns, &fine).await.unwrap().unwrap().value,
+            payload(),
+            "{name}"
+        );
+
+        let s = SessionKey::new("s").unwrap();
+        p.sessions
+            .append(&t, &s, vec![payload(), payload()], AppendOptions::default())
+            .await
+            .unwrap();
+        let first = raw.sessions.read(&t, &s, 0, 1).await.unwrap().remove(0);
+        raw.sessions
+            .append(&t, &s, vec![first.event.clone()], AppendOptions::default())
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other ordinal"),
+            p.sessions.read(&t, &s, 2, 10).await,
+        );
+        assert_eq!(
+            p.sessions.read(&t, &s, 0, 2).await.unwrap().len(),
+            2,
+            "{name}: events 1-2 still read"
+        );
+        let s2 = SessionKey::new("s2").unwrap();
+        raw.sessions
+            .append(&t, &s2, vec![first.event], AppendOptions::default())
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other session"),
+            p.sessions.read(&t, &s2, 0, 10).await,
+        );
+    }
+}
+
+/// Under `Required` a plaintext payload is refused; under `Optional` it reads. A
+/// payload sealed under a key the provider no longer has is `Corrupt` naming the key id.
+/// Adding a key rotates writes to it while the old one still opens what it sealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_missing_keys_and_rotation() {
+    let (backends, _dir) = backends(K1, EncryptionPolicy::Required).await;
+    for (name, raw, required) in backends {
+        let t = tenant("policy");
+        let (ns, plain, old) = (
+            Namespace::new(["n"]).unwrap(),
+            ItemKey::new("plain").unwrap(),
+            ItemKey::new("old").unwrap(),
+        );
+        raw.store
+            .put(
+                &t,
+                &ns,
+                &plain,
+                Envelope::new(1, json!({"legacy": true})),
+                PutItemOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: plaintext under Required"),
+            required.store.get(&t, &ns, &plain).await,
+        );
+        let optional = raw
+            .clone()
+            .with_codec(config(K1, EncryptionPolicy::Optional));
+        assert_eq!(
+            optional
+                .store
+                .get(&t, &ns, &plain)
+                .await
+                .unwrap()
+                .unwrap()
+                .value
+                .data,
+            json!({"legacy": true}),
+            "{name}: plaintext under Optional"
+        );
+
+        required
+            .store
+            .put(&t, &ns, &old, payload(), PutItemOptions::default())
+            .await
+            .unwrap();
+        let rotated = raw
+            .clone()
+            .with_codec(config(&format!("{K1},{K2}"), EncryptionPolicy::Required));
+        let new = ItemKey::new("new").unwrap();
+        rotated
+            .store
+            .put(&t, &ns, &new, payload(), PutItemOptions::default())
+            .await
+            .unwrap();
+        let stored = raw.store.get(&t, &ns, &new).await.unwrap().unwrap();
+        assert_eq!(
+            sealed(&stored.value.data)["k"],
+            "k2",
+            "{name}: the added key writes"
+        );
+        assert_eq!(
+            rotated
+                .store
+                .get(&t, &ns, &old)
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
+            payload(),
+            "{name}: k1 still opens"
+        );
+
+        let retired = raw
+            .clone()
+            .with_codec(config(K2, EncryptionPolicy::Required));
+        let err = retired.store.get(&t, &ns, &old).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{name}: {err}");
+        assert!(err.to_string().contains("key id k1"), "{name}: {err}");
+        assert_eq!(
+            retired
+                .store
+                .get(&t, &ns, &new)
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
+            payload(),
+            "{name}"
+        );
+
+        // A tenant's key is its own: the same master key derives another for another tenant.
+        let stolen = raw.store.get(&t, &ns, &new).await.unwrap().unwrap();
+        let thief = tenant("policy-thief");
+        raw.store
+            .put(&thief, &ns, &new, stolen.value, PutItemOptions::default())
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: other tenant"),
+            rotated.store.get(&thief, &ns, &new).await,
+        );
+        assert!(
+            !format!("{rotated:?} {:?}", config(K1, EncryptionPolicy::Required))
+                .contains("AAECAwQF")
+        );
+    }
+}
