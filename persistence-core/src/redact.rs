@@ -1,9 +1,10 @@
 //! The one way a connection URL is shown: without its secrets.
 
 /// `url` with every secret replaced by `***`: the password of the userinfo
-/// (`scheme://user:PASSWORD@host`, for each host of a multi-host URL) and the values of
-/// `password`, `sslpassword` and `auth` query options. Use it wherever a URL may reach
-/// an error, a `Debug` print, a span or a terminal.
+/// (`scheme://user:PASSWORD@host`, for each host of a multi-host URL), the values of
+/// `password`, `sslpassword` and `auth` query options, and a `keyring` option that is not
+/// a reference (`env:VARIABLE`, `file:PATH`: anything else may be a key pasted in).
+/// Use it wherever a URL may reach an error, a `Debug` print, a span or a terminal.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (Some(scheme), rest),
@@ -39,6 +40,9 @@ pub fn redact_url(url: &str) -> String {
                 Some((k, _)) if matches!(k, "password" | "sslpassword" | "auth") => {
                     format!("{k}=***")
                 }
+                Some(("keyring", v)) if !v.starts_with("env:") && !v.starts_with("file:") => {
+                    "keyring=***".to_string()
+                }
                 _ => pair.to_string(),
             })
             .collect();
@@ -69,5 +73,18 @@ mod tests {
         assert_eq!(redact_url("memory://"), "memory://");
         // A password holding '@' or '/' stays hidden up to the last '@' of the authority.
         assert!(!redact_url("postgres://u:a@b@h/db").contains("a@b"));
+        // A keyring reference is shown; anything else in its place may be a key.
+        assert_eq!(
+            redact_url("memory://?encryption=required&keyring=env:KEYS"),
+            "memory://?encryption=required&keyring=env:KEYS"
+        );
+        assert_eq!(
+            redact_url("file:///x?keyring=file:/etc/keys&durability=none"),
+            "file:///x?keyring=file:/etc/keys&durability=none"
+        );
+        assert_eq!(
+            redact_url("memory://?keyring=k1%3DAAEC"),
+            "memory://?keyring=***"
+        );
     }
 }

@@ -8,6 +8,13 @@ use crate::schemes;
 /// Opens the backend named by `url` (see the crate docs for the schemes; schemes added
 /// with [`register_scheme`](crate::register_scheme) work too).
 ///
+/// With the `codec` feature, any URL also takes the payload codec's options
+/// ([`Persistence::with_codec`]): `encryption=required` or `encryption=optional` with
+/// `keyring=env:VARIABLE` or `keyring=file:PATH` (the keyring's text form: `ID=BASE64`
+/// entries, the last one writing; never the keys themselves in a URL), and
+/// `compress_above=BYTES` (zstd). They are taken off before the backend sees the URL:
+/// `postgres://app@db/agents?sslmode=verify-full&encryption=required&keyring=env:APP_KEYS`.
+///
 /// # Errors
 /// `InvalidInput` for a URL without a known scheme or with a bad option;
 /// `Unsupported` when the scheme's backend is not compiled in (the message names the
@@ -50,7 +57,110 @@ async fn open_url(url: &str, create: Create) -> Result<Persistence> {
     })
 }
 
+/// The codec options of a URL (any scheme): `encryption`, `keyring`, `compress_above`.
+const CODEC_OPTIONS: [&str; 3] = ["encryption", "keyring", "compress_above"];
+
+/// Opens `url` without its codec options, then applies them.
 async fn open_scheme(url: &str, create: Create) -> Result<Persistence> {
+    let (url, codec) = split_codec_options(url)?;
+    let opened = open_backend(&url, create).await?;
+    match codec {
+        None => Ok(opened),
+        Some(codec) => apply_codec(opened, codec),
+    }
+}
+
+/// `url` without the codec options, and those options (when any is given).
+fn split_codec_options(url: &str) -> Result<(String, Option<Vec<(String, String)>>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), None));
+    };
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if !pairs
+        .iter()
+        .any(|(k, _)| CODEC_OPTIONS.contains(&k.as_str()))
+    {
+        return Ok((url.to_string(), None));
+    }
+    let (codec, rest): (Vec<_>, Vec<_>) = pairs
+        .into_iter()
+        .partition(|(k, _)| CODEC_OPTIONS.contains(&k.as_str()));
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(&rest)
+            .finish();
+        format!("{base}?{query}")
+    };
+    Ok((url, Some(codec)))
+}
+
+#[cfg(feature = "codec")]
+fn apply_codec(opened: Persistence, options: Vec<(String, String)>) -> Result<Persistence> {
+    use persistence_codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
+    let get = |key: &str| {
+        options
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut config = CodecConfig::default();
+    if let Some(bytes) = get("compress_above") {
+        let bytes = bytes.parse::<usize>().map_err(|_| {
+            Error::invalid_input(format!(
+                "compress_above={bytes:?}: expected a number of bytes"
+            ))
+        })?;
+        config = config.with_compression(bytes);
+    }
+    let policy = match get("encryption") {
+        None => None,
+        Some("required") => Some(EncryptionPolicy::Required),
+        Some("optional") => Some(EncryptionPolicy::Optional),
+        Some(other) => {
+            return Err(Error::invalid_input(format!(
+                "encryption={other:?}: expected required or optional"
+            )));
+        }
+    };
+    match (policy, get("keyring")) {
+        (None, None) => {}
+        (None, Some(_)) => {
+            return Err(Error::invalid_input(
+                "keyring= without encryption=required or encryption=optional",
+            ));
+        }
+        (Some(_), None) => {
+            return Err(Error::invalid_input(
+                "encryption= needs keyring=env:VARIABLE or keyring=file:PATH",
+            ));
+        }
+        (Some(policy), Some(source)) => {
+            let keys = if let Some(name) = source.strip_prefix("env:") {
+                StaticKeyring::from_env(name)?
+            } else if let Some(path) = source.strip_prefix("file:") {
+                StaticKeyring::from_file(path)?
+            } else {
+                // Never echo it: it may be a key pasted into the URL.
+                return Err(Error::invalid_input(
+                    "keyring= must be env:VARIABLE or file:PATH (keys never go in a URL)",
+                ));
+            };
+            config = config.with_encryption(std::sync::Arc::new(keys), policy);
+        }
+    }
+    Ok(opened.with_codec(config))
+}
+
+#[cfg(not(feature = "codec"))]
+fn apply_codec(_: Persistence, _: Vec<(String, String)>) -> Result<Persistence> {
+    Err(feature_off("encryption=/compress_above=", "codec"))
+}
+
+async fn open_backend(url: &str, create: Create) -> Result<Persistence> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::invalid_input(format!(
             "{:?} is not a persistence URL: expected memory://, file://PATH, postgres://..., \

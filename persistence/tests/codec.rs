@@ -545,3 +545,60 @@ async fn policy_missing_keys_and_rotation() {
         );
     }
 }
+
+/// The codec's URL options, on any scheme: taken off before the backend sees the URL,
+/// with the keyring from an environment variable or a file; bad ones are refused
+/// without echoing a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_options_turn_the_codec_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = dir.path().join("keys");
+    std::fs::write(&keyring, format!("# test keys\n{K1}\n")).unwrap();
+    let store = dir.path().join("store");
+    let raw_url = format!("file://{}?durability=none", store.display());
+    let url = format!(
+        "{raw_url}&encryption=required&keyring=file:{}&compress_above=64",
+        keyring.display()
+    );
+    let p = persistence::open(&url).await.unwrap();
+    let raw = persistence::open(&raw_url).await.unwrap();
+    let t = tenant("url");
+    let s = SessionKey::new("s").unwrap();
+    p.sessions
+        .append(&t, &s, vec![payload()], AppendOptions::default())
+        .await
+        .unwrap();
+    let stored = &raw.sessions.read(&t, &s, 0, 1).await.unwrap()[0].event;
+    assert_eq!(sealed(&stored.data)["k"], "k1");
+    assert_eq!(
+        p.sessions.read(&t, &s, 0, 1).await.unwrap()[0].event,
+        payload()
+    );
+    assert!(!p.capabilities().search);
+
+    for (options, needle) in [
+        ("encryption=required", "needs keyring"),
+        ("keyring=env:X", "without encryption"),
+        (
+            "encryption=maybe&keyring=env:X",
+            "expected required or optional",
+        ),
+        (
+            "encryption=required&keyring=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            "never go in a URL",
+        ),
+        (
+            "encryption=required&keyring=env:PERSISTENCE_TEST_CODEC_UNSET",
+            "unset",
+        ),
+        ("compress_above=lots", "number of bytes"),
+    ] {
+        let err = persistence::open(&format!("memory://?{options}"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{options}: {err}");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(needle), "{options}: {text}");
+        assert!(!text.contains("AAECAwQF"), "{options}: {text}");
+    }
+}
