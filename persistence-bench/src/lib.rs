@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod codec;
 pub mod cost;
 pub mod live_tail;
 mod measure;

@@ -271,6 +271,27 @@ fn corrupt(row: &Row<'_>, why: impl fmt::Display) -> Error {
     Error::corrupt(format!("{row}: {why}"))
 }
 
+thread_local! {
+    /// A zstd context per thread and level: making one per payload costs more than
+    /// compressing a small payload.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` compressed at `level`, with this thread's context.
+fn compress(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, compressor)) => compressor.compress(bytes),
+            None => zstd::bulk::compress(bytes, level),
+        }
+    })
+}
+
 /// Whether `data` is a sealed payload (an object with the single key `"$sealed"`).
 fn sealed_fields(data: &Value) -> Option<&Value> {
     match data {
@@ -353,7 +374,7 @@ impl Codec {
             .map_err(|e| Error::invalid_input(format!("{row}: cannot serialize: {e}")))?;
         let mut compressed = false;
         if self.config.compress_above.is_some_and(|t| bytes.len() >= t) {
-            let packed = zstd::bulk::compress(&bytes, self.config.zstd_level)
+            let packed = compress(&bytes, self.config.zstd_level)
                 .map_err(|e| Error::invalid_input(format!("{row}: zstd: {e}")))?;
             if packed.len() < bytes.len() {
                 bytes = packed;
