@@ -74,19 +74,26 @@ pub fn agent_state(bytes: usize) -> Value {
     json!({"messages": messages, "step": messages.len(), "next": ["agent"]})
 }
 
+/// One codec measured: its name and the codec (`None`: payloads as they are).
+struct Measured {
+    name: &'static str,
+    codec: Option<Arc<Codec>>,
+}
+
 /// The four codecs measured: none, zstd, AEAD, both (a fixed bench key).
-fn codecs() -> Result<Vec<(&'static str, Option<Arc<Codec>>)>> {
+fn codecs() -> Result<Vec<Measured>> {
     let keys = StaticKeyring::new([(KeyId::new("bench")?, MasterKey::from_bytes([42; 32]))])?;
     let keys: Arc<dyn persistence_codec::KeyProvider> = Arc::new(keys);
     let aead = CodecConfig::default().with_encryption(keys.clone(), EncryptionPolicy::Required);
+    let measured = |name, config: Option<CodecConfig>| Measured {
+        name,
+        codec: config.map(Codec::new),
+    };
     Ok(vec![
-        ("none", None),
-        (
-            "zstd",
-            Some(Codec::new(CodecConfig::default().with_compression(256))),
-        ),
-        ("aead", Some(Codec::new(aead.clone()))),
-        ("zstd+aead", Some(Codec::new(aead.with_compression(256)))),
+        measured("none", None),
+        measured("zstd", Some(CodecConfig::default().with_compression(256))),
+        measured("aead", Some(aead.clone())),
+        measured("zstd+aead", Some(aead.with_compression(256))),
     ])
 }
 
@@ -100,7 +107,7 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
     for (size, bytes, ops) in SIZES {
         let state = Envelope::new(1, agent_state(bytes));
         let payload_bytes = state.data.to_string().len();
-        for (name, codec) in codecs()? {
+        for Measured { name, codec } in codecs()? {
             let target: Arc<dyn Checkpointer> = match &codec {
                 Some(codec) => {
                     Arc::new(SealedCheckpointer::new(checkpointer.clone(), codec.clone()))
