@@ -70,8 +70,12 @@ async fn open_scheme(url: &str, create: Create) -> Result<Persistence> {
     }
 }
 
+/// The codec options of a URL, as given.
+#[cfg_attr(not(feature = "codec"), allow(dead_code))]
+struct CodecOptions(Vec<(String, String)>);
+
 /// `url` without the codec options, and those options (when any is given).
-fn split_codec_options(url: &str) -> Result<(String, Option<Vec<(String, String)>>)> {
+fn split_codec_options(url: &str) -> Result<(String, Option<CodecOptions>)> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), None));
     };
@@ -95,14 +99,15 @@ fn split_codec_options(url: &str) -> Result<(String, Option<Vec<(String, String)
             .finish();
         format!("{base}?{query}")
     };
-    Ok((url, Some(codec)))
+    Ok((url, Some(CodecOptions(codec))))
 }
 
 #[cfg(feature = "codec")]
-fn apply_codec(opened: Persistence, options: Vec<(String, String)>) -> Result<Persistence> {
+fn apply_codec(opened: Persistence, options: CodecOptions) -> Result<Persistence> {
     use persistence_codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
     let get = |key: &str| {
         options
+            .0
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
@@ -156,7 +161,7 @@ fn apply_codec(opened: Persistence, options: Vec<(String, String)>) -> Result<Pe
 }
 
 #[cfg(not(feature = "codec"))]
-fn apply_codec(_: Persistence, _: Vec<(String, String)>) -> Result<Persistence> {
+fn apply_codec(_: Persistence, _: CodecOptions) -> Result<Persistence> {
     Err(feature_off("encryption=/compress_above=", "codec"))
 }
 
