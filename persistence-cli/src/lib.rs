@@ -61,7 +61,9 @@ struct Cli {
 pub(crate) struct UrlArg {
     /// Backend URL: memory://, file://DIR, postgres://USER@HOST/DB, redis://HOST:PORT,
     /// redis+cluster://HOST:PORT,HOST:PORT; TLS: rediss://, rediss+cluster://,
-    /// postgres://...?sslmode=verify-full, with sslrootcert=, sslcert=, sslkey= files.
+    /// postgres://...?sslmode=verify-full, with sslrootcert=, sslcert=, sslkey= files;
+    /// payload codec: encryption=required|optional&keyring=env:VAR|file:PATH,
+    /// compress_above=BYTES.
     #[arg(long, env = "PERSISTENCE_URL", default_value = DEFAULT_URL, global = true)]
     pub(crate) url: String,
 }
@@ -86,6 +88,10 @@ enum Command {
     Status {
         #[command(flatten)]
         url: UrlArg,
+        /// Also count each tenant's payloads per encryption key id (and those not
+        /// encrypted): a key no tenant uses can be retired. Reads every payload.
+        #[arg(long)]
+        keys: bool,
     },
     /// Print stored data of one thread, session or namespace.
     Inspect {
@@ -173,8 +179,8 @@ async fn run(cli: Cli) -> (String, persistence::Result<()>) {
             let result = ops::migrate(&url.url, format).await;
             (url.url, result)
         }
-        Command::Status { url } => {
-            let result = ops::status(&url.url, format).await;
+        Command::Status { url, keys } => {
+            let result = ops::status(&url.url, keys, format).await;
             (url.url, result)
         }
         Command::Inspect { url, what } => {

@@ -75,10 +75,14 @@ struct TenantCounts {
 
 /// Prints the backend, its schema, capabilities and counts per tenant (of a store that
 /// exists: nothing is created).
-pub async fn status(url: &str, format: Format) -> Result<()> {
+pub async fn status(url: &str, keys: bool, format: Format) -> Result<()> {
     let p = persistence::open_existing(url).await?;
     let mut counts = Vec::new();
+    let mut usage = Vec::new();
     for tenant in p.tenants().await? {
+        if keys {
+            usage.push((tenant.clone(), p.key_usage(&tenant).await?));
+        }
         counts.push(count(&p, tenant).await?);
     }
     let caps = capability_names(p.capabilities());
@@ -94,6 +98,11 @@ pub async fn status(url: &str, format: Format) -> Result<()> {
                 "namespaces": c.namespaces,
                 "items": c.items,
             })).collect::<Vec<_>>(),
+            "keys": keys.then(|| usage.iter().map(|(tenant, u)| json!({
+                "tenant": tenant.as_str(),
+                "by_key": u.by_key,
+                "unencrypted": u.unencrypted,
+            })).collect::<Vec<_>>()),
         })),
         Format::Table => {
             say!("backend       {}", p.backend_name());
@@ -118,6 +127,26 @@ pub async fn status(url: &str, format: Format) -> Result<()> {
                     &["tenant", "threads", "sessions", "namespaces", "items"],
                     &rows,
                 );
+            }
+            if keys && !usage.is_empty() {
+                say!();
+                let rows: Vec<Vec<String>> = usage
+                    .iter()
+                    .flat_map(|(tenant, u)| {
+                        let sealed = u.by_key.iter().map(move |(key, n)| {
+                            vec![tenant.to_string(), key.clone(), n.to_string()]
+                        });
+                        let plain = (u.unencrypted > 0).then(|| {
+                            vec![
+                                tenant.to_string(),
+                                "(not encrypted)".to_string(),
+                                u.unencrypted.to_string(),
+                            ]
+                        });
+                        sealed.chain(plain)
+                    })
+                    .collect();
+                print_table(&["tenant", "key id", "payloads"], &rows);
             }
         }
     }

@@ -56,6 +56,7 @@ mod keys;
 mod maintenance;
 mod sessions;
 mod store;
+mod usage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,6 +77,7 @@ pub use keys::{KeyId, KeyProvider, MasterKey, StaticKeyring};
 pub use maintenance::SealedMaintenance;
 pub use sessions::SealedSessions;
 pub use store::SealedStore;
+pub use usage::{KeyUsage, key_usage, sealed_key};
 
 /// The key of the object a sealed payload is stored as.
 const MARKER: &str = "$sealed";

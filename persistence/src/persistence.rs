@@ -33,6 +33,19 @@ pub struct Persistence {
     pub maintenance: Arc<dyn Maintenance>,
     /// The backend as given, untraced, for [`Persistence::backend`].
     backend: Arc<dyn Any + Send + Sync>,
+    /// The traits as they were before [`with_codec`](Self::with_codec): what stored
+    /// payloads look like, for [`key_usage`](Self::key_usage).
+    #[cfg(feature = "codec")]
+    unsealed: Option<Unsealed>,
+}
+
+/// The payload traits under a codec.
+#[cfg(feature = "codec")]
+#[derive(Clone)]
+struct Unsealed {
+    checkpointer: Arc<dyn Checkpointer>,
+    store: Arc<dyn Store>,
+    sessions: Arc<dyn SessionLog>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -69,6 +82,8 @@ impl Persistence {
             lock: traced.clone(),
             maintenance: traced,
             backend: Arc::new(backend),
+            #[cfg(feature = "codec")]
+            unsealed: None,
         }
     }
 
@@ -166,11 +181,49 @@ impl Persistence {
             Codec, SealedCheckpointer, SealedMaintenance, SealedSessions, SealedStore,
         };
         let codec = Codec::new(config);
+        if self.unsealed.is_none() {
+            self.unsealed = Some(Unsealed {
+                checkpointer: self.checkpointer.clone(),
+                store: self.store.clone(),
+                sessions: self.sessions.clone(),
+            });
+        }
         self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
         self.store = Arc::new(SealedStore::new(self.store, codec.clone()));
         self.sessions = Arc::new(SealedSessions::new(self.sessions, codec.clone()));
         self.maintenance = Arc::new(SealedMaintenance::new(self.maintenance, codec));
         self
+    }
+
+    /// How `tenant`'s stored payloads are sealed: counts per key id and of those not
+    /// encrypted, read as stored (under the codec when there is one). A key can be
+    /// retired from the keyring once no tenant counts a payload under it. Reads every
+    /// payload of the tenant (see [`key_usage`](persistence_codec::key_usage)).
+    ///
+    /// # Errors
+    /// Whatever a listing or read fails with.
+    #[cfg(feature = "codec")]
+    pub async fn key_usage(&self, tenant: &TenantId) -> Result<persistence_codec::KeyUsage> {
+        match &self.unsealed {
+            Some(raw) => {
+                persistence_codec::key_usage(
+                    raw.checkpointer.as_ref(),
+                    raw.store.as_ref(),
+                    raw.sessions.as_ref(),
+                    tenant,
+                )
+                .await
+            }
+            None => {
+                persistence_codec::key_usage(
+                    self.checkpointer.as_ref(),
+                    self.store.as_ref(),
+                    self.sessions.as_ref(),
+                    tenant,
+                )
+                .await
+            }
+        }
     }
 
     /// The backend's name (`memory`, `fs`, `postgres`, `redis`, or a third party's).
