@@ -62,7 +62,7 @@ impl SealedCheckpointer {
                 task: w.task_id.as_str(),
                 index: w.index,
             };
-            let value = self.codec.open(tenant, row, w.value.clone()).await?;
+            let value = self.codec.open(tenant, row, w.value).await?;
             writes.push(PendingWrite::new(w.task_id, w.index, w.channel, value));
         }
         Ok(CheckpointTuple::new(checkpoint, writes))
@@ -72,13 +72,13 @@ impl SealedCheckpointer {
         &self,
         tenant: &TenantId,
         thread: &ThreadKey,
-        new: NewCheckpoint,
+        new: &NewCheckpoint,
     ) -> Result<NewCheckpoint> {
         let row = Row::Checkpoint { thread, id: new.id };
-        let state = self.codec.seal(tenant, row, new.state).await?;
+        let state = self.codec.seal(tenant, row, &new.state).await?;
         Ok(NewCheckpoint::new(new.id, new.step, state)
             .with_parent(new.parent)
-            .with_metadata(new.metadata))
+            .with_metadata(new.metadata.clone()))
     }
 }
 
@@ -94,7 +94,7 @@ impl Checkpointer for SealedCheckpointer {
         checkpoint: NewCheckpoint,
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
-        let sealed = self.seal_new(tenant, thread, checkpoint.clone()).await?;
+        let sealed = self.seal_new(tenant, thread, &checkpoint).await?;
         match self.inner.put(tenant, thread, sealed, options).await {
             // What was put, as put: no need to open what was just sealed.
             Ok(mut stored) => {
@@ -165,7 +165,7 @@ impl Checkpointer for SealedCheckpointer {
                 task: request.task.as_str(),
                 index,
             };
-            let value = self.codec.seal(tenant, row, w.value).await?;
+            let value = self.codec.seal(tenant, row, &w.value).await?;
             writes.push(Write::new(w.channel, value));
         }
         let mut sealed = PutWrites::new(request.checkpoint, request.task, writes);

@@ -361,16 +361,17 @@ impl Codec {
             .map_err(|_| Error::invalid_input("a data key is not 32 bytes"))
     }
 
-    /// `envelope` as stored for `row` of `tenant`.
+    /// `envelope` as stored for `row` of `tenant` (by reference: a sealed payload is
+    /// built from the serialized bytes, so the value itself is never cloned).
     pub(crate) async fn seal(
         &self,
         tenant: &TenantId,
         row: Row<'_>,
-        envelope: Envelope,
+        envelope: &Envelope,
     ) -> Result<Envelope> {
         let schema = envelope.schema_version;
         if !self.seals_values() {
-            return Ok(envelope);
+            return Ok(envelope.clone());
         }
         let mut bytes = serde_json::to_vec(&envelope.data)
             .map_err(|e| Error::invalid_input(format!("{row}: cannot serialize: {e}")))?;
@@ -411,9 +412,9 @@ impl Codec {
             fields.insert("c".into(), json!(BASE64.encode(&bytes)));
         } else if sealed_fields(&envelope.data).is_some() {
             // A plain value that looks sealed is escaped, never taken for sealed.
-            fields.insert("p".into(), envelope.data);
+            fields.insert("p".into(), envelope.data.clone());
         } else {
-            return Ok(envelope);
+            return Ok(envelope.clone());
         }
         Ok(Envelope::new(schema, json!({ MARKER: fields })))
     }

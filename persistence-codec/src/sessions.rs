@@ -54,7 +54,7 @@ impl SealedSessions {
         let mut out = Vec::with_capacity(events.len());
         for (seq, event) in (head + 1..).zip(events) {
             let row = Row::Event { session, seq };
-            out.push(self.codec.seal(tenant, row, event.clone()).await?);
+            out.push(self.codec.seal(tenant, row, event).await?);
         }
         Ok(out)
     }

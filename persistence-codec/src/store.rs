@@ -49,8 +49,8 @@ impl SealedStore {
             key: &item.key,
             version: item.version,
         };
-        let value = self.codec.open(tenant, row, item.value.clone()).await?;
-        item.value = value;
+        let sealed = std::mem::replace(&mut item.value, Envelope::new(0, serde_json::Value::Null));
+        item.value = self.codec.open(tenant, row, sealed).await?;
         Ok(item)
     }
 
@@ -90,7 +90,7 @@ impl Store for SealedStore {
                 key,
                 version,
             };
-            let sealed = self.codec.seal(tenant, row, value.clone()).await?;
+            let sealed = self.codec.seal(tenant, row, &value).await?;
             let put = options.with_if_version(expected);
             match self.inner.put(tenant, namespace, key, sealed, put).await {
                 Ok(stored) if stored == version => return Ok(stored),
