@@ -204,26 +204,17 @@ impl Persistence {
     /// Whatever a listing or read fails with.
     #[cfg(feature = "codec")]
     pub async fn key_usage(&self, tenant: &TenantId) -> Result<persistence_codec::KeyUsage> {
-        match &self.unsealed {
-            Some(raw) => {
-                persistence_codec::key_usage(
-                    raw.checkpointer.as_ref(),
-                    raw.store.as_ref(),
-                    raw.sessions.as_ref(),
-                    tenant,
-                )
-                .await
-            }
-            None => {
-                persistence_codec::key_usage(
-                    self.checkpointer.as_ref(),
-                    self.store.as_ref(),
-                    self.sessions.as_ref(),
-                    tenant,
-                )
-                .await
-            }
-        }
+        let (checkpointer, store, sessions) = match &self.unsealed {
+            Some(raw) => (&raw.checkpointer, &raw.store, &raw.sessions),
+            None => (&self.checkpointer, &self.store, &self.sessions),
+        };
+        persistence_codec::key_usage(
+            checkpointer.as_ref(),
+            store.as_ref(),
+            sessions.as_ref(),
+            tenant,
+        )
+        .await
     }
 
     /// The backend's name (`memory`, `fs`, `postgres`, `redis`, or a third party's).

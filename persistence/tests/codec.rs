@@ -92,23 +92,8 @@ async fn stored_payloads_are_sealed() {
     let (backends, _dir) = backends(K1, EncryptionPolicy::Required).await;
     for (name, raw, p) in backends {
         let t = tenant("sealed");
-        let thread = ThreadKey::new("th").unwrap();
-        let id = CheckpointId::new();
-        p.checkpointer
-            .put(
-                &t,
-                &thread,
-                NewCheckpoint::new(id, 1, payload()),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let stored = raw
-            .checkpointer
-            .get(&t, &thread, CheckpointSelector::Latest)
-            .await
-            .unwrap()
-            .unwrap();
+        put(&p, &t, "th", CheckpointId::new(), payload()).await;
+        let stored = get(&raw, &t, "th", None).await.unwrap().unwrap();
         let fields = sealed(&stored.checkpoint.state.data);
         assert_eq!(fields["k"], "k1", "{name}");
         assert_eq!(
@@ -123,12 +108,7 @@ async fn stored_payloads_are_sealed() {
             !stored.checkpoint.state.data.to_string().contains(SECRET),
             "{name}"
         );
-        let opened = p
-            .checkpointer
-            .get(&t, &thread, CheckpointSelector::Latest)
-            .await
-            .unwrap()
-            .unwrap();
+        let opened = get(&p, &t, "th", None).await.unwrap().unwrap();
         assert_eq!(opened.checkpoint.state, payload(), "{name}");
 
         let (ns, key) = (Namespace::new(["n"]).unwrap(), ItemKey::new("k").unwrap());
@@ -158,185 +138,97 @@ async fn stored_payloads_are_sealed() {
     }
 }
 
+/// Puts checkpoint `id` of `thread` with `state` (through whichever side is given).
+async fn put(p: &Persistence, t: &TenantId, thread: &str, id: CheckpointId, state: Envelope) {
+    let thread = ThreadKey::new(thread).unwrap();
+    let checkpoint = NewCheckpoint::new(id, 1, state);
+    p.checkpointer
+        .put(t, &thread, checkpoint, Default::default())
+        .await
+        .unwrap();
+}
+
+/// Checkpoint `id` of `thread` (the latest for `None`).
+async fn get(
+    p: &Persistence,
+    t: &TenantId,
+    thread: &str,
+    id: Option<CheckpointId>,
+) -> persistence::Result<Option<persistence::CheckpointTuple>> {
+    let selector = id.map_or(CheckpointSelector::Latest, CheckpointSelector::Id);
+    p.checkpointer
+        .get(t, &ThreadKey::new(thread).unwrap(), selector)
+        .await
+}
+
 /// A flipped byte, a ciphertext moved to another checkpoint, thread or tenant, a
-/// truncated one: `Corrupt`, and the original rows still read.
+/// truncated one, a changed schema version: `Corrupt`, and the original still reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampered_checkpoints_fail_corrupt() {
     let (backends, _dir) = backends(K1, EncryptionPolicy::Required).await;
     for (name, raw, p) in backends {
-        let t = tenant("cp");
-        let other_tenant = tenant("cp-other");
-        let thread = ThreadKey::new("th").unwrap();
+        let (t, other_tenant) = (tenant("cp"), tenant("cp-other"));
         let id = CheckpointId::new();
-        p.checkpointer
-            .put(
-                &t,
-                &thread,
-                NewCheckpoint::new(id, 1, payload()),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let stored = raw
-            .checkpointer
-            .get(&t, &thread, CheckpointSelector::Id(id))
-            .await
-            .unwrap()
-            .unwrap();
-        let state = stored.checkpoint.state.clone();
+        put(&p, &t, "th", id, payload()).await;
+        let stored = get(&raw, &t, "th", Some(id)).await.unwrap().unwrap();
+        let state = stored.checkpoint.state;
+        let sealed_as = |data: Value| Envelope::new(3, data);
 
         // Flipped: the same row, rewritten with one ciphertext byte changed.
-        let flip_thread = ThreadKey::new("flip").unwrap();
         let flip_id = CheckpointId::new();
-        p.checkpointer
-            .put(
-                &t,
-                &flip_thread,
-                NewCheckpoint::new(flip_id, 1, payload()),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let original = raw
-            .checkpointer
-            .get(&t, &flip_thread, CheckpointSelector::Id(flip_id))
-            .await
-            .unwrap()
-            .unwrap();
+        put(&p, &t, "flip", flip_id, payload()).await;
+        let original = get(&raw, &t, "flip", None).await.unwrap().unwrap();
+        let flip_thread = ThreadKey::new("flip").unwrap();
         raw.checkpointer
             .delete_thread(&t, &flip_thread)
             .await
             .unwrap();
-        let bad = Envelope::new(3, flipped(&original.checkpoint.state.data));
-        raw.checkpointer
-            .put(
-                &t,
-                &flip_thread,
-                NewCheckpoint::new(flip_id, 1, bad),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        assert_corrupt(
-            &format!("{name}: flipped"),
-            p.checkpointer
-                .get(&t, &flip_thread, CheckpointSelector::Latest)
-                .await,
-        );
+        let bad = sealed_as(flipped(&original.checkpoint.state.data));
+        put(&raw, &t, "flip", flip_id, bad).await;
+        assert_corrupt(&format!("{name}: flipped"), get(&p, &t, "flip", None).await);
 
         // Moved: to another id, another thread, another tenant.
         let moved_id = CheckpointId::new();
-        raw.checkpointer
-            .put(
-                &t,
-                &thread,
-                NewCheckpoint::new(moved_id, 2, state.clone()),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        put(&raw, &t, "th", moved_id, state.clone()).await;
         assert_corrupt(
             &format!("{name}: other id"),
-            p.checkpointer
-                .get(&t, &thread, CheckpointSelector::Id(moved_id))
-                .await,
+            get(&p, &t, "th", Some(moved_id)).await,
         );
-        let other_thread = ThreadKey::new("other").unwrap();
-        raw.checkpointer
-            .put(
-                &t,
-                &other_thread,
-                NewCheckpoint::new(id, 1, state.clone()),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        put(&raw, &t, "other", id, state.clone()).await;
         assert_corrupt(
             &format!("{name}: other thread"),
-            p.checkpointer
-                .get(&t, &other_thread, CheckpointSelector::Latest)
-                .await,
+            get(&p, &t, "other", None).await,
         );
-        raw.checkpointer
-            .put(
-                &other_tenant,
-                &thread,
-                NewCheckpoint::new(id, 1, state.clone()),
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        assert_corrupt(
-            &format!("{name}: other tenant"),
-            p.checkpointer
-                .get(&other_tenant, &thread, CheckpointSelector::Latest)
-                .await,
-        );
+        put(&raw, &other_tenant, "th", id, state.clone()).await;
+        let moved = get(&p, &other_tenant, "th", None).await;
+        assert_corrupt(&format!("{name}: other tenant"), moved);
 
-        // Truncated: the ciphertext cut short; and the sealed object missing a field.
+        // Truncated: the ciphertext cut short; the sealed object missing a field.
         let mut cut = state.data.clone();
         let c = cut["$sealed"]["c"].as_str().unwrap().to_string();
         cut["$sealed"]["c"] = json!(c[..c.len() / 2 / 4 * 4].to_string());
-        let cut_thread = ThreadKey::new("cut").unwrap();
-        raw.checkpointer
-            .put(
-                &t,
-                &cut_thread,
-                NewCheckpoint::new(id, 1, Envelope::new(3, cut)),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        put(&raw, &t, "cut", id, sealed_as(cut)).await;
         assert_corrupt(
             &format!("{name}: truncated"),
-            p.checkpointer
-                .get(&t, &cut_thread, CheckpointSelector::Latest)
-                .await,
+            get(&p, &t, "cut", None).await,
         );
         let mut no_nonce = state.data.clone();
         no_nonce["$sealed"].as_object_mut().unwrap().remove("n");
-        let nonce_thread = ThreadKey::new("nonce").unwrap();
-        raw.checkpointer
-            .put(
-                &t,
-                &nonce_thread,
-                NewCheckpoint::new(id, 1, Envelope::new(3, no_nonce)),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        put(&raw, &t, "nonce", id, sealed_as(no_nonce)).await;
         assert_corrupt(
             &format!("{name}: no nonce"),
-            p.checkpointer
-                .get(&t, &nonce_thread, CheckpointSelector::Latest)
-                .await,
+            get(&p, &t, "nonce", None).await,
         );
 
         // The schema version in clear is bound too.
-        let bumped_thread = ThreadKey::new("bumped").unwrap();
-        raw.checkpointer
-            .put(
-                &t,
-                &bumped_thread,
-                NewCheckpoint::new(id, 1, Envelope::new(4, state.data.clone())),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        put(&raw, &t, "bumped", id, Envelope::new(4, state.data.clone())).await;
         assert_corrupt(
             &format!("{name}: schema version"),
-            p.checkpointer
-                .get(&t, &bumped_thread, CheckpointSelector::Latest)
-                .await,
+            get(&p, &t, "bumped", None).await,
         );
 
         // Nothing else is affected: the original still opens.
-        let fine = p
-            .checkpointer
-            .get(&t, &thread, CheckpointSelector::Id(id))
-            .await
-            .unwrap()
-            .unwrap();
+        let fine = get(&p, &t, "th", Some(id)).await.unwrap().unwrap();
         assert_eq!(fine.checkpoint.state, payload(), "{name}");
     }
 }
