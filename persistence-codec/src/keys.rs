@@ -106,6 +106,11 @@ impl fmt::Debug for MasterKey {
 /// Where the codec gets its master keys: the one new payloads are sealed with, and any
 /// by id for payloads sealed before. A KMS-backed provider is the user's implementation
 /// (fetching and caching the keys it unwraps); [`StaticKeyring`] is built in.
+///
+/// `current` is asked on every write (keep it cheap: a rotation takes effect at the next
+/// write). `key` is asked once per key id and tenant: the codec keeps the tenant's
+/// derived data key for its own life (about 100 bytes per tenant and key), so removing a
+/// key from a provider takes effect for a running codec only when it is built again.
 #[async_trait]
 pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// The id of the key new payloads are sealed with.
