@@ -515,3 +515,47 @@ impl Codec {
         Ok(Envelope::new(schema, data))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use persistence_core::{MemoryBackend, PutItemOptions, Store};
+
+    /// Whatever a put accepts, a get returns: a plain value shaped like a sealed one is
+    /// escaped (never taken for sealed), a large one compressed, a small one kept as is.
+    #[tokio::test]
+    async fn every_value_round_trips_and_lookalikes_are_escaped() {
+        let backend = MemoryBackend::new();
+        let inner: Arc<dyn Store> = Arc::new(backend.clone());
+        let codec = Codec::new(CodecConfig::default().with_compression(512));
+        let sealed = SealedStore::new(inner.clone(), codec);
+        let t = TenantId::new("t").unwrap();
+        let ns = Namespace::new(["n"]).unwrap();
+        let cases = [
+            (
+                "lookalike",
+                json!({"$sealed": {"v": 1, "c": "AAAA", "z": 1}}),
+            ),
+            ("small", json!({"a": 1})),
+            ("large", json!({"text": "agent ".repeat(200)})),
+            ("scalar", json!("$sealed")),
+            ("two-keys", json!({"$sealed": 1, "other": 2})),
+        ];
+        for (key, value) in cases {
+            let key = ItemKey::new(key).unwrap();
+            let envelope = Envelope::new(2, value.clone());
+            sealed
+                .put(&t, &ns, &key, envelope.clone(), PutItemOptions::default())
+                .await
+                .unwrap();
+            let got = sealed.get(&t, &ns, &key).await.unwrap().unwrap();
+            assert_eq!(got.value, envelope, "{key}");
+            let raw = inner.get(&t, &ns, &key).await.unwrap().unwrap().value.data;
+            match key.as_str() {
+                "lookalike" => assert_eq!(raw["$sealed"]["p"], value, "escaped"),
+                "large" => assert_eq!(raw["$sealed"]["z"], 1, "compressed"),
+                _ => assert_eq!(raw, value, "kept as is"),
+            }
+        }
+    }
+}
