@@ -1,0 +1,322 @@
+//! [`Codec`]: sealing and opening one payload.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read as _;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use chacha20poly1305::aead::{Aead, Generate, Payload};
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use persistence_core::{Envelope, Error, Result, TenantId};
+use serde_json::{Value, json};
+
+use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, MAX_DECOMPRESSED, Row};
+
+/// The codec of one [`CodecConfig`], shared by the sealed wrappers of one backend.
+pub struct Codec {
+    config: CodecConfig,
+    /// Tenant data keys by (key id, tenant), derived once.
+    tenant_keys: Mutex<HashMap<(KeyId, TenantId), [u8; 32]>>,
+}
+
+impl fmt::Debug for Codec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Codec")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn corrupt(row: &Row<'_>, why: impl fmt::Display) -> Error {
+    Error::corrupt(format!("{row}: {why}"))
+}
+
+thread_local! {
+    /// A zstd context per thread and level: making one per payload costs more than
+    /// compressing a small payload.
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `bytes` compressed at `level`, with this thread's context.
+fn compress(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, compressor)) => compressor.compress(bytes),
+            None => zstd::bulk::compress(bytes, level),
+        }
+    })
+}
+
+/// Whether `data` is a sealed payload (an object with the single key `"$sealed"`).
+fn sealed_fields(data: &Value) -> Option<&Value> {
+    match data {
+        Value::Object(map) if map.len() == 1 => map.get(MARKER),
+        _ => None,
+    }
+}
+
+impl Codec {
+    /// The codec of `config`.
+    pub fn new(config: CodecConfig) -> Arc<Self> {
+        let mut config = config;
+        if config.zstd_level == 0 {
+            config.zstd_level = 3;
+        }
+        Arc::new(Codec {
+            config,
+            tenant_keys: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Whether store values are sealed (and so cannot be searched by their fields):
+    /// compression or encryption is on.
+    pub fn seals_values(&self) -> bool {
+        self.config.encryption.is_some() || self.config.compress_above.is_some()
+    }
+
+    async fn cipher(
+        &self,
+        tenant: &TenantId,
+        id: &KeyId,
+        row: &Row<'_>,
+    ) -> Result<XChaCha20Poly1305> {
+        let Some((keys, _)) = &self.config.encryption else {
+            return Err(corrupt(
+                row,
+                "the payload is encrypted and no keys are configured",
+            ));
+        };
+        let cache_key = (id.clone(), tenant.clone());
+        let cached = self
+            .tenant_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cache_key)
+            .copied();
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let master = keys.key(id).await?.ok_or_else(|| {
+                    corrupt(
+                        row,
+                        format!("sealed under key id {id}, which the key provider does not have"),
+                    )
+                })?;
+                let key = master.tenant_key(tenant);
+                self.tenant_keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(cache_key, key);
+                key
+            }
+        };
+        XChaCha20Poly1305::new_from_slice(&key)
+            .map_err(|_| Error::invalid_input("a data key is not 32 bytes"))
+    }
+
+    /// `envelope` as stored for `row` of `tenant` (by reference: a sealed payload is
+    /// built from the serialized bytes, so the value itself is never cloned).
+    pub(crate) async fn seal(
+        &self,
+        tenant: &TenantId,
+        row: Row<'_>,
+        envelope: &Envelope,
+    ) -> Result<Envelope> {
+        let schema = envelope.schema_version;
+        if !self.seals_values() {
+            return Ok(envelope.clone());
+        }
+        let mut bytes = serde_json::to_vec(&envelope.data)
+            .map_err(|e| Error::invalid_input(format!("{row}: cannot serialize: {e}")))?;
+        let mut compressed = false;
+        if self.config.compress_above.is_some_and(|t| bytes.len() >= t) {
+            let packed = compress(&bytes, self.config.zstd_level)
+                .map_err(|e| Error::invalid_input(format!("{row}: zstd: {e}")))?;
+            if packed.len() < bytes.len() {
+                bytes = packed;
+                compressed = true;
+            }
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("v".into(), json!(FORMAT));
+        if compressed {
+            fields.insert("z".into(), json!(1));
+        }
+        if let Some((keys, _)) = &self.config.encryption {
+            let id = keys.current().await?;
+            let cipher = self.cipher(tenant, &id, &row).await?;
+            let nonce = XNonce::generate();
+            let aad = row.associated_data(tenant, schema, compressed);
+            let sealed = cipher
+                .encrypt(
+                    &nonce,
+                    Payload {
+                        msg: &bytes,
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| {
+                    Error::invalid_input(format!("{row}: the payload cannot be encrypted"))
+                })?;
+            fields.insert("k".into(), json!(id.as_str()));
+            fields.insert("n".into(), json!(BASE64.encode(nonce)));
+            fields.insert("c".into(), json!(BASE64.encode(sealed)));
+        } else if compressed {
+            fields.insert("c".into(), json!(BASE64.encode(&bytes)));
+        } else if sealed_fields(&envelope.data).is_some() {
+            // A plain value that looks sealed is escaped, never taken for sealed.
+            fields.insert("p".into(), envelope.data.clone());
+        } else {
+            return Ok(envelope.clone());
+        }
+        Ok(Envelope::new(schema, json!({ MARKER: fields })))
+    }
+
+    /// The payload stored as `envelope` for `row` of `tenant`.
+    pub(crate) async fn open(
+        &self,
+        tenant: &TenantId,
+        row: Row<'_>,
+        envelope: Envelope,
+    ) -> Result<Envelope> {
+        let required = matches!(
+            self.config.encryption,
+            Some((_, EncryptionPolicy::Required))
+        );
+        let plaintext = || {
+            corrupt(
+                &row,
+                "a payload that is not encrypted, where encryption is required",
+            )
+        };
+        let Some(fields) = sealed_fields(&envelope.data) else {
+            return if required {
+                Err(plaintext())
+            } else {
+                Ok(envelope)
+            };
+        };
+        let schema = envelope.schema_version;
+        let version = fields.get("v").and_then(Value::as_u64);
+        if version != Some(FORMAT) {
+            return Err(corrupt(
+                &row,
+                format!("sealed payload of unknown format {version:?}"),
+            ));
+        }
+        if let Some(plain) = fields.get("p") {
+            return if required {
+                Err(plaintext())
+            } else {
+                Ok(Envelope::new(schema, plain.clone()))
+            };
+        }
+        let text = |name: &str| fields.get(name).and_then(Value::as_str);
+        let binary = |name: &str| -> Result<Vec<u8>> {
+            let text = text(name)
+                .ok_or_else(|| corrupt(&row, format!("sealed payload without \"{name}\"")))?;
+            BASE64
+                .decode(text)
+                .map_err(|_| corrupt(&row, format!("sealed payload's \"{name}\" is not base64")))
+        };
+        let compressed = match fields.get("z") {
+            None => false,
+            Some(z) if z == &json!(1) => true,
+            Some(_) => return Err(corrupt(&row, "sealed payload's \"z\" is not 1")),
+        };
+        let mut bytes = binary("c")?;
+        match text("k") {
+            Some(id) => {
+                let id = KeyId::new(id).map_err(|e| corrupt(&row, e.message()))?;
+                let cipher = self.cipher(tenant, &id, &row).await?;
+                let nonce: [u8; 24] = binary("n")?
+                    .try_into()
+                    .map_err(|_| corrupt(&row, "sealed payload's nonce is not 24 bytes"))?;
+                let aad = row.associated_data(tenant, schema, compressed);
+                bytes = cipher
+                    .decrypt(
+                        &XNonce::from(nonce),
+                        Payload {
+                            msg: &bytes,
+                            aad: &aad,
+                        },
+                    )
+                    .map_err(|_| {
+                        corrupt(
+                            &row,
+                            format!(
+                                "the payload sealed under key id {id} does not authenticate \
+                                 (damaged, or moved from another row, tenant or version)"
+                            ),
+                        )
+                    })?;
+            }
+            None if required => return Err(plaintext()),
+            None => {}
+        }
+        if compressed {
+            let mut out = Vec::new();
+            zstd::stream::read::Decoder::new(bytes.as_slice())
+                .map_err(|e| corrupt(&row, format!("zstd: {e}")))?
+                .take(MAX_DECOMPRESSED)
+                .read_to_end(&mut out)
+                .map_err(|e| corrupt(&row, format!("the payload does not decompress: {e}")))?;
+            bytes = out;
+        }
+        let data = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(&row, format!("the opened payload is not JSON: {e}")))?;
+        Ok(Envelope::new(schema, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SealedStore;
+    use persistence_core::{ItemKey, MemoryBackend, Namespace, PutItemOptions, Store};
+
+    /// Whatever a put accepts, a get returns: a plain value shaped like a sealed one is
+    /// escaped (never taken for sealed), a large one compressed, a small one kept as is.
+    #[tokio::test]
+    async fn every_value_round_trips_and_lookalikes_are_escaped() {
+        let backend = MemoryBackend::new();
+        let inner: Arc<dyn Store> = Arc::new(backend.clone());
+        let codec = Codec::new(CodecConfig::default().with_compression(512));
+        let sealed = SealedStore::new(inner.clone(), codec);
+        let t = TenantId::new("t").unwrap();
+        let ns = Namespace::new(["n"]).unwrap();
+        let cases = [
+            (
+                "lookalike",
+                json!({"$sealed": {"v": 1, "c": "AAAA", "z": 1}}),
+            ),
+            ("small", json!({"a": 1})),
+            ("large", json!({"text": "agent ".repeat(200)})),
+            ("scalar", json!("$sealed")),
+            ("two-keys", json!({"$sealed": 1, "other": 2})),
+        ];
+        for (key, value) in cases {
+            let key = ItemKey::new(key).unwrap();
+            let envelope = Envelope::new(2, value.clone());
+            sealed
+                .put(&t, &ns, &key, envelope.clone(), PutItemOptions::default())
+                .await
+                .unwrap();
+            let got = sealed.get(&t, &ns, &key).await.unwrap().unwrap();
+            assert_eq!(got.value, envelope, "{key}");
+            let raw = inner.get(&t, &ns, &key).await.unwrap().unwrap().value.data;
+            match key.as_str() {
+                "lookalike" => assert_eq!(raw["$sealed"]["p"], value, "escaped"),
+                "large" => assert_eq!(raw["$sealed"]["z"], 1, "compressed"),
+                _ => assert_eq!(raw, value, "kept as is"),
+            }
+        }
+    }
+}
