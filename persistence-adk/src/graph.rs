@@ -14,6 +14,7 @@ use persistence::{
 };
 use serde_json::{Value, json};
 
+use crate::error::checkpoint_error;
 use crate::part;
 
 /// Schema version of a stored adk-graph checkpoint (adk's `Checkpoint` as JSON) and of
@@ -78,12 +79,6 @@ impl IndexEntry {
             )),
         }
     }
-}
-
-/// A workspace error as adk-graph reports checkpoint failures (ids and kinds, never
-/// payloads).
-fn checkpoint_error(e: persistence::Error) -> GraphError {
-    GraphError::CheckpointError(e.to_string())
 }
 
 fn decode(state: &Envelope) -> adk_graph::error::Result<Checkpoint> {

@@ -146,8 +146,10 @@
 
 #![deny(missing_docs)]
 
+mod error;
 mod graph;
 mod session;
+mod stored;
 
 pub use graph::GraphCheckpointer;
 pub use session::{ADK_SCHEMA, LogSessionService};

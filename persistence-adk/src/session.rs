@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use adk_session::{
-    AppendEventRequest, CreateRequest, DeleteRequest, Event, Events, GetRequest, KEY_PREFIX_TEMP,
-    ListRequest, Session, SessionService, State, extract_state_deltas, merge_states,
+    AppendEventRequest, CreateRequest, DeleteRequest, Event, GetRequest, KEY_PREFIX_TEMP,
+    ListRequest, Session, SessionService, extract_state_deltas, merge_states,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,9 +17,11 @@ use serde_json::{Value, json};
 
 use adk_core::{AdkError, ErrorCategory, ErrorComponent};
 
+use crate::error::{backend_error, corrupt, invalid, not_found};
+use crate::stored::{SessionEvents, SessionState, StoredSession};
 use crate::{decode_part, part};
 
-type StateMap = HashMap<String, Value>;
+pub(crate) type StateMap = HashMap<String, Value>;
 type AdkResult<T> = adk_core::Result<T>;
 
 /// Schema version of stored events, session records and state items.
@@ -45,48 +47,6 @@ impl std::fmt::Debug for LogSessionService {
             .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
-}
-
-/// A workspace error as adk reports backend failures: the session component, a category
-/// after the kind, the message (ids and kinds, never payloads).
-fn backend_error(e: persistence::Error) -> AdkError {
-    let category = match e.kind() {
-        ErrorKind::Unavailable => ErrorCategory::Unavailable,
-        ErrorKind::Timeout => ErrorCategory::Timeout,
-        ErrorKind::InvalidInput => ErrorCategory::InvalidInput,
-        _ => ErrorCategory::Internal,
-    };
-    AdkError::new(
-        ErrorComponent::Session,
-        category,
-        "session.backend",
-        e.to_string(),
-    )
-}
-
-fn invalid(message: String) -> AdkError {
-    AdkError::new(
-        ErrorComponent::Session,
-        ErrorCategory::InvalidInput,
-        "session.invalid_input",
-        message,
-    )
-}
-
-fn not_found(app: &str, user: &str, session: &str) -> AdkError {
-    AdkError::not_found(
-        ErrorComponent::Session,
-        "session.not_found",
-        format!("session '{session}' was not found for app '{app}' and user '{user}'"),
-    )
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> AdkError {
-    AdkError::internal(
-        ErrorComponent::Session,
-        "session.corrupt",
-        format!("a stored {what} does not decode: {e}"),
-    )
 }
 
 fn to_millis(t: DateTime<Utc>) -> i64 {
@@ -551,63 +511,5 @@ impl SessionService for LogSessionService {
         self.extend_state(&Self::user_state_at(&app)?, &user, user_delta)
             .await?;
         self.refold(&k, to_millis(event.timestamp)).await
-    }
-}
-
-/// A session as read from storage.
-struct StoredSession {
-    app: String,
-    user: String,
-    id: String,
-    state: SessionState,
-    events: SessionEvents,
-    updated: DateTime<Utc>,
-}
-
-struct SessionState(StateMap);
-struct SessionEvents(Vec<Event>);
-
-impl State for SessionState {
-    fn get(&self, key: &str) -> Option<Value> {
-        self.0.get(key).cloned()
-    }
-    fn set(&mut self, key: String, value: Value) {
-        self.0.insert(key, value);
-    }
-    fn all(&self) -> HashMap<String, Value> {
-        self.0.clone()
-    }
-}
-
-impl Events for SessionEvents {
-    fn all(&self) -> Vec<Event> {
-        self.0.clone()
-    }
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-    fn at(&self, index: usize) -> Option<&Event> {
-        self.0.get(index)
-    }
-}
-
-impl Session for StoredSession {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn app_name(&self) -> &str {
-        &self.app
-    }
-    fn user_id(&self) -> &str {
-        &self.user
-    }
-    fn state(&self) -> &dyn State {
-        &self.state
-    }
-    fn events(&self) -> &dyn Events {
-        &self.events
-    }
-    fn last_update_time(&self) -> DateTime<Utc> {
-        self.updated
     }
 }
