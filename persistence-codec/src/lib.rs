@@ -29,9 +29,12 @@
 //! Tenant ids, thread, session and checkpoint ids, namespaces and keys, ordinals,
 //! versions, steps, parents, timestamps, TTLs, the envelope's schema version, the key
 //! id a payload was sealed with, its length (give or take compression), checkpoint
-//! metadata (list filters use it) and pending writes' channel names. Store values are
-//! sealed whole, so a store `search` with a filter fails `Unsupported` (the layer
-//! declares `search: false`); search by key prefix works.
+//! metadata (list filters use it), pending writes' channel names, and the top-level
+//! fields of store values named by [`CodecConfig::with_clear_fields`] (bound to the
+//! rest by the associated data, so a changed one fails the read). Without clear fields
+//! store values are sealed whole: a store `search` with a filter fails `Unsupported`
+//! and the layer declares `search: false`; search by namespace prefix works. With them,
+//! a search filters on those fields only.
 //!
 //! # Threat model
 //! It protects payloads from whoever reads the stored rows without the app's keys: a
@@ -117,6 +120,10 @@ pub struct CodecConfig {
     pub compress_above: Option<usize>,
     /// The zstd level (1..=22; default 3).
     pub zstd_level: i32,
+    /// Top-level fields of store values kept in clear beside the sealed rest, so a
+    /// store search can filter on them (their values are bound to the rest by the
+    /// associated data). Empty: store values are sealed whole and cannot be searched.
+    pub clear_fields: Vec<String>,
 }
 
 impl fmt::Debug for CodecConfig {
@@ -125,6 +132,7 @@ impl fmt::Debug for CodecConfig {
             .field("encryption", &self.encryption.as_ref().map(|(k, p)| (k, p)))
             .field("compress_above", &self.compress_above)
             .field("zstd_level", &self.zstd_level)
+            .field("clear_fields", &self.clear_fields)
             .finish()
     }
 }
@@ -141,6 +149,24 @@ impl CodecConfig {
     #[must_use]
     pub fn with_compression(mut self, threshold: usize) -> Self {
         self.compress_above = Some(threshold);
+        self
+    }
+
+    /// Same, keeping these top-level fields of store values (JSON objects) in clear
+    /// beside the sealed rest: a store search can filter on them, on nothing else. They
+    /// are bound to the rest (changing one fails the read `Corrupt`) but readable by
+    /// whoever reads the rows. `"$sealed"` is never kept in clear.
+    #[must_use]
+    pub fn with_clear_fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.clear_fields = fields
+            .into_iter()
+            .map(Into::into)
+            .filter(|f| f != MARKER)
+            .collect();
         self
     }
 

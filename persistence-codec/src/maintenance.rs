@@ -8,8 +8,8 @@ use persistence_core::{Capabilities, Maintenance, PurgeCounts, PurgeReport, Resu
 use crate::Codec;
 
 /// A backend's [`Maintenance`] as seen through the codec: the same, except that
-/// `search` is declared off when the codec seals store values (their fields cannot be
-/// filtered). Tell users of the sealed traits what they can do with this.
+/// `search` is declared off when the codec seals store values whole (no field kept in
+/// clear to filter on). Tell users of the sealed traits what they can do with this.
 #[derive(Clone)]
 pub struct SealedMaintenance {
     inner: Arc<dyn Maintenance>,
@@ -38,7 +38,7 @@ impl Maintenance for SealedMaintenance {
     }
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = self.inner.capabilities();
-        if self.codec.seals_values() {
+        if !self.codec.searches() {
             capabilities.search = false;
         }
         capabilities

@@ -52,13 +52,15 @@ impl fmt::Display for Row<'_> {
 }
 
 impl Row<'_> {
-    /// The associated data: tenant, kind, identity, schema version and whether the
-    /// plaintext is compressed, NUL-separated (ids contain no NUL).
+    /// The associated data: tenant, kind, identity (for an item, with its fields kept in
+    /// clear as canonical JSON), schema version and whether the plaintext is
+    /// compressed, NUL-separated (ids contain no NUL; JSON escapes it).
     pub(crate) fn associated_data(
         &self,
         tenant: &TenantId,
         schema: u32,
         compressed: bool,
+        clear: &str,
     ) -> Vec<u8> {
         let parts: Vec<String> = match self {
             Row::Checkpoint { thread, id } => {
@@ -85,6 +87,7 @@ impl Row<'_> {
                 parts.extend(namespace.labels().iter().cloned());
                 parts.push(key.to_string());
                 parts.push(version.to_string());
+                parts.push(clear.to_string());
                 parts
             }
             Row::Event { session, seq } => {

@@ -1,5 +1,6 @@
 //! [`Codec`]: sealing and opening one payload.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read as _;
@@ -10,7 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chacha20poly1305::aead::{Aead, Generate, Payload};
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
 use persistence_core::{Envelope, Error, Result, TenantId};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, MAX_DECOMPRESSED, Row};
 
@@ -54,12 +55,41 @@ fn compress(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
     })
 }
 
-/// Whether `data` is a sealed payload (an object with the single key `"$sealed"`).
-fn sealed_fields(data: &Value) -> Option<&Value> {
-    match data {
-        Value::Object(map) if map.len() == 1 => map.get(MARKER),
-        _ => None,
+/// The sealed fields of a stored payload (an object with the key `"$sealed"` holding an
+/// object) and the fields kept in clear beside them; `None` for a plain payload.
+fn sealed_fields(data: &Value) -> Option<(&Value, Map<String, Value>)> {
+    let Value::Object(map) = data else {
+        return None;
+    };
+    let fields = map.get(MARKER).filter(|f| f.is_object())?;
+    let clear = map
+        .iter()
+        .filter(|(k, _)| *k != MARKER)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Some((fields, clear))
+}
+
+/// `value` as JSON text with every object's keys sorted: the same text however a
+/// backend reordered them (Postgres' jsonb does).
+fn canonical(value: &Value) -> String {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
     }
+    sorted(value).to_string()
 }
 
 impl Codec {
@@ -75,10 +105,39 @@ impl Codec {
         })
     }
 
-    /// Whether store values are sealed (and so cannot be searched by their fields):
-    /// compression or encryption is on.
+    /// Whether store values are sealed: compression or encryption is on.
     pub fn seals_values(&self) -> bool {
         self.config.encryption.is_some() || self.config.compress_above.is_some()
+    }
+
+    /// Whether a store search can filter on `field`: values are not sealed, or the
+    /// field is kept in clear.
+    pub fn searchable(&self, field: &str) -> bool {
+        !self.seals_values() || self.config.clear_fields.iter().any(|f| f == field)
+    }
+
+    /// Whether a store search can filter on some field.
+    pub fn searches(&self) -> bool {
+        !self.seals_values() || !self.config.clear_fields.is_empty()
+    }
+
+    /// The fields of an item's value kept in clear, and the rest to seal.
+    fn split_clear<'v>(
+        &self,
+        row: &Row<'_>,
+        data: &'v Value,
+    ) -> (Map<String, Value>, Cow<'v, Value>) {
+        let Value::Object(map) = data else {
+            return (Map::new(), Cow::Borrowed(data));
+        };
+        if !matches!(row, Row::Item { .. }) || self.config.clear_fields.is_empty() {
+            return (Map::new(), Cow::Borrowed(data));
+        }
+        let (clear, rest): (Map<String, Value>, Map<String, Value>) = map
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| self.config.clear_fields.contains(k));
+        (clear, Cow::Owned(Value::Object(rest)))
     }
 
     async fn cipher(
@@ -133,7 +192,13 @@ impl Codec {
         if !self.seals_values() {
             return Ok(envelope.clone());
         }
-        let mut bytes = serde_json::to_vec(&envelope.data)
+        let (clear, rest) = self.split_clear(&row, &envelope.data);
+        let clear_text = if clear.is_empty() {
+            String::new()
+        } else {
+            canonical(&Value::Object(clear.clone()))
+        };
+        let mut bytes = serde_json::to_vec(rest.as_ref())
             .map_err(|e| Error::invalid_input(format!("{row}: cannot serialize: {e}")))?;
         let mut compressed = false;
         if self.config.compress_above.is_some_and(|t| bytes.len() >= t) {
@@ -153,7 +218,7 @@ impl Codec {
             let id = keys.current().await?;
             let cipher = self.cipher(tenant, &id, &row).await?;
             let nonce = XNonce::generate();
-            let aad = row.associated_data(tenant, schema, compressed);
+            let aad = row.associated_data(tenant, schema, compressed, &clear_text);
             let sealed = cipher
                 .encrypt(
                     &nonce,
@@ -173,10 +238,13 @@ impl Codec {
         } else if sealed_fields(&envelope.data).is_some() {
             // A plain value that looks sealed is escaped, never taken for sealed.
             fields.insert("p".into(), envelope.data.clone());
+            return Ok(Envelope::new(schema, json!({ MARKER: fields })));
         } else {
             return Ok(envelope.clone());
         }
-        Ok(Envelope::new(schema, json!({ MARKER: fields })))
+        let mut stored = clear;
+        stored.insert(MARKER.into(), Value::Object(fields));
+        Ok(Envelope::new(schema, Value::Object(stored)))
     }
 
     /// The payload stored as `envelope` for `row` of `tenant`.
@@ -196,7 +264,7 @@ impl Codec {
                 "a payload that is not encrypted, where encryption is required",
             )
         };
-        let Some(fields) = sealed_fields(&envelope.data) else {
+        let Some((fields, clear)) = sealed_fields(&envelope.data) else {
             return if required {
                 Err(plaintext())
             } else {
@@ -212,7 +280,7 @@ impl Codec {
             ));
         }
         if let Some(plain) = fields.get("p") {
-            return if required {
+            return if required || !clear.is_empty() {
                 Err(plaintext())
             } else {
                 Ok(Envelope::new(schema, plain.clone()))
@@ -239,7 +307,12 @@ impl Codec {
                 let nonce: [u8; 24] = binary("n")?
                     .try_into()
                     .map_err(|_| corrupt(&row, "sealed payload's nonce is not 24 bytes"))?;
-                let aad = row.associated_data(tenant, schema, compressed);
+                let clear_text = if clear.is_empty() {
+                    String::new()
+                } else {
+                    canonical(&Value::Object(clear.clone()))
+                };
+                let aad = row.associated_data(tenant, schema, compressed, &clear_text);
                 bytes = cipher
                     .decrypt(
                         &XNonce::from(nonce),
@@ -270,8 +343,18 @@ impl Codec {
                 .map_err(|e| corrupt(&row, format!("the payload does not decompress: {e}")))?;
             bytes = out;
         }
-        let data = serde_json::from_slice(&bytes)
+        let mut data: Value = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(&row, format!("the opened payload is not JSON: {e}")))?;
+        if !clear.is_empty() {
+            let Value::Object(rest) = &mut data else {
+                return Err(corrupt(&row, "fields in clear beside a sealed non-object"));
+            };
+            for (k, v) in clear {
+                if rest.insert(k, v).is_some() {
+                    return Err(corrupt(&row, "a field both in clear and sealed"));
+                }
+            }
+        }
         Ok(Envelope::new(schema, data))
     }
 }

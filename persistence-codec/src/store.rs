@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use persistence_core::backend::patch_by_compare_and_swap;
 use persistence_core::{
-    Envelope, Error, ErrorKind, Filter, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces,
+    Envelope, Error, ErrorKind, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces,
     Namespace, Page, PatchItemOptions, PutItemOptions, Result, SearchItems, Store, TenantId,
 };
 
@@ -169,13 +169,21 @@ impl Store for SealedStore {
     }
 
     /// # Errors
-    /// `Unsupported` for a filter when values are sealed.
+    /// `Unsupported` for a filter on a field that is sealed (not one of
+    /// [`CodecConfig::clear_fields`](crate::CodecConfig::clear_fields)).
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
-        if self.codec.seals_values() && query.filter != Filter::all() {
-            return Err(Error::unsupported(
-                "search: store values are sealed by the codec, so a filter cannot read their \
-                 fields (search by namespace prefix works)",
-            ));
+        if let Some(c) = query
+            .filter
+            .conditions()
+            .iter()
+            .find(|c| !self.codec.searchable(&c.field))
+        {
+            return Err(Error::unsupported(format!(
+                "search: field {:?} of store values is sealed by the codec, so a filter \
+                 cannot read it (keep it in clear with CodecConfig::with_clear_fields; \
+                 search by namespace prefix works)",
+                c.field
+            )));
         }
         let items = self.inner.search(tenant, query).await?;
         self.open_items(tenant, items).await

@@ -34,7 +34,7 @@ impl KeyUsage {
 /// The key id a stored payload is encrypted under; `None` when it is not encrypted.
 pub fn sealed_key(envelope: &Envelope) -> Option<&str> {
     match &envelope.data {
-        Value::Object(map) if map.len() == 1 => map.get("$sealed")?.get("k")?.as_str(),
+        Value::Object(map) => map.get("$sealed")?.get("k")?.as_str(),
         _ => None,
     }
 }

@@ -12,7 +12,9 @@ use crate::schemes;
 /// ([`Persistence::with_codec`]): `encryption=required` or `encryption=optional` with
 /// `keyring=env:VARIABLE` or `keyring=file:PATH` (the keyring's text form: `ID=BASE64`
 /// entries, the last one writing; never the keys themselves in a URL), and
-/// `compress_above=BYTES` (zstd). They are taken off before the backend sees the URL:
+/// `compress_above=BYTES` (zstd), and `clear_fields=FIELD,FIELD` (top-level fields of
+/// store values kept in clear for search). They are taken off before the backend sees
+/// the URL:
 /// `postgres://app@db/agents?sslmode=verify-full&encryption=required&keyring=env:APP_KEYS`.
 ///
 /// # Errors
@@ -57,8 +59,9 @@ async fn open_url(url: &str, create: Create) -> Result<Persistence> {
     })
 }
 
-/// The codec options of a URL (any scheme): `encryption`, `keyring`, `compress_above`.
-const CODEC_OPTIONS: [&str; 3] = ["encryption", "keyring", "compress_above"];
+/// The codec options of a URL (any scheme): `encryption`, `keyring`, `compress_above`,
+/// `clear_fields`.
+const CODEC_OPTIONS: [&str; 4] = ["encryption", "keyring", "compress_above", "clear_fields"];
 
 /// Opens `url` without its codec options, then applies them.
 async fn open_scheme(url: &str, create: Create) -> Result<Persistence> {
@@ -120,6 +123,9 @@ fn apply_codec(opened: Persistence, options: CodecOptions) -> Result<Persistence
             ))
         })?;
         config = config.with_compression(bytes);
+    }
+    if let Some(fields) = get("clear_fields") {
+        config = config.with_clear_fields(fields.split(',').filter(|f| !f.is_empty()));
     }
     let policy = match get("encryption") {
         None => None,

@@ -152,8 +152,9 @@ impl Persistence {
     ///
     /// Call it before [`with_lifecycle_audit`](Self::with_lifecycle_audit), so the audit
     /// events are sealed too. With compression or encryption on, store values are
-    /// sealed whole: [`capabilities`](Self::capabilities) says `search: false` and a
-    /// search with a filter fails `Unsupported`.
+    /// sealed whole unless the config keeps fields in clear: without such fields
+    /// [`capabilities`](Self::capabilities) says `search: false`, and a search filters
+    /// only on fields kept in clear (another fails `Unsupported`).
     ///
     /// ```
     /// # async fn demo() -> persistence::Result<()> {

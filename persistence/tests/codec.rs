@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use persistence::codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
 use persistence::{
-    AppendOptions, CheckpointId, CheckpointSelector, Envelope, ErrorKind, ItemKey, Namespace,
-    NewCheckpoint, Persistence, PutItemOptions, SessionKey, TenantId, ThreadKey,
+    AppendOptions, CheckpointId, CheckpointSelector, Envelope, ErrorKind, Filter, ItemKey,
+    Namespace, NewCheckpoint, Persistence, PutItemOptions, SearchItems, SessionKey, TenantId,
+    ThreadKey,
 };
 use persistence_conformance::harness::backend_urls;
 use serde_json::{Value, json};
@@ -468,6 +469,18 @@ async fn url_options_turn_the_codec_on() {
     );
     assert!(!p.capabilities().search);
 
+    let searchable = persistence::open("memory://?compress_above=10&clear_fields=kind,user")
+        .await
+        .unwrap();
+    assert!(searchable.capabilities().search, "clear fields keep search");
+    assert!(
+        !persistence::open("memory://?compress_above=10")
+            .await
+            .unwrap()
+            .capabilities()
+            .search
+    );
+
     for (options, needle) in [
         ("encryption=required", "needs keyring"),
         ("keyring=env:X", "without encryption"),
@@ -492,5 +505,75 @@ async fn url_options_turn_the_codec_on() {
         let text = format!("{err} {err:?}");
         assert!(text.contains(needle), "{options}: {text}");
         assert!(!text.contains("AAECAwQF"), "{options}: {text}");
+    }
+}
+
+/// Fields kept in clear (`with_clear_fields`): a search filters on them on every
+/// backend (Postgres in SQL), returns the values whole, refuses a filter on a sealed
+/// field; a clear field changed in the row fails the read `Corrupt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_fields_are_searchable_and_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    for backend in backend_urls(dir.path()) {
+        let name = backend.name;
+        if backend.needs_migration {
+            persistence::postgres::migrate(&backend.url).await.unwrap();
+        }
+        let raw = persistence::open(&backend.url).await.unwrap();
+        let p = raw
+            .clone()
+            .with_codec(config(K1, EncryptionPolicy::Required).with_clear_fields(["kind"]));
+        assert!(
+            p.capabilities().search,
+            "{name}: a clear field can be searched"
+        );
+        let t = tenant("clear");
+        let ns = Namespace::new(["memories"]).unwrap();
+        for (key, kind) in [("a", "note"), ("b", "fact"), ("c", "note")] {
+            let value = Envelope::new(1, json!({"kind": kind, "text": SECRET}));
+            let key = ItemKey::new(key).unwrap();
+            p.store
+                .put(&t, &ns, &key, value, PutItemOptions::default())
+                .await
+                .unwrap();
+        }
+        let stored = raw
+            .store
+            .get(&t, &ns, &ItemKey::new("a").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.value.data["kind"], "note", "{name}: kept in clear");
+        assert!(!stored.value.data.to_string().contains(SECRET), "{name}");
+
+        let notes = SearchItems::default()
+            .with_filter(Filter::from_json(&json!({"kind": "note"})).unwrap());
+        let found = p.store.search(&t, notes).await.unwrap();
+        let keys: Vec<&str> = found.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, ["a", "c"], "{name}");
+        assert_eq!(
+            found[0].value.data,
+            json!({"kind": "note", "text": SECRET}),
+            "{name}"
+        );
+        let sealed_field = SearchItems::default()
+            .with_filter(Filter::from_json(&json!({"text": SECRET})).unwrap());
+        let err = p.store.search(&t, sealed_field).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{name}: {err}");
+        assert!(!err.to_string().contains(SECRET), "{name}: {err}");
+
+        // The clear field is bound: relabelled in the row (at the same version), it fails.
+        let key = ItemKey::new("b").unwrap();
+        let mut relabelled = raw.store.get(&t, &ns, &key).await.unwrap().unwrap().value;
+        relabelled.data["kind"] = json!("note");
+        raw.store.delete(&t, &ns, &key, None).await.unwrap();
+        raw.store
+            .put(&t, &ns, &key, relabelled, PutItemOptions::default())
+            .await
+            .unwrap();
+        assert_corrupt(
+            &format!("{name}: relabelled"),
+            p.store.get(&t, &ns, &key).await,
+        );
     }
 }
