@@ -49,8 +49,10 @@
 //! (plain or compressed only): `Corrupt`, nothing returned. [`EncryptionPolicy::Optional`]
 //! reads both and writes encrypted: the migration mode for data written before
 //! encryption was turned on. Rows written without the codec read as they are under
-//! `Optional` (a plain payload whose JSON is an object with the single key `"$sealed"`
-//! is escaped on write so it is never taken for a sealed one).
+//! `Optional`, except one whose JSON is an object with a `"$sealed"` key holding an
+//! object: that shape is what the codec stores, so such a row is read as sealed (and
+//! fails `Corrupt`). Through the codec, a value of that shape is escaped on write, so
+//! whatever a put accepts, a get returns.
 
 #![deny(missing_docs)]
 
