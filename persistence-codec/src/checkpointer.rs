@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use persistence_core::{
-    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Envelope,
-    ErrorKind, ListCheckpoints, ListThreads, NewCheckpoint, Page, PendingWrite,
+    Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
+    Envelope, ErrorKind, ListCheckpoints, ListThreads, NewCheckpoint, Page, PendingWrite,
     PutCheckpointOptions, PutWrites, Result, Retention, RetentionOutcome, TenantId, ThreadKey,
     Timestamp, Write,
 };
@@ -280,4 +280,72 @@ impl Checkpointer for SealedCheckpointer {
             .apply_retention(tenant, thread, policy, now)
             .await
     }
+
+    /// Opens the stored payload and compares it with `expected` (every sealing
+    /// differs, so the sealed forms cannot be compared), then replaces the sealed form
+    /// read with `new` sealed for the same row: a payload changed in between is not
+    /// overwritten.
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let Some((row, stored)) = stored_payload(&*self.inner, tenant, thread, payload).await?
+        else {
+            return Ok(false);
+        };
+        if self.codec.open(tenant, row, stored.clone()).await? != *expected {
+            return Ok(false);
+        }
+        let sealed = self.codec.seal(tenant, row, &new).await?;
+        self.inner
+            .replace_payload(tenant, thread, payload, &stored, sealed)
+            .await
+    }
+}
+
+/// The row a payload is bound to and the payload as `checkpointer` stores it; `None`
+/// when it is absent.
+pub(crate) async fn stored_payload<'a>(
+    checkpointer: &dyn Checkpointer,
+    tenant: &TenantId,
+    thread: &'a ThreadKey,
+    payload: &'a CheckpointPayload,
+) -> Result<Option<(Row<'a>, Envelope)>> {
+    let (id, row) = match payload {
+        CheckpointPayload::State(id) => (*id, Row::Checkpoint { thread, id: *id }),
+        CheckpointPayload::Write {
+            checkpoint,
+            task,
+            index,
+        } => (
+            *checkpoint,
+            Row::Write {
+                thread,
+                checkpoint: *checkpoint,
+                task: task.as_str(),
+                index: *index,
+            },
+        ),
+        _ => return Ok(None),
+    };
+    let Some(tuple) = checkpointer
+        .get(tenant, thread, CheckpointSelector::Id(id))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let stored = match payload {
+        CheckpointPayload::State(_) => Some(tuple.checkpoint.state),
+        CheckpointPayload::Write { task, index, .. } => tuple
+            .pending_writes
+            .into_iter()
+            .find(|w| w.task_id == *task && w.index == *index)
+            .map(|w| w.value),
+        _ => None,
+    };
+    Ok(stored.map(|s| (row, s)))
 }

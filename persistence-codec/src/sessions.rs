@@ -215,4 +215,42 @@ impl SessionLog for SealedSessions {
         })
         .await
     }
+
+    /// Opens the stored event and compares it with `expected`, then replaces the sealed
+    /// form read with `new` sealed for the same ordinal, as
+    /// [`SealedCheckpointer`](crate::SealedCheckpointer) replaces payloads.
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let Some(stored) = stored_event(&*self.inner, tenant, session, seq).await? else {
+            return Ok(false);
+        };
+        let row = Row::Event { session, seq };
+        if self.codec.open(tenant, row, stored.clone()).await? != *expected {
+            return Ok(false);
+        }
+        let sealed = self.codec.seal(tenant, row, &new).await?;
+        self.inner
+            .replace_event(tenant, session, seq, &stored, sealed)
+            .await
+    }
+}
+
+/// Event `seq` as `sessions` stores it; `None` when it is absent.
+pub(crate) async fn stored_event(
+    sessions: &dyn SessionLog,
+    tenant: &TenantId,
+    session: &SessionKey,
+    seq: u64,
+) -> Result<Option<Envelope>> {
+    let Some(after) = seq.checked_sub(1) else {
+        return Ok(None);
+    };
+    let events = sessions.read(tenant, session, after, 1).await?;
+    Ok(events.into_iter().find(|e| e.seq == seq).map(|e| e.event))
 }

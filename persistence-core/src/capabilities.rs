@@ -47,6 +47,12 @@ pub struct Capabilities {
     /// [`GetItemOptions::refresh_ttl`]: crate::GetItemOptions::refresh_ttl
     /// [`SearchItems::refresh_ttl`]: crate::SearchItems::refresh_ttl
     pub lifecycle: bool,
+    /// Stored payloads can be replaced in place, compared with what was read:
+    /// [`Checkpointer::replace_payload`](crate::Checkpointer::replace_payload) and
+    /// [`SessionLog::replace_event`](crate::SessionLog::replace_event) work (they fail
+    /// `Unsupported` otherwise). What re-encrypting stored rows (the codec's rekey)
+    /// needs.
+    pub replace: bool,
     /// Who deletes expired store items.
     pub item_expiry: Enforcement,
     /// Who deletes expired sessions.
@@ -76,6 +82,7 @@ impl Capabilities {
             cluster_safe: false,
             durable: false,
             lifecycle: false,
+            replace: false,
             item_expiry: Enforcement::Sweeper,
             session_expiry: Enforcement::Sweeper,
             checkpoint_retention: Enforcement::Sweeper,
@@ -115,6 +122,12 @@ impl Capabilities {
     #[must_use]
     pub const fn with_lifecycle(mut self, on: bool) -> Self {
         self.lifecycle = on;
+        self
+    }
+    /// Same, with [`replace`](Self::replace) set to `on`.
+    #[must_use]
+    pub const fn with_replace(mut self, on: bool) -> Self {
+        self.replace = on;
         self
     }
     /// Same, with [`item_expiry`](Self::item_expiry) enforced by `by`.

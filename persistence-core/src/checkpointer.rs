@@ -325,6 +325,23 @@ impl PutWrites {
     }
 }
 
+/// Which stored payload of a thread [`Checkpointer::replace_payload`] replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CheckpointPayload {
+    /// The state of this checkpoint.
+    State(CheckpointId),
+    /// Pending write `index` of `task` against `checkpoint`.
+    Write {
+        /// The checkpoint the write is recorded against.
+        checkpoint: CheckpointId,
+        /// The task that wrote it.
+        task: TaskId,
+        /// Its index among the task's writes.
+        index: u32,
+    },
+}
+
 /// Snapshots of graph/agent runs, keyed by tenant and thread.
 ///
 /// Ordering is by [`CheckpointId`] (UUIDv7: creation time); "latest" is the greatest id.
@@ -445,5 +462,29 @@ pub trait Checkpointer: Send + Sync {
         now: Timestamp,
     ) -> Result<RetentionOutcome> {
         crate::retention::apply(self, tenant, thread, policy, now).await
+    }
+
+    /// Replaces one stored payload of a thread (a checkpoint's state or a pending write)
+    /// with `new`, if it still equals `expected`; nothing else changes (ids, step,
+    /// metadata, `created_at`, channels, order). Returns whether it replaced: `false`
+    /// when the payload is absent (deleted meanwhile) or is no longer `expected`. For
+    /// re-encoding what is stored (the codec's rekey) next to live writers; to everything
+    /// else checkpoints stay immutable.
+    ///
+    /// # Errors
+    /// `Unsupported` on a backend without
+    /// [`Capabilities::replace`](crate::Capabilities::replace) (this method's default).
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let _ = (tenant, thread, payload, expected, new);
+        Err(crate::Error::unsupported(
+            "replace_payload: this backend does not declare Capabilities::replace",
+        ))
     }
 }

@@ -60,8 +60,9 @@ mod typed;
 
 pub use capabilities::{Capabilities, Enforcement};
 pub use checkpointer::{
-    Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
-    ListThreads, Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites, Write,
+    Checkpoint, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest,
+    ListCheckpoints, ListThreads, Metadata, NewCheckpoint, PendingWrite, PutCheckpointOptions,
+    PutWrites, Write,
 };
 pub use envelope::{Envelope, Upcaster, Versioned, decode, encode};
 pub use error::{Error, ErrorKind, ErrorReport, Result, SchemaVersions};

@@ -390,6 +390,30 @@ pub trait SessionLog: Send + Sync {
         let _ = (tenant, session, compaction);
         Err(lifecycle_unsupported("compact"))
     }
+
+    /// Replaces the payload of event `seq` of a live session (closed ones included) with
+    /// `new`, if it still equals `expected`; its ordinal, `appended_at`, the head and
+    /// the expiry stay. Returns whether it replaced: `false` when the event is absent
+    /// (trimmed, compacted away, or its session deleted or expired) or is no longer
+    /// `expected`. For re-encoding what is stored (the codec's rekey) next to live
+    /// appenders; to everything else events stay immutable.
+    ///
+    /// # Errors
+    /// `Unsupported` on a backend without
+    /// [`Capabilities::replace`](crate::Capabilities::replace) (this method's default).
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let _ = (tenant, session, seq, expected, new);
+        Err(crate::Error::unsupported(
+            "replace_event: this backend does not declare Capabilities::replace",
+        ))
+    }
 }
 
 fn lifecycle_unsupported(operation: &str) -> crate::Error {

@@ -19,10 +19,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use persistence_core::serde_json::{Value, json};
 use persistence_core::{
-    AppendOptions, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer,
-    CloseSession, Compaction, Envelope, ListCheckpoints, ListSessions, ListThreads, NewCheckpoint,
-    Page, PutCheckpointOptions, PutWrites, Result, Retention, RetentionOutcome, SessionEvent,
-    SessionInfo, SessionKey, SessionLog, TenantId, ThreadKey, Timestamp,
+    AppendOptions, Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector,
+    CheckpointTuple, Checkpointer, CloseSession, Compaction, Envelope, ListCheckpoints,
+    ListSessions, ListThreads, NewCheckpoint, Page, PutCheckpointOptions, PutWrites, Result,
+    Retention, RetentionOutcome, SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId,
+    ThreadKey, Timestamp,
 };
 
 use crate::sweeper::AUDIT_SESSION;
@@ -189,6 +190,20 @@ impl SessionLog for AuditedSessions {
         }
         Ok(head)
     }
+
+    /// Forwarded without an event: a replaced event is the same data re-encoded.
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        self.inner
+            .replace_event(tenant, session, seq, expected, new)
+            .await
+    }
 }
 
 /// A checkpointer whose threads' lifecycle changes are recorded.
@@ -318,6 +333,20 @@ impl Checkpointer for AuditedCheckpointer {
     ) -> Result<RetentionOutcome> {
         self.inner
             .apply_retention(tenant, thread, policy, now)
+            .await
+    }
+
+    /// Forwarded without an event: a replaced payload is the same data re-encoded.
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        self.inner
+            .replace_payload(tenant, thread, payload, expected, new)
             .await
     }
 }

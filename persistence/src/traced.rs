@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use persistence_core::{
-    AppendOptions, Capabilities, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple,
-    Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind, GetItemOptions, Item,
-    ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions, ListThreads, Lock,
-    LockKey, LockOptions, Maintenance, Namespace, NewCheckpoint, Page, PatchItemOptions,
-    PurgeCounts, PurgeReport, PutCheckpointOptions, PutItemOptions, PutWrites, Result, Retention,
-    RetentionOutcome, SearchItems, SessionEvent, SessionInfo, SessionKey, SessionLog, Store,
-    TenantId, ThreadKey, Timestamp,
+    AppendOptions, Capabilities, Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector,
+    CheckpointTuple, Checkpointer, CloseSession, Compaction, Envelope, Error, ErrorKind,
+    GetItemOptions, Item, ItemKey, Lease, ListCheckpoints, ListItems, ListNamespaces, ListSessions,
+    ListThreads, Lock, LockKey, LockOptions, Maintenance, Namespace, NewCheckpoint, Page,
+    PatchItemOptions, PurgeCounts, PurgeReport, PutCheckpointOptions, PutItemOptions, PutWrites,
+    Result, Retention, RetentionOutcome, SearchItems, SessionEvent, SessionInfo, SessionKey,
+    SessionLog, Store, TenantId, ThreadKey, Timestamp,
 };
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -198,6 +198,21 @@ impl<B: Checkpointer> Checkpointer for Traced<B> {
     ) -> Result<RetentionOutcome> {
         let call = self.inner.apply_retention(tenant, thread, policy, now);
         self.run("checkpoint.apply_retention", Some(tenant), call)
+            .await
+    }
+
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let call = self
+            .inner
+            .replace_payload(tenant, thread, payload, expected, new);
+        self.run("checkpoint.replace_payload", Some(tenant), call)
             .await
     }
 }
@@ -387,6 +402,20 @@ impl<B: SessionLog> SessionLog for Traced<B> {
     ) -> Result<u64> {
         let call = self.inner.compact(tenant, session, compaction);
         self.run("session.compact", Some(tenant), call).await
+    }
+
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let call = self
+            .inner
+            .replace_event(tenant, session, seq, expected, new);
+        self.run("session.replace_event", Some(tenant), call).await
     }
 }
 

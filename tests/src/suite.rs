@@ -14,6 +14,8 @@ pub enum Requirement {
     Search,
     /// `Capabilities::lifecycle`.
     Lifecycle,
+    /// `Capabilities::replace`.
+    Replace,
 }
 
 /// Why `fixture` cannot run a check needing `requires`, or `None` if it can.
@@ -24,6 +26,7 @@ pub fn skip_reason(fixture: &Fixture, requires: &[Requirement]) -> Option<String
             Requirement::Ttl => !caps.ttl,
             Requirement::Search => !caps.search,
             Requirement::Lifecycle => !caps.lifecycle,
+            Requirement::Replace => !caps.replace,
         };
         missing.then(|| format!("backend {} does not declare {r:?}", fixture.name))
     })
@@ -86,7 +89,8 @@ where
 /// not name that server (CI names them all).
 ///
 /// A backend that does not declare a capability says so here, with `lacks [...]`
-/// ([`Requirement`] names: `Ttl`, `Search`, `Lifecycle`): the checks that need it are emitted
+/// ([`Requirement`] names: `Ttl`, `Search`, `Lifecycle`,
+/// `Replace`): the checks that need it are emitted
 /// `#[ignore]`d, so the test runner lists them as ignored, not as passes. The suite holds
 /// the declaration to the backend's [`Capabilities`](persistence_core::Capabilities):
 /// a check that needs a capability the fixture lacks but the invocation does not declare
@@ -100,10 +104,10 @@ where
 #[macro_export]
 macro_rules! conformance_suite {
     ($suite:ident, $setup:expr $(,)?) => {
-        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: no, search: no, lifecycle: no });
+        $crate::__for_each_check!(__conformance_tests, $suite, $setup, { ttl: no, search: no, lifecycle: no, replace: no });
     };
     ($suite:ident, $setup:expr, lacks [$($lack:ident),* $(,)?] $(,)?) => {
-        $crate::__lacks!({ ttl: no, search: no, lifecycle: no } [$($lack),*] $suite, $setup);
+        $crate::__lacks!({ ttl: no, search: no, lifecycle: no, replace: no } [$($lack),*] $suite, $setup);
     };
 }
 
@@ -111,25 +115,28 @@ macro_rules! conformance_suite {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __lacks {
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [] $suite:ident, $setup:expr) => {
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: $r:tt } [] $suite:ident, $setup:expr) => {
         $crate::__for_each_check!(
-            __conformance_tests, $suite, $setup, { ttl: $t, search: $s, lifecycle: $l }
+            __conformance_tests, $suite, $setup, { ttl: $t, search: $s, lifecycle: $l, replace: $r }
         );
     };
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Ttl $(, $rest:ident)*] $($tail:tt)*) => {
-        $crate::__lacks!({ ttl: yes, search: $s, lifecycle: $l } [$($rest),*] $($tail)*);
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: $r:tt } [Ttl $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: yes, search: $s, lifecycle: $l, replace: $r } [$($rest),*] $($tail)*);
     };
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Search $(, $rest:ident)*] $($tail:tt)*) => {
-        $crate::__lacks!({ ttl: $t, search: yes, lifecycle: $l } [$($rest),*] $($tail)*);
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: $r:tt } [Search $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: $t, search: yes, lifecycle: $l, replace: $r } [$($rest),*] $($tail)*);
     };
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt } [Lifecycle $(, $rest:ident)*] $($tail:tt)*) => {
-        $crate::__lacks!({ ttl: $t, search: $s, lifecycle: yes } [$($rest),*] $($tail)*);
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: $r:tt } [Lifecycle $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: $t, search: $s, lifecycle: yes, replace: $r } [$($rest),*] $($tail)*);
+    };
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: $r:tt } [Replace $(, $rest:ident)*] $($tail:tt)*) => {
+        $crate::__lacks!({ ttl: $t, search: $s, lifecycle: $l, replace: yes } [$($rest),*] $($tail)*);
     };
     ({ $($flags:tt)* } [$other:ident $(, $rest:ident)*] $($tail:tt)*) => {
         compile_error!(concat!(
             "conformance_suite!: `",
             stringify!($other),
-            "` is not a capability the suite gates on (Ttl, Search, Lifecycle)"
+            "` is not a capability the suite gates on (Ttl, Search, Lifecycle, Replace)"
         ));
     };
 }
@@ -163,7 +170,7 @@ macro_rules! __conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __check_declaration {
-    ($fixture:ident, { ttl: $t:tt, search: $s:tt, lifecycle: $l:tt }) => {
+    ($fixture:ident, { ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: $r:tt }) => {
         let declared = [
             ("Ttl", $crate::__flag!($t), !$fixture.capabilities.ttl),
             ("Search", $crate::__flag!($s), !$fixture.capabilities.search),
@@ -171,6 +178,11 @@ macro_rules! __check_declaration {
                 "Lifecycle",
                 $crate::__flag!($l),
                 !$fixture.capabilities.lifecycle,
+            ),
+            (
+                "Replace",
+                $crate::__flag!($r),
+                !$fixture.capabilities.replace,
             ),
         ];
         for (name, declared_lacking, lacking) in declared {
@@ -209,24 +221,31 @@ macro_rules! __conformance_test {
     ($flags:tt [] $reqs:tt $module:ident $check:ident $setup:expr) => {
         $crate::__conformance_test_fn!(false [] $reqs $module $check $setup);
     };
-    ({ ttl: yes, search: $s:tt, lifecycle: $l:tt } [Ttl $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+    ({ ttl: yes, search: $s:tt, lifecycle: $l:tt, replace: $r:tt } [Ttl $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
         $crate::__conformance_test_fn!(
             true
             [#[ignore = "the backend lacks Ttl (declared: conformance_suite!(.., lacks [Ttl]))"]]
             $reqs $($tail)*
         );
     };
-    ({ ttl: $t:tt, search: yes, lifecycle: $l:tt } [Search $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+    ({ ttl: $t:tt, search: yes, lifecycle: $l:tt, replace: $r:tt } [Search $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
         $crate::__conformance_test_fn!(
             true
             [#[ignore = "the backend lacks Search (declared: conformance_suite!(.., lacks [Search]))"]]
             $reqs $($tail)*
         );
     };
-    ({ ttl: $t:tt, search: $s:tt, lifecycle: yes } [Lifecycle $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: yes, replace: $r:tt } [Lifecycle $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
         $crate::__conformance_test_fn!(
             true
             [#[ignore = "the backend lacks Lifecycle (declared: conformance_suite!(.., lacks [Lifecycle]))"]]
+            $reqs $($tail)*
+        );
+    };
+    ({ ttl: $t:tt, search: $s:tt, lifecycle: $l:tt, replace: yes } [Replace $(, $rest:ident)*] $reqs:tt $($tail:tt)*) => {
+        $crate::__conformance_test_fn!(
+            true
+            [#[ignore = "the backend lacks Replace (declared: conformance_suite!(.., lacks [Replace]))"]]
             $reqs $($tail)*
         );
     };

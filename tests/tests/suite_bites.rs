@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use persistence_conformance::{Fixture, SuiteReport, run_suite};
 use persistence_core::{
-    AppendOptions, Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer,
-    CloseSession, Compaction, Envelope, Fence, Lease, ListCheckpoints, ListSessions, ListThreads,
-    Lock, LockKey, MemoryBackend, NewCheckpoint, Page, PutCheckpointOptions, PutWrites, Result,
-    SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, ThreadKey,
+    AppendOptions, Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector,
+    CheckpointTuple, Checkpointer, CloseSession, Compaction, Envelope, Fence, Lease,
+    ListCheckpoints, ListSessions, ListThreads, Lock, LockKey, MemoryBackend, NewCheckpoint, Page,
+    PutCheckpointOptions, PutWrites, Result, SessionEvent, SessionInfo, SessionKey, SessionLog,
+    TenantId, ThreadKey,
 };
 
 /// Lets a second holder in: when the lock is held, hands out a forged lease anyway.
@@ -224,6 +225,16 @@ impl Checkpointer for UnboundFences {
     }
     async fn prune_through(&self, t: &TenantId, th: &ThreadKey, id: &CheckpointId) -> Result<u64> {
         self.0.prune_through(t, th, id).await
+    }
+    async fn replace_payload(
+        &self,
+        t: &TenantId,
+        th: &ThreadKey,
+        p: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        self.0.replace_payload(t, th, p, expected, new).await
     }
 }
 

@@ -8,9 +8,10 @@ use super::{
 };
 use crate::backend::PageExt;
 use crate::checkpointer::{
-    Checkpoint, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest, ListCheckpoints,
-    ListThreads, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites,
+    Checkpoint, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer, ExpectLatest,
+    ListCheckpoints, ListThreads, NewCheckpoint, PendingWrite, PutCheckpointOptions, PutWrites,
 };
+use crate::envelope::Envelope;
 use crate::error::{Error, Result};
 use crate::ids::{CheckpointId, TenantId, ThreadKey};
 use crate::page::{Cursor, Page, validate_limit};
@@ -280,5 +281,39 @@ impl Checkpointer for MemoryBackend {
                 .collect()
         });
         Ok(Page::from_overfetch(items, limit, encode_cursor))
+    }
+
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        Ok(self.with_tenant(tenant, |t| {
+            let Some(state) = t.threads.get_mut(thread) else {
+                return false;
+            };
+            let slot = match payload {
+                CheckpointPayload::State(id) => state.checkpoints.get_mut(id).map(|c| &mut c.state),
+                CheckpointPayload::Write {
+                    checkpoint,
+                    task,
+                    index,
+                } => state
+                    .writes
+                    .get_mut(checkpoint)
+                    .and_then(|w| w.get_mut(&(task.clone(), *index)))
+                    .map(|w| &mut w.value),
+            };
+            match slot {
+                Some(stored) if stored == expected => {
+                    *stored = new;
+                    true
+                }
+                _ => false,
+            }
+        }))
     }
 }

@@ -119,6 +119,7 @@ impl MemoryBackend {
         caps.ttl = true;
         caps.search = true;
         caps.lifecycle = true;
+        caps.replace = true;
         caps
     }
 

@@ -241,6 +241,33 @@ impl SessionLog for MemoryBackend {
         });
         Ok(Page::from_overfetch(items, limit, encode_cursor))
     }
+
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let now = self.now();
+        Ok(self.with_tenant(tenant, |t| {
+            let Some(state) = t
+                .sessions
+                .get_mut(session)
+                .filter(|s| !is_expired(s.expires_at, now))
+            else {
+                return false;
+            };
+            match state.events.get_mut(&seq) {
+                Some(stored) if stored.event == *expected => {
+                    stored.event = new;
+                    true
+                }
+                _ => false,
+            }
+        }))
+    }
 }
 
 fn push_events(state: &mut SessionState, events: Vec<Envelope>, now: Timestamp) {

@@ -40,6 +40,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod patch;
 pub mod refresh;
+pub mod replace;
 pub mod retention;
 pub mod session_lifecycle;
 pub mod session_log;
@@ -443,6 +444,10 @@ macro_rules! __for_each_check {
             concurrency::concurrency_expect_head_one_winner [],
             concurrency::concurrency_with_lock_mutual_exclusion [],
             concurrency::concurrency_cas_merges_keep_every_field [],
+            replace::replace_checkpoint_state_when_expected [Replace],
+            replace::replace_pending_write_when_expected [Replace],
+            replace::replace_event_when_expected [Replace],
+            replace::replace_event_one_winner [Replace],
         }
     };
 }
