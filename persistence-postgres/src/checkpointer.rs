@@ -5,9 +5,10 @@ use persistence_core::backend::{
     CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
 };
 use persistence_core::{
-    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, ExpectLatest, Fence, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page,
-    PendingWrite, PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
+    Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
+    Cursor, Envelope, Error, ExpectLatest, Fence, ListCheckpoints, ListThreads, Metadata,
+    NewCheckpoint, Page, PendingWrite, PutCheckpointOptions, PutWrites, Result, TenantId,
+    ThreadKey, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -26,6 +27,10 @@ const PRUNE: &str = "SELECT persistence.checkpoint_prune($1, $2, $3)";
 const PRUNE_THROUGH: &str = "SELECT persistence.checkpoint_prune_through($1, $2, $3)";
 const COPY_THREAD: &str = "SELECT persistence.checkpoint_copy_thread($1, $2, $3)";
 const LIST_THREADS: &str = "SELECT persistence.checkpoint_list_threads($1, $2, $3)";
+const REPLACE_STATE: &str =
+    "SELECT persistence.checkpoint_replace_state($1, $2, $3, $4, $5, $6, $7)";
+const REPLACE_WRITE: &str =
+    "SELECT persistence.pending_write_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 #[derive(Deserialize)]
 struct Row {
@@ -240,6 +245,52 @@ impl Checkpointer for PgBackend {
         )
         .map_err(|e| map(e, "checkpoint.prune_through", format!("{tenant}/{thread}")))?;
         Ok(n as u64)
+    }
+
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let (sql, id, write) = match payload {
+            CheckpointPayload::State(id) => (REPLACE_STATE, id, None),
+            CheckpointPayload::Write {
+                checkpoint,
+                task,
+                index,
+            } => {
+                let Ok(index) = i32::try_from(*index) else {
+                    return Ok(false);
+                };
+                (REPLACE_WRITE, checkpoint, Some((task.as_str(), index)))
+            }
+            _ => return Ok(false),
+        };
+        let replaced: bool = crate::pool::fetch_single!(self.db, {
+            let call = crate::statement::Call::new(sql)
+                .bind(tenant.as_str())
+                .bind(thread.as_str())
+                .bind(id.as_uuid());
+            match write {
+                Some((task, index)) => call.bind(task).bind(index),
+                None => call,
+            }
+            .bind(i64::from(expected.schema_version))
+            .bind(Json(&expected.data))
+            .bind(i64::from(new.schema_version))
+            .bind(Json(&new.data))
+        })
+        .map_err(|e| {
+            map(
+                e,
+                "checkpoint.replace_payload",
+                format!("{tenant}/{thread}"),
+            )
+        })?;
+        Ok(replaced)
     }
 
     async fn copy_thread(

@@ -338,10 +338,11 @@ impl PgBackend {
         self.db.close().await;
     }
 
-    /// TTL, search, multi-process, durable, session life cycle.
+    /// TTL, search, multi-process, durable, session life cycle, replacing payloads.
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
         caps.lifecycle = true;
+        caps.replace = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

@@ -27,6 +27,7 @@ const INFO: &str = "SELECT persistence.session_info($1, $2)";
 const CLOSE: &str = "SELECT persistence.session_close($1, $2, $3 <> 0)";
 const COMPACT: &str = "SELECT persistence.session_compact($1, $2, $3, $4, $5, $6)";
 const LISTEN: &str = "SELECT persistence.session_listen($1, $2, $3)";
+const REPLACE_EVENT: &str = "SELECT persistence.session_event_replace($1, $2, $3, $4, $5, $6, $7)";
 const PURGE: &str = "SELECT persistence.purge_expired_sessions_named()";
 
 #[derive(Deserialize)]
@@ -140,6 +141,32 @@ impl SessionLog for PgBackend {
         )
         .map_err(|e| map(e, "session.head", format!("{tenant}/{session}")))?;
         Ok(head as u64)
+    }
+
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let Ok(seq) = i64::try_from(seq) else {
+            return Ok(false);
+        };
+        let replaced: bool = crate::pool::fetch_single!(
+            self.db,
+            crate::statement::Call::new(REPLACE_EVENT)
+                .bind(tenant.as_str())
+                .bind(session.as_str())
+                .bind(seq)
+                .bind(i64::from(expected.schema_version))
+                .bind(Json(&expected.data))
+                .bind(i64::from(new.schema_version))
+                .bind(Json(&new.data))
+        )
+        .map_err(|e| map(e, "session.replace_event", format!("{tenant}/{session}")))?;
+        Ok(replaced)
     }
 
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
