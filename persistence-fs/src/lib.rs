@@ -432,11 +432,12 @@ impl FsBackend {
         })
     }
 
-    /// TTL, search, multi-process and session life cycle; durable with
-    /// [`Durability::Fsync`].
+    /// TTL, search, multi-process, session life cycle and replacing payloads; durable
+    /// with [`Durability::Fsync`].
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
         caps.lifecycle = true;
+        caps.replace = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

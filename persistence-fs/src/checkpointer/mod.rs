@@ -5,6 +5,7 @@
 mod journal;
 mod latest;
 mod put;
+mod replace;
 mod retention;
 #[cfg(test)]
 mod tests;
@@ -16,9 +17,9 @@ use persistence_core::backend::{
     CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
 };
 use persistence_core::{
-    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, Fence, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
+    Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
+    Cursor, Envelope, Error, Fence, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page,
+    PendingWrite, PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -464,6 +465,28 @@ impl Checkpointer for FsBackend {
                 }
                 Ok(ids.len() as u64)
             },
+        )
+        .await
+    }
+
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let (t, th, payload, expected) = (
+            tenant.clone(),
+            thread.clone(),
+            payload.clone(),
+            expected.clone(),
+        );
+        self.run(
+            "checkpoint.replace_payload",
+            format!("{tenant}/{thread}"),
+            move |i| i.replace_payload(&t, &th, &payload, &expected, new),
         )
         .await
     }

@@ -34,6 +34,7 @@ pub(crate) mod changes;
 mod lifecycle;
 mod listing;
 mod recovery;
+mod replace;
 pub(crate) use append::OpenSessions;
 use recovery::decode_event;
 
@@ -506,6 +507,23 @@ impl SessionLog for FsBackend {
         self.run("session.compact", format!("{tenant}/{session}"), move |i| {
             i.compact(&t, &s, compaction)
         })
+        .await
+    }
+
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        let (t, s, expected) = (tenant.clone(), session.clone(), expected.clone());
+        self.run(
+            "session.replace_event",
+            format!("{tenant}/{session}"),
+            move |i| i.replace_event(&t, &s, seq, &expected, new),
+        )
         .await
     }
 }

@@ -250,6 +250,18 @@ pub async fn replace_event_when_expected(fx: &Fixture) -> Result<()> {
         ensure!(a.event == *want, "event {} is {:?}", a.seq, a.event);
     }
     ensure!(fx.sessions.head(&t, &s).await? == 4, "the head changed");
+    let head = fx
+        .sessions
+        .append(&t, &s, events(5..6), AppendOptions::default())
+        .await?;
+    let appended = read_all(fx, &t, &s, 100).await?;
+    ensure!(
+        head == 5
+            && appended.len() == 5
+            && appended[1].event == new
+            && appended[4].event == env_n(5),
+        "an append after the replace: head {head}, events {appended:?}"
+    );
     let theirs = read_all(fx, &other, &s, 100).await?;
     ensure!(
         theirs[1].event == env_n(2),
