@@ -6,9 +6,9 @@ use persistence_core::backend::{
     CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
 };
 use persistence_core::{
-    Checkpoint, CheckpointId, CheckpointSelector, CheckpointTuple, Checkpointer, Cursor, Envelope,
-    Error, ExpectLatest, ListCheckpoints, ListThreads, Metadata, NewCheckpoint, Page, PendingWrite,
-    PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
+    Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
+    Cursor, Envelope, Error, ExpectLatest, ListCheckpoints, ListThreads, Metadata, NewCheckpoint,
+    Page, PendingWrite, PutCheckpointOptions, PutWrites, Result, TenantId, ThreadKey, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -300,6 +300,18 @@ impl Checkpointer for RedisBackend {
             .map_err(|e| map(e, Effect::Write, "checkpoint.put_writes", &key))?;
         expect_ok(reply, "checkpoint.put_writes", &key)?;
         self.confirm_write("checkpoint.put_writes", &key).await
+    }
+
+    async fn replace_payload(
+        &self,
+        tenant: &TenantId,
+        thread: &ThreadKey,
+        payload: &CheckpointPayload,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        self.replace_checkpoint_payload(tenant, thread, payload, expected, new)
+            .await
     }
 
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {

@@ -109,6 +109,7 @@ mod error;
 pub mod keys;
 mod lock;
 mod maintenance;
+mod replace;
 mod scripts;
 mod session_log;
 mod store;
@@ -246,6 +247,7 @@ impl RedisBackend {
             .with_multi_process(true)
             .with_cluster_safe(true)
             .with_lifecycle(true)
+            .with_replace(true)
             .with_session_expiry(persistence_core::Enforcement::Backend)
     }
 

@@ -32,6 +32,8 @@ script!(CHECKPOINT_PRUNE, "checkpoint_prune.lua");
 script!(CHECKPOINT_PRUNE_THROUGH, "checkpoint_prune_through.lua");
 script!(CHECKPOINT_EXPORT, "checkpoint_export.lua");
 script!(CHECKPOINT_IMPORT, "checkpoint_import.lua");
+script!(HASH_REPLACE, "hash_replace.lua");
+script!(EVENT_REPLACE, "event_replace.lua");
 /// A script that may announce a session's change: `lua/announce.lua` (and the fence
 /// check) is prepended.
 macro_rules! announcing_script {

@@ -172,6 +172,18 @@ impl SessionLog for RedisBackend {
         Ok(head.unwrap_or(0))
     }
 
+    async fn replace_event(
+        &self,
+        tenant: &TenantId,
+        session: &SessionKey,
+        seq: u64,
+        expected: &Envelope,
+        new: Envelope,
+    ) -> Result<bool> {
+        self.replace_session_event(tenant, session, seq, expected, new)
+            .await
+    }
+
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
         let key = format!("{tenant}/{session}");
         let events_key = self.keys.session(tenant, session).events();
