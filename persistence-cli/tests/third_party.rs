@@ -191,7 +191,7 @@ fn ledger_fixture() -> Fixture {
 conformance_suite!(
     ledger,
     async { Some(ledger_fixture()) },
-    lacks[Search, Lifecycle]
+    lacks[Search, Lifecycle, Replace]
 );
 
 /// Registers `ledger://` once per test process; every URL opens the same ledger.

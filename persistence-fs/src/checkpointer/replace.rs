@@ -99,11 +99,11 @@ impl Inner {
             // a reader skips.
             if !seen && write.task_id == *task && write.index == index {
                 seen = true;
-                if write.value == *expected {
-                    if let Some(new) = new.take() {
-                        write.value = new;
-                        replaced = true;
-                    }
+                if write.value == *expected
+                    && let Some(new) = new.take()
+                {
+                    write.value = new;
+                    replaced = true;
                 }
                 records.push(
                     serde_json::to_vec(&write).map_err(|e| Error::invalid_input(e.to_string()))?,
