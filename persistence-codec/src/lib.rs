@@ -59,11 +59,13 @@
 mod checkpointer;
 mod keys;
 mod maintenance;
+mod rekey;
 mod row;
 mod seal;
 mod sessions;
 mod store;
 mod usage;
+mod walk;
 
 use std::fmt;
 use std::sync::Arc;
@@ -71,11 +73,13 @@ use std::sync::Arc;
 pub use checkpointer::SealedCheckpointer;
 pub use keys::{KeyId, KeyProvider, MasterKey, StaticKeyring};
 pub use maintenance::SealedMaintenance;
+pub use rekey::{RekeyOptions, RekeyReport, rekey};
 pub(crate) use row::Row;
 pub use seal::Codec;
 pub use sessions::SealedSessions;
 pub use store::SealedStore;
 pub use usage::{KeyUsage, key_usage, sealed_key};
+pub use walk::Stored;
 
 /// The key of the object a sealed payload is stored as.
 const MARKER: &str = "$sealed";

@@ -247,6 +247,17 @@ impl Codec {
         Ok(Envelope::new(schema, Value::Object(stored)))
     }
 
+    /// The id of the key writes are encrypted under now; `None` without encryption.
+    ///
+    /// # Errors
+    /// Whatever the key provider fails with.
+    pub(crate) async fn writer_key(&self) -> Result<Option<KeyId>> {
+        match &self.config.encryption {
+            Some((keys, _)) => Ok(Some(keys.current().await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The payload stored as `envelope` for `row` of `tenant`.
     pub(crate) async fn open(
         &self,
@@ -258,6 +269,18 @@ impl Codec {
             self.config.encryption,
             Some((_, EncryptionPolicy::Required))
         );
+        self.open_with(tenant, row, envelope, required).await
+    }
+
+    /// [`open`](Self::open), reading payloads that are not encrypted unless `required`:
+    /// a rekey reads them whatever the policy (it is the migration that encrypts them).
+    pub(crate) async fn open_with(
+        &self,
+        tenant: &TenantId,
+        row: Row<'_>,
+        envelope: Envelope,
+        required: bool,
+    ) -> Result<Envelope> {
         let plaintext = || {
             corrupt(
                 &row,

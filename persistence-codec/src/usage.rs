@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use persistence_core::{
-    CheckpointSelector, Checkpointer, Envelope, ListCheckpoints, ListItems, ListNamespaces,
-    ListSessions, ListThreads, Result, SessionLog, Store, TenantId,
-};
+use async_trait::async_trait;
+use persistence_core::{Checkpointer, Envelope, Result, SessionLog, Store, TenantId};
 use serde_json::Value;
+
+use crate::walk::{Found, Stored, Visitor, walk};
 
 /// Listing and reading batch size of the scan.
 const BATCH: usize = 1000;
@@ -28,6 +28,28 @@ impl KeyUsage {
             Some(id) => *self.by_key.entry(id.to_string()).or_default() += 1,
             None => self.unencrypted += 1,
         }
+    }
+
+    /// Payloads a [`rekey`](crate::rekey) to key `writer` would rewrite: those under
+    /// another key or not encrypted.
+    pub fn not_under(&self, writer: &str) -> u64 {
+        let others: u64 = self
+            .by_key
+            .iter()
+            .filter(|(id, _)| id.as_str() != writer)
+            .map(|(_, n)| n)
+            .sum();
+        others + self.unencrypted
+    }
+}
+
+#[async_trait]
+impl Visitor for KeyUsage {
+    async fn visit(&mut self, batch: Vec<Found>) -> Result<bool> {
+        for found in &batch {
+            self.add(&found.payload);
+        }
+        Ok(true)
     }
 }
 
@@ -54,87 +76,11 @@ pub async fn key_usage(
     tenant: &TenantId,
 ) -> Result<KeyUsage> {
     let mut usage = KeyUsage::default();
-    let mut threads_cursor = None;
-    loop {
-        let query = ListThreads::default()
-            .with_limit(BATCH)
-            .with_cursor(threads_cursor);
-        let threads = checkpointer.list_threads(tenant, query).await?;
-        for thread in &threads.items {
-            let mut cursor = None;
-            loop {
-                let query = ListCheckpoints::default()
-                    .with_limit(BATCH)
-                    .with_cursor(cursor);
-                let page = checkpointer.list(tenant, thread, query).await?;
-                for c in &page.items {
-                    usage.add(&c.state);
-                    let with_writes = checkpointer
-                        .get(tenant, thread, CheckpointSelector::Id(c.id))
-                        .await?;
-                    for w in with_writes.iter().flat_map(|t| &t.pending_writes) {
-                        usage.add(&w.value);
-                    }
-                }
-                match page.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        match threads.next {
-            Some(next) => threads_cursor = Some(next),
-            None => break,
-        }
-    }
-    let mut sessions_cursor = None;
-    loop {
-        let query = ListSessions::default()
-            .with_limit(BATCH)
-            .with_cursor(sessions_cursor);
-        let page = sessions.list_sessions(tenant, query).await?;
-        for session in &page.items {
-            let mut after = 0;
-            loop {
-                let events = sessions.read(tenant, session, after, BATCH).await?;
-                for e in &events {
-                    usage.add(&e.event);
-                }
-                match events.last() {
-                    Some(last) if events.len() == BATCH => after = last.seq,
-                    _ => break,
-                }
-            }
-        }
-        match page.next {
-            Some(next) => sessions_cursor = Some(next),
-            None => break,
-        }
-    }
-    let mut namespaces_cursor = None;
-    loop {
-        let query = ListNamespaces::default()
-            .with_limit(BATCH)
-            .with_cursor(namespaces_cursor);
-        let page = store.list_namespaces(tenant, query).await?;
-        for namespace in &page.items {
-            let mut cursor = None;
-            loop {
-                let query = ListItems::default().with_limit(BATCH).with_cursor(cursor);
-                let items = store.list(tenant, namespace, query).await?;
-                for item in &items.items {
-                    usage.add(&item.value);
-                }
-                match items.next {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        match page.next {
-            Some(next) => namespaces_cursor = Some(next),
-            None => break,
-        }
-    }
+    let stored = Stored {
+        checkpointer,
+        store,
+        sessions,
+    };
+    walk(stored, tenant, BATCH, &mut usage).await?;
     Ok(usage)
 }

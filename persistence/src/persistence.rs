@@ -46,6 +46,8 @@ struct Unsealed {
     checkpointer: Arc<dyn Checkpointer>,
     store: Arc<dyn Store>,
     sessions: Arc<dyn SessionLog>,
+    /// The codec they are sealed with (the first, when codecs are stacked).
+    codec: Arc<persistence_codec::Codec>,
 }
 
 impl std::fmt::Debug for Persistence {
@@ -187,6 +189,7 @@ impl Persistence {
                 checkpointer: self.checkpointer.clone(),
                 store: self.store.clone(),
                 sessions: self.sessions.clone(),
+                codec: codec.clone(),
             });
         }
         self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
@@ -216,6 +219,34 @@ impl Persistence {
             tenant,
         )
         .await
+    }
+
+    /// Re-encrypts `tenant`'s stored payloads that are not under the writer's key (an
+    /// older key, or none) with it, in bounded batches, resumably and safely next to
+    /// live writers; `progress` is called after each batch. See
+    /// [`rekey`](persistence_codec::rekey) for what it guarantees.
+    ///
+    /// # Errors
+    /// `InvalidInput` without a codec that encrypts ([`with_codec`](Self::with_codec));
+    /// otherwise as [`rekey`](persistence_codec::rekey).
+    #[cfg(feature = "codec")]
+    pub async fn rekey(
+        &self,
+        tenant: &TenantId,
+        options: persistence_codec::RekeyOptions,
+        progress: &mut (dyn FnMut(&persistence_codec::RekeyReport) + Send),
+    ) -> Result<persistence_codec::RekeyReport> {
+        let Some(raw) = &self.unsealed else {
+            return Err(persistence_core::Error::invalid_input(
+                "rekey: no codec is configured (with_codec, or the URL's encryption options)",
+            ));
+        };
+        let stored = persistence_codec::Stored {
+            checkpointer: raw.checkpointer.as_ref(),
+            store: raw.store.as_ref(),
+            sessions: raw.sessions.as_ref(),
+        };
+        persistence_codec::rekey(stored, &raw.codec, tenant, options, progress).await
     }
 
     /// The backend's name (`memory`, `fs`, `postgres`, `redis`, or a third party's).
