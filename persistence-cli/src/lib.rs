@@ -32,6 +32,7 @@ mod demo;
 mod inspect;
 mod ops;
 mod output;
+mod rekey;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -107,6 +108,11 @@ enum Command {
     Gc(ops::GcArgs),
     /// Benchmark the backend beside a raw baseline (plain INSERT, EVAL or write+fsync).
     Bench(bench::BenchArgs),
+    /// Re-encrypt stored payloads not under the writer's key (the last key of the
+    /// URL's keyring) with it, in batches, next to live writers; resumable (a payload
+    /// under the writer's key is skipped). Afterwards `status --keys` shows which keys
+    /// nothing uses any more.
+    Rekey(rekey::RekeyArgs),
 }
 
 /// Runs the command with the process's arguments: what the `persistence` binary does.
@@ -190,6 +196,11 @@ async fn run(cli: Cli) -> (String, persistence::Result<()>) {
         Command::Gc(args) => {
             let url = args.url.url.clone();
             let result = ops::gc(args, format).await;
+            (url, result)
+        }
+        Command::Rekey(args) => {
+            let url = args.url.url.clone();
+            let result = rekey::run(args, format).await;
             (url, result)
         }
         Command::Bench(args) => {

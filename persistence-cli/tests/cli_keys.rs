@@ -108,3 +108,83 @@ fn status_counts_payloads_per_key_id() {
         "{text}"
     );
 }
+
+/// `persistence rekey` after a rotation: a bounded run, then the rest; afterwards
+/// `status --keys` counts every payload under the new key, and the old key can leave
+/// the keyring. No key in any output.
+#[test]
+fn rekey_moves_every_payload_to_the_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}/store", dir.path().display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let raw = persistence::open(&url).await.unwrap();
+        let t = TenantId::new("acme").unwrap();
+        let value = Envelope::new(1, json!({"v": 1}));
+        raw.sessions
+            .append(
+                &t,
+                &SessionKey::new("plain").unwrap(),
+                vec![value.clone()],
+                AppendOptions::default(),
+            )
+            .await
+            .unwrap();
+        let old = raw.clone().with_codec(codec(K1));
+        for i in 0..4 {
+            old.store
+                .put(
+                    &t,
+                    &Namespace::new(["n"]).unwrap(),
+                    &ItemKey::new(format!("k{i}")).unwrap(),
+                    value.clone(),
+                    PutItemOptions::default(),
+                )
+                .await
+                .unwrap();
+        }
+        raw.close().await;
+    });
+    let rotated = format!("{url}?encryption=optional&keyring=env:APP_KEYS");
+    let both = format!("{K1}\n{K2}");
+    let run = |args: &[&str], keys: &str| {
+        let out = command(dir.path(), args)
+            .env("APP_KEYS", keys)
+            .output()
+            .unwrap();
+        let (text, errors) = (stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{errors}");
+        assert!(
+            !text.contains("AAECAwQF") && !errors.contains("AAECAwQF"),
+            "{text}"
+        );
+        text
+    };
+    let first = json(&run(
+        &[
+            "rekey", "--limit", "2", "--batch", "1", "--format", "json", "--url", &rotated,
+        ],
+        &both,
+    ));
+    assert_eq!(first["complete"], false, "{first}");
+    assert_eq!(first["tenants"][0]["rewritten"], 2, "{first}");
+    let table = run(&["rekey", "--url", &rotated], &both);
+    assert!(table.contains("acme") && table.contains("k2"), "{table}");
+    let status = json(&run(
+        &["status", "--keys", "--format", "json", "--url", &rotated],
+        K2,
+    ));
+    assert_eq!(
+        status["keys"],
+        json!([{"tenant": "acme", "by_key": {"k2": 5}, "unencrypted": 0}]),
+        "{status}"
+    );
+    let again = json(&run(
+        &[
+            "rekey", "--tenant", "acme", "--format", "json", "--url", &rotated,
+        ],
+        K2,
+    ));
+    assert_eq!(again["tenants"][0]["rewritten"], 0, "{again}");
+    assert_eq!(again["complete"], true, "{again}");
+}
