@@ -162,6 +162,7 @@ fn capability_names(c: Capabilities) -> Vec<&'static str> {
         (c.cluster_safe, "cluster-safe"),
         (c.durable, "durable"),
         (c.lifecycle, "lifecycle"),
+        (c.replace, "replace"),
         // What expires or ages out without a `gc` (hidden at once either way).
         (
             c.item_expiry == Enforcement::Backend,
