@@ -53,6 +53,17 @@
 //! object: that shape is what the codec stores, so such a row is read as sealed (and
 //! fails `Corrupt`). Through the codec, a value of that shape is escaped on write, so
 //! whatever a put accepts, a get returns.
+//!
+//! # Rotation
+//! The [`KeyProvider`]'s current key seals every write; the other keys it has still
+//! open what they sealed. [`rekey`] re-encrypts a tenant's payloads that are not under
+//! the current key (sealed under an older one, or not encrypted at all, whatever the
+//! policy) in bounded batches, resumably and next to live writers, through the
+//! backend's compare-and-replace
+//! ([`Capabilities::replace`](persistence_core::Capabilities::replace)); the wrappers'
+//! own `replace_payload` and `replace_event` compare opened payloads. [`key_usage`]
+//! then shows whether any payload still uses an old key; when none does, the key can
+//! leave the provider.
 
 #![deny(missing_docs)]
 
