@@ -24,12 +24,18 @@ use crate::measure::{Stats, measure};
 /// The tenant the codec check writes under.
 pub const TENANT: &str = "persistence-bench-codec";
 
-/// The payload sizes measured, with the puts made of each.
+/// The payload sizes measured, with the puts made of each (per codec, over all rounds).
 pub const SIZES: [(&str, usize, usize); 3] = [
-    ("1 KiB", 1 << 10, 400),
-    ("64 KiB", 64 << 10, 100),
-    ("1 MiB", 1 << 20, 10),
+    ("1 KiB", 1 << 10, 2000),
+    ("64 KiB", 64 << 10, 200),
+    ("1 MiB", 1 << 20, 20),
 ];
+
+/// The codecs of one size are measured in this many interleaved rounds (each round puts
+/// `ops / ROUNDS` with every codec, starting with a different one), so drift of the
+/// machine or the server over the run (noisy neighbours, a growing hash, a checkpoint
+/// of the database) spreads over all codecs instead of landing on one.
+pub const ROUNDS: usize = 5;
 
 /// One measured (size, codec) pair.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -107,42 +113,75 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
     for (size, bytes, ops) in SIZES {
         let state = Envelope::new(1, agent_state(bytes));
         let payload_bytes = state.data.to_string().len();
-        for Measured { name, codec } in codecs()? {
-            let target: Arc<dyn Checkpointer> = match &codec {
-                Some(codec) => {
-                    Arc::new(SealedCheckpointer::new(checkpointer.clone(), codec.clone()))
-                }
-                None => checkpointer.clone(),
-            };
+        let measured = codecs()?;
+        let mut threads = Vec::with_capacity(measured.len());
+        for Measured { name, .. } in &measured {
             let thread = ThreadKey::new(format!("codec-{name}-{bytes}"))?;
             checkpointer.delete_thread(&tenant, &thread).await?;
-            let (t, th, st) = (tenant.clone(), thread.clone(), state.clone());
-            let put_target = target.clone();
-            let stats = measure(&format!("put {size} {name}"), ops, tasks, move |i| {
-                let (target, t, th, st) = (put_target.clone(), t.clone(), th.clone(), st.clone());
-                async move {
-                    let new = NewCheckpoint::new(CheckpointId::new(), i as i64, st);
-                    if let Err(e) = target.put(&t, &th, new, Default::default()).await {
-                        eprintln!("codec bench put failed: {e}");
+            threads.push(thread);
+        }
+        let mut rounds: Vec<Vec<Stats>> = vec![Vec::new(); measured.len()];
+        let per_round = (ops / ROUNDS).max(1);
+        for round in 0..ROUNDS {
+            for k in 0..measured.len() {
+                let which = (round + k) % measured.len();
+                let Measured { name, codec } = &measured[which];
+                let target: Arc<dyn Checkpointer> = match codec {
+                    Some(codec) => {
+                        Arc::new(SealedCheckpointer::new(checkpointer.clone(), codec.clone()))
                     }
-                }
-            })
-            .await;
+                    None => checkpointer.clone(),
+                };
+                let (t, th, st) = (tenant.clone(), threads[which].clone(), state.clone());
+                let first = round * per_round;
+                let stats = measure(&format!("put {size} {name}"), per_round, tasks, move |i| {
+                    let (target, t, th, st) = (target.clone(), t.clone(), th.clone(), st.clone());
+                    async move {
+                        let step = (first + i) as i64;
+                        let new = NewCheckpoint::new(CheckpointId::new(), step, st);
+                        if let Err(e) = target.put(&t, &th, new, Default::default()).await {
+                            eprintln!("codec bench put failed: {e}");
+                        }
+                    }
+                })
+                .await;
+                rounds[which].push(stats);
+            }
+        }
+        for ((Measured { name, .. }, thread), stats) in measured.iter().zip(&threads).zip(rounds) {
             let stored = checkpointer
-                .get(&tenant, &thread, CheckpointSelector::Latest)
+                .get(&tenant, thread, CheckpointSelector::Latest)
                 .await?
                 .map_or(0, |t| t.checkpoint.state.data.to_string().len());
-            checkpointer.delete_thread(&tenant, &thread).await?;
+            checkpointer.delete_thread(&tenant, thread).await?;
             rows.push(CodecRow {
                 size,
                 codec: name,
                 payload_bytes,
                 stored_bytes: stored,
-                stats,
+                stats: median_of(stats),
             });
         }
     }
     Ok(rows)
+}
+
+/// The rounds of one codec as one row: the median round's throughput, the median p50
+/// and the median p99 of the rounds.
+fn median_of(mut rounds: Vec<Stats>) -> Stats {
+    let middle = rounds.len() / 2;
+    let pick = |rounds: &mut Vec<Stats>, key: fn(&Stats) -> f64| {
+        rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
+        key(&rounds[middle])
+    };
+    let p50 = pick(&mut rounds, |s| s.p50.as_secs_f64());
+    let p99 = pick(&mut rounds, |s| s.p99.as_secs_f64());
+    let ops_per_sec = pick(&mut rounds, |s| s.ops_per_sec);
+    let mut row = rounds.swap_remove(middle);
+    row.ops_per_sec = ops_per_sec;
+    row.p50 = std::time::Duration::from_secs_f64(p50);
+    row.p99 = std::time::Duration::from_secs_f64(p99);
+    row
 }
 
 /// Prints the rows, each with its ops/s relative to `none` of its size and how much
