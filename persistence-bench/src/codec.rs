@@ -35,7 +35,7 @@ pub const SIZES: [(&str, usize, usize); 3] = [
 /// `ops / ROUNDS` with every codec, starting with a different one), so drift of the
 /// machine or the server over the run (noisy neighbours, a growing hash, a checkpoint
 /// of the database) spreads over all codecs instead of landing on one.
-pub const ROUNDS: usize = 5;
+pub const ROUNDS: usize = 20;
 
 /// One measured (size, codec) pair.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -166,19 +166,21 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
     Ok(rows)
 }
 
-/// The rounds of one codec as one row: the median round's throughput, the median p50
-/// and the median p99 of the rounds.
+/// The rounds of one codec as one row: the throughput of all its puts (as if run as
+/// one), the median p50 and the median p99 of the rounds.
 fn median_of(mut rounds: Vec<Stats>) -> Stats {
     let middle = rounds.len() / 2;
+    // Each round made the same number of puts: the overall rate is the harmonic mean.
+    let seconds_per_put: f64 = rounds.iter().map(|s| 1.0 / s.ops_per_sec).sum();
+    let pooled = rounds.len() as f64 / seconds_per_put;
     let pick = |rounds: &mut Vec<Stats>, key: fn(&Stats) -> f64| {
         rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
         key(&rounds[middle])
     };
     let p50 = pick(&mut rounds, |s| s.p50.as_secs_f64());
     let p99 = pick(&mut rounds, |s| s.p99.as_secs_f64());
-    let ops_per_sec = pick(&mut rounds, |s| s.ops_per_sec);
     let mut row = rounds.swap_remove(middle);
-    row.ops_per_sec = ops_per_sec;
+    row.ops_per_sec = pooled;
     row.p50 = std::time::Duration::from_secs_f64(p50);
     row.p99 = std::time::Duration::from_secs_f64(p99);
     row
