@@ -1,8 +1,9 @@
 //! The payload codec on every backend (memory, fs, Postgres, Redis, a Redis Cluster):
 //! what the backend holds is sealed; a tampered payload (a flipped byte, one moved to
-//! another row, tenant or version, a truncated one, a plaintext one under `Required`,
-//! one sealed under a key the provider no longer has) is a typed `Corrupt` error that
-//! affects nothing else; key rotation; no key or plaintext in errors or Debug output.
+//! another row, tenant or version, a truncated one, one without its key id or nonce, a
+//! plaintext one under `Required`, one sealed under a key the provider no longer has)
+//! is a typed `Corrupt` error that affects nothing else; key rotation; no key or
+//! plaintext in errors or Debug output.
 
 #![cfg(feature = "codec")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -219,6 +220,15 @@ async fn tampered_checkpoints_fail_corrupt() {
         assert_corrupt(
             &format!("{name}: no nonce"),
             get(&p, &t, "nonce", None).await,
+        );
+
+        // The key id removed: read as not encrypted, which `Required` refuses.
+        let mut no_key = state.data.clone();
+        no_key["$sealed"].as_object_mut().unwrap().remove("k");
+        put(&raw, &t, "no-key", id, sealed_as(no_key)).await;
+        assert_corrupt(
+            &format!("{name}: no key id"),
+            get(&p, &t, "no-key", None).await,
         );
 
         // The schema version in clear is bound too.
