@@ -37,6 +37,10 @@ pub struct Persistence {
     /// payloads look like, for [`key_usage`](Self::key_usage).
     #[cfg(feature = "codec")]
     unsealed: Option<Unsealed>,
+    /// The checkpointer and session log under the audit wrappers, once
+    /// [`with_lifecycle_audit`](Self::with_lifecycle_audit) applied them: a codec added
+    /// later goes below the audit, so audit events are sealed too.
+    before_audit: Option<(Arc<dyn Checkpointer>, Arc<dyn SessionLog>)>,
 }
 
 /// The payload traits under a codec.
@@ -86,6 +90,7 @@ impl Persistence {
             backend: Arc::new(backend),
             #[cfg(feature = "codec")]
             unsealed: None,
+            before_audit: None,
         }
     }
 
@@ -136,6 +141,12 @@ impl Persistence {
     /// ```
     #[must_use]
     pub fn with_lifecycle_audit(mut self) -> Self {
+        self.before_audit = Some((self.checkpointer.clone(), self.sessions.clone()));
+        self.audit_over_current()
+    }
+
+    /// Wraps the current checkpointer and session log in the audit wrappers.
+    fn audit_over_current(mut self) -> Self {
         let sessions: Arc<dyn SessionLog> =
             Arc::new(crate::audit::AuditedSessions::new(self.sessions.clone()));
         self.checkpointer = Arc::new(crate::audit::AuditedCheckpointer::new(
@@ -152,8 +163,8 @@ impl Persistence {
     /// model). Rows written before read as they are unless the policy is
     /// [`Required`](crate::codec::EncryptionPolicy::Required).
     ///
-    /// Call it before [`with_lifecycle_audit`](Self::with_lifecycle_audit), so the audit
-    /// events are sealed too. With compression or encryption on, store values are
+    /// It goes below the audit of [`with_lifecycle_audit`](Self::with_lifecycle_audit)
+    /// in either order, so audit events are sealed too. With compression or encryption on, store values are
     /// sealed whole unless the config keeps fields in clear: without such fields
     /// [`capabilities`](Self::capabilities) says `search: false`, and a search filters
     /// only on fields kept in clear (another fails `Unsupported`).
@@ -184,6 +195,11 @@ impl Persistence {
             Codec, SealedCheckpointer, SealedMaintenance, SealedSessions, SealedStore,
         };
         let codec = Codec::new(config);
+        let audited = self.before_audit.take();
+        if let Some((checkpointer, sessions)) = &audited {
+            self.checkpointer = checkpointer.clone();
+            self.sessions = sessions.clone();
+        }
         if self.unsealed.is_none() {
             self.unsealed = Some(Unsealed {
                 checkpointer: self.checkpointer.clone(),
@@ -196,6 +212,9 @@ impl Persistence {
         self.store = Arc::new(SealedStore::new(self.store, codec.clone()));
         self.sessions = Arc::new(SealedSessions::new(self.sessions, codec.clone()));
         self.maintenance = Arc::new(SealedMaintenance::new(self.maintenance, codec));
+        if audited.is_some() {
+            self = self.with_lifecycle_audit();
+        }
         self
     }
 

@@ -587,3 +587,44 @@ async fn clear_fields_are_searchable_and_bound() {
         );
     }
 }
+
+/// The audit log is sealed like every other session, whichever of `with_codec` and
+/// `with_lifecycle_audit` comes first: an audit event written in plaintext would fail
+/// `Corrupt` under `Required` (and tell a reader of the rows what happened).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_events_are_sealed_in_either_order() {
+    let backend = persistence::MemoryBackend::new();
+    let raw = Persistence::from_backend(backend.clone());
+    let t = tenant("audit");
+    let audit = SessionKey::new(persistence::AUDIT_SESSION).unwrap();
+    let orders = [
+        raw.clone()
+            .with_codec(config(K1, EncryptionPolicy::Required))
+            .with_lifecycle_audit(),
+        raw.clone()
+            .with_lifecycle_audit()
+            .with_codec(config(K1, EncryptionPolicy::Required)),
+    ];
+    for (i, p) in orders.into_iter().enumerate() {
+        let chat = SessionKey::new(format!("chat-{i}")).unwrap();
+        p.sessions
+            .append(&t, &chat, vec![payload()], AppendOptions::default())
+            .await
+            .unwrap();
+        let events = p.sessions.read(&t, &audit, 0, 100).await.unwrap();
+        let created: Vec<_> = events
+            .iter()
+            .filter(|e| e.event.data["session"] == json!(chat.as_str()))
+            .collect();
+        assert_eq!(
+            created.len(),
+            1,
+            "order {i}: one event, recorded once: {events:?}"
+        );
+        let stored = raw.sessions.read(&t, &audit, 0, 100).await.unwrap();
+        assert!(
+            stored.iter().all(|e| e.event.data.get("$sealed").is_some()),
+            "order {i}: {stored:?}"
+        );
+    }
+}
