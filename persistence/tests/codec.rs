@@ -8,19 +8,17 @@
 #![cfg(feature = "codec")]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use std::sync::Arc;
-
-use persistence::codec::{CodecConfig, EncryptionPolicy, StaticKeyring};
+use persistence::codec::EncryptionPolicy;
 use persistence::{
     AppendOptions, CheckpointId, CheckpointSelector, Envelope, ErrorKind, Filter, ItemKey,
     Namespace, NewCheckpoint, Persistence, PutItemOptions, SearchItems, SessionKey, TenantId,
     ThreadKey,
 };
-use persistence_conformance::harness::backend_urls;
 use serde_json::{Value, json};
 
-const K1: &str = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const K2: &str = "k2=HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+mod common;
+use common::{K1, K2, codec as config, every_backend};
+
 const SECRET: &str = "the patient's diagnosis";
 
 /// Every backend: its name, and the same storage raw and through a codec of `keys`.
@@ -31,24 +29,15 @@ async fn backends(
     Vec<(&'static str, Persistence, Persistence)>,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut out = Vec::new();
-    for backend in backend_urls(dir.path()) {
-        if backend.needs_migration {
-            persistence::postgres::migrate(&backend.url).await.unwrap();
-        }
-        let raw = persistence::open(&backend.url).await.unwrap();
-        let sealed = raw.clone().with_codec(config(keys, policy));
-        out.push((backend.name, raw, sealed));
-    }
+    let (backends, dir) = every_backend().await;
+    let out = backends
+        .into_iter()
+        .map(|(name, raw)| {
+            let sealed = raw.clone().with_codec(config(keys, policy));
+            (name, raw, sealed)
+        })
+        .collect();
     (out, dir)
-}
-
-fn config(keys: &str, policy: EncryptionPolicy) -> CodecConfig {
-    let keys = StaticKeyring::parse(keys).unwrap();
-    CodecConfig::default()
-        .with_compression(256)
-        .with_encryption(Arc::new(keys), policy)
 }
 
 /// A tenant of this test process alone (servers are shared between test runs).
@@ -523,13 +512,8 @@ async fn url_options_turn_the_codec_on() {
 /// field; a clear field changed in the row fails the read `Corrupt`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clear_fields_are_searchable_and_bound() {
-    let dir = tempfile::tempdir().unwrap();
-    for backend in backend_urls(dir.path()) {
-        let name = backend.name;
-        if backend.needs_migration {
-            persistence::postgres::migrate(&backend.url).await.unwrap();
-        }
-        let raw = persistence::open(&backend.url).await.unwrap();
+    let (backends, _dir) = every_backend().await;
+    for (name, raw) in backends {
         let p = raw
             .clone()
             .with_codec(config(K1, EncryptionPolicy::Required).with_clear_fields(["kind"]));

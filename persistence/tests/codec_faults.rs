@@ -7,10 +7,9 @@
 #![cfg(all(feature = "codec", feature = "redis"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use persistence::codec::{CodecConfig, EncryptionPolicy, RekeyOptions, StaticKeyring};
+use persistence::codec::{EncryptionPolicy, RekeyOptions};
 use persistence::redis::{RedisBackend, RedisConfig};
 use persistence::{
     AppendOptions, CheckpointId, CheckpointSelector, Envelope, ErrorKind, ItemKey, Namespace,
@@ -19,8 +18,8 @@ use persistence::{
 use persistence_conformance::harness::dedicated::{DedicatedRedis, signal};
 use serde_json::json;
 
-const K1: &str = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const K2: &str = "k2=HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
+mod common;
+use common::{K1, K2, codec};
 const SECRET: &str = "the patient's diagnosis";
 const TIMEOUT: Duration = Duration::from_millis(800);
 
@@ -28,12 +27,7 @@ async fn sealed(url: String, keys: &str) -> Persistence {
     let backend = RedisBackend::connect(RedisConfig::new(url).with_timeout(TIMEOUT))
         .await
         .unwrap();
-    let keys = StaticKeyring::parse(keys).unwrap();
-    Persistence::from_backend(backend).with_codec(
-        CodecConfig::default()
-            .with_compression(64)
-            .with_encryption(Arc::new(keys), EncryptionPolicy::Required),
-    )
+    Persistence::from_backend(backend).with_codec(codec(keys, EncryptionPolicy::Required))
 }
 
 fn value() -> Envelope {

@@ -10,30 +10,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use persistence::codec::{CodecConfig, EncryptionPolicy, RekeyOptions, RekeyReport, StaticKeyring};
+use persistence::codec::{CodecConfig, EncryptionPolicy, RekeyOptions, RekeyReport};
 use persistence::{
     AppendOptions, ChannelName, CheckpointId, CheckpointSelector, Envelope, ErrorKind, ItemKey,
     Namespace, NewCheckpoint, Persistence, PutItemOptions, PutWrites, SessionKey, TaskId, TenantId,
     ThreadKey, Write,
 };
-use persistence_conformance::harness::backend_urls;
 use serde_json::json;
 
-const K1: &str = "k1=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const K2: &str = "k2=HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
-
-/// Every backend: its name and its raw traits (no codec), over storage of its own.
-async fn backends() -> (Vec<(&'static str, Persistence)>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut out = Vec::new();
-    for backend in backend_urls(dir.path()) {
-        if backend.needs_migration {
-            persistence::postgres::migrate(&backend.url).await.unwrap();
-        }
-        out.push((backend.name, persistence::open(&backend.url).await.unwrap()));
-    }
-    (out, dir)
-}
+mod common;
+use common::{K1, K2, codec, every_backend};
 
 /// `raw` through a codec of `keys` (the last one writes), encryption required.
 fn sealed(raw: &Persistence, keys: &str) -> Persistence {
@@ -41,12 +27,7 @@ fn sealed(raw: &Persistence, keys: &str) -> Persistence {
 }
 
 fn sealed_with(raw: &Persistence, keys: &str, policy: EncryptionPolicy) -> Persistence {
-    let keys = StaticKeyring::parse(keys).unwrap();
-    raw.clone().with_codec(
-        CodecConfig::default()
-            .with_compression(256)
-            .with_encryption(Arc::new(keys), policy),
-    )
+    raw.clone().with_codec(codec(keys, policy))
 }
 
 /// A tenant of this test process alone (servers are shared between test runs).
@@ -199,7 +180,7 @@ fn ignore(_: &RekeyReport) {}
 /// written before the codec are encrypted too. A second run rewrites nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rekey_moves_every_payload_to_the_writer_key() {
-    let (backends, _dir) = backends().await;
+    let (backends, _dir) = every_backend().await;
     for (name, raw) in backends {
         let t = tenant("all");
         let old = sealed(&raw, K1);
@@ -275,7 +256,7 @@ async fn rekey_moves_every_payload_to_the_writer_key() {
 /// records where it stopped, payloads under the writer key are skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rekey_resumes_where_it_stopped() {
-    let (backends, _dir) = backends().await;
+    let (backends, _dir) = every_backend().await;
     for (name, raw) in backends {
         let t = tenant("resume");
         let payloads = fill(&sealed(&raw, K1), &t).await;
@@ -309,7 +290,7 @@ async fn rekey_resumes_where_it_stopped() {
 /// reads back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_under_load_loses_no_write() {
-    let (backends, _dir) = backends().await;
+    let (backends, _dir) = every_backend().await;
     for (name, raw) in backends {
         let t = tenant("load");
         fill(&sealed(&raw, K1), &t).await;
