@@ -1,5 +1,5 @@
 //! What the payload codec costs and saves: checkpoint puts of agent states of 1 KiB,
-//! 64 KiB and 1 MiB stored as they are, compressed (zstd), encrypted (XChaCha20-Poly1305)
+//! 64 KiB and 1 MiB stored as they are, compressed (zstd), encrypted (AES-256-GCM)
 //! and both, on the same backend in the same run: ops/s, p50, p99 and the bytes stored
 //! per payload (the stored envelope's JSON, read back without the codec).
 //!

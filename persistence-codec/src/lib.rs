@@ -10,11 +10,13 @@
 //! 1. serialized to JSON; compressed with zstd when it is at least
 //!    [`CodecConfig::with_compression`]'s threshold long (and only if that makes it
 //!    smaller);
-//! 2. encrypted with XChaCha20-Poly1305 under the tenant's data key (HKDF-SHA256 of the
-//!    current master key of the [`KeyProvider`] and the tenant id), with a fresh random
-//!    192-bit nonce per write;
-//! 3. stored as the envelope's data: `{"$sealed": {"v": 1, "k": key id, "n": nonce,
-//!    "c": ciphertext, "z": 1 if compressed}}` (base64), the envelope's
+//! 2. encrypted with AES-256-GCM under a key of its own: 24 fresh random bytes per
+//!    write, the first 12 naming the write key (HKDF-SHA256-Expand of the tenant's data
+//!    key, itself HKDF-SHA256 of the current master key of the [`KeyProvider`] and the
+//!    tenant id), the last 12 the GCM nonce. As in XAES-256-GCM, no key meets enough
+//!    random 96-bit nonces for one to repeat, however many payloads a tenant writes;
+//! 3. stored as the envelope's data: `{"$sealed": {"v": 2, "k": key id, "n": the 24
+//!    random bytes, "c": ciphertext and tag, "z": 1 if compressed}}` (base64), the envelope's
 //!    `schema_version` unchanged. A backend, third-party ones included, stores it like
 //!    any JSON.
 //!
@@ -96,7 +98,8 @@ pub use walk::Stored;
 const MARKER: &str = "$sealed";
 
 /// The format version of sealed payloads this code writes and reads.
-const FORMAT: u64 = 1;
+/// Format 1 (XChaCha20-Poly1305 under the tenant's data key) was never released.
+const FORMAT: u64 = 2;
 
 /// The largest payload a decompression produces: a stored frame claiming more is
 /// `Corrupt` (no allocation bomb from a damaged row).

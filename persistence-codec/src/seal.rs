@@ -6,20 +6,49 @@ use std::fmt;
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::Nonce;
+use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use chacha20poly1305::aead::{Aead, Generate, Payload};
-use chacha20poly1305::{KeyInit, XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
 use persistence_core::{Envelope, Error, Result, TenantId};
 use serde_json::{Map, Value, json};
+use sha2::Sha256;
 
 use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, MAX_DECOMPRESSED, Row};
 
 /// The codec of one [`CodecConfig`], shared by the sealed wrappers of one backend.
 pub struct Codec {
     config: CodecConfig,
-    /// Tenant data keys by (key id, tenant), derived once.
-    tenant_keys: Mutex<HashMap<(KeyId, TenantId), [u8; 32]>>,
+    /// Tenant data keys by (key id, tenant), derived once, ready to derive write keys.
+    tenant_keys: Mutex<HashMap<(KeyId, TenantId), Arc<Hkdf<Sha256>>>>,
+}
+
+/// The random bytes of one sealing: the first half names its write key, the second is
+/// its AES-GCM nonce.
+type Salt = [u8; 24];
+
+/// The info of a write key's derivation, before the first half of the salt.
+const WRITE_KEY_INFO: &[u8] = b"persistence codec v2 write key\0";
+
+/// The AES-256-GCM cipher and nonce of the sealing with `salt` under a tenant's data key:
+/// a key of its own per sealing (HKDF-Expand of the data key with the salt's first 12
+/// bytes, as XAES-256-GCM does with its nonce's), so no key ever sees enough random
+/// 96-bit nonces for one to repeat.
+fn write_cipher(data_key: &Hkdf<Sha256>, salt: &Salt) -> (Aes256Gcm, Nonce<Aes256Gcm>) {
+    let (named, nonce) = salt.split_at(12);
+    let mut info = [0u8; WRITE_KEY_INFO.len() + 12];
+    info[..WRITE_KEY_INFO.len()].copy_from_slice(WRITE_KEY_INFO);
+    info[WRITE_KEY_INFO.len()..].copy_from_slice(named);
+    let mut key = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's limit of 255 * 32: expand cannot fail.
+    if data_key.expand(&info, &mut key).is_err() {
+        unreachable!("HKDF-SHA256 expands 32 bytes");
+    }
+    let mut nonce_bytes = Nonce::<Aes256Gcm>::default();
+    nonce_bytes.copy_from_slice(nonce);
+    (Aes256Gcm::new(&key.into()), nonce_bytes)
 }
 
 impl fmt::Debug for Codec {
@@ -140,12 +169,13 @@ impl Codec {
         (clear, Cow::Owned(Value::Object(rest)))
     }
 
-    async fn cipher(
+    /// The data key of `tenant` under master key `id`.
+    async fn data_key(
         &self,
         tenant: &TenantId,
         id: &KeyId,
         row: &Row<'_>,
-    ) -> Result<XChaCha20Poly1305> {
+    ) -> Result<Arc<Hkdf<Sha256>>> {
         let Some((keys, _)) = &self.config.encryption else {
             return Err(corrupt(
                 row,
@@ -158,8 +188,8 @@ impl Codec {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&cache_key)
-            .copied();
-        let key = match cached {
+            .cloned();
+        Ok(match cached {
             Some(key) => key,
             None => {
                 let master = keys.key(id).await?.ok_or_else(|| {
@@ -168,16 +198,16 @@ impl Codec {
                         format!("sealed under key id {id}, which the key provider does not have"),
                     )
                 })?;
-                let key = master.tenant_key(tenant);
+                let key = Hkdf::<Sha256>::from_prk(&master.tenant_key(tenant))
+                    .map_err(|_| Error::invalid_input("a data key is not 32 bytes"))?;
+                let key = Arc::new(key);
                 self.tenant_keys
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(cache_key, key);
+                    .insert(cache_key, key.clone());
                 key
             }
-        };
-        XChaCha20Poly1305::new_from_slice(&key)
-            .map_err(|_| Error::invalid_input("a data key is not 32 bytes"))
+        })
     }
 
     /// `envelope` as stored for `row` of `tenant` (by reference: a sealed payload is
@@ -216,8 +246,9 @@ impl Codec {
         }
         if let Some((keys, _)) = &self.config.encryption {
             let id = keys.current().await?;
-            let cipher = self.cipher(tenant, &id, &row).await?;
-            let nonce = XNonce::generate();
+            let data_key = self.data_key(tenant, &id, &row).await?;
+            let salt = Salt::generate();
+            let (cipher, nonce) = write_cipher(&data_key, &salt);
             let aad = row.associated_data(tenant, schema, compressed, &clear_text);
             let sealed = cipher
                 .encrypt(
@@ -231,7 +262,7 @@ impl Codec {
                     Error::invalid_input(format!("{row}: the payload cannot be encrypted"))
                 })?;
             fields.insert("k".into(), json!(id.as_str()));
-            fields.insert("n".into(), json!(BASE64.encode(nonce)));
+            fields.insert("n".into(), json!(BASE64.encode(salt)));
             fields.insert("c".into(), json!(BASE64.encode(sealed)));
         } else if compressed {
             fields.insert("c".into(), json!(BASE64.encode(&bytes)));
@@ -326,10 +357,11 @@ impl Codec {
         match text("k") {
             Some(id) => {
                 let id = KeyId::new(id).map_err(|e| corrupt(&row, e.message()))?;
-                let cipher = self.cipher(tenant, &id, &row).await?;
-                let nonce: [u8; 24] = binary("n")?
+                let data_key = self.data_key(tenant, &id, &row).await?;
+                let salt: Salt = binary("n")?
                     .try_into()
                     .map_err(|_| corrupt(&row, "sealed payload's nonce is not 24 bytes"))?;
+                let (cipher, nonce) = write_cipher(&data_key, &salt);
                 let clear_text = if clear.is_empty() {
                     String::new()
                 } else {
@@ -338,7 +370,7 @@ impl Codec {
                 let aad = row.associated_data(tenant, schema, compressed, &clear_text);
                 bytes = cipher
                     .decrypt(
-                        &XNonce::from(nonce),
+                        &nonce,
                         Payload {
                             msg: &bytes,
                             aad: &aad,
@@ -422,6 +454,73 @@ mod tests {
                 "lookalike" => assert_eq!(raw["$sealed"]["p"], value, "escaped"),
                 "large" => assert_eq!(raw["$sealed"]["z"], 1, "compressed"),
                 _ => assert_eq!(raw, value, "kept as is"),
+            }
+        }
+    }
+
+    /// Both halves of a sealing's salt are bound: the first names the write key, the
+    /// second is the nonce; changing a byte of either fails `Corrupt`. Another format
+    /// number is refused, never opened with another cipher. Each tampered row is put
+    /// back untouched afterwards and opens again: the failures come from the tampering.
+    #[tokio::test]
+    async fn the_salt_is_bound_and_other_formats_are_refused() {
+        use crate::{EncryptionPolicy, KeyId, MasterKey, SealedCheckpointer, StaticKeyring};
+        use persistence_core::{
+            CheckpointId, CheckpointPayload, CheckpointSelector, Checkpointer, ErrorKind,
+            NewCheckpoint, ThreadKey,
+        };
+
+        let inner: Arc<dyn Checkpointer> = Arc::new(MemoryBackend::new());
+        let keys = StaticKeyring::new([(KeyId::new("k").unwrap(), MasterKey::from_bytes([1; 32]))])
+            .unwrap();
+        let config =
+            CodecConfig::default().with_encryption(Arc::new(keys), EncryptionPolicy::Required);
+        let sealed = SealedCheckpointer::new(inner.clone(), Codec::new(config));
+        let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
+        let state = Envelope::new(1, json!({"note": "the user likes tea"}));
+        let id = CheckpointId::new();
+        let new = NewCheckpoint::new(id.clone(), 0, state.clone());
+        sealed.put(&t, &th, new, Default::default()).await.unwrap();
+        let stored = inner
+            .get(&t, &th, CheckpointSelector::Latest)
+            .await
+            .unwrap()
+            .unwrap()
+            .checkpoint
+            .state;
+        assert_eq!(stored.data["$sealed"]["v"], json!(FORMAT));
+        let salt = BASE64
+            .decode(stored.data["$sealed"]["n"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(salt.len(), 24);
+        let payload = CheckpointPayload::State(id);
+        for (what, flip) in [
+            ("key half", Some(3)),
+            ("nonce half", Some(17)),
+            ("format 1", None),
+        ] {
+            let mut tampered = stored.clone();
+            match flip {
+                Some(at) => {
+                    let mut changed = salt.clone();
+                    changed[at] ^= 1;
+                    tampered.data["$sealed"]["n"] = json!(BASE64.encode(changed));
+                }
+                None => tampered.data["$sealed"]["v"] = json!(1),
+            }
+            for (from, to) in [(&stored, &tampered), (&tampered, &stored)] {
+                let swapped = inner.replace_payload(&t, &th, &payload, from, to.clone());
+                assert!(swapped.await.unwrap(), "{what}");
+                let read = sealed.get(&t, &th, CheckpointSelector::Latest).await;
+                match read {
+                    Ok(got) if to == &stored => {
+                        assert_eq!(got.unwrap().checkpoint.state, state, "{what}");
+                    }
+                    Err(e) if to == &tampered => {
+                        assert_eq!(e.kind(), ErrorKind::Corrupt, "{what}: {e}");
+                    }
+                    other => panic!("{what}: {:?}", other.map(|_| ())),
+                }
             }
         }
     }
