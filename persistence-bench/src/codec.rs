@@ -19,23 +19,17 @@ use persistence_core::{
 };
 use serde_json::{Value, json};
 
-use crate::measure::{Stats, measure};
+use crate::measure::{Stats, measure_alternating};
 
 /// The tenant the codec check writes under.
 pub const TENANT: &str = "persistence-bench-codec";
 
-/// The payload sizes measured, with the puts made of each (per codec, over all rounds).
+/// The payload sizes measured, with the puts made of each (per codec).
 pub const SIZES: [(&str, usize, usize); 3] = [
     ("1 KiB", 1 << 10, 2000),
     ("64 KiB", 64 << 10, 200),
     ("1 MiB", 1 << 20, 20),
 ];
-
-/// The codecs of one size are measured in this many interleaved rounds (each round puts
-/// `ops / ROUNDS` with every codec, starting with a different one), so drift of the
-/// machine or the server over the run (noisy neighbours, a growing hash, a checkpoint
-/// of the database) spreads over all codecs instead of landing on one.
-pub const ROUNDS: usize = 20;
 
 /// One measured (size, codec) pair.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -120,35 +114,35 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
             checkpointer.delete_thread(&tenant, &thread).await?;
             threads.push(thread);
         }
-        let mut rounds: Vec<Vec<Stats>> = vec![Vec::new(); measured.len()];
-        let per_round = (ops / ROUNDS).max(1);
-        for round in 0..ROUNDS {
-            for k in 0..measured.len() {
-                let which = (round + k) % measured.len();
-                let Measured { name, codec } = &measured[which];
-                let target: Arc<dyn Checkpointer> = match codec {
-                    Some(codec) => {
-                        Arc::new(SealedCheckpointer::new(checkpointer.clone(), codec.clone()))
-                    }
-                    None => checkpointer.clone(),
-                };
-                let (t, th, st) = (tenant.clone(), threads[which].clone(), state.clone());
-                let first = round * per_round;
-                let stats = measure(&format!("put {size} {name}"), per_round, tasks, move |i| {
-                    let (target, t, th, st) = (target.clone(), t.clone(), th.clone(), st.clone());
-                    async move {
-                        let step = (first + i) as i64;
-                        let new = NewCheckpoint::new(CheckpointId::new(), step, st);
-                        if let Err(e) = target.put(&t, &th, new, Default::default()).await {
-                            eprintln!("codec bench put failed: {e}");
-                        }
-                    }
-                })
-                .await;
-                rounds[which].push(stats);
+        // The codecs take turns put by put, so drift of the machine or the server over
+        // the run (noisy neighbours, a growing hash, a checkpoint of the database) lands
+        // on all of them alike.
+        let targets: Vec<Arc<dyn Checkpointer>> = measured
+            .iter()
+            .map(|Measured { codec, .. }| match codec {
+                Some(codec) => {
+                    Arc::new(SealedCheckpointer::new(checkpointer.clone(), codec.clone())) as _
+                }
+                None => checkpointer.clone(),
+            })
+            .collect();
+        let names: Vec<String> = measured
+            .iter()
+            .map(|m| format!("put {size} {}", m.name))
+            .collect();
+        let (t, th) = (tenant.clone(), threads.clone());
+        let stats = measure_alternating(&names, ops, tasks, move |which, i| {
+            let (target, t, th) = (targets[which].clone(), t.clone(), th[which].clone());
+            let st = state.clone();
+            async move {
+                let new = NewCheckpoint::new(CheckpointId::new(), i as i64, st);
+                if let Err(e) = target.put(&t, &th, new, Default::default()).await {
+                    eprintln!("codec bench put failed: {e}");
+                }
             }
-        }
-        for ((Measured { name, .. }, thread), stats) in measured.iter().zip(&threads).zip(rounds) {
+        })
+        .await;
+        for ((Measured { name, .. }, thread), stats) in measured.iter().zip(&threads).zip(stats) {
             let stored = checkpointer
                 .get(&tenant, thread, CheckpointSelector::Latest)
                 .await?
@@ -159,31 +153,11 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
                 codec: name,
                 payload_bytes,
                 stored_bytes: stored,
-                stats: median_of(stats),
+                stats,
             });
         }
     }
     Ok(rows)
-}
-
-/// The rounds of one codec as one row: the throughput of all its puts (as if run as
-/// one), the median p50 and the median p99 of the rounds.
-fn median_of(mut rounds: Vec<Stats>) -> Stats {
-    let middle = rounds.len() / 2;
-    // Each round made the same number of puts: the overall rate is the harmonic mean.
-    let seconds_per_put: f64 = rounds.iter().map(|s| 1.0 / s.ops_per_sec).sum();
-    let pooled = rounds.len() as f64 / seconds_per_put;
-    let pick = |rounds: &mut Vec<Stats>, key: fn(&Stats) -> f64| {
-        rounds.sort_by(|a, b| key(a).total_cmp(&key(b)));
-        key(&rounds[middle])
-    };
-    let p50 = pick(&mut rounds, |s| s.p50.as_secs_f64());
-    let p99 = pick(&mut rounds, |s| s.p99.as_secs_f64());
-    let mut row = rounds.swap_remove(middle);
-    row.ops_per_sec = pooled;
-    row.p50 = std::time::Duration::from_secs_f64(p50);
-    row.p99 = std::time::Duration::from_secs_f64(p99);
-    row
 }
 
 /// Prints the rows, each with its ops/s relative to `none` of its size and how much
