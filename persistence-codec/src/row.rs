@@ -1,8 +1,11 @@
 //! [`Row`]: what a sealed payload is bound to, and its associated data.
 
 use std::fmt;
+use std::io::Write as _;
 
 use persistence_core::{CheckpointId, ItemKey, Namespace, SessionKey, TenantId, ThreadKey};
+
+use crate::FORMAT;
 
 /// The row a payload belongs to: what its ciphertext is bound to.
 #[derive(Clone, Copy)]
@@ -52,9 +55,10 @@ impl fmt::Display for Row<'_> {
 }
 
 impl Row<'_> {
-    /// The associated data: tenant, kind, identity (for an item, with its fields kept in
-    /// clear as canonical JSON), schema version and whether the plaintext is
-    /// compressed, NUL-separated (ids contain no NUL; JSON escapes it).
+    /// The associated data: the format, tenant, kind, identity (for an item, with its
+    /// fields kept in clear as canonical JSON), schema version and whether the plaintext
+    /// is compressed, NUL-separated (ids contain no NUL; JSON escapes it). Written in
+    /// place: it is built for every payload sealed or opened.
     pub(crate) fn associated_data(
         &self,
         tenant: &TenantId,
@@ -62,47 +66,59 @@ impl Row<'_> {
         compressed: bool,
         clear: &str,
     ) -> Vec<u8> {
-        let parts: Vec<String> = match self {
+        let mut aad = Vec::with_capacity(96 + clear.len());
+        aad.extend_from_slice(b"persistence codec v");
+        push(&mut aad, FORMAT, false);
+        push(&mut aad, tenant, true);
+        match self {
             Row::Checkpoint { thread, id } => {
-                vec!["checkpoint".into(), thread.to_string(), id.to_string()]
+                push(&mut aad, "checkpoint", true);
+                push(&mut aad, thread, true);
+                push(&mut aad, id, true);
             }
             Row::Write {
                 thread,
                 checkpoint,
                 task,
                 index,
-            } => vec![
-                "write".into(),
-                thread.to_string(),
-                checkpoint.to_string(),
-                task.to_string(),
-                index.to_string(),
-            ],
+            } => {
+                push(&mut aad, "write", true);
+                push(&mut aad, thread, true);
+                push(&mut aad, checkpoint, true);
+                push(&mut aad, task, true);
+                push(&mut aad, index, true);
+            }
             Row::Item {
                 namespace,
                 key,
                 version,
             } => {
-                let mut parts = vec!["item".to_string(), namespace.labels().len().to_string()];
-                parts.extend(namespace.labels().iter().cloned());
-                parts.push(key.to_string());
-                parts.push(version.to_string());
-                parts.push(clear.to_string());
-                parts
+                push(&mut aad, "item", true);
+                push(&mut aad, namespace.labels().len(), true);
+                for label in namespace.labels() {
+                    push(&mut aad, label, true);
+                }
+                push(&mut aad, key, true);
+                push(&mut aad, version, true);
+                push(&mut aad, clear, true);
             }
             Row::Event { session, seq } => {
-                vec!["event".into(), session.to_string(), seq.to_string()]
+                push(&mut aad, "event", true);
+                push(&mut aad, session, true);
+                push(&mut aad, seq, true);
             }
-        };
-        let mut aad = b"persistence codec v1".to_vec();
-        for part in [tenant.as_str().to_string()]
-            .into_iter()
-            .chain(parts)
-            .chain([schema.to_string(), u8::from(compressed).to_string()])
-        {
-            aad.push(0);
-            aad.extend_from_slice(part.as_bytes());
         }
+        push(&mut aad, schema, true);
+        push(&mut aad, u8::from(compressed), true);
         aad
     }
+}
+
+/// Appends `part` to `aad`, after a NUL when `separated`.
+fn push(aad: &mut Vec<u8>, part: impl fmt::Display, separated: bool) {
+    if separated {
+        aad.push(0);
+    }
+    // Writing to a Vec cannot fail.
+    let _ = write!(aad, "{part}");
 }

@@ -7,8 +7,7 @@ use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::Nonce;
-use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
+use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hkdf::Hkdf;
@@ -21,9 +20,12 @@ use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, MAX_DECOMPRESS
 /// The codec of one [`CodecConfig`], shared by the sealed wrappers of one backend.
 pub struct Codec {
     config: CodecConfig,
-    /// Tenant data keys by (key id, tenant), derived once, ready to derive write keys.
-    tenant_keys: Mutex<HashMap<(KeyId, TenantId), Arc<Hkdf<Sha256>>>>,
+    /// Tenant data keys by (key id, tenant), derived once.
+    tenant_keys: Mutex<HashMap<(KeyId, TenantId), Arc<DataKey>>>,
 }
+
+/// A tenant's data key, ready to derive write keys from.
+type DataKey = Hkdf<Sha256>;
 
 /// The random bytes of one sealing: the first half names its write key, the second is
 /// its AES-GCM nonce.
@@ -36,7 +38,7 @@ const WRITE_KEY_INFO: &[u8] = b"persistence codec v2 write key\0";
 /// a key of its own per sealing (HKDF-Expand of the data key with the salt's first 12
 /// bytes, as XAES-256-GCM does with its nonce's), so no key ever sees enough random
 /// 96-bit nonces for one to repeat.
-fn write_cipher(data_key: &Hkdf<Sha256>, salt: &Salt) -> (Aes256Gcm, Nonce<Aes256Gcm>) {
+fn write_cipher(data_key: &DataKey, salt: &Salt) -> (Aes256Gcm, Nonce<Aes256Gcm>) {
     let (named, nonce) = salt.split_at(12);
     let mut info = [0u8; WRITE_KEY_INFO.len() + 12];
     info[..WRITE_KEY_INFO.len()].copy_from_slice(WRITE_KEY_INFO);
@@ -170,12 +172,7 @@ impl Codec {
     }
 
     /// The data key of `tenant` under master key `id`.
-    async fn data_key(
-        &self,
-        tenant: &TenantId,
-        id: &KeyId,
-        row: &Row<'_>,
-    ) -> Result<Arc<Hkdf<Sha256>>> {
+    async fn data_key(&self, tenant: &TenantId, id: &KeyId, row: &Row<'_>) -> Result<Arc<DataKey>> {
         let Some((keys, _)) = &self.config.encryption else {
             return Err(corrupt(
                 row,
@@ -198,7 +195,7 @@ impl Codec {
                         format!("sealed under key id {id}, which the key provider does not have"),
                     )
                 })?;
-                let key = Hkdf::<Sha256>::from_prk(&master.tenant_key(tenant))
+                let key = DataKey::from_prk(&master.tenant_key(tenant))
                     .map_err(|_| Error::invalid_input("a data key is not 32 bytes"))?;
                 let key = Arc::new(key);
                 self.tenant_keys
@@ -479,7 +476,7 @@ mod tests {
         let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
         let state = Envelope::new(1, json!({"note": "the user likes tea"}));
         let id = CheckpointId::new();
-        let new = NewCheckpoint::new(id.clone(), 0, state.clone());
+        let new = NewCheckpoint::new(id, 0, state.clone());
         sealed.put(&t, &th, new, Default::default()).await.unwrap();
         let stored = inner
             .get(&t, &th, CheckpointSelector::Latest)
