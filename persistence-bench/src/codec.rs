@@ -1,7 +1,8 @@
 //! What the payload codec costs and saves: checkpoint puts of agent states of 1 KiB,
 //! 64 KiB and 1 MiB stored as they are, compressed (zstd), encrypted (AES-256-GCM)
-//! and both, on the same backend in the same run: ops/s, p50, p99 and the bytes stored
-//! per payload (the stored envelope's JSON, read back without the codec).
+//! and both, on the same backend in the same run, then gets of the latest checkpoint
+//! (opened): ops/s, p50, p99 and the bytes stored per payload (the stored envelope's
+//! JSON, read back without the codec).
 //!
 //! The states are made to look like an agent's: a conversation of messages drawn from a
 //! small vocabulary with tool calls and ids (seeded, the same every run), so they repeat
@@ -43,7 +44,9 @@ pub struct CodecRow {
     /// What the backend stored for it (the envelope's data as JSON), in bytes.
     pub stored_bytes: usize,
     /// Throughput and latency of the puts.
-    pub stats: Stats,
+    pub put: Stats,
+    /// Throughput and latency of reading the latest checkpoint back (opened).
+    pub get: Stats,
 }
 
 /// An agent-like state of about `bytes` bytes of JSON: messages from a small
@@ -130,9 +133,9 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
             .iter()
             .map(|m| format!("put {size} {}", m.name))
             .collect();
-        let (t, th) = (tenant.clone(), threads.clone());
-        let stats = measure_alternating(&names, ops, tasks, move |which, i| {
-            let (target, t, th) = (targets[which].clone(), t.clone(), th[which].clone());
+        let (t, th, all) = (tenant.clone(), threads.clone(), targets.clone());
+        let puts = measure_alternating(&names, ops, tasks, move |which, i| {
+            let (target, t, th) = (all[which].clone(), t.clone(), th[which].clone());
             let st = state.clone();
             async move {
                 let new = NewCheckpoint::new(CheckpointId::new(), i as i64, st);
@@ -142,7 +145,25 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
             }
         })
         .await;
-        for ((Measured { name, .. }, thread), stats) in measured.iter().zip(&threads).zip(stats) {
+        let names: Vec<String> = measured
+            .iter()
+            .map(|m| format!("get {size} {}", m.name))
+            .collect();
+        let (t, th) = (tenant.clone(), threads.clone());
+        let gets = measure_alternating(&names, ops, tasks, move |which, _| {
+            let (target, t, th) = (targets[which].clone(), t.clone(), th[which].clone());
+            async move {
+                if let Err(e) = target.get(&t, &th, CheckpointSelector::Latest).await {
+                    eprintln!("codec bench get failed: {e}");
+                }
+            }
+        })
+        .await;
+        let measured = measured
+            .iter()
+            .zip(&threads)
+            .zip(puts.into_iter().zip(gets));
+        for ((Measured { name, .. }, thread), (put, get)) in measured {
             let stored = checkpointer
                 .get(&tenant, thread, CheckpointSelector::Latest)
                 .await?
@@ -153,39 +174,57 @@ pub async fn run(checkpointer: Arc<dyn Checkpointer>, tasks: usize) -> Result<Ve
                 codec: name,
                 payload_bytes,
                 stored_bytes: stored,
-                stats,
+                put,
+                get,
             });
         }
     }
     Ok(rows)
 }
 
-/// Prints the rows, each with its ops/s relative to `none` of its size and how much
-/// smaller it is stored.
+/// Prints the rows, each with its put and get ops/s relative to `none` of its size and
+/// how much smaller it is stored.
 pub fn print(rows: &[CodecRow]) {
     println!();
-    println!("payload codec (checkpoint put of an agent-like state):");
+    println!("payload codec (checkpoint put and get of an agent-like state):");
     println!(
-        "{:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>12} {:>12} {:>8}",
-        "size", "codec", "tasks", "ops/s", "p50 µs", "p99 µs", "vs none", "stored B", "shrink"
+        "{:<8} {:<10} {:>5} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>8} {:>10} {:>7}",
+        "size",
+        "codec",
+        "tasks",
+        "put op/s",
+        "p50 µs",
+        "p99 µs",
+        "vs none",
+        "get op/s",
+        "p50 µs",
+        "vs none",
+        "stored B",
+        "shrink"
     );
     for row in rows {
         let none = rows
             .iter()
-            .find(|r| r.size == row.size && r.codec == "none")
-            .map_or(row.stats.ops_per_sec, |r| r.stats.ops_per_sec);
-        let shrink = row.payload_bytes as f64 / row.stored_bytes.max(1) as f64;
+            .find(|r| r.size == row.size && r.codec == "none");
+        let ratio = |of: fn(&CodecRow) -> &Stats| {
+            let base = none.map_or(of(row).ops_per_sec, |n| of(n).ops_per_sec);
+            of(row).ops_per_sec / base
+        };
+        let micros = |d: std::time::Duration| d.as_secs_f64() * 1e6;
         println!(
-            "{:<8} {:<10} {:>6} {:>10.0} {:>10.1} {:>10.1} {:>11.2}x {:>12} {:>7.1}x",
+            "{:<8} {:<10} {:>5} {:>9.0} {:>9.1} {:>9.1} {:>7.2}x {:>9.0} {:>9.1} {:>7.2}x {:>10} {:>6.1}x",
             row.size,
             row.codec,
-            row.stats.tasks,
-            row.stats.ops_per_sec,
-            row.stats.p50.as_secs_f64() * 1e6,
-            row.stats.p99.as_secs_f64() * 1e6,
-            row.stats.ops_per_sec / none,
+            row.put.tasks,
+            row.put.ops_per_sec,
+            micros(row.put.p50),
+            micros(row.put.p99),
+            ratio(|r| &r.put),
+            row.get.ops_per_sec,
+            micros(row.get.p50),
+            ratio(|r| &r.get),
             row.stored_bytes,
-            shrink
+            row.payload_bytes as f64 / row.stored_bytes.max(1) as f64,
         );
     }
 }
@@ -208,6 +247,13 @@ mod tests {
         let backend = persistence_core::MemoryBackend::new();
         let rows = run(Arc::new(backend), 1).await.unwrap();
         assert_eq!(rows.len(), 12);
+        for row in &rows {
+            assert!(
+                row.put.ops_per_sec > 0.0 && row.get.ops_per_sec > 0.0,
+                "{row:?}"
+            );
+            assert_eq!(row.get.name, format!("get {} {}", row.size, row.codec));
+        }
         let at = |size: &str, codec: &str| {
             rows.iter()
                 .find(|r| r.size == size && r.codec == codec)

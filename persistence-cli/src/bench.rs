@@ -44,9 +44,9 @@ pub struct BenchArgs {
     /// subscribers of one session, beside the append latency.
     #[arg(long)]
     pub live_tail: bool,
-    /// Also measure the payload codec: checkpoint puts of 1 KiB, 64 KiB and 1 MiB agent
-    /// states stored as they are, compressed, encrypted and both (ops/s, p50, p99,
-    /// bytes stored), at the first `--tasks` value.
+    /// Also measure the payload codec: checkpoint puts and gets of 1 KiB, 64 KiB and
+    /// 1 MiB agent states stored as they are, compressed, encrypted and both (ops/s,
+    /// p50, p99, bytes stored), at the first `--tasks` value.
     #[arg(long)]
     pub codec: bool,
 }
