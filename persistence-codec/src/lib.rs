@@ -70,6 +70,7 @@
 #![deny(missing_docs)]
 
 mod checkpointer;
+mod compression;
 mod keys;
 mod maintenance;
 mod rekey;

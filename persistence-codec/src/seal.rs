@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Read as _;
 use std::sync::{Arc, Mutex};
 
 use aes_gcm::Aes256Gcm;
@@ -15,7 +14,8 @@ use persistence_core::{Envelope, Error, Result, TenantId};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, MAX_DECOMPRESSED, Row};
+use crate::compression::{compress, decompress};
+use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, Row};
 
 /// The codec of one [`CodecConfig`], shared by the sealed wrappers of one backend.
 pub struct Codec {
@@ -63,27 +63,6 @@ impl fmt::Debug for Codec {
 
 fn corrupt(row: &Row<'_>, why: impl fmt::Display) -> Error {
     Error::corrupt(format!("{row}: {why}"))
-}
-
-thread_local! {
-    /// A zstd context per thread and level: making one per payload costs more than
-    /// compressing a small payload.
-    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// `bytes` compressed at `level`, with this thread's context.
-fn compress(bytes: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSOR.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
-        }
-        match slot.as_mut() {
-            Some((_, compressor)) => compressor.compress(bytes),
-            None => zstd::bulk::compress(bytes, level),
-        }
-    })
 }
 
 /// The sealed fields of a stored payload (an object with the key `"$sealed"` holding an
@@ -387,13 +366,8 @@ impl Codec {
             None => {}
         }
         if compressed {
-            let mut out = Vec::new();
-            zstd::stream::read::Decoder::new(bytes.as_slice())
-                .map_err(|e| corrupt(&row, format!("zstd: {e}")))?
-                .take(MAX_DECOMPRESSED)
-                .read_to_end(&mut out)
+            bytes = decompress(&bytes)
                 .map_err(|e| corrupt(&row, format!("the payload does not decompress: {e}")))?;
-            bytes = out;
         }
         let mut data: Value = serde_json::from_slice(&bytes)
             .map_err(|e| corrupt(&row, format!("the opened payload is not JSON: {e}")))?;
@@ -412,113 +386,4 @@ impl Codec {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::SealedStore;
-    use persistence_core::{ItemKey, MemoryBackend, Namespace, PutItemOptions, Store};
-
-    /// Whatever a put accepts, a get returns: a plain value shaped like a sealed one is
-    /// escaped (never taken for sealed), a large one compressed, a small one kept as is.
-    #[tokio::test]
-    async fn every_value_round_trips_and_lookalikes_are_escaped() {
-        let backend = MemoryBackend::new();
-        let inner: Arc<dyn Store> = Arc::new(backend.clone());
-        let codec = Codec::new(CodecConfig::default().with_compression(512));
-        let sealed = SealedStore::new(inner.clone(), codec);
-        let t = TenantId::new("t").unwrap();
-        let ns = Namespace::new(["n"]).unwrap();
-        let cases = [
-            (
-                "lookalike",
-                json!({"$sealed": {"v": 1, "c": "AAAA", "z": 1}}),
-            ),
-            ("small", json!({"a": 1})),
-            ("large", json!({"text": "agent ".repeat(200)})),
-            ("scalar", json!("$sealed")),
-            ("two-keys", json!({"$sealed": 1, "other": 2})),
-        ];
-        for (key, value) in cases {
-            let key = ItemKey::new(key).unwrap();
-            let envelope = Envelope::new(2, value.clone());
-            sealed
-                .put(&t, &ns, &key, envelope.clone(), PutItemOptions::default())
-                .await
-                .unwrap();
-            let got = sealed.get(&t, &ns, &key).await.unwrap().unwrap();
-            assert_eq!(got.value, envelope, "{key}");
-            let raw = inner.get(&t, &ns, &key).await.unwrap().unwrap().value.data;
-            match key.as_str() {
-                "lookalike" => assert_eq!(raw["$sealed"]["p"], value, "escaped"),
-                "large" => assert_eq!(raw["$sealed"]["z"], 1, "compressed"),
-                _ => assert_eq!(raw, value, "kept as is"),
-            }
-        }
-    }
-
-    /// Both halves of a sealing's salt are bound: the first names the write key, the
-    /// second is the nonce; changing a byte of either fails `Corrupt`. Another format
-    /// number is refused, never opened with another cipher. Each tampered row is put
-    /// back untouched afterwards and opens again: the failures come from the tampering.
-    #[tokio::test]
-    async fn the_salt_is_bound_and_other_formats_are_refused() {
-        use crate::{EncryptionPolicy, KeyId, MasterKey, SealedCheckpointer, StaticKeyring};
-        use persistence_core::{
-            CheckpointId, CheckpointPayload, CheckpointSelector, Checkpointer, ErrorKind,
-            NewCheckpoint, ThreadKey,
-        };
-
-        let inner: Arc<dyn Checkpointer> = Arc::new(MemoryBackend::new());
-        let keys = StaticKeyring::new([(KeyId::new("k").unwrap(), MasterKey::from_bytes([1; 32]))])
-            .unwrap();
-        let config =
-            CodecConfig::default().with_encryption(Arc::new(keys), EncryptionPolicy::Required);
-        let sealed = SealedCheckpointer::new(inner.clone(), Codec::new(config));
-        let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-        let state = Envelope::new(1, json!({"note": "the user likes tea"}));
-        let id = CheckpointId::new();
-        let new = NewCheckpoint::new(id, 0, state.clone());
-        sealed.put(&t, &th, new, Default::default()).await.unwrap();
-        let stored = inner
-            .get(&t, &th, CheckpointSelector::Latest)
-            .await
-            .unwrap()
-            .unwrap()
-            .checkpoint
-            .state;
-        assert_eq!(stored.data["$sealed"]["v"], json!(FORMAT));
-        let salt = BASE64
-            .decode(stored.data["$sealed"]["n"].as_str().unwrap())
-            .unwrap();
-        assert_eq!(salt.len(), 24);
-        let payload = CheckpointPayload::State(id);
-        for (what, flip) in [
-            ("key half", Some(3)),
-            ("nonce half", Some(17)),
-            ("format 1", None),
-        ] {
-            let mut tampered = stored.clone();
-            match flip {
-                Some(at) => {
-                    let mut changed = salt.clone();
-                    changed[at] ^= 1;
-                    tampered.data["$sealed"]["n"] = json!(BASE64.encode(changed));
-                }
-                None => tampered.data["$sealed"]["v"] = json!(1),
-            }
-            for (from, to) in [(&stored, &tampered), (&tampered, &stored)] {
-                let swapped = inner.replace_payload(&t, &th, &payload, from, to.clone());
-                assert!(swapped.await.unwrap(), "{what}");
-                let read = sealed.get(&t, &th, CheckpointSelector::Latest).await;
-                match read {
-                    Ok(got) if to == &stored => {
-                        assert_eq!(got.unwrap().checkpoint.state, state, "{what}");
-                    }
-                    Err(e) if to == &tampered => {
-                        assert_eq!(e.kind(), ErrorKind::Corrupt, "{what}: {e}");
-                    }
-                    other => panic!("{what}: {:?}", other.map(|_| ())),
-                }
-            }
-        }
-    }
-}
+mod tests;
