@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use persistence::codec::{CodecConfig, EncryptionPolicy, RekeyOptions, RekeyReport};
@@ -286,8 +287,10 @@ async fn rekey_resumes_where_it_stopped() {
 
 /// Rotation under load: writers append to the sessions, put checkpoints and writes in
 /// the threads and overwrite the items that rekey is rewriting, through the rotated
-/// codec. Afterwards every payload is under the new key and every acknowledged write
-/// reads back.
+/// codec. They are all running before the rekey starts, and after its first batch the
+/// rekey waits for them to finish three more rounds, so writes land in the middle of
+/// the run on every backend. Afterwards every payload is under the new key and every
+/// acknowledged write reads back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_under_load_loses_no_write() {
     let (backends, _dir) = every_backend().await;
@@ -296,9 +299,10 @@ async fn rotation_under_load_loses_no_write() {
         fill(&sealed(&raw, K1), &t).await;
         let rotated = sealed(&raw, &format!("{K1},{K2}"));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
         let mut writers = Vec::new();
         for w in 0..3u64 {
-            let (p, t, stop) = (rotated.clone(), t.clone(), stop.clone());
+            let (p, t, stop, rounds) = (rotated.clone(), t.clone(), stop.clone(), rounds.clone());
             writers.push(tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 let mut round = 0u64;
@@ -329,14 +333,41 @@ async fn rotation_under_load_loses_no_write() {
                         .await
                         .unwrap();
                     acknowledged.push((format!("item {}", key(w)), value.data));
+                    rounds.fetch_add(1, Ordering::SeqCst);
                 }
                 acknowledged
             }));
         }
+        wait_for(&rounds, 3, name).await;
+        let mut first_batch = None;
+        let mut writes_meanwhile = |so_far: &RekeyReport| {
+            if first_batch.is_none() {
+                first_batch = Some(so_far.examined);
+                let seen = rounds.load(Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                // A blocking wait on this worker; the writers run on the others.
+                while rounds.load(Ordering::SeqCst) < seen + 3 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{name}: writers stalled"
+                    );
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
         let report = rotated
-            .rekey(&t, RekeyOptions::default().with_batch(2), &mut ignore)
+            .rekey(
+                &t,
+                RekeyOptions::default().with_batch(2),
+                &mut writes_meanwhile,
+            )
             .await
             .unwrap();
+        let first_batch = first_batch.unwrap_or(report.examined);
+        assert!(
+            report.examined > first_batch,
+            "{name}: payloads were examined after the writes in the middle ({first_batch} of {report:?})"
+        );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut acknowledged = Vec::new();
         for writer in writers {
@@ -369,6 +400,18 @@ async fn rotation_under_load_loses_no_write() {
             };
             assert_eq!(stored, &data, "{name}: {place}");
         }
+    }
+}
+
+/// Waits until `rounds` reaches `at_least` (the writers are running).
+async fn wait_for(rounds: &AtomicU64, at_least: u64, name: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while rounds.load(Ordering::SeqCst) < at_least {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}: writers stalled"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
