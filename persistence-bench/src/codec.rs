@@ -100,7 +100,9 @@ fn codecs() -> Result<Vec<Measured>> {
     ])
 }
 
-/// Measures every size with every codec, `tasks` concurrent putters, on `checkpointer`.
+/// Measures every size with every codec on `checkpointer`: puts, then gets of the
+/// latest checkpoint, by `tasks` concurrent tasks (a failed put or get is printed to
+/// stderr and measured like the others).
 ///
 /// # Errors
 /// Whatever a put, the read back or the cleanup fails with.
