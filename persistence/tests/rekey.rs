@@ -345,14 +345,17 @@ async fn rotation_under_load_loses_no_write() {
                 first_batch = Some(so_far.examined);
                 let seen = rounds.load(Ordering::SeqCst);
                 let deadline = std::time::Instant::now() + Duration::from_secs(20);
-                // A blocking wait on this worker; the writers run on the others.
-                while rounds.load(Ordering::SeqCst) < seen + 3 {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{name}: writers stalled"
-                    );
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                // A blocking wait (the callback is not async); block_in_place keeps
+                // it from holding up tasks queued on the thread it blocks.
+                tokio::task::block_in_place(|| {
+                    while rounds.load(Ordering::SeqCst) < seen + 3 {
+                        assert!(
+                            std::time::Instant::now() < deadline,
+                            "{name}: writers stalled"
+                        );
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                });
             }
         };
         let report = rotated
