@@ -336,7 +336,7 @@ impl Codec {
                 let data_key = self.data_key(tenant, &id, &row).await?;
                 let salt: Salt = binary("n")?
                     .try_into()
-                    .map_err(|_| corrupt(&row, "sealed payload's nonce is not 24 bytes"))?;
+                    .map_err(|_| corrupt(&row, "sealed payload's \"n\" is not 24 bytes"))?;
                 let (cipher, nonce) = write_cipher(&data_key, &salt);
                 let clear_text = if clear.is_empty() {
                     String::new()
