@@ -298,7 +298,7 @@ pub async fn run(mut args: BenchArgs, format: Format) -> Result<()> {
     let codec = if args.codec {
         bar.set_message("payload codec: none, zstd, aead, zstd+aead");
         let tasks = args.tasks.first().copied().unwrap_or(1);
-        Some(persistence_bench::codec::run(p.checkpointer.clone(), tasks).await?)
+        Some(persistence_bench::codec::run(p.checkpointer.clone(), &p.capabilities(), tasks).await?)
     } else {
         None
     };

@@ -15,10 +15,14 @@
 //!    key, itself HKDF-SHA256 of the current master key of the [`KeyProvider`] and the
 //!    tenant id), the last 12 the GCM nonce. As in XAES-256-GCM, no key meets enough
 //!    random 96-bit nonces for one to repeat, however many payloads a tenant writes;
-//! 3. stored as the envelope's data: `{"$sealed": {"v": 2, "k": key id, "n": the 24
-//!    random bytes, "c": ciphertext and tag, "z": 1 if compressed}}` (base64), the envelope's
-//!    `schema_version` unchanged. A backend, third-party ones included, stores it like
-//!    any JSON.
+//! 3. stored as the envelope's data `{"$sealed": {"v": 2, "k": key id, "z": 1 if
+//!    compressed}}`, the envelope's `schema_version` unchanged, and the sealed bytes (the
+//!    24 random bytes, then ciphertext and tag): raw in the envelope's
+//!    [`bytes`](persistence_core::Envelope::bytes) on a backend that declares
+//!    [`Capabilities::binary_payloads`](persistence_core::Capabilities::binary_payloads)
+//!    (with [`Codec::for_backend`], as the facade does); otherwise as base64 in the
+//!    data, `"n"` the random bytes and `"c"` ciphertext and tag, which any backend,
+//!    third-party ones included, stores like any JSON. Either form opens with any codec.
 //!
 //! The associated data of the encryption names the tenant, the kind of payload, the
 //! row's identity and the schema version: thread and checkpoint id (checkpoint state);

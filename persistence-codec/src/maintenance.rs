@@ -41,6 +41,10 @@ impl Maintenance for SealedMaintenance {
         if !self.codec.searches() {
             capabilities.search = false;
         }
+        if self.codec.seals_values() {
+            // The layer seals JSON payloads and refuses envelopes with bytes.
+            capabilities.binary_payloads = false;
+        }
         capabilities
     }
     fn schema(&self) -> String {

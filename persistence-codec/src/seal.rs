@@ -10,7 +10,7 @@ use aes_gcm::aead::{Aead, Generate, KeyInit, Nonce, Payload};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hkdf::Hkdf;
-use persistence_core::{Envelope, Error, Result, TenantId};
+use persistence_core::{Capabilities, Envelope, Error, Result, TenantId};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
@@ -20,6 +20,9 @@ use crate::{CodecConfig, EncryptionPolicy, FORMAT, KeyId, MARKER, Row};
 /// The codec of one [`CodecConfig`], shared by the sealed wrappers of one backend.
 pub struct Codec {
     config: CodecConfig,
+    /// Sealed bytes go in [`Envelope::bytes`] (the backend declares
+    /// [`Capabilities::binary_payloads`]), not as base64 in the data.
+    binary: bool,
     /// Tenant data keys by (key id, tenant), derived once.
     tenant_keys: Mutex<HashMap<(KeyId, TenantId), Arc<DataKey>>>,
 }
@@ -103,14 +106,28 @@ fn canonical(value: &Value) -> String {
 }
 
 impl Codec {
-    /// The codec of `config`.
+    /// The codec of `config`, for any backend: sealed bytes are stored as base64 in the
+    /// envelope's data. [`for_backend`](Self::for_backend) stores them raw where the
+    /// backend can.
     pub fn new(config: CodecConfig) -> Arc<Self> {
-        let mut config = config;
+        Self::build(config, false)
+    }
+
+    /// The codec of `config` for a backend with `capabilities`: sealed bytes go in
+    /// [`Envelope::bytes`] when it declares
+    /// [`binary_payloads`](Capabilities::binary_payloads) (a third smaller than base64),
+    /// as base64 in the data otherwise. Either form opens on any backend.
+    pub fn for_backend(config: CodecConfig, capabilities: &Capabilities) -> Arc<Self> {
+        Self::build(config, capabilities.binary_payloads)
+    }
+
+    fn build(mut config: CodecConfig, binary: bool) -> Arc<Self> {
         if config.zstd_level == 0 {
             config.zstd_level = 3;
         }
         Arc::new(Codec {
             config,
+            binary,
             tenant_keys: Mutex::new(HashMap::new()),
         })
     }
@@ -198,6 +215,11 @@ impl Codec {
         if !self.seals_values() {
             return Ok(envelope.clone());
         }
+        if envelope.bytes.is_some() {
+            return Err(Error::invalid_input(format!(
+                "{row}: the codec seals JSON payloads and refuses an envelope with bytes"
+            )));
+        }
         let (clear, rest) = self.split_clear(&row, &envelope.data);
         let clear_text = if clear.is_empty() {
             String::new()
@@ -238,9 +260,18 @@ impl Codec {
                     Error::invalid_input(format!("{row}: the payload cannot be encrypted"))
                 })?;
             fields.insert("k".into(), json!(id.as_str()));
+            if self.binary {
+                let mut out = Vec::with_capacity(salt.len() + sealed.len());
+                out.extend_from_slice(&salt);
+                out.extend_from_slice(&sealed);
+                return Ok(self.stored(schema, clear, fields, Some(out)));
+            }
             fields.insert("n".into(), json!(BASE64.encode(salt)));
             fields.insert("c".into(), json!(BASE64.encode(sealed)));
         } else if compressed {
+            if self.binary {
+                return Ok(self.stored(schema, clear, fields, Some(bytes)));
+            }
             fields.insert("c".into(), json!(BASE64.encode(&bytes)));
         } else if sealed_fields(&envelope.data).is_some() {
             // A plain value that looks sealed is escaped, never taken for sealed.
@@ -249,9 +280,25 @@ impl Codec {
         } else {
             return Ok(envelope.clone());
         }
+        Ok(self.stored(schema, clear, fields, None))
+    }
+
+    /// The stored envelope: the clear fields, the sealed header under [`MARKER`], and
+    /// the sealed bytes when they are stored raw.
+    fn stored(
+        &self,
+        schema: u32,
+        clear: Map<String, Value>,
+        header: Map<String, Value>,
+        bytes: Option<Vec<u8>>,
+    ) -> Envelope {
         let mut stored = clear;
-        stored.insert(MARKER.into(), Value::Object(fields));
-        Ok(Envelope::new(schema, Value::Object(stored)))
+        stored.insert(MARKER.into(), Value::Object(header));
+        let envelope = Envelope::new(schema, Value::Object(stored));
+        match bytes {
+            Some(bytes) => envelope.with_bytes(bytes),
+            None => envelope,
+        }
     }
 
     /// The id of the key writes are encrypted under now; `None` without encryption.
@@ -310,6 +357,9 @@ impl Codec {
             ));
         }
         if let Some(plain) = fields.get("p") {
+            if envelope.bytes.is_some() {
+                return Err(corrupt(&row, "an escaped plain payload with bytes"));
+            }
             return if required || !clear.is_empty() {
                 Err(plaintext())
             } else {
@@ -329,12 +379,33 @@ impl Codec {
             Some(z) if z == &json!(1) => true,
             Some(_) => return Err(corrupt(&row, "sealed payload's \"z\" is not 1")),
         };
-        let mut bytes = binary("c")?;
+        // Raw bytes beside the header (salt then ciphertext when encrypted), or base64
+        // fields in it; never both.
+        let raw = envelope.bytes;
+        let (salt, mut bytes) = match raw {
+            Some(_) if fields.get("c").is_some() || fields.get("n").is_some() => {
+                return Err(corrupt(
+                    &row,
+                    "sealed payload with both raw and base64 bytes",
+                ));
+            }
+            Some(mut raw) if text("k").is_some() => {
+                if raw.len() < std::mem::size_of::<Salt>() {
+                    return Err(corrupt(&row, "sealed payload's bytes are truncated"));
+                }
+                let rest = raw.split_off(std::mem::size_of::<Salt>());
+                (Some(raw), rest)
+            }
+            Some(raw) => (None, raw),
+            None if text("k").is_some() => (Some(binary("n")?), binary("c")?),
+            None => (None, binary("c")?),
+        };
         match text("k") {
             Some(id) => {
                 let id = KeyId::new(id).map_err(|e| corrupt(&row, e.message()))?;
                 let data_key = self.data_key(tenant, &id, &row).await?;
-                let salt: Salt = binary("n")?
+                let salt: Salt = salt
+                    .unwrap_or_default()
                     .try_into()
                     .map_err(|_| corrupt(&row, "sealed payload's \"n\" is not 24 bytes"))?;
                 let (cipher, nonce) = write_cipher(&data_key, &salt);

@@ -25,6 +25,26 @@ pub use crate::subscribe::wait_on_notify;
 pub use crate::time::validate_ttl;
 pub use crate::tls::{ClientPem, TlsPem};
 
+/// Refuses envelopes carrying [`Envelope::bytes`](crate::Envelope::bytes), for a backend
+/// that stores payloads as JSON only (one that does not declare
+/// [`Capabilities::binary_payloads`](crate::Capabilities::binary_payloads) and has no
+/// way to keep them): refused, never dropped.
+///
+/// # Errors
+/// `InvalidInput` naming `what` (the payload kind) if one of `envelopes` has bytes.
+pub fn refuse_bytes<'a>(
+    what: &str,
+    envelopes: impl IntoIterator<Item = &'a crate::Envelope>,
+) -> Result<()> {
+    if envelopes.into_iter().any(|e| e.bytes.is_some()) {
+        return Err(crate::Error::invalid_input(format!(
+            "{what}: this backend stores payloads as JSON only and refuses an envelope \
+             with bytes (it does not declare Capabilities::binary_payloads)"
+        )));
+    }
+    Ok(())
+}
+
 /// The fence a checkpoint write of `thread` carries, from the lease the caller passed.
 ///
 /// # Errors

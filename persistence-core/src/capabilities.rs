@@ -53,6 +53,13 @@ pub struct Capabilities {
     /// `Unsupported` otherwise). What re-encrypting stored rows (the codec's rekey)
     /// needs.
     pub replace: bool,
+    /// Every write keeps an [`Envelope::bytes`](crate::Envelope::bytes) as raw bytes
+    /// (not base64 in JSON) and every read returns them: the codec stores ciphertext
+    /// there, a third smaller than as base64. Without it the codec keeps its ciphertext
+    /// as base64 in the envelope's data, and the backend keeps bytes in a larger
+    /// encoding or refuses them `InvalidInput` (the conformance suite checks it never
+    /// drops them).
+    pub binary_payloads: bool,
     /// Who deletes expired store items.
     pub item_expiry: Enforcement,
     /// Who deletes expired sessions.
@@ -83,6 +90,7 @@ impl Capabilities {
             durable: false,
             lifecycle: false,
             replace: false,
+            binary_payloads: false,
             item_expiry: Enforcement::Sweeper,
             session_expiry: Enforcement::Sweeper,
             checkpoint_retention: Enforcement::Sweeper,
@@ -128,6 +136,12 @@ impl Capabilities {
     #[must_use]
     pub const fn with_replace(mut self, on: bool) -> Self {
         self.replace = on;
+        self
+    }
+    /// Same, with [`binary_payloads`](Self::binary_payloads) set to `on`.
+    #[must_use]
+    pub const fn with_binary_payloads(mut self, on: bool) -> Self {
+        self.binary_payloads = on;
         self
     }
     /// Same, with [`item_expiry`](Self::item_expiry) enforced by `by`.

@@ -20,12 +20,12 @@ use crate::error::{Error, Result};
 /// A stored payload and the schema version it was written with.
 ///
 /// # Room to grow
-/// `#[non_exhaustive]`: build one with [`Envelope::new`]. A later version may record how
-/// the data is encoded (a codec: compression, encryption) in a field that stays absent
-/// for plain JSON, so rows written before it still read as they are. In the other
-/// direction, a stored envelope with a field this version does not know (one written by
-/// such a later version) is `Corrupt` on read, never taken for plain JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `#[non_exhaustive]`: build one with [`Envelope::new`]. Fields added later stay absent
+/// for plain JSON (as [`bytes`](Self::bytes) does), so rows written before them still
+/// read as they are. In the other direction, a stored envelope with a field this version
+/// does not know (one written by a later version) is `Corrupt` on read, never taken for
+/// plain JSON.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Envelope {
@@ -33,6 +33,61 @@ pub struct Envelope {
     pub schema_version: u32,
     /// The payload.
     pub data: Value,
+    /// Binary bytes beside `data`, `None` for plain JSON payloads. The codec
+    /// (`persistence-codec`) puts a sealed payload's ciphertext here, and its header in
+    /// `data`, on a backend that declares
+    /// [`Capabilities::binary_payloads`](crate::Capabilities::binary_payloads): such a
+    /// backend stores them as they are. A backend that does not declare it keeps them
+    /// in a larger encoding or refuses them (`InvalidInput`); it never drops them.
+    /// Serialized with serde as a base64 string under `"bytes"`, left out when `None`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "base64_bytes"
+    )]
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Envelope {
+    /// Shows the length of [`bytes`](Self::bytes), never the bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("Envelope");
+        out.field("schema_version", &self.schema_version)
+            .field("data", &self.data);
+        if let Some(bytes) = &self.bytes {
+            out.field("bytes", &format_args!("<{} bytes>", bytes.len()));
+        }
+        out.finish()
+    }
+}
+
+/// [`Envelope::bytes`] as a base64 string in serde formats.
+mod base64_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &Option<Vec<u8>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        let text = <Option<String>>::deserialize(deserializer)?;
+        text.map(|text| {
+            STANDARD
+                .decode(text.as_bytes())
+                .map_err(|_| serde::de::Error::custom("envelope bytes are not base64"))
+        })
+        .transpose()
+    }
 }
 
 impl Envelope {
@@ -41,7 +96,15 @@ impl Envelope {
         Envelope {
             schema_version,
             data,
+            bytes: None,
         }
+    }
+
+    /// Same, with [`bytes`](Self::bytes) beside the data.
+    #[must_use]
+    pub fn with_bytes(mut self, bytes: Vec<u8>) -> Self {
+        self.bytes = Some(bytes);
+        self
     }
 
     /// Serializes to bytes for storage.
@@ -205,5 +268,22 @@ mod tests {
         assert!(e.message().contains("codec"), "{e}");
         let plain = Envelope::from_slice(br#"{"schema_version": 1, "data": "x"}"#).unwrap();
         assert_eq!(plain, Envelope::new(1, json!("x")));
+    }
+
+    #[test]
+    fn bytes_serialize_as_base64_and_never_show_in_debug() {
+        let plain = Envelope::new(1, json!({"a": 1}));
+        let text = String::from_utf8(plain.to_vec().unwrap()).unwrap();
+        assert!(!text.contains("bytes"), "left out when None: {text}");
+        let binary = plain.clone().with_bytes(vec![0, 1, 0xfe, 0xff]);
+        let text = String::from_utf8(binary.to_vec().unwrap()).unwrap();
+        assert!(text.contains(r#""bytes":"AAH+/w==""#), "{text}");
+        assert_eq!(Envelope::from_slice(text.as_bytes()).unwrap(), binary);
+        assert_ne!(binary, plain, "bytes take part in equality");
+        let debug = format!("{binary:?}");
+        assert!(debug.contains("<4 bytes>") && !debug.contains("254"), "{debug}");
+        let bad = br#"{"schema_version": 1, "data": 1, "bytes": "not base64!"}"#;
+        let e = Envelope::from_slice(bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     }
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
+    CursorExt, ListCheckpointsExt, PageExt, refuse_bytes, thread_fence, validate_limit,
 };
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
@@ -79,7 +79,8 @@ impl Checkpointer for PgBackend {
             ExpectLatest::Absent => (1, None),
             ExpectLatest::Is(id) => (2, Some(id.as_uuid())),
         };
-        let fence = thread_fence(tenant, thread, options.lease.as_ref())
+        let fence = refuse_bytes("checkpoint state", [&c.state])
+            .and_then(|()| thread_fence(tenant, thread, options.lease.as_ref()))
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put", &key))?;
         let created: i64 = crate::pool::fetch_single!(
@@ -174,7 +175,8 @@ impl Checkpointer for PgBackend {
             ..
         } = request;
         let key = format!("{tenant}/{thread}/{checkpoint}");
-        let fence = thread_fence(tenant, thread, lease.as_ref())
+        let fence = refuse_bytes("pending write", writes.iter().map(|w| &w.value))
+            .and_then(|()| thread_fence(tenant, thread, lease.as_ref()))
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put_writes", &key))?;
         let payload: Vec<serde_json::Value> = writes
@@ -255,6 +257,12 @@ impl Checkpointer for PgBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        refuse_bytes("checkpoint payload", [&new])
+            .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.replace_payload", thread))?;
+        if expected.bytes.is_some() {
+            // No stored payload has bytes here: none is the one expected.
+            return Ok(false);
+        }
         let (sql, id, write) = match payload {
             CheckpointPayload::State(id) => (REPLACE_STATE, id, None),
             CheckpointPayload::Write {

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
+    PageExt, compaction_fence, refuse_bytes, session_fence, validate_limit, validate_ttl,
 };
 use persistence_core::{
     AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ExpiredSession, ListSessions,
@@ -90,7 +90,8 @@ impl SessionLog for PgBackend {
             .map(|t| validate_ttl("session ttl", t).map(|t| t.as_millis() as i64))
             .transpose()
             .map_err(ctx)?;
-        let fence = session_fence(tenant, session, options.lease.as_ref())
+        let fence = refuse_bytes("session event", &events)
+            .and_then(|()| session_fence(tenant, session, options.lease.as_ref()))
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
         let payload = events_json(&events);
@@ -151,9 +152,20 @@ impl SessionLog for PgBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        refuse_bytes("session event", [&new]).map_err(|e| {
+            e.context(
+                BACKEND,
+                "session.replace_event",
+                format!("{tenant}/{session}"),
+            )
+        })?;
         let Ok(seq) = i64::try_from(seq) else {
             return Ok(false);
         };
+        if expected.bytes.is_some() {
+            // No stored event has bytes here: none is the one expected.
+            return Ok(false);
+        }
         let replaced: bool = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(REPLACE_EVENT)
@@ -295,7 +307,8 @@ impl SessionLog for PgBackend {
     ) -> Result<u64> {
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
-        let fence = compaction_fence(tenant, session, &compaction)
+        let fence = refuse_bytes("compaction summary", &compaction.summary)
+            .and_then(|()| compaction_fence(tenant, session, &compaction))
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
         let head: i64 = crate::pool::fetch_single!(

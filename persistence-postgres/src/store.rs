@@ -2,7 +2,7 @@
 //! collation, so they order label by label, bytewise.
 
 use async_trait::async_trait;
-use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
+use persistence_core::backend::{PageExt, refuse_bytes, validate_limit, validate_ttl};
 use persistence_core::{
     Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace,
     Page, PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
@@ -65,10 +65,9 @@ impl Store for PgBackend {
         options: PutItemOptions,
     ) -> Result<u64> {
         let err_key = format!("{tenant}/{namespace}/{key}");
-        let ttl_ms = options
-            .ttl
-            .map(|t| validate_ttl("item ttl", t).map(|t| t.as_millis() as i64))
-            .transpose()
+        let ttl_ms = refuse_bytes("store value", [&value])
+            .and_then(|()| options.ttl.map(|t| validate_ttl("item ttl", t)).transpose())
+            .map(|ttl| ttl.map(|t| t.as_millis() as i64))
             .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
         let version: i64 = crate::pool::fetch_single!(
             self.db,

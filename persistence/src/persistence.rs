@@ -194,7 +194,7 @@ impl Persistence {
         use persistence_codec::{
             Codec, SealedCheckpointer, SealedMaintenance, SealedSessions, SealedStore,
         };
-        let codec = Codec::new(config);
+        let codec = Codec::for_backend(config, &self.maintenance.capabilities());
         let audited = self.before_audit.take();
         if let Some((checkpointer, sessions)) = &audited {
             self.checkpointer = checkpointer.clone();

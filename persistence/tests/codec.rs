@@ -56,14 +56,43 @@ fn sealed(data: &Value) -> &serde_json::Map<String, Value> {
         .unwrap_or_else(|| panic!("not sealed: {data}"))
 }
 
-/// `data` with one character of its ciphertext changed (still base64).
-fn flipped(data: &Value) -> Value {
-    let mut data = data.clone();
-    let c = data["$sealed"]["c"].as_str().unwrap().to_string();
+/// `stored` with one byte of its ciphertext changed: in its raw bytes (a backend with
+/// `binary_payloads`), or one character of its base64 in the data.
+fn flipped(stored: &Envelope) -> Envelope {
+    let mut stored = stored.clone();
+    if let Some(bytes) = &mut stored.bytes {
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        return stored;
+    }
+    let c = stored.data["$sealed"]["c"].as_str().unwrap().to_string();
     let mid = c.len() / 2;
     let swap = if &c[mid..=mid] == "A" { "B" } else { "A" };
-    data["$sealed"]["c"] = json!(format!("{}{swap}{}", &c[..mid], &c[mid + 1..]));
-    data
+    stored.data["$sealed"]["c"] = json!(format!("{}{swap}{}", &c[..mid], &c[mid + 1..]));
+    stored
+}
+
+/// `stored` with its ciphertext cut to half.
+fn truncated(stored: &Envelope) -> Envelope {
+    let mut stored = stored.clone();
+    if let Some(bytes) = &mut stored.bytes {
+        bytes.truncate(bytes.len() / 2);
+        return stored;
+    }
+    let c = stored.data["$sealed"]["c"].as_str().unwrap().to_string();
+    stored.data["$sealed"]["c"] = json!(c[..c.len() / 2 / 4 * 4].to_string());
+    stored
+}
+
+/// `stored` without its salt (the write key's name and the nonce).
+fn without_salt(stored: &Envelope) -> Envelope {
+    let mut stored = stored.clone();
+    if let Some(bytes) = &mut stored.bytes {
+        bytes.drain(..24);
+        return stored;
+    }
+    stored.data["$sealed"].as_object_mut().unwrap().remove("n");
+    stored
 }
 
 fn assert_corrupt(what: &str, result: persistence::Result<impl std::fmt::Debug>) {
@@ -163,7 +192,6 @@ async fn tampered_checkpoints_fail_corrupt() {
         put(&p, &t, "th", id, payload()).await;
         let stored = get(&raw, &t, "th", Some(id)).await.unwrap().unwrap();
         let state = stored.checkpoint.state;
-        let sealed_as = |data: Value| Envelope::new(3, data);
 
         // Flipped: the same row, rewritten with one ciphertext byte changed.
         let flip_id = CheckpointId::new();
@@ -174,7 +202,7 @@ async fn tampered_checkpoints_fail_corrupt() {
             .delete_thread(&t, &flip_thread)
             .await
             .unwrap();
-        let bad = sealed_as(flipped(&original.checkpoint.state.data));
+        let bad = flipped(&original.checkpoint.state);
         put(&raw, &t, "flip", flip_id, bad).await;
         assert_corrupt(&format!("{name}: flipped"), get(&p, &t, "flip", None).await);
 
@@ -195,33 +223,30 @@ async fn tampered_checkpoints_fail_corrupt() {
         assert_corrupt(&format!("{name}: other tenant"), moved);
 
         // Truncated: the ciphertext cut short; the sealed object missing a field.
-        let mut cut = state.data.clone();
-        let c = cut["$sealed"]["c"].as_str().unwrap().to_string();
-        cut["$sealed"]["c"] = json!(c[..c.len() / 2 / 4 * 4].to_string());
-        put(&raw, &t, "cut", id, sealed_as(cut)).await;
+        put(&raw, &t, "cut", id, truncated(&state)).await;
         assert_corrupt(
             &format!("{name}: truncated"),
             get(&p, &t, "cut", None).await,
         );
-        let mut no_nonce = state.data.clone();
-        no_nonce["$sealed"].as_object_mut().unwrap().remove("n");
-        put(&raw, &t, "nonce", id, sealed_as(no_nonce)).await;
+        put(&raw, &t, "nonce", id, without_salt(&state)).await;
         assert_corrupt(
             &format!("{name}: no nonce"),
             get(&p, &t, "nonce", None).await,
         );
 
         // The key id removed: read as not encrypted, which `Required` refuses.
-        let mut no_key = state.data.clone();
-        no_key["$sealed"].as_object_mut().unwrap().remove("k");
-        put(&raw, &t, "no-key", id, sealed_as(no_key)).await;
+        let mut no_key = state.clone();
+        no_key.data["$sealed"].as_object_mut().unwrap().remove("k");
+        put(&raw, &t, "no-key", id, no_key).await;
         assert_corrupt(
             &format!("{name}: no key id"),
             get(&p, &t, "no-key", None).await,
         );
 
         // The schema version in clear is bound too.
-        put(&raw, &t, "bumped", id, Envelope::new(4, state.data.clone())).await;
+        let mut bumped = state.clone();
+        bumped.schema_version = 4;
+        put(&raw, &t, "bumped", id, bumped).await;
         assert_corrupt(
             &format!("{name}: schema version"),
             get(&p, &t, "bumped", None).await,

@@ -84,13 +84,14 @@ impl Fixture {
         let config = CodecConfig::default()
             .with_compression(64)
             .with_encryption(Arc::new(keys), EncryptionPolicy::Required);
-        let codec = Codec::new(config);
+        let codec = Codec::for_backend(config, &self.capabilities);
         self.name = format!("{}-sealed", self.name);
         self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
         self.store = Arc::new(SealedStore::new(self.store, codec.clone()));
         self.sessions = Arc::new(SealedSessions::new(self.sessions, codec.clone()));
         self.maintenance = Arc::new(SealedMaintenance::new(self.maintenance, codec));
         self.capabilities.search = false;
+        self.capabilities.binary_payloads = false;
         self
     }
 

@@ -170,3 +170,106 @@ async fn compressed_frames_open_or_fail_corrupt() {
         }
     }
 }
+
+/// On a backend with `binary_payloads` the salt and ciphertext are stored raw in the
+/// envelope's bytes; either form opens with either codec, and a flipped, truncated,
+/// missing or doubled byte string fails `Corrupt`. Bytes given to the codec are refused.
+#[tokio::test]
+async fn raw_bytes_open_and_tampering_fails_corrupt() {
+    use crate::{EncryptionPolicy, KeyId, MasterKey, StaticKeyring};
+    use persistence_core::{CheckpointId, ErrorKind, ThreadKey};
+
+    let keys =
+        StaticKeyring::new([(KeyId::new("k").unwrap(), MasterKey::from_bytes([2; 32]))]).unwrap();
+    let config = CodecConfig::default()
+        .with_compression(64)
+        .with_encryption(Arc::new(keys), EncryptionPolicy::Required);
+    let binary = Capabilities::none().with_binary_payloads(true);
+    let raw_codec = Codec::for_backend(config.clone(), &binary);
+    let base64_codec = Codec::for_backend(config, &Capabilities::none());
+    let (t, th, id) = (
+        TenantId::new("t").unwrap(),
+        ThreadKey::new("th").unwrap(),
+        CheckpointId::new(),
+    );
+    let row = || Row::Checkpoint { thread: &th, id };
+    let state = Envelope::new(1, json!({"text": "agent ".repeat(100)}));
+
+    let raw = raw_codec.seal(&t, row(), &state).await.unwrap();
+    let header = &raw.data[MARKER];
+    assert!(
+        header.get("c").is_none() && header.get("n").is_none(),
+        "{raw:?}"
+    );
+    assert_eq!(
+        (header["k"].as_str(), header["z"].as_u64()),
+        (Some("k"), Some(1))
+    );
+    let base64 = base64_codec.seal(&t, row(), &state).await.unwrap();
+    assert!(base64.bytes.is_none() && base64.data[MARKER]["c"].is_string());
+    for codec in [&raw_codec, &base64_codec] {
+        for stored in [&raw, &base64] {
+            let opened = codec.open(&t, row(), stored.clone()).await.unwrap();
+            assert_eq!(opened, state);
+        }
+    }
+
+    let bytes = raw.bytes.clone().unwrap();
+    let with = |bytes: Option<Vec<u8>>| {
+        let mut envelope = Envelope::new(raw.schema_version, raw.data.clone());
+        envelope.bytes = bytes;
+        envelope
+    };
+    let flip = |at: usize| {
+        let mut b = bytes.clone();
+        b[at] ^= 1;
+        with(Some(b))
+    };
+    let mut doubled = with(Some(bytes.clone()));
+    doubled.data[MARKER]["c"] = base64.data[MARKER]["c"].clone();
+    let cases = [
+        ("a salt byte flipped", flip(0)),
+        ("a nonce byte flipped", flip(23)),
+        ("a ciphertext byte flipped", flip(bytes.len() - 1)),
+        (
+            "truncated inside the salt",
+            with(Some(bytes[..10].to_vec())),
+        ),
+        (
+            "truncated ciphertext",
+            with(Some(bytes[..bytes.len() - 1].to_vec())),
+        ),
+        ("bytes missing", with(None)),
+        ("raw and base64 both", doubled),
+    ];
+    for (what, stored) in cases {
+        let err = raw_codec.open(&t, row(), stored).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{what}: {err}");
+    }
+
+    let given = state.clone().with_bytes(vec![1, 2, 3]);
+    let err = raw_codec.seal(&t, row(), &given).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+}
+
+/// Compressed, not encrypted, on a backend with `binary_payloads`: the zstd frame is
+/// the envelope's bytes.
+#[tokio::test]
+async fn compressed_only_payloads_are_stored_raw() {
+    use persistence_core::{CheckpointId, ThreadKey};
+
+    let binary = Capabilities::none().with_binary_payloads(true);
+    let codec = Codec::for_backend(CodecConfig::default().with_compression(64), &binary);
+    let (t, th, id) = (
+        TenantId::new("t").unwrap(),
+        ThreadKey::new("th").unwrap(),
+        CheckpointId::new(),
+    );
+    let state = Envelope::new(1, json!({"text": "agent ".repeat(100)}));
+    let row = || Row::Checkpoint { thread: &th, id };
+    let stored = codec.seal(&t, row(), &state).await.unwrap();
+    let frame = stored.bytes.clone().unwrap();
+    assert_eq!(&frame[..4], &[0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+    assert!(stored.data[MARKER].get("k").is_none());
+    assert_eq!(codec.open(&t, row(), stored).await.unwrap(), state);
+}

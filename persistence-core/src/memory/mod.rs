@@ -113,13 +113,15 @@ impl MemoryBackend {
         (Self::with_clock(Arc::new(clock.clone())), clock)
     }
 
-    /// What this backend supports: TTL and search; not durable, one process only.
+    /// What this backend supports: TTL, search, life cycle, replace, binary payloads
+    /// (kept as they are in memory); not durable, one process only.
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
         caps.ttl = true;
         caps.search = true;
         caps.lifecycle = true;
         caps.replace = true;
+        caps.binary_payloads = true;
         caps
     }
 

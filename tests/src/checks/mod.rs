@@ -31,6 +31,7 @@ macro_rules! ensure_kind {
     };
 }
 
+pub mod binary;
 pub mod checkpointer;
 pub mod concurrency;
 pub mod envelope;
@@ -433,6 +434,9 @@ macro_rules! __for_each_check {
             envelope::envelope_schema_too_new_leaves_data [],
             envelope::envelope_garbled_is_corrupt [],
             envelope::envelope_typed_roundtrip [],
+            binary::binary_checkpoint_bytes_kept_or_refused [],
+            binary::binary_item_bytes_kept_or_refused [],
+            binary::binary_event_bytes_kept_or_refused [],
             limits::limits_fences_compare_exactly [],
             limits::limits_fence_above_range_is_invalid [],
             limits::limits_schema_version_full_range [],
