@@ -15,8 +15,8 @@ use persistence_codec::{
     Codec, CodecConfig, EncryptionPolicy, KeyId, MasterKey, SealedCheckpointer, StaticKeyring,
 };
 use persistence_core::{
-    Capabilities, CheckpointId, CheckpointSelector, Checkpointer, Envelope, NewCheckpoint, Result, TenantId,
-    ThreadKey,
+    Capabilities, CheckpointId, CheckpointSelector, Checkpointer, Envelope, NewCheckpoint, Result,
+    TenantId, ThreadKey,
 };
 use serde_json::{Value, json};
 
@@ -297,6 +297,9 @@ mod tests {
         let stored = stored.unwrap().unwrap().checkpoint.state;
         assert!(stored.bytes.is_none());
         let (plain, sealed) = (text.len(), stored_size(&stored));
-        assert!(plain >= 3 * sealed && plain < 4 * sealed, "{plain} {sealed}");
+        assert!(
+            plain >= 3 * sealed && plain < 4 * sealed,
+            "{plain} {sealed}"
+        );
     }
 }

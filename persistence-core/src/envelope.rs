@@ -281,7 +281,10 @@ mod tests {
         assert_eq!(Envelope::from_slice(text.as_bytes()).unwrap(), binary);
         assert_ne!(binary, plain, "bytes take part in equality");
         let debug = format!("{binary:?}");
-        assert!(debug.contains("<4 bytes>") && !debug.contains("254"), "{debug}");
+        assert!(
+            debug.contains("<4 bytes>") && !debug.contains("254"),
+            "{debug}"
+        );
         let bad = br#"{"schema_version": 1, "data": 1, "bytes": "not base64!"}"#;
         let e = Envelope::from_slice(bad).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");

@@ -53,6 +53,7 @@ mod retention;
 mod session_log;
 mod shared_calls;
 mod store;
+mod stored_bytes;
 mod subscribe;
 mod time;
 mod tls;

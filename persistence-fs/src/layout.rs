@@ -28,6 +28,12 @@
 //! file, or the item itself). Names starting with `~` are the layout's own; names
 //! starting with `.` are temp files or the layout's hidden files (`.journal`, `.latest`),
 //! which listings skip.
+//!
+//! A record holding a payload (checkpoint file, pending write, item version, session
+//! event) is its JSON; when the payload has [`Envelope::bytes`] (the codec's
+//! ciphertext), a NUL byte and the bytes raw follow it (module `payload_record`).
+//!
+//! [`Envelope::bytes`]: persistence_core::Envelope::bytes
 
 use std::path::{Path, PathBuf};
 

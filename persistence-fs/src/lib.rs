@@ -243,6 +243,7 @@ pub mod layout;
 mod lock;
 mod maintenance;
 mod namespaces;
+mod payload_record;
 mod records;
 mod session_log;
 mod store;
@@ -432,12 +433,13 @@ impl FsBackend {
         })
     }
 
-    /// TTL, search, multi-process, session life cycle and replacing payloads; durable
-    /// with [`Durability::Fsync`].
+    /// TTL, search, multi-process, session life cycle, replacing payloads and binary
+    /// payloads (stored raw after a record's JSON); durable with [`Durability::Fsync`].
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
         caps.lifecycle = true;
         caps.replace = true;
+        caps.binary_payloads = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;

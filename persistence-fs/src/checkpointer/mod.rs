@@ -51,6 +51,12 @@ struct StoredCheckpoint {
     created_at: Timestamp,
 }
 
+impl crate::payload_record::PayloadRecord for StoredCheckpoint {
+    fn payload_mut(&mut self) -> &mut Envelope {
+        &mut self.state
+    }
+}
+
 impl From<StoredCheckpoint> for Checkpoint {
     fn from(s: StoredCheckpoint) -> Self {
         Checkpoint::from_new(
@@ -178,7 +184,7 @@ impl Inner {
             None => Ok(None),
             Some(bytes) => {
                 let stored: StoredCheckpoint =
-                    serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
+                    crate::payload_record::decode(&bytes).map_err(|e| corrupt(&path, e))?;
                 Ok(Some(stored.into()))
             }
         }
@@ -191,7 +197,8 @@ impl Inner {
             .map_err(|offset| corrupt(&path, format!("damaged record at offset {offset}")))?;
         let mut writes = Vec::with_capacity(records.len());
         for r in records {
-            let w: PendingWrite = serde_json::from_slice(&r).map_err(|e| corrupt(&path, e))?;
+            let w: PendingWrite =
+                crate::payload_record::decode(&r).map_err(|e| corrupt(&path, e))?;
             if !writes
                 .iter()
                 .any(|x: &PendingWrite| x.task_id == w.task_id && x.index == w.index)

@@ -93,8 +93,8 @@ impl Inner {
             created_at: Timestamp::now(),
         };
         let path = dir.join(CHECKPOINTS).join(c.id.to_string());
-        let bytes = serde_json::to_vec(&stored)
-            .map_err(|e| Error::invalid_input(format!("checkpoint does not serialize: {e}")))?;
+        let mut stored = stored;
+        let bytes = crate::payload_record::encode(&mut stored)?;
         // The pointer first (see `latest_id`): it may name a checkpoint that a crash or
         // a failed write then loses, never lag behind one that exists.
         if latest.is_none_or(|l| c.id > l) {
@@ -157,9 +157,8 @@ impl Inner {
             {
                 continue;
             }
-            let record = PendingWrite::new(task.clone(), index, write.channel, write.value);
-            let payload =
-                serde_json::to_vec(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
+            let mut record = PendingWrite::new(task.clone(), index, write.channel, write.value);
+            let payload = crate::payload_record::encode(&mut record)?;
             payloads.push(payload);
         }
         record_fence(&fence_path, raise, self.durability)?;

@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use persistence_core::{
-    CheckpointId, CheckpointPayload, Envelope, Error, PendingWrite, Result, TaskId, TenantId,
-    ThreadKey,
+    CheckpointId, CheckpointPayload, Envelope, PendingWrite, Result, TaskId, TenantId, ThreadKey,
 };
 
 use super::{CHECKPOINTS, StoredCheckpoint, WRITES};
@@ -61,12 +60,12 @@ impl Inner {
             return Ok(false);
         };
         let mut stored: StoredCheckpoint =
-            serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
+            crate::payload_record::decode(&bytes).map_err(|e| corrupt(&path, e))?;
         if stored.state != *expected {
             return Ok(false);
         }
         stored.state = new;
-        let bytes = serde_json::to_vec(&stored).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let bytes = crate::payload_record::encode(&mut stored)?;
         files::write_atomic(&path, &bytes, self.durability).at(&path)?;
         Ok(true)
     }
@@ -94,7 +93,7 @@ impl Inner {
         let mut new = Some(new);
         for bytes in stored {
             let mut write: PendingWrite =
-                serde_json::from_slice(&bytes).map_err(|e| corrupt(&path, e))?;
+                crate::payload_record::decode(&bytes).map_err(|e| corrupt(&path, e))?;
             // The first record of a (task, index) is the write; later ones are retries
             // a reader skips.
             if !seen && write.task_id == *task && write.index == index {
@@ -105,9 +104,7 @@ impl Inner {
                     write.value = new;
                     replaced = true;
                 }
-                records.push(
-                    serde_json::to_vec(&write).map_err(|e| Error::invalid_input(e.to_string()))?,
-                );
+                records.push(crate::payload_record::encode(&mut write)?);
             } else {
                 records.push(bytes);
             }

@@ -179,6 +179,8 @@ struct StoredEventRef<'a> {
     at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     exp: Option<Timestamp>,
+    /// Its bytes go after the record's JSON (see `payload_record`).
+    #[serde(serialize_with = "persistence_core::backend::envelope_without_bytes")]
     event: &'a Envelope,
 }
 
@@ -318,13 +320,14 @@ impl Inner {
         let mut seq = state.head;
         for event in events {
             seq += 1;
-            let payload = serde_json::to_vec(&StoredEventRef {
+            let mut payload = serde_json::to_vec(&StoredEventRef {
                 seq,
                 at: now,
                 exp: expires_at,
                 event,
             })
             .map_err(|e| Error::invalid_input(format!("event does not serialize: {e}")))?;
+            persistence_core::backend::append_bytes(&mut payload, event.bytes.as_deref());
             offsets.extend_from_slice(&next_offset.to_le_bytes());
             last_offset = next_offset;
             next_offset += (HEADER + payload.len()) as u64;

@@ -45,7 +45,8 @@ pub(super) enum Probe {
 
 /// Whether the last record's `payload` shows a listable session at `now`.
 fn listable(payload: &[u8], now: Timestamp) -> bool {
-    serde_json::from_slice::<StoredEventMeta>(payload)
+    let (json, _) = persistence_core::backend::split_bytes(payload);
+    serde_json::from_slice::<StoredEventMeta>(json)
         .is_ok_and(|meta| meta.seq > 0 && meta.exp.is_none_or(|e| e > now))
 }
 

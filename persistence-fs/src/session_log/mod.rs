@@ -54,6 +54,12 @@ struct StoredEvent {
     event: Envelope,
 }
 
+impl crate::payload_record::PayloadRecord for StoredEvent {
+    fn payload_mut(&mut self) -> &mut Envelope {
+        &mut self.event
+    }
+}
+
 /// The state of a session's files, valid while its lock is held.
 #[derive(Debug, Default)]
 struct SessionState {

@@ -30,12 +30,13 @@ pub(super) struct StoredEventMeta {
 }
 
 pub(super) fn decode_meta(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEventMeta> {
-    serde_json::from_slice(payload)
+    let (json, _) = persistence_core::backend::split_bytes(payload);
+    serde_json::from_slice(json)
         .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))
 }
 
 pub(super) fn decode_event(path: &Path, offset: u64, payload: &[u8]) -> Result<StoredEvent> {
-    serde_json::from_slice(payload)
+    crate::payload_record::decode(payload)
         .map_err(|e| corrupt(path, format!("record at offset {offset}: {e}")))
 }
 

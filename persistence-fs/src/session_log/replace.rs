@@ -10,7 +10,7 @@
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 
-use persistence_core::{Envelope, Error, Result, SessionKey, TenantId};
+use persistence_core::{Envelope, Result, SessionKey, TenantId};
 
 use super::StoredEvent;
 use super::recovery::decode_event;
@@ -44,20 +44,17 @@ impl Inner {
         for payload in &stored {
             let offset = log.len() as u64;
             let mut event: StoredEvent = decode_event(&f.log, offset, payload)?;
-            let payload =
-                if event.seq == seq {
-                    if event.event != *expected {
-                        return Ok(false);
-                    }
-                    event.event = new
-                        .take()
-                        .ok_or_else(|| corrupt(&f.log, format!("ordinal {seq} is stored twice")))?;
-                    std::borrow::Cow::Owned(serde_json::to_vec(&event).map_err(|e| {
-                        Error::invalid_input(format!("event does not serialize: {e}"))
-                    })?)
-                } else {
-                    std::borrow::Cow::Borrowed(payload.as_slice())
-                };
+            let payload = if event.seq == seq {
+                if event.event != *expected {
+                    return Ok(false);
+                }
+                event.event = new
+                    .take()
+                    .ok_or_else(|| corrupt(&f.log, format!("ordinal {seq} is stored twice")))?;
+                std::borrow::Cow::Owned(crate::payload_record::encode(&mut event)?)
+            } else {
+                std::borrow::Cow::Borrowed(payload.as_slice())
+            };
             index.extend_from_slice(&offset.to_le_bytes());
             records::frame_batch(std::iter::once(&*payload), &mut log);
             debug_assert_eq!(log.len() as u64, offset + (HEADER + payload.len()) as u64);

@@ -37,6 +37,12 @@ struct StoredItem {
     ttl_ms: Option<u64>,
 }
 
+impl crate::payload_record::PayloadRecord for StoredItem {
+    fn payload_mut(&mut self) -> &mut Envelope {
+        &mut self.value
+    }
+}
+
 impl StoredItem {
     fn live(&self, now: Timestamp) -> bool {
         self.expires_at.is_none_or(|e| e > now)
@@ -78,7 +84,7 @@ fn decode_item(latest: Latest, path: &Path, key: Option<&ItemKey>) -> Result<Opt
     match latest {
         Latest::Absent => Ok(None),
         Latest::Damaged(what) => Err(damaged(what)),
-        Latest::Item(bytes) => serde_json::from_slice(&bytes)
+        Latest::Item(bytes) => crate::payload_record::decode(&bytes)
             .map(Some)
             .map_err(|e| damaged(format!("does not decode: {e}"))),
     }
@@ -185,8 +191,8 @@ impl Inner {
             expires_at: ttl.map(|ttl| now.saturating_add(ttl)),
             ttl_ms: ttl.map(|ttl| ttl.as_millis() as u64),
         };
-        let bytes = serde_json::to_vec(&stored)
-            .map_err(|e| Error::invalid_input(format!("value does not serialize: {e}")))?;
+        let mut stored = stored;
+        let bytes = crate::payload_record::encode(&mut stored)?;
         if created {
             self.note_namespace(t, ns, &dir)?;
             self.item_catalog(t, ns)?.add(key.as_str())?;

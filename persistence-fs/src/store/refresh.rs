@@ -51,9 +51,7 @@ impl Inner {
         };
         item.expires_at = Some(now.saturating_add(ttl));
         item.ttl_ms = Some(ttl.as_millis() as u64);
-        let bytes = serde_json::to_vec(&item).map_err(|e| {
-            persistence_core::Error::invalid_input(format!("item does not serialize: {e}"))
-        })?;
+        let bytes = crate::payload_record::encode(&mut item)?;
         file.write(&path, &bytes, self.durability).at(&path)?;
         Ok(Some(item))
     }
