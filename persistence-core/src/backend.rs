@@ -21,7 +21,10 @@ pub use crate::lock::{acquire_with_backoff, new_lease_token, validate_fence};
 pub use crate::page::validate_limit;
 pub use crate::patch::{PATCH_ATTEMPTS, patch_by_compare_and_swap};
 pub use crate::shared_calls::SharedCalls;
-pub use crate::stored_bytes::{append_bytes, attach_bytes, envelope_without_bytes, split_bytes};
+pub use crate::stored_bytes::{
+    PayloadRecord, append_bytes, attach_bytes, decode_record, encode_envelope, encode_record,
+    envelope_without_bytes, split_bytes,
+};
 pub use crate::subscribe::wait_on_notify;
 pub use crate::time::validate_ttl;
 pub use crate::tls::{ClientPem, TlsPem};

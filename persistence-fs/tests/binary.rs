@@ -6,28 +6,10 @@
 
 use std::path::Path;
 
-use persistence_core::{
-    ChannelName, CheckpointId, CheckpointSelector, Checkpointer, Envelope, ItemKey, Namespace,
-    NewCheckpoint, PutWrites, SessionKey, SessionLog, Store, TaskId, TenantId, ThreadKey, Write,
-};
+use persistence_conformance::checks::binary::write_one_of_each_kind;
 use persistence_fs::{FsBackend, FsConfig};
-use serde_json::json;
 
 const LEN: usize = 48 << 10;
-
-fn payload(seed: u8) -> Envelope {
-    // Bytes that do not compress (an LCG's high bits), as ciphertext.
-    let mut state = u64::from(seed);
-    let bytes: Vec<u8> = (0..LEN)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 56) as u8
-        })
-        .collect();
-    Envelope::new(1, json!({"$h": seed})).with_bytes(bytes)
-}
 
 /// The sizes of the files below `dir`.
 fn file_sizes(dir: &Path, out: &mut Vec<(String, u64)>) {
@@ -46,23 +28,7 @@ fn file_sizes(dir: &Path, out: &mut Vec<(String, u64)>) {
 async fn bytes_are_stored_raw_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FsBackend::open(FsConfig::new(dir.path())).unwrap();
-    let (t, th) = (TenantId::new("t").unwrap(), ThreadKey::new("th").unwrap());
-    let id = CheckpointId::new();
-    let new = NewCheckpoint::new(id, 0, payload(1));
-    Checkpointer::put(&fs, &t, &th, new, Default::default())
-        .await
-        .unwrap();
-    let write = Write::new(ChannelName::new("c").unwrap(), payload(2));
-    let writes = PutWrites::new(id, TaskId::new("task").unwrap(), vec![write]);
-    fs.put_writes(&t, &th, writes).await.unwrap();
-    let (ns, key) = (Namespace::new(["n"]).unwrap(), ItemKey::new("k").unwrap());
-    Store::put(&fs, &t, &ns, &key, payload(3), Default::default())
-        .await
-        .unwrap();
-    let session = SessionKey::new("s").unwrap();
-    fs.append(&t, &session, vec![payload(4)], Default::default())
-        .await
-        .unwrap();
+    write_one_of_each_kind(&fs, LEN).await.unwrap();
 
     // Each payload's file (the checkpoint's journal holds a copy of the last put too)
     // is its bytes and some JSON; as base64 it would be a third bigger.
@@ -73,16 +39,5 @@ async fn bytes_are_stored_raw_and_read_back() {
     for (path, len) in holding {
         assert!(*len < (LEN + 1024) as u64, "{path}: {len} bytes for {LEN}");
     }
-
-    let got = Checkpointer::get(&fs, &t, &th, CheckpointSelector::Latest)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.checkpoint.state, payload(1));
-    assert_eq!(got.pending_writes[0].value, payload(2));
-    let item = Store::get(&fs, &t, &ns, &key).await.unwrap().unwrap();
-    assert_eq!(item.value, payload(3));
-    let events = fs.read(&t, &session, 0, 10).await.unwrap();
-    assert_eq!(events[0].event, payload(4));
     assert!(fs.capabilities().binary_payloads);
 }

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
+    CursorExt, ListCheckpointsExt, PageExt, PayloadRecord, decode_record, encode_record,
+    thread_fence, validate_limit,
 };
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
@@ -27,8 +28,14 @@ struct Content {
     metadata: Metadata,
 }
 
-fn decode(content: &str, created: &str, operation: &'static str, key: &str) -> Result<Checkpoint> {
-    let c: Content = serde_json::from_str(content).map_err(|e| corrupt(e, operation, key))?;
+impl PayloadRecord for Content {
+    fn payload_mut(&mut self) -> &mut Envelope {
+        &mut self.state
+    }
+}
+
+fn decode(content: &[u8], created: &str, operation: &'static str, key: &str) -> Result<Checkpoint> {
+    let c: Content = decode_record(content).map_err(|e| corrupt(e, operation, key))?;
     Ok(Checkpoint::from_new(
         NewCheckpoint::new(c.id, c.step, c.state)
             .with_parent(c.parent)
@@ -48,7 +55,7 @@ impl RedisBackend {
         &self,
         k: &ThreadKeys,
         id: &str,
-        json: &str,
+        json: &[u8],
         created: &str,
         key: &str,
     ) -> Result<Vec<String>> {
@@ -82,7 +89,7 @@ impl RedisBackend {
             .cmd("HGET")
             .arg(k.created())
             .arg(id);
-        let (content, created): (Option<String>, Option<String>) = self
+        let (content, created): (Option<Vec<u8>>, Option<String>) = self
             .read("checkpoint.put", key, || {
                 self.query_pipeline(existing.clone())
             })
@@ -111,7 +118,7 @@ impl RedisBackend {
     ) -> Result<Vec<Checkpoint>> {
         let k = self.keys.thread(t, th);
         let upper = upper.map(|u| u.to_string()).unwrap_or_default();
-        let flat: Vec<String> = self
+        let flat: Vec<Vec<u8>> = self
             .read("checkpoint.list", key, || {
                 self.invoke(invocation!(
                     scripts::CHECKPOINT_LIST,
@@ -122,7 +129,11 @@ impl RedisBackend {
             .await?;
         flat.chunks(2)
             .map(|pair| match pair {
-                [content, created] => decode(content, created, "checkpoint.list", key),
+                [content, created] => {
+                    let created = std::str::from_utf8(created)
+                        .map_err(|e| corrupt(e, "checkpoint.list", key))?;
+                    decode(content, created, "checkpoint.list", key)
+                }
                 _ => Err(corrupt("odd reply", "checkpoint.list", key)),
             })
             .collect()
@@ -140,15 +151,14 @@ impl Checkpointer for RedisBackend {
     ) -> Result<Checkpoint> {
         let key = format!("{tenant}/{thread}");
         let k = self.keys.thread(tenant, thread);
-        let content = Content {
+        let mut content = Content {
             id: c.id,
             parent: c.parent,
             step: c.step,
             state: c.state,
             metadata: c.metadata,
         };
-        let json =
-            serde_json::to_string(&content).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let json = encode_record(&mut content)?;
         let (guard, expected) = match options.expect_latest {
             ExpectLatest::Any => ("0", String::new()),
             ExpectLatest::Absent => ("1", String::new()),
@@ -201,7 +211,7 @@ impl Checkpointer for RedisBackend {
             CheckpointSelector::Latest => String::new(),
             CheckpointSelector::Id(id) => id.to_string(),
         };
-        let reply: Option<(String, String, Vec<String>)> = self
+        let reply: Option<(Vec<u8>, String, Vec<Vec<u8>>)> = self
             .read("checkpoint.get", &key, || {
                 self.invoke(invocation!(
                     scripts::CHECKPOINT_GET,
@@ -217,8 +227,7 @@ impl Checkpointer for RedisBackend {
         let mut pending_writes = writes
             .iter()
             .map(|w| {
-                serde_json::from_str::<PendingWrite>(w)
-                    .map_err(|e| corrupt(e, "checkpoint.get", &key))
+                decode_record::<PendingWrite>(w).map_err(|e| corrupt(e, "checkpoint.get", &key))
             })
             .collect::<Result<Vec<_>>>()?;
         pending_writes.sort_by(|a, b| (&a.task_id, a.index).cmp(&(&b.task_id, b.index)));
@@ -287,9 +296,8 @@ impl Checkpointer for RedisBackend {
         for (index, write) in writes.into_iter().enumerate() {
             let index = u32::try_from(index)
                 .map_err(|_| Error::invalid_input("too many writes in one batch"))?;
-            let record = PendingWrite::new(task.clone(), index, write.channel, write.value);
-            let json =
-                serde_json::to_string(&record).map_err(|e| Error::invalid_input(e.to_string()))?;
+            let mut record = PendingWrite::new(task.clone(), index, write.channel, write.value);
+            let json = encode_record(&mut record)?;
             invocation
                 .arg(format!("{}|{index}", encode(task.as_str())))
                 .arg(json);
@@ -382,7 +390,7 @@ impl Checkpointer for RedisBackend {
         // (which must be empty). The source is never modified.
         let key = format!("{tenant}/{from}->{to}");
         let (src, dst) = (self.keys.thread(tenant, from), self.keys.thread(tenant, to));
-        let exported: Vec<String> = self
+        let exported: Vec<Vec<u8>> = self
             .read("checkpoint.copy_thread", &key, || {
                 self.invoke(invocation!(
                     scripts::CHECKPOINT_EXPORT,

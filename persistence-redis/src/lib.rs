@@ -236,7 +236,8 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// TTL, search, multi-process, cluster-safe, session life cycle; not durable in the
+    /// TTL, search, multi-process, cluster-safe, session life cycle, replacing payloads,
+    /// binary payloads (stored raw after a value's JSON); not durable in the
     /// sense of the contract (see the crate docs). Expired sessions are deleted by the
     /// server (key expiry); expired items, which share their namespace's hashes, by a
     /// sweep.
@@ -248,6 +249,7 @@ impl RedisBackend {
             .with_cluster_safe(true)
             .with_lifecycle(true)
             .with_replace(true)
+            .with_binary_payloads(true)
             .with_session_expiry(persistence_core::Enforcement::Backend)
     }
 

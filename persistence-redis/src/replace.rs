@@ -7,20 +7,49 @@
 //! is still the text read (`hash_replace.lua`, `event_replace.lua`): a payload changed
 //! or removed in between is not written. Two round trips; an operator's path.
 
+use persistence_core::backend::{
+    append_bytes, attach_bytes, decode_record, encode_record, split_bytes,
+};
 use persistence_core::{
-    CheckpointPayload, Envelope, Error, PendingWrite, Result, SessionKey, TenantId, ThreadKey,
+    CheckpointPayload, Envelope, PendingWrite, Result, SessionKey, TenantId, ThreadKey,
 };
 
 use crate::error::{Effect, corrupt, map};
 use crate::keys::encode;
+use crate::session_log::split_event_member;
 use crate::{RedisBackend, invocation, parse_u64, scripts};
 
 /// A checkpoint's stored content: only its state is replaced; the rest is kept as
 /// stored, field for field.
 type Content = serde_json::Map<String, serde_json::Value>;
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::invalid_input(e.to_string()))
+/// A checkpoint's stored content (its JSON, then its state's bytes) with the state
+/// replaced by `new` if it is `expected`; `None` if it is not.
+fn replaced_state(
+    stored: &[u8],
+    expected: &Envelope,
+    new: Envelope,
+) -> Result<Option<Vec<u8>>, String> {
+    let (json, bytes) = split_bytes(stored);
+    let mut content: Content = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let mut state: Envelope = content
+        .get("state")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| e.to_string())?
+        .ok_or("checkpoint without a state")?;
+    attach_bytes(&mut state, bytes)?;
+    if state != *expected {
+        return Ok(None);
+    }
+    let mut new = new;
+    let new_bytes = new.bytes.take();
+    let new = serde_json::to_value(&new).map_err(|e| e.to_string())?;
+    content.insert("state".into(), new);
+    let mut out = serde_json::to_vec(&content).map_err(|e| e.to_string())?;
+    append_bytes(&mut out, new_bytes.as_deref());
+    Ok(Some(out))
 }
 
 impl RedisBackend {
@@ -47,7 +76,7 @@ impl RedisBackend {
             ),
             _ => return Ok(false),
         };
-        let stored: Option<String> = self
+        let stored: Option<Vec<u8>> = self
             .read(OP, &key, || {
                 let mut cmd = redis::cmd("HGET");
                 cmd.arg(&hash).arg(&field);
@@ -59,31 +88,19 @@ impl RedisBackend {
         };
         let replacement = match payload {
             CheckpointPayload::State(_) => {
-                let mut content: Content =
-                    serde_json::from_str(&stored).map_err(|e| corrupt(e, OP, &key))?;
-                let state: Envelope = content
-                    .get("state")
-                    .cloned()
-                    .map(serde_json::from_value)
-                    .transpose()
-                    .map_err(|e| corrupt(e, OP, &key))?
-                    .ok_or_else(|| corrupt("checkpoint without a state", OP, &key))?;
-                if state != *expected {
-                    return Ok(false);
+                match replaced_state(&stored, expected, new).map_err(|e| corrupt(e, OP, &key))? {
+                    Some(replacement) => replacement,
+                    None => return Ok(false),
                 }
-                let new =
-                    serde_json::to_value(&new).map_err(|e| Error::invalid_input(e.to_string()))?;
-                content.insert("state".into(), new);
-                to_json(&content)?
             }
             _ => {
                 let mut write: PendingWrite =
-                    serde_json::from_str(&stored).map_err(|e| corrupt(e, OP, &key))?;
+                    decode_record(&stored).map_err(|e| corrupt(e, OP, &key))?;
                 if write.value != *expected {
                     return Ok(false);
                 }
                 write.value = new;
-                to_json(&write)?
+                encode_record(&mut write)?
             }
         };
         let replaced: u64 = self
@@ -111,7 +128,7 @@ impl RedisBackend {
         const OP: &str = "session.replace_event";
         let key = format!("{tenant}/{session}");
         let events_key = self.keys.session(tenant, session).events();
-        let members: Vec<String> = self
+        let members: Vec<Vec<u8>> = self
             .read(OP, &key, || {
                 let mut cmd = redis::cmd("ZRANGEBYSCORE");
                 cmd.arg(&events_key).arg(seq).arg(seq);
@@ -121,19 +138,19 @@ impl RedisBackend {
         let Some(stored) = members.into_iter().next() else {
             return Ok(false);
         };
-        let mut parts = stored.splitn(3, '|');
-        let (Some(ordinal), Some(at), Some(json)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let Some((ordinal, at, record)) = split_event_member(&stored) else {
             return Err(corrupt("event member without ordinal", OP, &key));
         };
         if parse_u64(ordinal, OP, &key)? != seq {
             return Ok(false);
         }
-        let event: Envelope = serde_json::from_str(json).map_err(|e| corrupt(e, OP, &key))?;
+        let event: Envelope = decode_record(record).map_err(|e| corrupt(e, OP, &key))?;
         if event != *expected {
             return Ok(false);
         }
-        let replacement = format!("{ordinal}|{at}|{}", to_json(&new)?);
+        let mut new = new;
+        let mut replacement = format!("{ordinal}|{at}|").into_bytes();
+        replacement.extend_from_slice(&encode_record(&mut new)?);
         let replaced: u64 = self
             .invoke(invocation!(
                 scripts::EVENT_REPLACE,

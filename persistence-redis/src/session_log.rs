@@ -7,7 +7,8 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    CursorExt, PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
+    CursorExt, PageExt, compaction_fence, decode_record, encode_envelope, session_fence,
+    validate_limit, validate_ttl,
 };
 use persistence_core::{
     AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ExpiredSession, ListSessions,
@@ -19,14 +20,26 @@ use crate::error::{BACKEND, Effect, corrupt, map};
 use crate::keys::{Index, SessionKeys};
 use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
 
-fn parse_event(member: &str, key: &str) -> Result<SessionEvent> {
-    let mut parts = member.splitn(3, '|');
-    let (Some(seq), Some(at), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
+/// An event's sorted-set member, `{ordinal}|{appended at}|{record}`, split: the record
+/// is the event's JSON, then its bytes raw (`encode_envelope`). `None` without both
+/// separators or with a non-UTF-8 ordinal or time.
+pub(crate) fn split_event_member(member: &[u8]) -> Option<(&str, &str, &[u8])> {
+    let mut parts = member.splitn(3, |&b| b == b'|');
+    let (seq, at, record) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((
+        std::str::from_utf8(seq).ok()?,
+        std::str::from_utf8(at).ok()?,
+        record,
+    ))
+}
+
+fn parse_event(member: &[u8], key: &str) -> Result<SessionEvent> {
+    let Some((seq, at, record)) = split_event_member(member) else {
         return Err(corrupt("event member without ordinal", "session.read", key));
     };
     Ok(SessionEvent::new(
         parse_u64(seq, "session.read", key)?,
-        serde_json::from_str(json).map_err(|e| corrupt(e, "session.read", key))?,
+        decode_record(record).map_err(|e| corrupt(e, "session.read", key))?,
         Timestamp(parse_u64(at, "session.read", key)?),
     ))
 }
@@ -61,8 +74,7 @@ fn event_args(
     events: &[Envelope],
 ) -> Result<()> {
     for event in events {
-        invocation
-            .arg(serde_json::to_string(event).map_err(|e| Error::invalid_input(e.to_string()))?);
+        invocation.arg(encode_envelope(event)?);
     }
     Ok(())
 }
@@ -144,7 +156,7 @@ impl SessionLog for RedisBackend {
         let key = format!("{tenant}/{session}");
         let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
         let events_key = self.keys.session(tenant, session).events();
-        let members: Vec<String> = self
+        let members: Vec<Vec<u8>> = self
             .read("session.read", &key, || {
                 let mut cmd = redis::cmd("ZRANGEBYSCORE");
                 cmd.arg(&events_key)

@@ -4,7 +4,9 @@
 //! by label.
 
 use async_trait::async_trait;
-use persistence_core::backend::{CursorExt, PageExt, validate_limit, validate_ttl};
+use persistence_core::backend::{
+    CursorExt, PageExt, decode_record, encode_envelope, validate_limit, validate_ttl,
+};
 use persistence_core::{
     Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace,
     Page, PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
@@ -17,7 +19,7 @@ use crate::{RedisBackend, expect_ok, invocation, parse_u64, scripts};
 
 fn parse_items(
     ns: &Namespace,
-    flat: Vec<String>,
+    flat: Vec<Vec<u8>>,
     operation: &'static str,
     key: &str,
 ) -> Result<Vec<Item>> {
@@ -26,14 +28,16 @@ fn parse_items(
             let [k, value, meta] = triple else {
                 return Err(corrupt("odd reply", operation, key));
             };
+            let k = std::str::from_utf8(k).map_err(|e| corrupt(e, operation, key))?;
+            let meta = std::str::from_utf8(meta).map_err(|e| corrupt(e, operation, key))?;
             let parts: Vec<&str> = meta.split('|').collect();
             let [version, created, updated, expires] = parts.as_slice() else {
                 return Err(corrupt(format!("item meta {meta:?}"), operation, key));
             };
             Ok(Item::new(
                 ns.clone(),
-                ItemKey::new(k.as_str()).map_err(|e| corrupt(e, operation, key))?,
-                serde_json::from_str(value).map_err(|e| corrupt(e, operation, key))?,
+                ItemKey::new(k).map_err(|e| corrupt(e, operation, key))?,
+                decode_record(value).map_err(|e| corrupt(e, operation, key))?,
                 parse_u64(version, operation, key)?,
                 Timestamp(parse_u64(created, operation, key)?),
                 Timestamp(parse_u64(updated, operation, key)?),
@@ -59,7 +63,7 @@ impl RedisBackend {
         key: &str,
     ) -> Result<Vec<Item>> {
         let k = self.keys.namespace(t, ns);
-        let flat: Vec<String> = self
+        let flat: Vec<Vec<u8>> = self
             .read("store.list", key, || {
                 self.invoke(invocation!(
                     scripts::ITEM_LIST,
@@ -96,7 +100,7 @@ impl RedisBackend {
         };
         // Sent again after a lost connection, a refresh only restarts the TTLs once
         // more: it is retried like a read.
-        let flat: Vec<String> = self
+        let flat: Vec<Vec<u8>> = self
             .read(operation, key, || self.invoke(invocation()))
             .await?;
         parse_items(ns, flat, operation, key)
@@ -156,8 +160,7 @@ impl Store for RedisBackend {
             .transpose()
             .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
         let k = self.keys.namespace(tenant, namespace);
-        let json =
-            serde_json::to_string(&value).map_err(|e| Error::invalid_input(e.to_string()))?;
+        let json = encode_envelope(&value)?;
         let script = self.invoke::<Vec<String>>(invocation!(
             scripts::ITEM_PUT,
             [k.values(), k.meta(), k.keys(), k.expiry(), k.ttls()],
@@ -222,7 +225,7 @@ impl Store for RedisBackend {
             .arg(k.values())
             .arg(key.as_str())
             .cmd("TIME");
-        let (meta, value, (secs, micros)): (Option<String>, Option<String>, (u64, u64)) = self
+        let (meta, value, (secs, micros)): (Option<String>, Option<Vec<u8>>, (u64, u64)) = self
             .read("store.get", &err_key, || {
                 self.query_pipeline(pipeline.clone())
             })
@@ -242,7 +245,7 @@ impl Store for RedisBackend {
                 &err_key,
             )
         })?;
-        let flat = vec![key.as_str().to_owned(), value, meta];
+        let flat = vec![key.as_str().as_bytes().to_vec(), value, meta.into_bytes()];
         Ok(parse_items(namespace, flat, "store.get", &err_key)?.pop())
     }
 

@@ -6,8 +6,9 @@
 use anyhow::{Result, bail, ensure};
 use persistence_core::serde_json::json;
 use persistence_core::{
-    CheckpointPayload, CheckpointSelector as Sel, Envelope, ErrorKind, ListCheckpoints, ListItems,
-    PutCheckpointOptions, PutWrites, Write,
+    CheckpointId, CheckpointPayload, CheckpointSelector as Sel, Checkpointer, Envelope, ErrorKind,
+    ListCheckpoints, ListItems, NewCheckpoint, PutCheckpointOptions, PutWrites, SessionLog, Store,
+    Write,
 };
 
 use super::{cp, item_key, ns, session, task, tenant, thread};
@@ -179,5 +180,72 @@ pub async fn binary_event_bytes_kept_or_refused(fx: &Fixture) -> Result<()> {
             "the replaced event lost its bytes: {read:?}"
         );
     }
+    Ok(())
+}
+
+/// `len` bytes that do not compress (an LCG's high bits, seeded: the same every run),
+/// as ciphertext, beside a small header.
+pub fn incompressible(seed: u8, len: usize) -> Envelope {
+    let mut state = u64::from(seed);
+    let bytes = (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 56) as u8
+        })
+        .collect();
+    Envelope::new(1, json!({"$h": seed})).with_bytes(bytes)
+}
+
+/// Writes a checkpoint state (seed 1), a pending write (2), a store value (3) and a
+/// session event (4) of `len` [`incompressible`] bytes each under tenant `binary`, and
+/// checks they read back whole: for a backend's own tests, which then look at how much
+/// it stored.
+///
+/// # Errors
+/// A write or read that fails, or a payload that does not read back.
+pub async fn write_one_of_each_kind<B>(backend: &B, len: usize) -> Result<()>
+where
+    B: Checkpointer + Store + SessionLog,
+{
+    let (t, th) = (tenant("binary"), thread("binary"));
+    let id = CheckpointId::new();
+    let new = NewCheckpoint::new(id, 0, incompressible(1, len));
+    Checkpointer::put(backend, &t, &th, new, PutCheckpointOptions::default()).await?;
+    let write = Write::new(
+        persistence_core::ChannelName::new("c")?,
+        incompressible(2, len),
+    );
+    let writes = PutWrites::new(id, task("binary"), vec![write]);
+    backend.put_writes(&t, &th, writes).await?;
+    let (n, k) = (ns(&["binary"]), item_key("binary"));
+    Store::put(
+        backend,
+        &t,
+        &n,
+        &k,
+        incompressible(3, len),
+        Default::default(),
+    )
+    .await?;
+    let s = session("binary");
+    let event = vec![incompressible(4, len)];
+    backend.append(&t, &s, event, Default::default()).await?;
+
+    let got = Checkpointer::get(backend, &t, &th, Sel::Latest).await?;
+    let got = got.ok_or_else(|| anyhow::anyhow!("the checkpoint is missing"))?;
+    ensure!(got.checkpoint.state == incompressible(1, len), "state");
+    ensure!(got.pending_writes.first().map(|w| &w.value) == Some(&incompressible(2, len)));
+    let item = Store::get(backend, &t, &n, &k).await?;
+    ensure!(
+        item.is_some_and(|i| i.value == incompressible(3, len)),
+        "item"
+    );
+    let events = backend.read(&t, &s, 0, 10).await?;
+    ensure!(
+        events.first().map(|e| &e.event) == Some(&incompressible(4, len)),
+        "event"
+    );
     Ok(())
 }
