@@ -163,6 +163,7 @@ fn capability_names(c: Capabilities) -> Vec<&'static str> {
         (c.durable, "durable"),
         (c.lifecycle, "lifecycle"),
         (c.replace, "replace"),
+        (c.binary_payloads, "binary-payloads"),
         // What expires or ages out without a `gc` (hidden at once either way).
         (
             c.item_expiry == Enforcement::Backend,

@@ -528,6 +528,7 @@ fn redis_demo_status_and_bench() {
     let dir = tempfile::tempdir().unwrap();
     demo_completes_and_resumes(dir.path(), &url);
     // What runs out without a `gc`: Redis expires sessions by itself, not items.
+    // Ciphertext is stored raw.
     let status = json(&ok(
         dir.path(),
         &["status", "--url", &url, "--format", "json"],
@@ -535,7 +536,8 @@ fn redis_demo_status_and_bench() {
     let caps = status["capabilities"].as_array().unwrap();
     assert!(
         caps.contains(&"sessions-expire-by-themselves".into())
-            && !caps.contains(&"items-expire-by-themselves".into()),
+            && !caps.contains(&"items-expire-by-themselves".into())
+            && caps.contains(&"binary-payloads".into()),
         "{status}"
     );
     redis_bench_is_honest(dir.path(), &url);
