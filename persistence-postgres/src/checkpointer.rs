@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    CursorExt, ListCheckpointsExt, PageExt, refuse_bytes, thread_fence, validate_limit,
+    CursorExt, ListCheckpointsExt, PageExt, thread_fence, validate_limit,
 };
 use persistence_core::{
     Checkpoint, CheckpointId, CheckpointPayload, CheckpointSelector, CheckpointTuple, Checkpointer,
@@ -17,7 +17,8 @@ use sqlx::types::Json;
 use crate::PgBackend;
 use crate::error::{corrupt, map};
 
-const PUT: &str = "SELECT persistence.checkpoint_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+const PUT: &str =
+    "SELECT persistence.checkpoint_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
 const GET: &str = "SELECT persistence.checkpoint_get($1, $2, $3)";
 const LIST: &str = "SELECT persistence.checkpoint_list($1, $2, $3, $4, $5)";
 const PUT_WRITES: &str =
@@ -28,9 +29,9 @@ const PRUNE_THROUGH: &str = "SELECT persistence.checkpoint_prune_through($1, $2,
 const COPY_THREAD: &str = "SELECT persistence.checkpoint_copy_thread($1, $2, $3)";
 const LIST_THREADS: &str = "SELECT persistence.checkpoint_list_threads($1, $2, $3)";
 const REPLACE_STATE: &str =
-    "SELECT persistence.checkpoint_replace_state($1, $2, $3, $4, $5, $6, $7)";
+    "SELECT persistence.checkpoint_replace_state($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const REPLACE_WRITE: &str =
-    "SELECT persistence.pending_write_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    "SELECT persistence.pending_write_replace($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 #[derive(Deserialize)]
 struct Row {
@@ -79,8 +80,7 @@ impl Checkpointer for PgBackend {
             ExpectLatest::Absent => (1, None),
             ExpectLatest::Is(id) => (2, Some(id.as_uuid())),
         };
-        let fence = refuse_bytes("checkpoint state", [&c.state])
-            .and_then(|()| thread_fence(tenant, thread, options.lease.as_ref()))
+        let fence = thread_fence(tenant, thread, options.lease.as_ref())
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put", &key))?;
         let created: i64 = crate::pool::fetch_single!(
@@ -97,6 +97,7 @@ impl Checkpointer for PgBackend {
                 .bind(expect)
                 .bind(expect_id)
                 .bind(fence)
+                .bind(c.state.bytes.as_deref())
         )
         .map_err(|e| map(e, "checkpoint.put", &key))?;
         Ok(Checkpoint::from_new(
@@ -175,14 +176,18 @@ impl Checkpointer for PgBackend {
             ..
         } = request;
         let key = format!("{tenant}/{thread}/{checkpoint}");
-        let fence = refuse_bytes("pending write", writes.iter().map(|w| &w.value))
-            .and_then(|()| thread_fence(tenant, thread, lease.as_ref()))
+        let fence = thread_fence(tenant, thread, lease.as_ref())
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put_writes", &key))?;
         let payload: Vec<serde_json::Value> = writes
             .iter()
-            .map(|w| json!({"channel": w.channel, "schema_version": w.value.schema_version, "data": w.value.data}))
-            .collect();
+            .map(|w| {
+                let mut write = crate::envelope_json(&w.value)?;
+                write.insert("channel".into(), json!(w.channel));
+                Ok(serde_json::Value::Object(write))
+            })
+            .collect::<Result<_>>()
+            .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.put_writes", &key))?;
         let _: Vec<i64> = crate::pool::fetch_all!(
             self.db,
             crate::statement::Call::new(PUT_WRITES)
@@ -257,12 +262,6 @@ impl Checkpointer for PgBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
-        refuse_bytes("checkpoint payload", [&new])
-            .map_err(|e| e.context(crate::error::BACKEND, "checkpoint.replace_payload", thread))?;
-        if expected.bytes.is_some() {
-            // No stored payload has bytes here: none is the one expected.
-            return Ok(false);
-        }
         let (sql, id, write) = match payload {
             CheckpointPayload::State(id) => (REPLACE_STATE, id, None),
             CheckpointPayload::Write {
@@ -288,8 +287,10 @@ impl Checkpointer for PgBackend {
             }
             .bind(i64::from(expected.schema_version))
             .bind(Json(&expected.data))
+            .bind(expected.bytes.as_deref())
             .bind(i64::from(new.schema_version))
             .bind(Json(&new.data))
+            .bind(new.bytes.as_deref())
         })
         .map_err(|e| {
             map(

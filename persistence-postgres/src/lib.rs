@@ -338,15 +338,31 @@ impl PgBackend {
         self.db.close().await;
     }
 
-    /// TTL, search, multi-process, durable, session life cycle, replacing payloads.
+    /// TTL, search, multi-process, durable, session life cycle, replacing payloads,
+    /// binary payloads (in a `bytea` beside each payload's `jsonb`, schema 13).
     pub fn capabilities(&self) -> Capabilities {
         let mut caps = Capabilities::none();
         caps.lifecycle = true;
         caps.replace = true;
+        caps.binary_payloads = true;
         caps.ttl = true;
         caps.search = true;
         caps.multi_process = true;
         caps.durable = true;
         caps
+    }
+}
+
+/// An envelope as the SQL functions take it: `{"schema_version", "data", "bytes"}`, the
+/// bytes as base64 and only when there are some (the functions store them raw).
+///
+/// # Errors
+/// `InvalidInput` if it does not serialize (a JSON value always does).
+pub(crate) fn envelope_json(
+    envelope: &persistence_core::Envelope,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    match serde_json::to_value(envelope) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(Error::invalid_input("a payload does not serialize as JSON")),
     }
 }

@@ -13,7 +13,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Schema version this code was written for (`persistence.schema_version()` after
 /// `migrate`).
-pub const SCHEMA_VERSION: i32 = 12;
+pub const SCHEMA_VERSION: i32 = 13;
 
 /// The oldest database schema this code runs against: older ones fail `SchemaTooOld`
 /// (run `persistence migrate`). Newer ones are opened when they say this code is still
@@ -21,7 +21,7 @@ pub const SCHEMA_VERSION: i32 = 12;
 /// refused with `SchemaTooNew` otherwise, so rolling upgrades work in either order:
 /// migrate first (old instances keep running until the database says they cannot), or
 /// deploy first (new instances refuse an old database with a clear kind).
-pub const MIN_DATABASE_SCHEMA: i32 = 12;
+pub const MIN_DATABASE_SCHEMA: i32 = 13;
 
 /// Applies pending migrations as the migrator role (owner of the schema; superuser or
 /// BYPASSRLS). Idempotent. Returns the versions applied by this call.

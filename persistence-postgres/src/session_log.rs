@@ -3,14 +3,13 @@
 
 use async_trait::async_trait;
 use persistence_core::backend::{
-    PageExt, compaction_fence, refuse_bytes, session_fence, validate_limit, validate_ttl,
+    PageExt, compaction_fence, session_fence, validate_limit, validate_ttl,
 };
 use persistence_core::{
     AppendOptions, CloseSession, Compaction, Cursor, Envelope, Error, ExpiredSession, ListSessions,
     Page, Result, SessionEvent, SessionInfo, SessionKey, SessionLog, TenantId, Timestamp,
 };
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::types::Json;
 
 use crate::PgBackend;
@@ -27,7 +26,8 @@ const INFO: &str = "SELECT persistence.session_info($1, $2)";
 const CLOSE: &str = "SELECT persistence.session_close($1, $2, $3 <> 0)";
 const COMPACT: &str = "SELECT persistence.session_compact($1, $2, $3, $4, $5, $6)";
 const LISTEN: &str = "SELECT persistence.session_listen($1, $2, $3)";
-const REPLACE_EVENT: &str = "SELECT persistence.session_event_replace($1, $2, $3, $4, $5, $6, $7)";
+const REPLACE_EVENT: &str =
+    "SELECT persistence.session_event_replace($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const PURGE: &str = "SELECT persistence.purge_expired_sessions_named()";
 
 #[derive(Deserialize)]
@@ -59,11 +59,11 @@ impl From<InfoRow> for SessionInfo {
     }
 }
 
-/// Events as the SQL functions take them: `[{"schema_version": .., "data": ..}]`.
-fn events_json(events: &[Envelope]) -> Vec<serde_json::Value> {
+/// Events as the SQL functions take them: `[{"schema_version", "data", "bytes"}]`.
+fn events_json(events: &[Envelope]) -> Result<Vec<serde_json::Value>> {
     events
         .iter()
-        .map(|e| json!({"schema_version": e.schema_version, "data": e.data}))
+        .map(|e| crate::envelope_json(e).map(serde_json::Value::Object))
         .collect()
 }
 
@@ -90,11 +90,10 @@ impl SessionLog for PgBackend {
             .map(|t| validate_ttl("session ttl", t).map(|t| t.as_millis() as i64))
             .transpose()
             .map_err(ctx)?;
-        let fence = refuse_bytes("session event", &events)
-            .and_then(|()| session_fence(tenant, session, options.lease.as_ref()))
+        let fence = session_fence(tenant, session, options.lease.as_ref())
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
-        let payload = events_json(&events);
+        let payload = events_json(&events).map_err(ctx)?;
         let head: i64 = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(APPEND)
@@ -152,20 +151,9 @@ impl SessionLog for PgBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
-        refuse_bytes("session event", [&new]).map_err(|e| {
-            e.context(
-                BACKEND,
-                "session.replace_event",
-                format!("{tenant}/{session}"),
-            )
-        })?;
         let Ok(seq) = i64::try_from(seq) else {
             return Ok(false);
         };
-        if expected.bytes.is_some() {
-            // No stored event has bytes here: none is the one expected.
-            return Ok(false);
-        }
         let replaced: bool = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(REPLACE_EVENT)
@@ -174,8 +162,10 @@ impl SessionLog for PgBackend {
                 .bind(seq)
                 .bind(i64::from(expected.schema_version))
                 .bind(Json(&expected.data))
+                .bind(expected.bytes.as_deref())
                 .bind(i64::from(new.schema_version))
                 .bind(Json(&new.data))
+                .bind(new.bytes.as_deref())
         )
         .map_err(|e| map(e, "session.replace_event", format!("{tenant}/{session}")))?;
         Ok(replaced)
@@ -307,16 +297,16 @@ impl SessionLog for PgBackend {
     ) -> Result<u64> {
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
-        let fence = refuse_bytes("compaction summary", &compaction.summary)
-            .and_then(|()| compaction_fence(tenant, session, &compaction))
+        let fence = compaction_fence(tenant, session, &compaction)
             .and_then(|f| f.map(|f| fence_i64(f.0)).transpose())
             .map_err(ctx)?;
+        let summary = events_json(&compaction.summary).map_err(ctx)?;
         let head: i64 = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(COMPACT)
                 .bind(tenant.as_str())
                 .bind(session.as_str())
-                .bind(Json(&events_json(&compaction.summary)))
+                .bind(Json(&summary))
                 .bind(compaction.expect_head.map(seq_i64))
                 .bind(fence)
                 .bind(seq_i64(compaction.through))

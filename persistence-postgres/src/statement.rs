@@ -26,6 +26,7 @@ pub(crate) enum ArgType {
     Uuid,
     Json,
     TextArray,
+    Bytes,
 }
 
 /// One argument of a [`Call`].
@@ -39,6 +40,7 @@ pub(crate) enum Arg {
     Uuid(uuid::Uuid),
     Json(Box<RawValue>),
     TextArray(Vec<String>),
+    Bytes(Vec<u8>),
     /// A value that could not be encoded; sending the call fails with this message.
     Unencodable(String),
 }
@@ -70,6 +72,7 @@ into_arg!(i32, Int32, Int32, |v| v);
 into_arg!(i64, Int64, Int64, |v| v);
 into_arg!(uuid::Uuid, Uuid, Uuid, |v| v);
 into_arg!(&[String], TextArray, TextArray, |v| v.to_vec());
+into_arg!(&[u8], Bytes, Bytes, |v| v.to_vec());
 
 impl<T: IntoArg> IntoArg for Option<T> {
     fn into_arg(self) -> Arg {
@@ -172,6 +175,7 @@ impl Call {
                     Arg::Null(ArgType::Uuid) => query.bind(None::<uuid::Uuid>),
                     Arg::Null(ArgType::Json) => query.bind(None::<Json<&RawValue>>),
                     Arg::Null(ArgType::TextArray) => query.bind(None::<Vec<String>>),
+                    Arg::Null(ArgType::Bytes) => query.bind(None::<&[u8]>),
                     Arg::Text(s) => query.bind(s.as_str()),
                     Arg::Int16(i) => query.bind(*i),
                     Arg::Int32(i) => query.bind(*i),
@@ -179,6 +183,7 @@ impl Call {
                     Arg::Uuid(u) => query.bind(*u),
                     Arg::Json(raw) => query.bind(Json(&**raw)),
                     Arg::TextArray(v) => query.bind(v.as_slice()),
+                    Arg::Bytes(v) => query.bind(v.as_slice()),
                     Arg::Unencodable(_) => query,
                 };
             }
@@ -232,6 +237,7 @@ fn literal(arg: &Arg, out: &mut String) {
         Arg::Null(ArgType::Uuid) => out.push_str("NULL::uuid"),
         Arg::Null(ArgType::Json) => out.push_str("NULL::jsonb"),
         Arg::Null(ArgType::TextArray) => out.push_str("NULL::text[]"),
+        Arg::Null(ArgType::Bytes) => out.push_str("NULL::bytea"),
         Arg::Text(s) => {
             quoted(s, out);
             out.push_str("::text");
@@ -253,6 +259,13 @@ fn literal(arg: &Arg, out: &mut String) {
                 quoted(s, out);
             }
             out.push_str("]::text[]");
+        }
+        Arg::Bytes(v) => {
+            out.push_str("decode('");
+            for b in v {
+                out.push_str(&format!("{b:02x}"));
+            }
+            out.push_str("', 'hex')");
         }
         Arg::Unencodable(_) => out.push_str("NULL"),
     }

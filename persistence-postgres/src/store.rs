@@ -2,7 +2,7 @@
 //! collation, so they order label by label, bytewise.
 
 use async_trait::async_trait;
-use persistence_core::backend::{PageExt, refuse_bytes, validate_limit, validate_ttl};
+use persistence_core::backend::{PageExt, validate_limit, validate_ttl};
 use persistence_core::{
     Cursor, Envelope, Error, GetItemOptions, Item, ItemKey, ListItems, ListNamespaces, Namespace,
     Page, PutItemOptions, Result, SearchItems, Store, TenantId, Timestamp,
@@ -15,7 +15,7 @@ use crate::PgBackend;
 use crate::checkpointer::bad_cursor;
 use crate::error::{BACKEND, map};
 
-const PUT: &str = "SELECT persistence.item_put($1, $2, $3, $4, $5, $6, $7)";
+const PUT: &str = "SELECT persistence.item_put($1, $2, $3, $4, $5, $6, $7, $8)";
 const GET: &str = "SELECT persistence.item_get($1, $2, $3)";
 const GET_REFRESHED: &str = "SELECT persistence.item_get_refreshed($1, $2, $3)";
 const DELETE: &str = "SELECT persistence.item_delete($1, $2, $3, $4)";
@@ -65,9 +65,10 @@ impl Store for PgBackend {
         options: PutItemOptions,
     ) -> Result<u64> {
         let err_key = format!("{tenant}/{namespace}/{key}");
-        let ttl_ms = refuse_bytes("store value", [&value])
-            .and_then(|()| options.ttl.map(|t| validate_ttl("item ttl", t)).transpose())
-            .map(|ttl| ttl.map(|t| t.as_millis() as i64))
+        let ttl_ms = options
+            .ttl
+            .map(|t| validate_ttl("item ttl", t).map(|t| t.as_millis() as i64))
+            .transpose()
             .map_err(|e| e.context(BACKEND, "store.put", &err_key))?;
         let version: i64 = crate::pool::fetch_single!(
             self.db,
@@ -79,6 +80,7 @@ impl Store for PgBackend {
                 .bind(Json(&value.data))
                 .bind(ttl_ms)
                 .bind(options.if_version.map(version_i64))
+                .bind(value.bytes.as_deref())
         )
         .map_err(|e| map(e, "store.put", &err_key))?;
         Ok(version as u64)
