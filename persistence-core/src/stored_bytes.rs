@@ -173,4 +173,14 @@ mod tests {
         assert_eq!(decode_record::<Envelope>(&base64).unwrap(), envelope);
         assert!(decode_record::<Envelope>(b"{\"schema_version\":1}\0x").is_err());
     }
+
+    #[test]
+    fn json_only_backends_refuse_bytes_naming_the_payload() {
+        let plain = Envelope::new(1, json!(1));
+        assert!(crate::backend::refuse_bytes("event", [&plain]).is_ok());
+        let binary = plain.clone().with_bytes(vec![1]);
+        let e = crate::backend::refuse_bytes("event", [&plain, &binary]).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        assert!(e.message().starts_with("event:"), "{e}");
+    }
 }
