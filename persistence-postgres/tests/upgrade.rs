@@ -149,3 +149,57 @@ async fn items_of_schema_10_refresh_by_their_ttl() {
         );
     }
 }
+
+/// Payloads written by schema 12 (no bytes columns) read after the upgrade exactly as
+/// written, without bytes, and the migrated database takes payloads with bytes.
+#[tokio::test]
+async fn payloads_of_schema_12_read_unchanged_and_bytes_follow() {
+    use persistence_core::{Envelope, ItemKey, Namespace, Store};
+
+    let Some(db) = support::empty_db().await else {
+        return;
+    };
+    migrate_up_to(&db, 12).await;
+    let mut app = PgConnection::connect_with(&db.app_options()).await.unwrap();
+    // What a schema-12 library sends for a put and for an append.
+    app.execute(
+        "SELECT persistence.item_put('t', ARRAY['ns'], 'old', 1, '{\"v\": 1}'::jsonb, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    app.execute(
+        "SELECT persistence.session_append('t', 's', \
+         '[{\"schema_version\": 2, \"data\": {\"e\": 1}}]'::jsonb, NULL, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    drop(app);
+    migrate(db.admin_options().to_url_lossy().as_ref())
+        .await
+        .expect("migrate from schema 12");
+
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .expect("the migrated database opens");
+    let (t, ns) = (TenantId::new("t").unwrap(), Namespace::new(["ns"]).unwrap());
+    let old = ItemKey::new("old").unwrap();
+    let item = backend.get(&t, &ns, &old).await.unwrap().unwrap();
+    assert_eq!(item.value, Envelope::new(1, serde_json::json!({"v": 1})));
+    let events = backend
+        .read(&t, &SessionKey::new("s").unwrap(), 0, 10)
+        .await;
+    let events = events.unwrap();
+    assert_eq!(
+        events[0].event,
+        Envelope::new(2, serde_json::json!({"e": 1}))
+    );
+
+    let with_bytes = Envelope::new(1, serde_json::json!({"h": 1})).with_bytes(vec![0, 255]);
+    let new = ItemKey::new("new").unwrap();
+    backend
+        .put(&t, &ns, &new, with_bytes.clone(), Default::default())
+        .await
+        .unwrap();
+    let item = backend.get(&t, &ns, &new).await.unwrap().unwrap();
+    assert_eq!(item.value, with_bytes);
+}
