@@ -73,6 +73,7 @@
 
 #![deny(missing_docs)]
 
+mod backend;
 mod checkpointer;
 mod compression;
 mod keys;
@@ -88,6 +89,7 @@ mod walk;
 use std::fmt;
 use std::sync::Arc;
 
+pub use backend::SealedBackend;
 pub use checkpointer::SealedCheckpointer;
 pub use keys::{KeyId, KeyProvider, MasterKey, StaticKeyring};
 pub use maintenance::SealedMaintenance;

@@ -36,6 +36,11 @@ pub struct FsConfig {
     /// create nothing: for tools that only read, where a mistyped path should say so
     /// rather than show an empty store.
     pub create_if_missing: bool,
+    /// The payload codec every call of the backend goes through (compression,
+    /// encryption at rest; see [`with_codec`](Self::with_codec)). Default `None`:
+    /// payloads are stored as given.
+    #[cfg(feature = "codec")]
+    pub codec: Option<persistence_codec::CodecConfig>,
 }
 
 impl FsConfig {
@@ -47,7 +52,27 @@ impl FsConfig {
             file_mode: 0o600,
             dir_mode: 0o700,
             create_if_missing: true,
+            #[cfg(feature = "codec")]
+            codec: None,
         }
+    }
+    /// Same settings, every payload (checkpoint state, pending write, store value,
+    /// session event) compressed and encrypted by `config` on its way to disk and
+    /// opened on its way back, bound to its row: every [`Checkpointer`], [`Store`] and
+    /// [`SessionLog`] call of the opened backend goes through the codec (see
+    /// `persistence-codec` for the format, what stays in clear and the threat model).
+    /// The backend then declares no `search` unless `config` keeps fields in clear,
+    /// and no `binary_payloads`. [`FsBackend::without_codec`](crate::FsBackend::without_codec)
+    /// reads the stored form (for rekeying).
+    ///
+    /// [`Checkpointer`]: persistence_core::Checkpointer
+    /// [`Store`]: persistence_core::Store
+    /// [`SessionLog`]: persistence_core::SessionLog
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn with_codec(mut self, config: persistence_codec::CodecConfig) -> Self {
+        self.codec = Some(config);
+        self
     }
     /// Same settings; whether a missing store is made (see
     /// [`create_if_missing`](Self::create_if_missing)).

@@ -233,6 +233,17 @@
 //! rename and directory fsync.
 #![deny(missing_docs)]
 
+/// Sends a trait call to the codec of [`FsConfig::with_codec`] when the backend has one
+/// (it calls this backend again without the codec, storing the sealed payloads).
+macro_rules! through_codec {
+    ($self:ident . $part:ident () . $method:ident ($($arg:ident),*)) => {
+        #[cfg(feature = "codec")]
+        if let Some(sealed) = &$self.sealed {
+            return sealed.$part().$method($($arg),*).await;
+        }
+    };
+}
+
 mod catalog;
 mod checkpointer;
 mod config;
@@ -267,6 +278,9 @@ pub const FORMAT_VERSION: u32 = 6;
 #[derive(Clone, Debug)]
 pub struct FsBackend {
     inner: Arc<Inner>,
+    /// The codec of [`FsConfig::with_codec`], over a clone of this backend without one.
+    #[cfg(feature = "codec")]
+    sealed: Option<Arc<persistence_codec::SealedBackend>>,
 }
 
 #[derive(Debug)]
@@ -420,7 +434,7 @@ impl FsBackend {
         {
             return Err(opening(crate::error::io_error(&marker, e)));
         }
-        Ok(FsBackend {
+        let backend = FsBackend {
             inner: Arc::new(Inner {
                 layout,
                 durability: writes,
@@ -430,12 +444,50 @@ impl FsBackend {
                 journals: checkpointer::Journals::default(),
                 changes: session_log::changes::SessionChanges::default(),
             }),
-        })
+            #[cfg(feature = "codec")]
+            sealed: None,
+        };
+        #[cfg(feature = "codec")]
+        if let Some(codec) = config.codec {
+            let sealed = persistence_codec::SealedBackend::new(backend.clone(), codec);
+            return Ok(FsBackend {
+                sealed: Some(Arc::new(sealed)),
+                ..backend
+            });
+        }
+        Ok(backend)
+    }
+
+    /// The codec of [`FsConfig::with_codec`], if any: for
+    /// [`rekey`](persistence_codec::rekey) and [`key_usage`](persistence_codec::key_usage)
+    /// with [`without_codec`](Self::without_codec).
+    #[cfg(feature = "codec")]
+    pub fn codec(&self) -> Option<&Arc<persistence_codec::Codec>> {
+        self.sealed.as_ref().map(|s| s.codec())
+    }
+
+    /// The same root without the codec of [`FsConfig::with_codec`]: its calls store and
+    /// return payloads as given, so it reads what the codec stored (sealed).
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn without_codec(&self) -> Self {
+        FsBackend {
+            inner: self.inner.clone(),
+            sealed: None,
+        }
     }
 
     /// TTL, search, multi-process, session life cycle, replacing payloads and binary
     /// payloads (stored raw after a record's JSON); durable with [`Durability::Fsync`].
+    ///
+    /// Through a codec ([`FsConfig::with_codec`]): no `binary_payloads`, and no
+    /// `search` unless the codec keeps fields in clear.
     pub fn capabilities(&self) -> Capabilities {
+        #[cfg(feature = "codec")]
+        if let Some(sealed) = &self.sealed {
+            use persistence_core::Maintenance;
+            return sealed.maintenance().capabilities();
+        }
         let mut caps = Capabilities::none();
         caps.lifecycle = true;
         caps.replace = true;

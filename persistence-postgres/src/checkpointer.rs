@@ -74,6 +74,7 @@ impl Checkpointer for PgBackend {
         c: NewCheckpoint,
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
+        through_codec!(self.checkpointer().put(tenant, thread, c, options));
         let key = format!("{tenant}/{thread}");
         let (expect, expect_id): (i16, Option<uuid::Uuid>) = match options.expect_latest {
             ExpectLatest::Any => (0, None),
@@ -114,6 +115,7 @@ impl Checkpointer for PgBackend {
         thread: &ThreadKey,
         selector: CheckpointSelector,
     ) -> Result<Option<CheckpointTuple>> {
+        through_codec!(self.checkpointer().get(tenant, thread, selector));
         let key = format!("{tenant}/{thread}");
         let id = match selector {
             CheckpointSelector::Latest => None,
@@ -142,6 +144,7 @@ impl Checkpointer for PgBackend {
         thread: &ThreadKey,
         query: ListCheckpoints,
     ) -> Result<Page<Checkpoint>> {
+        through_codec!(self.checkpointer().list(tenant, thread, query));
         let key = format!("{tenant}/{thread}");
         let ctx = |e: Error| e.context(crate::error::BACKEND, "checkpoint.list", &key);
         let limit = limit_i32(query.limit).map_err(ctx)?;
@@ -168,6 +171,7 @@ impl Checkpointer for PgBackend {
         thread: &ThreadKey,
         request: PutWrites,
     ) -> Result<()> {
+        through_codec!(self.checkpointer().put_writes(tenant, thread, request));
         let PutWrites {
             checkpoint,
             task,
@@ -203,6 +207,7 @@ impl Checkpointer for PgBackend {
     }
 
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
+        through_codec!(self.checkpointer().delete_thread(tenant, thread));
         crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(DELETE_THREAD)
@@ -218,6 +223,7 @@ impl Checkpointer for PgBackend {
         thread: &ThreadKey,
         keep_latest: usize,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().prune(tenant, thread, keep_latest));
         let key = format!("{tenant}/{thread}");
         if keep_latest == 0 {
             return Err(Error::invalid_input(
@@ -243,6 +249,7 @@ impl Checkpointer for PgBackend {
         thread: &ThreadKey,
         through: &CheckpointId,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().prune_through(tenant, thread, through));
         let n: i64 = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(PRUNE_THROUGH)
@@ -262,6 +269,10 @@ impl Checkpointer for PgBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        through_codec!(
+            self.checkpointer()
+                .replace_payload(tenant, thread, payload, expected, new)
+        );
         let (sql, id, write) = match payload {
             CheckpointPayload::State(id) => (REPLACE_STATE, id, None),
             CheckpointPayload::Write {
@@ -308,6 +319,7 @@ impl Checkpointer for PgBackend {
         from: &ThreadKey,
         to: &ThreadKey,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().copy_thread(tenant, from, to));
         let n: i64 = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(COPY_THREAD)
@@ -326,6 +338,7 @@ impl Checkpointer for PgBackend {
     }
 
     async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
+        through_codec!(self.checkpointer().list_threads(tenant, query));
         let ListThreads { cursor, limit, .. } = query;
         let ctx = |e: Error| e.context(crate::error::BACKEND, "checkpoint.list_threads", tenant);
         let limit = limit_i32(limit).map_err(ctx)?;

@@ -85,12 +85,17 @@ pub struct PgConfig {
     pub tls_client_cert: Option<PathBuf>,
     /// PEM private key of the client certificate (URL option `sslkey`). Default `None`.
     pub tls_client_key: Option<PathBuf>,
+    /// The payload codec every call of the backend goes through (compression,
+    /// encryption at rest; see [`with_codec`](Self::with_codec)). Default `None`:
+    /// payloads are stored as given.
+    #[cfg(feature = "codec")]
+    pub codec: Option<persistence_codec::CodecConfig>,
 }
 
 impl std::fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgConfig")
-            .field("url", &redact_url(&self.url))
+        let mut f = f.debug_struct("PgConfig");
+        f.field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
             .field("statement_timeout", &self.statement_timeout)
             .field("operation_timeout", &self.operation_timeout)
@@ -105,8 +110,10 @@ impl std::fmt::Debug for PgConfig {
             .field("ssl_mode", &self.ssl_mode)
             .field("tls_root_cert", &self.tls_root_cert)
             .field("tls_client_cert", &self.tls_client_cert)
-            .field("tls_client_key", &self.tls_client_key)
-            .finish()
+            .field("tls_client_key", &self.tls_client_key);
+        #[cfg(feature = "codec")]
+        f.field("codec", &self.codec);
+        f.finish()
     }
 }
 
@@ -130,7 +137,28 @@ impl PgConfig {
             tls_root_cert: None,
             tls_client_cert: None,
             tls_client_key: None,
+            #[cfg(feature = "codec")]
+            codec: None,
         }
+    }
+    /// Same settings, every payload (checkpoint state, pending write, store value,
+    /// session event) compressed and encrypted by `config` on its way to the database and
+    /// opened on its way back, bound to its row: every [`Checkpointer`], [`Store`] and
+    /// [`SessionLog`] call of the connected backend goes through the codec (see
+    /// `persistence-codec` for the format, what stays in clear and the threat model).
+    /// The backend then declares no `search` unless `config` keeps fields in clear,
+    /// and no `binary_payloads`.
+    /// [`PgBackend::without_codec`](crate::PgBackend::without_codec) reads the stored form (for
+    /// rekeying).
+    ///
+    /// [`Checkpointer`]: persistence_core::Checkpointer
+    /// [`Store`]: persistence_core::Store
+    /// [`SessionLog`]: persistence_core::SessionLog
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn with_codec(mut self, config: persistence_codec::CodecConfig) -> Self {
+        self.codec = Some(config);
+        self
     }
     /// Same settings with another TLS policy (see [`ssl_mode`](Self::ssl_mode)).
     #[must_use]

@@ -141,6 +141,17 @@
 //! scheduler such as pg_cron).
 #![deny(missing_docs)]
 
+/// Sends a trait call to the codec of [`PgConfig::with_codec`] when the backend has one
+/// (it calls this backend again without the codec, storing the sealed payloads).
+macro_rules! through_codec {
+    ($self:ident . $part:ident () . $method:ident ($($arg:ident),*)) => {
+        #[cfg(feature = "codec")]
+        if let Some(sealed) = &$self.sealed {
+            return sealed.$part().$method($($arg),*).await;
+        }
+    };
+}
+
 mod changes;
 mod checkpointer;
 mod config;
@@ -223,6 +234,9 @@ pub struct PgBackend {
     db: Arc<pool::ConnPool>,
     /// Push for live tails (LISTEN/NOTIFY), not through a transaction pooler.
     changes: Arc<changes::SessionChanges>,
+    /// The codec of [`PgConfig::with_codec`], over a clone of this backend without one.
+    #[cfg(feature = "codec")]
+    sealed: Option<std::sync::Arc<persistence_codec::SealedBackend>>,
 }
 
 impl PgBackend {
@@ -239,6 +253,13 @@ impl PgBackend {
     /// migrated (or older than this code runs against); `SchemaTooNew` if it was
     /// migrated by a newer version of this library that is not compatible with this one.
     pub async fn connect(config: PgConfig) -> Result<Self> {
+        // The codec wraps the connected backend; the connection never sees it.
+        #[cfg(feature = "codec")]
+        let (config, codec) = {
+            let mut config = config;
+            let codec = config.codec.take();
+            (config, codec)
+        };
         let config = url_options::apply(config)?;
         // The key of every error below: the server, without the password.
         let target = persistence_core::redact_url(&config.config.url);
@@ -299,10 +320,49 @@ impl PgBackend {
                 ))
                 .context(BACKEND, "connect", &target)
             })??;
-        Ok(PgBackend {
+        let backend = PgBackend {
             db,
             changes: Arc::new(changes::SessionChanges::new(push)),
-        })
+            #[cfg(feature = "codec")]
+            sealed: None,
+        };
+        #[cfg(feature = "codec")]
+        let backend = backend.sealed_by(codec);
+        Ok(backend)
+    }
+
+    /// The codec of [`PgConfig::with_codec`], if any: for
+    /// [`rekey`](persistence_codec::rekey) and [`key_usage`](persistence_codec::key_usage)
+    /// with [`without_codec`](Self::without_codec).
+    #[cfg(feature = "codec")]
+    pub fn codec(&self) -> Option<&std::sync::Arc<persistence_codec::Codec>> {
+        self.sealed.as_ref().map(|s| s.codec())
+    }
+
+    /// The same pool without the codec of [`PgConfig::with_codec`]: its calls store and
+    /// return payloads as given, so it reads what the codec stored (sealed).
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn without_codec(&self) -> Self {
+        PgBackend {
+            sealed: None,
+            ..self.clone()
+        }
+    }
+
+    /// `self` (without a codec) through the codec of `config`, if any.
+    #[cfg(feature = "codec")]
+    fn sealed_by(self, config: Option<persistence_codec::CodecConfig>) -> Self {
+        match config {
+            None => self,
+            Some(codec) => {
+                let sealed = persistence_codec::SealedBackend::new(self.clone(), codec);
+                PgBackend {
+                    sealed: Some(std::sync::Arc::new(sealed)),
+                    ..self
+                }
+            }
+        }
     }
 
     /// Tenants holding any thread, session, item or lease, ascending (through the
@@ -340,7 +400,15 @@ impl PgBackend {
 
     /// TTL, search, multi-process, durable, session life cycle, replacing payloads,
     /// binary payloads (in a `bytea` beside each payload's `jsonb`, schema 13).
+    ///
+    /// Through a codec ([`PgConfig::with_codec`]): no `binary_payloads`, and no `search`
+    /// unless the codec keeps fields in clear.
     pub fn capabilities(&self) -> Capabilities {
+        #[cfg(feature = "codec")]
+        if let Some(sealed) = &self.sealed {
+            use persistence_core::Maintenance;
+            return sealed.maintenance().capabilities();
+        }
         let mut caps = Capabilities::none();
         caps.lifecycle = true;
         caps.replace = true;

@@ -80,6 +80,7 @@ impl SessionLog for PgBackend {
         events: Vec<Envelope>,
         options: AppendOptions,
     ) -> Result<u64> {
+        through_codec!(self.sessions().append(tenant, session, events, options));
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.append", &key);
         if events.is_empty() {
@@ -115,6 +116,7 @@ impl SessionLog for PgBackend {
         after: u64,
         limit: usize,
     ) -> Result<Vec<SessionEvent>> {
+        through_codec!(self.sessions().read(tenant, session, after, limit));
         let key = format!("{tenant}/{session}");
         let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
         let Json(rows): Json<Vec<Row>> = crate::pool::fetch_single!(
@@ -133,6 +135,7 @@ impl SessionLog for PgBackend {
     }
 
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
+        through_codec!(self.sessions().head(tenant, session));
         let head: i64 = crate::pool::fetch_single!(
             read self.db,
             crate::statement::Call::new(HEAD)
@@ -151,6 +154,10 @@ impl SessionLog for PgBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        through_codec!(
+            self.sessions()
+                .replace_event(tenant, session, seq, expected, new)
+        );
         let Ok(seq) = i64::try_from(seq) else {
             return Ok(false);
         };
@@ -172,6 +179,7 @@ impl SessionLog for PgBackend {
     }
 
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
+        through_codec!(self.sessions().trim_before(tenant, session, seq));
         let n: i64 = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(TRIM)
@@ -184,6 +192,7 @@ impl SessionLog for PgBackend {
     }
 
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
+        through_codec!(self.sessions().delete(tenant, session));
         crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(DELETE)
@@ -198,6 +207,7 @@ impl SessionLog for PgBackend {
         tenant: &TenantId,
         query: ListSessions,
     ) -> Result<Page<SessionKey>> {
+        through_codec!(self.sessions().list_sessions(tenant, query));
         let ListSessions { cursor, limit, .. } = query;
         let ctx = |e: Error| e.context(BACKEND, "session.list_sessions", tenant);
         let limit = validate_limit(limit).map_err(ctx)?;
@@ -226,6 +236,10 @@ impl SessionLog for PgBackend {
         seen_head: u64,
         timeout: std::time::Duration,
     ) -> Result<()> {
+        through_codec!(
+            self.sessions()
+                .wait_for_change(tenant, session, seen_head, timeout)
+        );
         let key = format!("{tenant}/{session}");
         let Some((notify, due)) = self.changes.waiter(&key) else {
             tokio::time::sleep(timeout).await;
@@ -262,6 +276,7 @@ impl SessionLog for PgBackend {
         tenant: &TenantId,
         session: &SessionKey,
     ) -> Result<Option<SessionInfo>> {
+        through_codec!(self.sessions().session_info(tenant, session));
         let info: Option<Json<InfoRow>> = crate::pool::fetch_single!(
             read self.db,
             crate::statement::Call::new(INFO)
@@ -278,6 +293,7 @@ impl SessionLog for PgBackend {
         session: &SessionKey,
         options: CloseSession,
     ) -> Result<SessionInfo> {
+        through_codec!(self.sessions().close_session(tenant, session, options));
         let Json(row): Json<InfoRow> = crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(CLOSE)
@@ -295,6 +311,7 @@ impl SessionLog for PgBackend {
         session: &SessionKey,
         compaction: Compaction,
     ) -> Result<u64> {
+        through_codec!(self.sessions().compact(tenant, session, compaction));
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
         let fence = compaction_fence(tenant, session, &compaction)

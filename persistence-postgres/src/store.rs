@@ -64,6 +64,7 @@ impl Store for PgBackend {
         value: Envelope,
         options: PutItemOptions,
     ) -> Result<u64> {
+        through_codec!(self.store().put(tenant, namespace, key, value, options));
         let err_key = format!("{tenant}/{namespace}/{key}");
         let ttl_ms = options
             .ttl
@@ -92,6 +93,7 @@ impl Store for PgBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
+        through_codec!(self.store().get(tenant, namespace, key));
         self.get_with(tenant, namespace, key, GetItemOptions::default())
             .await
     }
@@ -105,6 +107,7 @@ impl Store for PgBackend {
         key: &ItemKey,
         options: GetItemOptions,
     ) -> Result<Option<Item>> {
+        through_codec!(self.store().get_with(tenant, namespace, key, options));
         let sql = if options.refresh_ttl {
             GET_REFRESHED
         } else {
@@ -128,6 +131,7 @@ impl Store for PgBackend {
         key: &ItemKey,
         if_version: Option<u64>,
     ) -> Result<bool> {
+        through_codec!(self.store().delete(tenant, namespace, key, if_version));
         crate::pool::fetch_single!(
             self.db,
             crate::statement::Call::new(DELETE)
@@ -145,6 +149,7 @@ impl Store for PgBackend {
         namespace: &Namespace,
         query: ListItems,
     ) -> Result<Page<Item>> {
+        through_codec!(self.store().list(tenant, namespace, query));
         let err_key = format!("{tenant}/{namespace}");
         let ctx = |e: Error| e.context(BACKEND, "store.list", &err_key);
         let limit = validate_limit(query.limit).map_err(ctx)?;
@@ -175,6 +180,7 @@ impl Store for PgBackend {
         tenant: &TenantId,
         query: ListNamespaces,
     ) -> Result<Page<Namespace>> {
+        through_codec!(self.store().list_namespaces(tenant, query));
         let ctx = |e: Error| e.context(BACKEND, "store.list_namespaces", tenant);
         let limit = validate_limit(query.limit).map_err(ctx)?;
         if query.max_depth == Some(0) {
@@ -205,6 +211,7 @@ impl Store for PgBackend {
     }
 
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
+        through_codec!(self.store().search(tenant, query));
         let limit =
             validate_limit(query.limit).map_err(|e| e.context(BACKEND, "store.search", tenant))?;
         let conditions: Vec<serde_json::Value> = query

@@ -7,12 +7,10 @@ use persistence_conformance::{conformance_suite, model};
 
 conformance_suite!(postgres, support::fixture());
 
-// Through the payload codec (compressed, encrypted, bound to each row).
-conformance_suite!(
-    postgres_sealed,
-    async { support::fixture().await.map(|f| f.sealed()) },
-    lacks[Search]
-);
+// Through the payload codec of `PgConfig::with_codec` (compressed, encrypted, bound to
+// each row).
+#[cfg(feature = "codec")]
+conformance_suite!(postgres_sealed, support::sealed_fixture(), lacks[Search]);
 
 // The same suite through PgBouncer in transaction pooling mode (simple queries, no
 // prepared statements), as deployments behind a pooler connect.
@@ -22,14 +20,14 @@ conformance_suite!(postgres_pgbouncer, support::pgbouncer_fixture());
 // client certificate (mutual TLS).
 conformance_suite!(postgres_tls, support::tls_fixture());
 
+#[cfg(feature = "codec")]
 #[test]
 fn postgres_sealed_matches_the_model() {
     model::check_model(
         || async {
-            support::fixture()
+            support::sealed_fixture()
                 .await
                 .expect("postgres unavailable for the model test")
-                .sealed()
         },
         model::cases_from_env(),
     );
@@ -45,4 +43,34 @@ fn postgres_matches_the_model() {
         },
         model::cases_from_env(),
     );
+}
+
+/// `PgConfig::with_codec` seals every kind of payload in the database.
+#[cfg(feature = "codec")]
+#[tokio::test]
+async fn postgres_codec_in_config_seals_every_payload() {
+    use persistence_postgres::{PgBackend, PgConfig};
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let config =
+        PgConfig::new(db.app_url()).with_codec(persistence_conformance::sealed_fixture_codec());
+    let sealed = PgBackend::connect(config).await.expect("connect");
+    assert!(sealed.codec().is_some());
+    let raw = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .expect("connect");
+    assert!(raw.codec().is_none());
+    persistence_conformance::every_payload_sealed_below(&sealed, &raw)
+        .await
+        .expect("every payload sealed");
+    let Some(db) = support::fresh_db().await else {
+        return;
+    };
+    let config =
+        PgConfig::new(db.app_url()).with_codec(persistence_conformance::sealed_fixture_codec());
+    let sealed = PgBackend::connect(config).await.expect("connect");
+    persistence_conformance::every_payload_sealed_below(&sealed, &sealed.without_codec())
+        .await
+        .expect("every payload sealed, read without the codec");
 }

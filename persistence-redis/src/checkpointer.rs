@@ -149,6 +149,7 @@ impl Checkpointer for RedisBackend {
         c: NewCheckpoint,
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
+        through_codec!(self.checkpointer().put(tenant, thread, c, options));
         let key = format!("{tenant}/{thread}");
         let k = self.keys.thread(tenant, thread);
         let mut content = Content {
@@ -205,6 +206,7 @@ impl Checkpointer for RedisBackend {
         thread: &ThreadKey,
         selector: CheckpointSelector,
     ) -> Result<Option<CheckpointTuple>> {
+        through_codec!(self.checkpointer().get(tenant, thread, selector));
         let key = format!("{tenant}/{thread}");
         let k = self.keys.thread(tenant, thread);
         let id = match selector {
@@ -240,6 +242,7 @@ impl Checkpointer for RedisBackend {
         thread: &ThreadKey,
         query: ListCheckpoints,
     ) -> Result<Page<Checkpoint>> {
+        through_codec!(self.checkpointer().list(tenant, thread, query));
         let key = format!("{tenant}/{thread}");
         let limit =
             validate_limit(query.limit).map_err(|e| e.context(BACKEND, "checkpoint.list", &key))?;
@@ -269,6 +272,7 @@ impl Checkpointer for RedisBackend {
         thread: &ThreadKey,
         request: PutWrites,
     ) -> Result<()> {
+        through_codec!(self.checkpointer().put_writes(tenant, thread, request));
         let PutWrites {
             checkpoint,
             task,
@@ -318,11 +322,16 @@ impl Checkpointer for RedisBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        through_codec!(
+            self.checkpointer()
+                .replace_payload(tenant, thread, payload, expected, new)
+        );
         self.replace_checkpoint_payload(tenant, thread, payload, expected, new)
             .await
     }
 
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
+        through_codec!(self.checkpointer().delete_thread(tenant, thread));
         let key = format!("{tenant}/{thread}");
         let k = self.keys.thread(tenant, thread);
         let deleted: u64 = self
@@ -343,6 +352,7 @@ impl Checkpointer for RedisBackend {
         thread: &ThreadKey,
         through: &CheckpointId,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().prune_through(tenant, thread, through));
         let key = format!("{tenant}/{thread}");
         let k = self.keys.thread(tenant, thread);
         let deleted: u64 = self
@@ -363,6 +373,7 @@ impl Checkpointer for RedisBackend {
         thread: &ThreadKey,
         keep_latest: usize,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().prune(tenant, thread, keep_latest));
         let key = format!("{tenant}/{thread}");
         if keep_latest == 0 {
             return Err(Error::invalid_input(
@@ -386,6 +397,7 @@ impl Checkpointer for RedisBackend {
         from: &ThreadKey,
         to: &ThreadKey,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().copy_thread(tenant, from, to));
         // The two threads live in different slots: export from one, import into the other
         // (which must be empty). The source is never modified.
         let key = format!("{tenant}/{from}->{to}");
@@ -430,6 +442,7 @@ impl Checkpointer for RedisBackend {
     }
 
     async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
+        through_codec!(self.checkpointer().list_threads(tenant, query));
         let ListThreads { cursor, limit, .. } = query;
         let key = tenant.to_string();
         let limit = validate_limit(limit)

@@ -47,12 +47,17 @@ pub struct RedisConfig {
     /// `InvalidInput` naming the setting. Default `false`. Servers that hide `CONFIG` are
     /// not checked.
     pub allow_eviction: bool,
+    /// The payload codec every call of the backend goes through (compression,
+    /// encryption at rest; see [`with_codec`](Self::with_codec)). Default `None`:
+    /// payloads are stored as given.
+    #[cfg(feature = "codec")]
+    pub codec: Option<persistence_codec::CodecConfig>,
 }
 
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisConfig")
-            .field("url", &persistence_core::redact_url(&self.url))
+        let mut f = f.debug_struct("RedisConfig");
+        f.field("url", &persistence_core::redact_url(&self.url))
             .field("tls_root_cert", &self.tls_root_cert)
             .field("tls_client_cert", &self.tls_client_cert)
             .field("tls_client_key", &self.tls_client_key)
@@ -60,8 +65,10 @@ impl std::fmt::Debug for RedisConfig {
             .field("read_retries", &self.read_retries)
             .field("wait_replicas", &self.wait_replicas)
             .field("timeout", &self.timeout)
-            .field("allow_eviction", &self.allow_eviction)
-            .finish()
+            .field("allow_eviction", &self.allow_eviction);
+        #[cfg(feature = "codec")]
+        f.field("codec", &self.codec);
+        f.finish()
     }
 }
 
@@ -78,7 +85,28 @@ impl RedisConfig {
             wait_replicas: None,
             timeout: std::time::Duration::from_secs(5),
             allow_eviction: false,
+            #[cfg(feature = "codec")]
+            codec: None,
         }
+    }
+    /// Same settings, every payload (checkpoint state, pending write, store value,
+    /// session event) compressed and encrypted by `config` on its way to Redis and
+    /// opened on its way back, bound to its row: every [`Checkpointer`], [`Store`] and
+    /// [`SessionLog`] call of the connected backend goes through the codec (see
+    /// `persistence-codec` for the format, what stays in clear and the threat model).
+    /// The backend then declares no `search` unless `config` keeps fields in clear,
+    /// and no `binary_payloads`.
+    /// [`RedisBackend::without_codec`](crate::RedisBackend::without_codec) reads the stored form (for
+    /// rekeying).
+    ///
+    /// [`Checkpointer`]: persistence_core::Checkpointer
+    /// [`Store`]: persistence_core::Store
+    /// [`SessionLog`]: persistence_core::SessionLog
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn with_codec(mut self, config: persistence_codec::CodecConfig) -> Self {
+        self.codec = Some(config);
+        self
     }
     /// Same settings with another key prefix.
     #[must_use]

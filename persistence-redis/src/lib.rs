@@ -101,6 +101,17 @@
 //! reached 0.55× / 0.35× (1 / 8 tasks), from 0.37× / 0.25× as a script.
 #![deny(missing_docs)]
 
+/// Sends a trait call to the codec of [`RedisConfig::with_codec`] when the backend has one
+/// (it calls this backend again without the codec, storing the sealed payloads).
+macro_rules! through_codec {
+    ($self:ident . $part:ident () . $method:ident ($($arg:ident),*)) => {
+        #[cfg(feature = "codec")]
+        if let Some(sealed) = &$self.sealed {
+            return sealed.$part().$method($($arg),*).await;
+        }
+    };
+}
+
 mod changes;
 mod checkpointer;
 mod config;
@@ -135,6 +146,9 @@ pub struct RedisBackend {
     config: RedisConfig,
     /// Push for live tails (`None`: the node's pub/sub client could not be made: poll).
     changes: Option<std::sync::Arc<changes::SessionChanges>>,
+    /// The codec of [`RedisConfig::with_codec`], over a clone of this backend without one.
+    #[cfg(feature = "codec")]
+    sealed: Option<std::sync::Arc<persistence_codec::SealedBackend>>,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -155,6 +169,13 @@ impl RedisBackend {
     /// (the message names the host and what to set); `Unavailable` if Redis cannot be
     /// reached.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
+        // The codec wraps the connected backend; the connection never sees it.
+        #[cfg(feature = "codec")]
+        let (config, codec) = {
+            let mut config = config;
+            let codec = config.codec.take();
+            (config, codec)
+        };
         if config.prefix.contains(['{', '}']) {
             return Err(
                 Error::invalid_input("the key prefix must not contain '{' or '}'").context(
@@ -203,6 +224,8 @@ impl RedisBackend {
             keys,
             config,
             changes: changes.map(std::sync::Arc::new),
+            #[cfg(feature = "codec")]
+            sealed: None,
         };
         // Fail now, not on first use, if the server is unreachable.
         let _: String = within(backend.config.timeout, async {
@@ -213,7 +236,43 @@ impl RedisBackend {
         if !backend.config.allow_eviction {
             backend.refuse_eviction().await?;
         }
+        #[cfg(feature = "codec")]
+        let backend = backend.sealed_by(codec);
         Ok(backend)
+    }
+
+    /// The codec of [`RedisConfig::with_codec`], if any: for
+    /// [`rekey`](persistence_codec::rekey) and [`key_usage`](persistence_codec::key_usage)
+    /// with [`without_codec`](Self::without_codec).
+    #[cfg(feature = "codec")]
+    pub fn codec(&self) -> Option<&std::sync::Arc<persistence_codec::Codec>> {
+        self.sealed.as_ref().map(|s| s.codec())
+    }
+
+    /// The same connection without the codec of [`RedisConfig::with_codec`]: its calls store and
+    /// return payloads as given, so it reads what the codec stored (sealed).
+    #[cfg(feature = "codec")]
+    #[must_use]
+    pub fn without_codec(&self) -> Self {
+        RedisBackend {
+            sealed: None,
+            ..self.clone()
+        }
+    }
+
+    /// `self` (without a codec) through the codec of `config`, if any.
+    #[cfg(feature = "codec")]
+    fn sealed_by(self, config: Option<persistence_codec::CodecConfig>) -> Self {
+        match config {
+            None => self,
+            Some(codec) => {
+                let sealed = persistence_codec::SealedBackend::new(self.clone(), codec);
+                RedisBackend {
+                    sealed: Some(std::sync::Arc::new(sealed)),
+                    ..self
+                }
+            }
+        }
     }
 
     /// Refuses a server whose `maxmemory-policy` evicts keys (see
@@ -241,7 +300,15 @@ impl RedisBackend {
     /// sense of the contract (see the crate docs). Expired sessions are deleted by the
     /// server (key expiry); expired items, which share their namespace's hashes, by a
     /// sweep.
+    ///
+    /// Through a codec ([`RedisConfig::with_codec`]): no `binary_payloads`, and no `search`
+    /// unless the codec keeps fields in clear.
     pub fn capabilities(&self) -> Capabilities {
+        #[cfg(feature = "codec")]
+        if let Some(sealed) = &self.sealed {
+            use persistence_core::Maintenance;
+            return sealed.maintenance().capabilities();
+        }
         Capabilities::none()
             .with_ttl(true)
             .with_search(true)

@@ -103,6 +103,7 @@ impl SessionLog for RedisBackend {
         events: Vec<Envelope>,
         options: AppendOptions,
     ) -> Result<u64> {
+        through_codec!(self.sessions().append(tenant, session, events, options));
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.append", &key);
         if events.is_empty() {
@@ -153,6 +154,7 @@ impl SessionLog for RedisBackend {
         after: u64,
         limit: usize,
     ) -> Result<Vec<SessionEvent>> {
+        through_codec!(self.sessions().read(tenant, session, after, limit));
         let key = format!("{tenant}/{session}");
         let limit = validate_limit(limit).map_err(|e| e.context(BACKEND, "session.read", &key))?;
         let events_key = self.keys.session(tenant, session).events();
@@ -172,6 +174,7 @@ impl SessionLog for RedisBackend {
     }
 
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
+        through_codec!(self.sessions().head(tenant, session));
         let key = format!("{tenant}/{session}");
         let meta = self.keys.session(tenant, session).meta();
         let head: Option<u64> = self
@@ -192,11 +195,16 @@ impl SessionLog for RedisBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        through_codec!(
+            self.sessions()
+                .replace_event(tenant, session, seq, expected, new)
+        );
         self.replace_session_event(tenant, session, seq, expected, new)
             .await
     }
 
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
+        through_codec!(self.sessions().trim_before(tenant, session, seq));
         let key = format!("{tenant}/{session}");
         let events_key = self.keys.session(tenant, session).events();
         let mut cmd = redis::cmd("ZREMRANGEBYSCORE");
@@ -207,6 +215,7 @@ impl SessionLog for RedisBackend {
     }
 
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
+        through_codec!(self.sessions().delete(tenant, session));
         let key = format!("{tenant}/{session}");
         let k = self.keys.session(tenant, session);
         let removed: u64 = self
@@ -229,6 +238,7 @@ impl SessionLog for RedisBackend {
         tenant: &TenantId,
         query: ListSessions,
     ) -> Result<Page<SessionKey>> {
+        through_codec!(self.sessions().list_sessions(tenant, query));
         let ListSessions { cursor, limit, .. } = query;
         let key = tenant.to_string();
         let limit =
@@ -271,6 +281,10 @@ impl SessionLog for RedisBackend {
         seen_head: u64,
         timeout: std::time::Duration,
     ) -> Result<()> {
+        through_codec!(
+            self.sessions()
+                .wait_for_change(tenant, session, seen_head, timeout)
+        );
         let Some(changes) = &self.changes else {
             tokio::time::sleep(timeout).await;
             return Ok(());
@@ -293,6 +307,7 @@ impl SessionLog for RedisBackend {
         tenant: &TenantId,
         session: &SessionKey,
     ) -> Result<Option<SessionInfo>> {
+        through_codec!(self.sessions().session_info(tenant, session));
         let key = format!("{tenant}/{session}");
         let k = self.keys.session(tenant, session);
         let reply: Vec<String> = self
@@ -313,6 +328,7 @@ impl SessionLog for RedisBackend {
         session: &SessionKey,
         options: CloseSession,
     ) -> Result<SessionInfo> {
+        through_codec!(self.sessions().close_session(tenant, session, options));
         let key = format!("{tenant}/{session}");
         let k = self.keys.session(tenant, session);
         let mode = if options.remove_events {
@@ -345,6 +361,7 @@ impl SessionLog for RedisBackend {
         session: &SessionKey,
         compaction: Compaction,
     ) -> Result<u64> {
+        through_codec!(self.sessions().compact(tenant, session, compaction));
         let key = format!("{tenant}/{session}");
         let ctx = |e: Error| e.context(BACKEND, "session.compact", &key);
         let fence = compaction_fence(tenant, session, &compaction).map_err(ctx)?;

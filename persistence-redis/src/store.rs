@@ -153,6 +153,7 @@ impl Store for RedisBackend {
         value: Envelope,
         options: PutItemOptions,
     ) -> Result<u64> {
+        through_codec!(self.store().put(tenant, namespace, key, value, options));
         let err_key = format!("{tenant}/{namespace}/{key}");
         let ttl = options
             .ttl
@@ -194,6 +195,7 @@ impl Store for RedisBackend {
         key: &ItemKey,
         options: GetItemOptions,
     ) -> Result<Option<Item>> {
+        through_codec!(self.store().get_with(tenant, namespace, key, options));
         if !options.refresh_ttl {
             return self.get(tenant, namespace, key).await;
         }
@@ -210,6 +212,7 @@ impl Store for RedisBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
+        through_codec!(self.store().get(tenant, namespace, key));
         let err_key = format!("{tenant}/{namespace}/{key}");
         let k = self.keys.namespace(tenant, namespace);
         // Plain commands in one transaction, atomic like a script and a fraction of its
@@ -256,6 +259,7 @@ impl Store for RedisBackend {
         key: &ItemKey,
         if_version: Option<u64>,
     ) -> Result<bool> {
+        through_codec!(self.store().delete(tenant, namespace, key, if_version));
         let err_key = format!("{tenant}/{namespace}/{key}");
         let k = self.keys.namespace(tenant, namespace);
         let reply: Vec<String> = self
@@ -280,6 +284,7 @@ impl Store for RedisBackend {
         namespace: &Namespace,
         query: ListItems,
     ) -> Result<Page<Item>> {
+        through_codec!(self.store().list(tenant, namespace, query));
         let err_key = format!("{tenant}/{namespace}");
         let limit =
             validate_limit(query.limit).map_err(|e| e.context(BACKEND, "store.list", &err_key))?;
@@ -306,6 +311,7 @@ impl Store for RedisBackend {
         tenant: &TenantId,
         query: ListNamespaces,
     ) -> Result<Page<Namespace>> {
+        through_codec!(self.store().list_namespaces(tenant, query));
         let key = tenant.to_string();
         let ctx = |e: Error| e.context(BACKEND, "store.list_namespaces", &key);
         let limit = validate_limit(query.limit).map_err(ctx)?;
@@ -338,6 +344,7 @@ impl Store for RedisBackend {
     }
 
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
+        through_codec!(self.store().search(tenant, query));
         let key = tenant.to_string();
         let limit =
             validate_limit(query.limit).map_err(|e| e.context(BACKEND, "store.search", &key))?;

@@ -10,6 +10,26 @@ use persistence_redis::{RedisBackend, RedisConfig};
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 async fn fixture(server: Server) -> Option<Fixture> {
+    fixture_with(server, |config| config).await
+}
+
+/// A fixture whose backend's own config names the payload codec of the conformance
+/// suite (compressed, encrypted, bound to each row): every call of its traits goes
+/// through it.
+#[cfg(feature = "codec")]
+async fn sealed_fixture(server: Server) -> Option<Fixture> {
+    let fixture = fixture_with(server, |config| {
+        config.with_codec(persistence_conformance::sealed_fixture_codec())
+    });
+    let mut fixture = fixture.await?;
+    fixture.name = format!("{}-sealed", fixture.name);
+    Some(fixture)
+}
+
+async fn fixture_with(
+    server: Server,
+    configure: impl FnOnce(RedisConfig) -> RedisConfig,
+) -> Option<Fixture> {
     let url = server_url(server, &LocalRedis)?;
     let prefix = format!(
         "test{}-{}:",
@@ -22,7 +42,7 @@ async fn fixture(server: Server) -> Option<Fixture> {
     let config = RedisConfig::new(url)
         .with_prefix(prefix)
         .with_timeout(std::time::Duration::from_secs(20));
-    let backend = RedisBackend::connect(config)
+    let backend = RedisBackend::connect(configure(config))
         .await
         .expect("connect to redis");
     let caps = backend.capabilities();
@@ -37,15 +57,14 @@ async fn fixture(server: Server) -> Option<Fixture> {
 conformance_suite!(redis_single, fixture(Server::Redis));
 conformance_suite!(redis_cluster, fixture(Server::RedisCluster));
 
-// Through the payload codec (compressed, encrypted, bound to each row).
-conformance_suite!(
-    redis_sealed,
-    async { fixture(Server::Redis).await.map(|f| f.sealed()) },
-    lacks[Search]
-);
+// Through the payload codec of `RedisConfig::with_codec` (compressed, encrypted, bound
+// to each row).
+#[cfg(feature = "codec")]
+conformance_suite!(redis_sealed, sealed_fixture(Server::Redis), lacks[Search]);
+#[cfg(feature = "codec")]
 conformance_suite!(
     redis_cluster_sealed,
-    async { fixture(Server::RedisCluster).await.map(|f| f.sealed()) },
+    sealed_fixture(Server::RedisCluster),
     lacks[Search]
 );
 
@@ -62,14 +81,14 @@ fn redis_matches_the_model() {
     );
 }
 
+#[cfg(feature = "codec")]
 #[test]
 fn redis_sealed_matches_the_model() {
     model::check_model(
         || async {
-            fixture(Server::Redis)
+            sealed_fixture(Server::Redis)
                 .await
                 .expect("redis unavailable")
-                .sealed()
         },
         model::cases_from_env(),
     );
@@ -85,4 +104,35 @@ fn redis_cluster_matches_the_model() {
         },
         model::cases_from_env(),
     );
+}
+
+/// `RedisConfig::with_codec` seals every kind of payload on the server.
+#[cfg(feature = "codec")]
+#[tokio::test]
+async fn redis_codec_in_config_seals_every_payload() {
+    let Some(url) = server_url(Server::Redis, &LocalRedis) else {
+        return;
+    };
+    for below in ["another backend", "without_codec"] {
+        let prefix = format!(
+            "test{}-{}:",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let config = RedisConfig::new(&url)
+            .with_prefix(&prefix)
+            .with_codec(persistence_conformance::sealed_fixture_codec());
+        let sealed = RedisBackend::connect(config).await.expect("connect");
+        assert!(sealed.codec().is_some());
+        let raw = match below {
+            "without_codec" => sealed.without_codec(),
+            _ => RedisBackend::connect(RedisConfig::new(&url).with_prefix(&prefix))
+                .await
+                .expect("connect"),
+        };
+        assert!(raw.codec().is_none());
+        persistence_conformance::every_payload_sealed_below(&sealed, &raw)
+            .await
+            .unwrap_or_else(|e| panic!("read through {below}: {e:#}"));
+    }
 }

@@ -9,7 +9,7 @@ use persistence_core::{
 };
 
 /// The keyring of [`Fixture::sealed`]: test keys, never for real data.
-pub const SEALED_FIXTURE_KEYS: &str = "old=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,\
+pub(crate) const SEALED_FIXTURE_KEYS: &str = "old=AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=,\
      test=HxweHRwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgE=";
 
 /// How a check makes time pass.
@@ -77,14 +77,9 @@ impl Fixture {
     /// What every backend runs the suite through a second time.
     pub fn sealed(mut self) -> Self {
         use persistence_codec::{
-            Codec, CodecConfig, EncryptionPolicy, SealedCheckpointer, SealedMaintenance,
-            SealedSessions, SealedStore, StaticKeyring,
+            Codec, SealedCheckpointer, SealedMaintenance, SealedSessions, SealedStore,
         };
-        let keys = StaticKeyring::parse(SEALED_FIXTURE_KEYS).expect("the test keyring parses");
-        let config = CodecConfig::default()
-            .with_compression(64)
-            .with_encryption(Arc::new(keys), EncryptionPolicy::Required);
-        let codec = Codec::for_backend(config, &self.capabilities);
+        let codec = Codec::for_backend(crate::sealed_fixture_codec(), &self.capabilities);
         self.name = format!("{}-sealed", self.name);
         self.checkpointer = Arc::new(SealedCheckpointer::new(self.checkpointer, codec.clone()));
         self.store = Arc::new(SealedStore::new(self.store, codec.clone()));

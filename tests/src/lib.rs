@@ -29,11 +29,13 @@
 #![deny(missing_docs)]
 
 pub mod checks;
+mod codec_below;
 mod fixture;
 pub mod harness;
 pub mod model;
 mod suite;
 
+pub use codec_below::{every_payload_sealed_below, sealed_fixture_codec};
 pub use fixture::{Fixture, TimeControl};
 pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, skip_reason};
 

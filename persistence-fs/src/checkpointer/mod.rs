@@ -258,6 +258,7 @@ impl Checkpointer for FsBackend {
         checkpoint: NewCheckpoint,
         options: PutCheckpointOptions,
     ) -> Result<Checkpoint> {
+        through_codec!(self.checkpointer().put(tenant, thread, checkpoint, options));
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.put", format!("{tenant}/{thread}"), move |i| {
             i.put_checkpoint(&t, &th, checkpoint, options)
@@ -271,6 +272,7 @@ impl Checkpointer for FsBackend {
         thread: &ThreadKey,
         selector: CheckpointSelector,
     ) -> Result<Option<CheckpointTuple>> {
+        through_codec!(self.checkpointer().get(tenant, thread, selector));
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.get", format!("{tenant}/{thread}"), move |i| {
             let dir = i.readable_thread(&t, &th)?;
@@ -294,6 +296,7 @@ impl Checkpointer for FsBackend {
         thread: &ThreadKey,
         query: ListCheckpoints,
     ) -> Result<Page<Checkpoint>> {
+        through_codec!(self.checkpointer().list(tenant, thread, query));
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.list", format!("{tenant}/{thread}"), move |i| {
             let limit = validate_limit(query.limit)?;
@@ -327,6 +330,7 @@ impl Checkpointer for FsBackend {
         thread: &ThreadKey,
         request: PutWrites,
     ) -> Result<()> {
+        through_codec!(self.checkpointer().put_writes(tenant, thread, request));
         let (t, th) = (tenant.clone(), thread.clone());
         let PutWrites {
             checkpoint,
@@ -347,6 +351,7 @@ impl Checkpointer for FsBackend {
     }
 
     async fn delete_thread(&self, tenant: &TenantId, thread: &ThreadKey) -> Result<bool> {
+        through_codec!(self.checkpointer().delete_thread(tenant, thread));
         let (t, th) = (tenant.clone(), thread.clone());
         self.run(
             "checkpoint.delete_thread",
@@ -371,6 +376,7 @@ impl Checkpointer for FsBackend {
         thread: &ThreadKey,
         keep_latest: usize,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().prune(tenant, thread, keep_latest));
         let (t, th) = (tenant.clone(), thread.clone());
         self.run("checkpoint.prune", format!("{tenant}/{thread}"), move |i| {
             if keep_latest == 0 {
@@ -400,6 +406,7 @@ impl Checkpointer for FsBackend {
         thread: &ThreadKey,
         through: &CheckpointId,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().prune_through(tenant, thread, through));
         let (t, th, through) = (tenant.clone(), thread.clone(), *through);
         self.run(
             "checkpoint.prune_through",
@@ -415,6 +422,7 @@ impl Checkpointer for FsBackend {
         from: &ThreadKey,
         to: &ThreadKey,
     ) -> Result<u64> {
+        through_codec!(self.checkpointer().copy_thread(tenant, from, to));
         let (t, from, to) = (tenant.clone(), from.clone(), to.clone());
         self.run(
             "checkpoint.copy_thread",
@@ -484,6 +492,10 @@ impl Checkpointer for FsBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        through_codec!(
+            self.checkpointer()
+                .replace_payload(tenant, thread, payload, expected, new)
+        );
         let (t, th, payload, expected) = (
             tenant.clone(),
             thread.clone(),
@@ -499,6 +511,7 @@ impl Checkpointer for FsBackend {
     }
 
     async fn list_threads(&self, tenant: &TenantId, query: ListThreads) -> Result<Page<ThreadKey>> {
+        through_codec!(self.checkpointer().list_threads(tenant, query));
         let t = tenant.clone();
         let ListThreads { cursor, limit, .. } = query;
         self.run("checkpoint.list_threads", tenant.to_string(), move |i| {

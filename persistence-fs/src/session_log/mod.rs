@@ -308,6 +308,7 @@ impl SessionLog for FsBackend {
         events: Vec<Envelope>,
         options: AppendOptions,
     ) -> Result<u64> {
+        through_codec!(self.sessions().append(tenant, session, events, options));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.append", format!("{tenant}/{session}"), move |i| {
             i.append(&t, &s, events, options)
@@ -322,6 +323,7 @@ impl SessionLog for FsBackend {
         after: u64,
         limit: usize,
     ) -> Result<Vec<SessionEvent>> {
+        through_codec!(self.sessions().read(tenant, session, after, limit));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.read", format!("{tenant}/{session}"), move |i| {
             i.read(&t, &s, after, limit)
@@ -330,6 +332,7 @@ impl SessionLog for FsBackend {
     }
 
     async fn head(&self, tenant: &TenantId, session: &SessionKey) -> Result<u64> {
+        through_codec!(self.sessions().head(tenant, session));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.head", format!("{tenant}/{session}"), move |i| {
             Ok(i.open_session_shared(&t, &s)?.3.head)
@@ -338,6 +341,7 @@ impl SessionLog for FsBackend {
     }
 
     async fn trim_before(&self, tenant: &TenantId, session: &SessionKey, seq: u64) -> Result<u64> {
+        through_codec!(self.sessions().trim_before(tenant, session, seq));
         let (t, s) = (tenant.clone(), session.clone());
         self.run(
             "session.trim_before",
@@ -348,6 +352,7 @@ impl SessionLog for FsBackend {
     }
 
     async fn delete(&self, tenant: &TenantId, session: &SessionKey) -> Result<bool> {
+        through_codec!(self.sessions().delete(tenant, session));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.delete", format!("{tenant}/{session}"), move |i| {
             let (_lock, f, _, state) = i.open_session(&t, &s)?;
@@ -363,6 +368,7 @@ impl SessionLog for FsBackend {
         tenant: &TenantId,
         query: ListSessions,
     ) -> Result<Page<SessionKey>> {
+        through_codec!(self.sessions().list_sessions(tenant, query));
         let t = tenant.clone();
         let ListSessions { cursor, limit, .. } = query;
         self.run("session.list_sessions", tenant.to_string(), move |i| {
@@ -408,6 +414,10 @@ impl SessionLog for FsBackend {
         seen_head: u64,
         timeout: std::time::Duration,
     ) -> Result<()> {
+        through_codec!(
+            self.sessions()
+                .wait_for_change(tenant, session, seen_head, timeout)
+        );
         // Only watched, never opened: the path needs no link check (the watch does not
         // follow a link either).
         let dir = self.inner.layout.session(tenant, session);
@@ -435,6 +445,7 @@ impl SessionLog for FsBackend {
         tenant: &TenantId,
         session: &SessionKey,
     ) -> Result<Option<SessionInfo>> {
+        through_codec!(self.sessions().session_info(tenant, session));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.info", format!("{tenant}/{session}"), move |i| {
             i.session_info(&t, &s)
@@ -448,6 +459,7 @@ impl SessionLog for FsBackend {
         session: &SessionKey,
         options: CloseSession,
     ) -> Result<SessionInfo> {
+        through_codec!(self.sessions().close_session(tenant, session, options));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.close", format!("{tenant}/{session}"), move |i| {
             i.close_session(&t, &s, &options)
@@ -461,6 +473,7 @@ impl SessionLog for FsBackend {
         session: &SessionKey,
         compaction: Compaction,
     ) -> Result<u64> {
+        through_codec!(self.sessions().compact(tenant, session, compaction));
         let (t, s) = (tenant.clone(), session.clone());
         self.run("session.compact", format!("{tenant}/{session}"), move |i| {
             i.compact(&t, &s, compaction)
@@ -476,6 +489,10 @@ impl SessionLog for FsBackend {
         expected: &Envelope,
         new: Envelope,
     ) -> Result<bool> {
+        through_codec!(
+            self.sessions()
+                .replace_event(tenant, session, seq, expected, new)
+        );
         let (t, s, expected) = (tenant.clone(), session.clone(), expected.clone());
         self.run(
             "session.replace_event",

@@ -389,6 +389,7 @@ impl Store for FsBackend {
         value: Envelope,
         options: PutItemOptions,
     ) -> Result<u64> {
+        through_codec!(self.store().put(tenant, namespace, key, value, options));
         let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
         self.run(
             "store.put",
@@ -404,6 +405,7 @@ impl Store for FsBackend {
         namespace: &Namespace,
         key: &ItemKey,
     ) -> Result<Option<Item>> {
+        through_codec!(self.store().get(tenant, namespace, key));
         self.get_with(tenant, namespace, key, GetItemOptions::default())
             .await
     }
@@ -415,6 +417,7 @@ impl Store for FsBackend {
         key: &ItemKey,
         options: GetItemOptions,
     ) -> Result<Option<Item>> {
+        through_codec!(self.store().get_with(tenant, namespace, key, options));
         let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
         self.run(
             "store.get",
@@ -442,6 +445,7 @@ impl Store for FsBackend {
         key: &ItemKey,
         if_version: Option<u64>,
     ) -> Result<bool> {
+        through_codec!(self.store().delete(tenant, namespace, key, if_version));
         let (t, ns, k) = (tenant.clone(), namespace.clone(), key.clone());
         self.run(
             "store.delete",
@@ -457,6 +461,7 @@ impl Store for FsBackend {
         namespace: &Namespace,
         query: ListItems,
     ) -> Result<Page<Item>> {
+        through_codec!(self.store().list(tenant, namespace, query));
         let (t, ns) = (tenant.clone(), namespace.clone());
         self.run("store.list", format!("{tenant}/{namespace}"), move |i| {
             let limit = validate_limit(query.limit)?;
@@ -498,6 +503,7 @@ impl Store for FsBackend {
         tenant: &TenantId,
         query: ListNamespaces,
     ) -> Result<Page<Namespace>> {
+        through_codec!(self.store().list_namespaces(tenant, query));
         let t = tenant.clone();
         self.run("store.list_namespaces", tenant.to_string(), move |i| {
             let limit = validate_limit(query.limit)?;
@@ -518,6 +524,7 @@ impl Store for FsBackend {
     }
 
     async fn search(&self, tenant: &TenantId, query: SearchItems) -> Result<Vec<Item>> {
+        through_codec!(self.store().search(tenant, query));
         let t = tenant.clone();
         self.run("store.search", tenant.to_string(), move |i| {
             let limit = validate_limit(query.limit)?;

@@ -155,6 +155,22 @@ pub async fn fixture() -> Option<Fixture> {
     Some(Fixture::new("postgres", backend, caps, TimeControl::Real).holding(db))
 }
 
+/// A fixture on a fresh database whose backend's own config names the payload codec
+/// of the conformance suite (compressed, encrypted, bound to each row): every call of
+/// its traits goes through it.
+#[cfg(feature = "codec")]
+pub async fn sealed_fixture() -> Option<Fixture> {
+    let db = fresh_db().await?;
+    let mut config =
+        PgConfig::new(db.app_url()).with_codec(persistence_conformance::sealed_fixture_codec());
+    config.max_connections = 20;
+    let backend = PgBackend::connect(config)
+        .await
+        .expect("connect as app role");
+    let caps = backend.capabilities();
+    Some(Fixture::new("postgres-sealed", backend, caps, TimeControl::Real).holding(db))
+}
+
 /// A fixture on a fresh database of the TLS-only server, connected as the application
 /// role with `sslmode=verify-full` and a client certificate.
 pub async fn tls_fixture() -> Option<Fixture> {
