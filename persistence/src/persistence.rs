@@ -54,6 +54,47 @@ struct Unsealed {
     codec: Arc<persistence_codec::Codec>,
 }
 
+/// The stored form and codec of a built-in backend whose own config names a codec
+/// (`FsConfig::with_codec`, ...), so that [`Persistence::key_usage`] and
+/// [`Persistence::rekey`] read payloads as stored.
+#[cfg(feature = "codec")]
+fn codec_in_config(backend: &dyn Any) -> Option<Unsealed> {
+    #[cfg_attr(
+        not(any(feature = "fs", feature = "postgres", feature = "redis")),
+        allow(dead_code)
+    )]
+    fn unsealed<B>(raw: B, codec: &Arc<persistence_codec::Codec>) -> Unsealed
+    where
+        B: Checkpointer + Store + SessionLog + Maintenance + Clone + 'static,
+    {
+        let traced = Arc::new(
+            Traced::new(raw.backend_name(), raw.clone()).with_capabilities(raw.capabilities()),
+        );
+        Unsealed {
+            checkpointer: traced.clone(),
+            store: traced.clone(),
+            sessions: traced,
+            codec: codec.clone(),
+        }
+    }
+    #[cfg(feature = "fs")]
+    if let Some(fs) = backend.downcast_ref::<persistence_fs::FsBackend>() {
+        return fs.codec().map(|codec| unsealed(fs.without_codec(), codec));
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = backend.downcast_ref::<persistence_postgres::PgBackend>() {
+        return pg.codec().map(|codec| unsealed(pg.without_codec(), codec));
+    }
+    #[cfg(feature = "redis")]
+    if let Some(redis) = backend.downcast_ref::<persistence_redis::RedisBackend>() {
+        return redis
+            .codec()
+            .map(|codec| unsealed(redis.without_codec(), codec));
+    }
+    let _ = backend;
+    None
+}
+
 impl std::fmt::Debug for Persistence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Persistence")
@@ -81,6 +122,8 @@ impl Persistence {
             Traced::new(backend.backend_name(), backend.clone())
                 .with_capabilities(backend.capabilities()),
         );
+        #[cfg(feature = "codec")]
+        let unsealed = codec_in_config(&backend);
         Persistence {
             checkpointer: traced.clone(),
             store: traced.clone(),
@@ -89,7 +132,7 @@ impl Persistence {
             maintenance: traced,
             backend: Arc::new(backend),
             #[cfg(feature = "codec")]
-            unsealed: None,
+            unsealed,
             before_audit: None,
         }
     }

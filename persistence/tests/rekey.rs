@@ -442,3 +442,44 @@ async fn rekey_needs_an_encrypting_codec() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
+
+/// A codec named in the backend's own config (`FsConfig::with_codec`) is the one
+/// `key_usage` and `rekey` see: payloads are counted as stored, and a rotation moves
+/// them all to the new key.
+#[cfg(feature = "fs")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rekey_sees_a_codec_in_the_backend_config() {
+    use persistence::fs::{FsBackend, FsConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let open = |keys: &str| {
+        let config = FsConfig::new(dir.path()).with_codec(codec(keys, EncryptionPolicy::Required));
+        Persistence::from_backend(FsBackend::open(config).unwrap())
+    };
+    let t = tenant("config");
+    let old = open(K1);
+    let payloads = fill(&old, &t).await;
+    let before = contents(&old, &t).await;
+    let usage = old.key_usage(&t).await.unwrap();
+    assert_eq!(
+        (
+            usage.by_key.into_iter().collect::<Vec<_>>(),
+            usage.unencrypted
+        ),
+        (vec![("k1".to_string(), payloads)], 0),
+        "counted as stored"
+    );
+
+    let rotated = open(&format!("{K1},{K2}"));
+    let report = rotated
+        .rekey(&t, RekeyOptions::default().with_batch(4), &mut ignore)
+        .await
+        .unwrap();
+    assert!(report.complete, "{report:?}");
+    assert_eq!(report.rewritten, payloads, "{report:?}");
+    let usage = rotated.key_usage(&t).await.unwrap();
+    assert_eq!(
+        usage.by_key.into_iter().collect::<Vec<_>>(),
+        vec![("k2".to_string(), payloads)]
+    );
+    assert_eq!(contents(&open(K2), &t).await, before, "k1 retired");
+}
