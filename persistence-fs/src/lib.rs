@@ -231,9 +231,19 @@
 //!
 //! A store item's log, rewritten once it passes 64 KiB, pays for an atomic replace: file fsync,
 //! rename and directory fsync.
+//!
+//! # Encryption at rest
+//! With the `codec` feature, `FsConfig::with_codec` names a `persistence-codec` codec
+//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row).
+//! The opened backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
+//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog)
+//! call through it, so the backend value used directly stores sealed payloads (raw bytes after each record's JSON):
+//! ids, ordinals, timestamps and checkpoint metadata stay in clear (see the codec's
+//! docs for the full list and the threat model). `FsBackend::without_codec` reads the
+//! stored form.
 #![deny(missing_docs)]
 
-/// Sends a trait call to the codec of [`FsConfig::with_codec`] when the backend has one
+/// Sends a trait call to the codec of `FsConfig::with_codec` when the backend has one
 /// (it calls this backend again without the codec, storing the sealed payloads).
 macro_rules! through_codec {
     ($self:ident . $part:ident () . $method:ident ($($arg:ident),*)) => {
@@ -480,7 +490,7 @@ impl FsBackend {
     /// TTL, search, multi-process, session life cycle, replacing payloads and binary
     /// payloads (stored raw after a record's JSON); durable with [`Durability::Fsync`].
     ///
-    /// Through a codec ([`FsConfig::with_codec`]): no `binary_payloads`, and no
+    /// Through a codec (`FsConfig::with_codec`): no `binary_payloads`, and no
     /// `search` unless the codec keeps fields in clear.
     pub fn capabilities(&self) -> Capabilities {
         #[cfg(feature = "codec")]

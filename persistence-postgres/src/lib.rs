@@ -139,9 +139,19 @@
 //! every tenant; `persistence.purge_expired()` runs both. Run them
 //! periodically (`persistence gc`, or `SELECT * FROM persistence.purge_expired()` from a
 //! scheduler such as pg_cron).
+//!
+//! # Encryption at rest
+//! With the `codec` feature, `PgConfig::with_codec` names a `persistence-codec` codec
+//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row).
+//! The connected backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
+//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog)
+//! call through it, so the backend value used directly stores sealed payloads (the sealed bytes raw in the `bytea` columns):
+//! ids, ordinals, timestamps and checkpoint metadata stay in clear (see the codec's
+//! docs for the full list and the threat model). `PgBackend::without_codec` reads the
+//! stored form.
 #![deny(missing_docs)]
 
-/// Sends a trait call to the codec of [`PgConfig::with_codec`] when the backend has one
+/// Sends a trait call to the codec of `PgConfig::with_codec` when the backend has one
 /// (it calls this backend again without the codec, storing the sealed payloads).
 macro_rules! through_codec {
     ($self:ident . $part:ident () . $method:ident ($($arg:ident),*)) => {
@@ -401,7 +411,7 @@ impl PgBackend {
     /// TTL, search, multi-process, durable, session life cycle, replacing payloads,
     /// binary payloads (in a `bytea` beside each payload's `jsonb`, schema 13).
     ///
-    /// Through a codec ([`PgConfig::with_codec`]): no `binary_payloads`, and no `search`
+    /// Through a codec (`PgConfig::with_codec`): no `binary_payloads`, and no `search`
     /// unless the codec keeps fields in clear.
     pub fn capabilities(&self) -> Capabilities {
         #[cfg(feature = "codec")]

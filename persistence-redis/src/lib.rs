@@ -99,9 +99,19 @@
 //! a transaction of plain commands (3–4 µs), 0.53× a `GET`. On 2026-12-04 an unguarded
 //! checkpoint put, now a transaction (`EXEC` ~11 µs with its two `HSETNX` and `ZADD`),
 //! reached 0.55× / 0.35× (1 / 8 tasks), from 0.37× / 0.25× as a script.
+//!
+//! # Encryption at rest
+//! With the `codec` feature, `RedisConfig::with_codec` names a `persistence-codec` codec
+//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row).
+//! The connected backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
+//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog)
+//! call through it, so the backend value used directly stores sealed payloads (raw bytes after each value's JSON):
+//! ids, ordinals, timestamps and checkpoint metadata stay in clear (see the codec's
+//! docs for the full list and the threat model). `RedisBackend::without_codec` reads the
+//! stored form.
 #![deny(missing_docs)]
 
-/// Sends a trait call to the codec of [`RedisConfig::with_codec`] when the backend has one
+/// Sends a trait call to the codec of `RedisConfig::with_codec` when the backend has one
 /// (it calls this backend again without the codec, storing the sealed payloads).
 macro_rules! through_codec {
     ($self:ident . $part:ident () . $method:ident ($($arg:ident),*)) => {
@@ -301,7 +311,7 @@ impl RedisBackend {
     /// server (key expiry); expired items, which share their namespace's hashes, by a
     /// sweep.
     ///
-    /// Through a codec ([`RedisConfig::with_codec`]): no `binary_payloads`, and no `search`
+    /// Through a codec (`RedisConfig::with_codec`): no `binary_payloads`, and no `search`
     /// unless the codec keeps fields in clear.
     pub fn capabilities(&self) -> Capabilities {
         #[cfg(feature = "codec")]
