@@ -13,7 +13,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Schema version this code was written for (`persistence.schema_version()` after
 /// `migrate`).
-pub const SCHEMA_VERSION: i32 = 13;
+pub const SCHEMA_VERSION: i32 = 14;
 
 /// The oldest database schema this code runs against: older ones fail `SchemaTooOld`
 /// (run `persistence migrate`). Newer ones are opened when they say this code is still

@@ -203,3 +203,57 @@ async fn payloads_of_schema_12_read_unchanged_and_bytes_follow() {
     let item = backend.get(&t, &ns, &new).await.unwrap().unwrap();
     assert_eq!(item.value, with_bytes);
 }
+
+/// Bytes read the same from schema 13 and, once migrated, from 14 (whose
+/// `envelope_json` drops base64's line breaks another way): long ones, whose base64
+/// spans many lines, included; and this library opens a database of schema 13.
+#[tokio::test]
+async fn bytes_of_schema_13_read_the_same_after_14() {
+    use persistence_core::{Envelope, ItemKey, Namespace, Store};
+
+    let Some(db) = support::empty_db().await else {
+        return;
+    };
+    migrate_up_to(&db, 13).await;
+    let backend = PgBackend::connect(PgConfig::new(db.app_url()))
+        .await
+        .expect("this library opens a database of schema 13");
+    let (t, ns) = (TenantId::new("t").unwrap(), Namespace::new(["ns"]).unwrap());
+    let values: Vec<Envelope> = [0usize, 1, 2, 3, 57, 58, 1000, 65_536]
+        .iter()
+        .map(|&len| {
+            let bytes = (0..len).map(|i| (i * 131 + len) as u8).collect();
+            Envelope::new(1, serde_json::json!({"len": len})).with_bytes(bytes)
+        })
+        .collect();
+    for (i, value) in values.iter().enumerate() {
+        let key = ItemKey::new(format!("k{i}")).unwrap();
+        backend
+            .put(&t, &ns, &key, value.clone(), Default::default())
+            .await
+            .unwrap();
+    }
+    let mut admin = PgConnection::connect_with(&db.admin_options())
+        .await
+        .unwrap();
+    let texts = "SELECT persistence.envelope_json(value_version, value, value_bytes)::text \
+                 FROM persistence.items ORDER BY key";
+    let before: Vec<String> = sqlx::query_scalar(texts)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    migrate(db.admin_options().to_url_lossy().as_ref())
+        .await
+        .expect("migrate from schema 13");
+    let after: Vec<String> = sqlx::query_scalar(texts)
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(after, before, "envelope_json of schema 14 = of schema 13");
+    assert!(after.iter().all(|t| !t.contains("\\n")), "{after:?}");
+    for (i, value) in values.iter().enumerate() {
+        let key = ItemKey::new(format!("k{i}")).unwrap();
+        let item = backend.get(&t, &ns, &key).await.unwrap().unwrap();
+        assert_eq!(&item.value, value, "item {i}");
+    }
+}
