@@ -49,6 +49,10 @@ async fn fs_codec_in_config_seals_every_payload() {
         FsConfig::new(root.path()).with_codec(persistence_conformance::sealed_fixture_codec());
     let sealed = FsBackend::open(config).expect("open fs backend");
     assert!(sealed.codec().is_some());
+    let shown = format!("{sealed:?}");
+    for key in persistence_conformance::SEALED_FIXTURE_KEY_PREFIXES {
+        assert!(!shown.contains(key), "a key in Debug: {shown}");
+    }
     let raw = FsBackend::open(FsConfig::new(root.path())).expect("open fs backend");
     assert!(raw.codec().is_none());
     persistence_conformance::every_payload_sealed_below(&sealed, &raw)

@@ -57,6 +57,10 @@ async fn postgres_codec_in_config_seals_every_payload() {
         PgConfig::new(db.app_url()).with_codec(persistence_conformance::sealed_fixture_codec());
     let sealed = PgBackend::connect(config).await.expect("connect");
     assert!(sealed.codec().is_some());
+    let shown = format!("{sealed:?}");
+    for key in persistence_conformance::SEALED_FIXTURE_KEY_PREFIXES {
+        assert!(!shown.contains(key), "a key in Debug: {shown}");
+    }
     let raw = PgBackend::connect(PgConfig::new(db.app_url()))
         .await
         .expect("connect");

@@ -124,6 +124,10 @@ async fn redis_codec_in_config_seals_every_payload() {
             .with_codec(persistence_conformance::sealed_fixture_codec());
         let sealed = RedisBackend::connect(config).await.expect("connect");
         assert!(sealed.codec().is_some());
+        let shown = format!("{sealed:?}");
+        for key in persistence_conformance::SEALED_FIXTURE_KEY_PREFIXES {
+            assert!(!shown.contains(key), "a key in Debug: {shown}");
+        }
         let raw = match below {
             "without_codec" => sealed.without_codec(),
             _ => RedisBackend::connect(RedisConfig::new(&url).with_prefix(&prefix))

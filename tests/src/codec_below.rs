@@ -26,6 +26,9 @@ pub fn sealed_fixture_codec() -> persistence_codec::CodecConfig {
         .with_encryption(std::sync::Arc::new(keys), EncryptionPolicy::Required)
 }
 
+/// The start of each test key's base64, which no `Debug` output may show.
+pub const SEALED_FIXTURE_KEY_PREFIXES: [&str; 2] = ["AAECAwQF", "HxweHRwb"];
+
 /// A payload naming `what`, recognisable in stored bytes.
 fn secret(what: &str) -> Envelope {
     Envelope::new(

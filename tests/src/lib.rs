@@ -35,7 +35,9 @@ pub mod harness;
 pub mod model;
 mod suite;
 
-pub use codec_below::{every_payload_sealed_below, sealed_fixture_codec};
+pub use codec_below::{
+    SEALED_FIXTURE_KEY_PREFIXES, every_payload_sealed_below, sealed_fixture_codec,
+};
 pub use fixture::{Fixture, TimeControl};
 pub use suite::{CheckEntry, CheckFuture, Requirement, SuiteReport, run_suite, skip_reason};
 
