@@ -147,9 +147,10 @@ impl PgConfig {
     /// [`SessionLog`] call of the connected backend goes through the codec (see
     /// `persistence-codec` for the format, what stays in clear and the threat model).
     /// The backend then declares no `search` unless `config` keeps fields in clear,
-    /// and no `binary_payloads`.
-    /// [`PgBackend::without_codec`](crate::PgBackend::without_codec) reads the stored form (for
-    /// rekeying).
+    /// and no `binary_payloads`. [`PgBackend::without_codec`] reads the stored form
+    /// (for rekeying).
+    ///
+    /// [`PgBackend::without_codec`]: crate::PgBackend::without_codec
     ///
     /// [`Checkpointer`]: persistence_core::Checkpointer
     /// [`Store`]: persistence_core::Store

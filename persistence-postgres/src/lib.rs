@@ -142,13 +142,13 @@
 //!
 //! # Encryption at rest
 //! With the `codec` feature, `PgConfig::with_codec` names a `persistence-codec` codec
-//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row).
-//! The connected backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
-//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog)
-//! call through it, so the backend value used directly stores sealed payloads (the sealed bytes raw in the `bytea` columns):
-//! ids, ordinals, timestamps and checkpoint metadata stay in clear (see the codec's
-//! docs for the full list and the threat model). `PgBackend::without_codec` reads the
-//! stored form.
+//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row). The
+//! connected backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
+//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog) call
+//! through it, so the backend value used directly stores sealed payloads (the sealed bytes
+//! raw in the `bytea` columns): ids, ordinals, timestamps and checkpoint metadata stay in
+//! clear (see the codec's docs for the full list and the threat model).
+//! `PgBackend::without_codec` reads the stored form.
 #![deny(missing_docs)]
 
 /// Sends a trait call to the codec of `PgConfig::with_codec` when the backend has one

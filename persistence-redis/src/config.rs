@@ -95,9 +95,10 @@ impl RedisConfig {
     /// [`SessionLog`] call of the connected backend goes through the codec (see
     /// `persistence-codec` for the format, what stays in clear and the threat model).
     /// The backend then declares no `search` unless `config` keeps fields in clear,
-    /// and no `binary_payloads`.
-    /// [`RedisBackend::without_codec`](crate::RedisBackend::without_codec) reads the stored form (for
-    /// rekeying).
+    /// and no `binary_payloads`. [`RedisBackend::without_codec`] reads the stored form
+    /// (for rekeying).
+    ///
+    /// [`RedisBackend::without_codec`]: crate::RedisBackend::without_codec
     ///
     /// [`Checkpointer`]: persistence_core::Checkpointer
     /// [`Store`]: persistence_core::Store

@@ -102,13 +102,13 @@
 //!
 //! # Encryption at rest
 //! With the `codec` feature, `RedisConfig::with_codec` names a `persistence-codec` codec
-//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row).
-//! The connected backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
-//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog)
-//! call through it, so the backend value used directly stores sealed payloads (raw bytes after each value's JSON):
-//! ids, ordinals, timestamps and checkpoint metadata stay in clear (see the codec's
-//! docs for the full list and the threat model). `RedisBackend::without_codec` reads the
-//! stored form.
+//! (zstd, AES-256-GCM under per-tenant, per-write keys, each payload bound to its row). The
+//! connected backend then sends every [`Checkpointer`](persistence_core::Checkpointer),
+//! [`Store`](persistence_core::Store) and [`SessionLog`](persistence_core::SessionLog) call
+//! through it, so the backend value used directly stores sealed payloads (raw bytes after
+//! each value's JSON): ids, ordinals, timestamps and checkpoint metadata stay in clear (see
+//! the codec's docs for the full list and the threat model). `RedisBackend::without_codec`
+//! reads the stored form.
 #![deny(missing_docs)]
 
 /// Sends a trait call to the codec of `RedisConfig::with_codec` when the backend has one
@@ -259,8 +259,8 @@ impl RedisBackend {
         self.sealed.as_ref().map(|s| s.codec())
     }
 
-    /// The same connection without the codec of [`RedisConfig::with_codec`]: its calls store and
-    /// return payloads as given, so it reads what the codec stored (sealed).
+    /// The same connection without the codec of [`RedisConfig::with_codec`]: its calls
+    /// store and return payloads as given, so it reads what the codec stored (sealed).
     #[cfg(feature = "codec")]
     #[must_use]
     pub fn without_codec(&self) -> Self {
