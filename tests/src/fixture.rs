@@ -74,7 +74,10 @@ impl Fixture {
     /// The same backend behind the payload codec (`persistence-codec`): compression of
     /// payloads of 64 bytes and more, encryption required, under a fixed test key. The
     /// codec seals store values whole, so `search` is declared off (its checks skip).
-    /// What every backend runs the suite through a second time.
+    /// The codec's wrappers over the fixture's traits, for a backend without a codec
+    /// option of its own (the memory backend runs the suite through it a second time);
+    /// the built-in backends run it through their config's `with_codec` with
+    /// [`sealed_fixture_codec`](crate::sealed_fixture_codec) instead.
     pub fn sealed(mut self) -> Self {
         use persistence_codec::{
             Codec, SealedCheckpointer, SealedMaintenance, SealedSessions, SealedStore,
